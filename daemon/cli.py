@@ -1,0 +1,108 @@
+"""The ``rmxdiag`` command line: a thin, fast-starting dispatcher.
+
+Monitoring systems call rmxdiag as a check, so start-up matters: only argparse is imported here;
+each subcommand lives in ``daemon/commands/<name>.py`` and is imported only when it is chosen.
+Every command module exposes ``add_arguments(parser)`` and ``execute(args) -> int``.
+
+Exit codes (Nagios/Icinga plugin convention): 0 ok, 1 warning, 2 critical, 3 could not run.
+The daemon (``serve``) additionally exits 78 (EX_CONFIG) on a bad configuration at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from daemon import __version__
+
+EXIT_UNKNOWN = 3
+
+# name -> (module under daemon.commands, one-line help). The single list of subcommands.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "one troubleshooting run of every probe of the configured targets"),
+    "probe": ("probe", "MTLS handshake + SIP OPTIONS to a registrar, as the RMX does it"),
+    "cert": ("cert", "judge an RMX certificate (PEM/DER/PFX/P7B/7.x directory) against Lync's rules"),
+    "pcap": ("pcap", "reconstruct the SIP TLS handshakes of a capture and say where each died"),
+    "alarms": ("alarms", "classify RMX alarms from saved reports, snmptrapd logs or syslog"),
+    "hints": ("hints", "print the hint catalogue: codes, severity, meaning, remediation"),
+    "serve": ("serve", "run the daemon: /metrics, /probe, reports and Alertmanager-driven runs"),
+    "check-config": ("check_config", "validate a configuration file and show what would be probed"),
+    "lab": ("lab", "the embedded demo lab: a local Front End stand-in and classic failure scenarios"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; a check plugin must exit 3 (UNKNOWN) instead."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_UNKNOWN)
+
+
+def _top_parser() -> _Parser:
+    parser = _Parser(
+        prog="rmxdiag",
+        description="Diagnose the Polycom RMX <-> Lync / Skype for Business MTLS integration.",
+        epilog="Exit codes: 0 ok, 1 warning, 2 critical, 3 could not run.",
+    )
+    parser.add_argument("--version", action="version", version=f"rmxdiag {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (_module, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    # Find the subcommand without building every subparser: only the chosen module is imported.
+    command = next((a for a in args_in if not a.startswith("-")), None)
+    if command not in SUBCOMMANDS:
+        top.parse_args(args_in)  # handles --help / --version / unknown command (exit 3)
+        top.print_help(sys.stderr)
+        return EXIT_UNKNOWN
+    index = args_in.index(command)
+    pre, rest = args_in[:index], args_in[index + 1:]
+    module = importlib.import_module(f"daemon.commands.{SUBCOMMANDS[command][0]}")
+    parser = _Parser(prog=f"rmxdiag {command}", description=SUBCOMMANDS[command][1])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    args.verbose += top.parse_args(pre).verbose if pre else 0
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return _execute(module, args)
+
+
+def _execute(module: object, args: argparse.Namespace) -> int:
+    from probes.model import InputError
+
+    try:
+        code: int = module.execute(args)  # type: ignore[attr-defined]
+    except InputError as exc:
+        sys.stderr.write(f"rmxdiag: error: {exc}\n")
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        sys.stderr.write("rmxdiag: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_UNKNOWN
+    except Exception as exc:  # the last boundary: a bug must still not print a traceback
+        logging.getLogger("rmxdiag").debug("internal error", exc_info=True)
+        sys.stderr.write(f"rmxdiag: internal error ({type(exc).__name__}); "
+                         "rerun with -vv for details and report it as a bug\n")
+        return EXIT_UNKNOWN
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Helpers shared by the subcommands: output format option and report emission."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from daemon.catalogue import Firmware
+from daemon.report import Report, TargetReport, now_utc, render_json, render_text
+from probes.model import ProbeOutcome
+
+
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """The ``--format text|json`` option every reporting subcommand has."""
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text for humans (default) or the JSON document of the report contract")
+
+
+def add_firmware(parser: argparse.ArgumentParser) -> None:
+    """``--firmware 7.x|8.x``: which RMX menus the remediation steps name."""
+    parser.add_argument("--firmware", choices=[f.value for f in Firmware], default=Firmware.V8.value,
+                        help="RMX firmware family; changes which menus the fix steps name (default 8.x)")
+
+
+def single_report(name: str, outcomes: Sequence[ProbeOutcome], firmware: Firmware) -> Report:
+    """Diagnose the outcomes of one object and wrap them into a one-target report."""
+    from daemon.diagnosis import diagnose
+
+    target = TargetReport(name, tuple(outcomes), diagnose(outcomes, firmware))
+    return Report(now_utc(), (target,))
+
+
+def emit(report: Report, fmt: str) -> int:
+    """Print the report in the chosen format and return its Nagios exit code."""
+    sys.stdout.write(render_json(report) if fmt == "json" else render_text(report, sys.stdout))
+    sys.stdout.flush()
+    return report.exit_code

@@ -1,0 +1,1 @@
+"""Test support: real peers on loopback, generated PKI, process hygiene."""

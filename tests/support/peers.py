@@ -1,0 +1,100 @@
+"""Start real peer programs on loopback for tests, and clean them up completely.
+
+In CI (``CI`` set) a missing peer program is a failure, not a skip: a green run must mean the
+peer-backed tests really ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need(program: str) -> str:
+    """The path of ``program``; skip locally, fail in CI, when it is not installed."""
+    path = shutil.which(program) or next(
+        (str(p) for p in (Path("/usr/sbin") / program, Path("/sbin") / program) if p.exists()), None)
+    if path is None:
+        message = f"{program} is not installed (see .ci/run for the packages)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that was free a moment ago (for peers that cannot bind port 0 themselves)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0,
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something accepts TCP connections on ``port`` (or fail with context)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"peer exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """Terminate a peer started with ``start_new_session=True`` and its whole process group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(grace)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # grandchildren left behind by a dead leader
+
+
+@contextlib.contextmanager
+def started(argv: Sequence[str], log: Path, cwd: Path | None = None,
+            env: dict[str, str] | None = None, stdin: int | None = subprocess.DEVNULL,
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a peer in its own session with output to ``log``; kill its process group on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=stdin,
+                                cwd=cwd, env=env, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+
+
+def children_of(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (scans /proc), to assert nothing was left behind."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == current]
+        found += kids
+        frontier += kids
+    return found
