@@ -16,7 +16,7 @@ import struct
 import time
 from pathlib import Path
 
-from daemon.lab_registrar import TLS_VERSIONS, LabRegistrar, Transcript
+from daemon.lab_registrar import LabRegistrar, Transcript, set_tls_window
 from daemon.lab_scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
 
 log = logging.getLogger("rmxdiag.lab.capture")
@@ -96,10 +96,7 @@ def write_pcap(path: Path, transcript: Transcript) -> Path:
 def _rmx_context(material: Material, scenario: Scenario, keylog: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(material.ca_bundle)
-    ctx.minimum_version = TLS_VERSIONS[scenario.rmx_tls[0]]
-    ctx.maximum_version = TLS_VERSIONS[scenario.rmx_tls[1]]
-    if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # old RMX firmware: TLS 1.0 with SHA-1
+    set_tls_window(ctx, *scenario.rmx_tls)
     ctx.keylog_filename = str(keylog)
     try:
         ctx.load_cert_chain(material.rmx_cert, material.rmx_key)

@@ -27,6 +27,7 @@ import struct
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,18 @@ class Transcript:
     events: list[tuple[str, bytes]] = field(default_factory=list)
     end: str = "fin"
     started: float = field(default_factory=time.time)
+
+
+def set_tls_window(ctx: ssl.SSLContext, tls_min: str, tls_max: str) -> None:
+    """Set the TLS version window, legacy versions included (old RMX firmware and Lync 2013 need 1.0)."""
+    with warnings.catch_warnings():
+        # Python deprecates TLS 1.0/1.1 constants; the lab reproduces peers that still use them.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = TLS_VERSIONS[tls_min]
+        ctx.maximum_version = TLS_VERSIONS[tls_max]
+    if TLS_VERSIONS[tls_min] < ssl.TLSVersion.TLSv1_2:
+        # OpenSSL 3 refuses TLS 1.0/1.1 (SHA-1 in the handshake) above security level 0.
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
 
 
 def _set_client_ca_list(ctx: ssl.SSLContext, cafile: Path) -> bool:
@@ -200,9 +213,10 @@ class _Conn:
                     return message
             if len(buf) > _MAX_SIP_MESSAGE:
                 raise _Closed("oversized")
+            if time.monotonic() > self.deadline:
+                raise _Closed("deadline")
             try:
-                buf += self.tls.read(_RECV)
-                continue
+                data = self.tls.read(_RECV)
             except ssl.SSLWantReadError:
                 self.flush()
                 self.fill()
@@ -210,6 +224,10 @@ class _Conn:
                 return None
             except ssl.SSLError as exc:
                 raise _Closed(str(exc.reason)) from exc
+            else:
+                if not data:  # SSLObject.read gives b"" after the peer's close_notify
+                    return None
+                buf += data
 
     def send(self, data: bytes) -> None:
         self.tls.write(data)
@@ -267,11 +285,7 @@ class LabRegistrar:
         self.context.load_cert_chain(certfile, keyfile)
         self.context.load_verify_locations(cafile)
         self.context.verify_mode = ssl.CERT_REQUIRED
-        self.context.minimum_version = TLS_VERSIONS[tls_min]
-        self.context.maximum_version = TLS_VERSIONS[tls_max]
-        if TLS_VERSIONS[tls_min] < ssl.TLSVersion.TLSv1_2:
-            # Lync 2013 still speaks TLS 1.0/1.1 with SHA-1; OpenSSL 3 needs level 0 for that.
-            self.context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        set_tls_window(self.context, tls_min, tls_max)
         self.ca_list_sent = _set_client_ca_list(self.context, cafile)
         self._host, self._port = host, port
         self._listener: socket.socket | None = None
@@ -316,6 +330,8 @@ class LabRegistrar:
             threads = list(self._threads)
         for thread in threads:
             thread.join(timeout)
+            if thread.is_alive():
+                log.warning("lab registrar: a connection thread did not end within %.1fs", timeout)
         if self._listener is not None:
             self._listener.close()
 

@@ -112,21 +112,36 @@ def _rmx_identity(kind: str, issuing: pki.Issued, foreign: pki.Issued) -> tuple[
     return issued.cert_pem, issued.key_pem, (issued.chain_pem if issued.chain else None)
 
 
-def write_material(scenario: Scenario, workdir: Path) -> Material:
-    """Generate the lab PKI and the RMX alarm report for ``scenario`` under ``workdir``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    # Fresh keys per CA: the generator's shared key cache would give unrelated CAs the same key.
+@dataclass(frozen=True)
+class LabPKI:
+    """The enterprise CAs (which the Front End trusts), a foreign CA, and the Front End's identity."""
+
+    root: pki.Issued
+    issuing: pki.Issued
+    foreign: pki.Issued
+    fe: pki.Issued
+
+
+def make_pki() -> LabPKI:
+    """Generate the lab PKI (fresh keys per CA: the generator's key cache would share one key)."""
     root = pki.root_ca("Contoso Lab Root CA", key=pki.new_key(fresh=True))
     issuing = pki.intermediate_ca(root, "Contoso Lab Issuing CA", key=pki.new_key(fresh=True))
     foreign_root = pki.root_ca("Fabrikam Partner Root CA", key=pki.new_key(fresh=True))
     foreign = pki.intermediate_ca(foreign_root, "Fabrikam Partner Issuing CA", key=pki.new_key(fresh=True))
     fe = pki.issue(pki.name(FE_FQDN, O="Contoso"), issuing, sans=[POOL_FQDN, FE_FQDN], ip_sans=["127.0.0.1"],
                    cdp=[LAB_CDP], key=pki.new_key(fresh=True))
-    fe_paths = fe.write(workdir, "frontend")
-    enterprise = pki.pem(root.cert) + pki.pem(issuing.cert)
+    return LabPKI(root, issuing, foreign, fe)
+
+
+def write_material(scenario: Scenario, workdir: Path, lab_pki: LabPKI | None = None) -> Material:
+    """Write the lab PKI files and the RMX alarm report for ``scenario`` under ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lp = lab_pki or make_pki()
+    fe_paths = lp.fe.write(workdir, "frontend")
+    enterprise = pki.pem(lp.root.cert) + pki.pem(lp.issuing.cert)
     fe_trust = _pem_write(workdir / "frontend-trusted-roots.pem", enterprise)
     ca_bundle = _pem_write(workdir / "enterprise-ca-bundle.pem", enterprise)
-    installed, key_pem, chain_pem = _rmx_identity(scenario.rmx_cert, issuing, foreign)
+    installed, key_pem, chain_pem = _rmx_identity(scenario.rmx_cert, lp.issuing, lp.foreign)
     rmx_cert = _pem_write(workdir / "rmx-cert.pem", installed)
     rmx_key = _pem_write(workdir / "rmx-key.pem", key_pem, private=True)
     chain = _pem_write(workdir / "rmx-chain.pem", chain_pem) if chain_pem else None
