@@ -100,11 +100,24 @@ def frontend(scenario: Scenario, material: Material) -> Iterator[LabRegistrar | 
         registrar.stop()
 
 
-def run_scenario(name: str, workdir: Path) -> LabRun:
-    """Run one scenario end to end in ``workdir`` and return what happened."""
+@dataclass(frozen=True)
+class LabSetup:
+    """A scenario brought up: its files, its running Front End (or a dead port) and its target."""
+
+    scenario: Scenario
+    workdir: Path
+    port: int
+    target: Target
+    capture: Path | None
+    probes_present: tuple[str, ...]
+
+
+@contextlib.contextmanager
+def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
+    """Write the scenario's files, start its Front End and record the capture; stop it all on exit."""
     scenario = SCENARIOS[name]
     material = write_material(scenario, workdir)
-    present = available_probes()
+    present = tuple(available_probes())
     with frontend(scenario, material) as fe:
         port = fe.address[1] if fe else _closed_port()
         capture, keylog = None, None
@@ -112,11 +125,21 @@ def run_scenario(name: str, workdir: Path) -> LabRun:
             from daemon.lab_capture import record_registration
 
             capture, keylog = record_registration(fe, material, scenario, workdir)
-        target = build_target(scenario, material, port, capture, keylog)
-        report = run_target(target, Settings(state_dir=workdir, deadline=PROBE_DEADLINE), on_demand=True,
-                            only=present)
-    return LabRun(scenario, workdir, f"127.0.0.1:{port}", report,
-                  tuple(p for p in probes.PROBES if p not in present), capture)
+        yield LabSetup(scenario, workdir, port, build_target(scenario, material, port, capture, keylog),
+                       capture, present)
+
+
+def lab_settings(workdir: Path) -> Settings:
+    """Settings of a lab run (state kept in the lab's own directory)."""
+    return Settings(listen="127.0.0.1:0", interval=15.0, state_dir=workdir, deadline=PROBE_DEADLINE)
+
+
+def run_scenario(name: str, workdir: Path) -> LabRun:
+    """Run one scenario end to end in ``workdir`` and return what happened."""
+    with scenario_setup(name, workdir) as setup:
+        report = run_target(setup.target, lab_settings(workdir), on_demand=True, only=setup.probes_present)
+    return LabRun(setup.scenario, workdir, f"127.0.0.1:{setup.port}", report,
+                  tuple(p for p in probes.PROBES if p not in setup.probes_present), setup.capture)
 
 
 @contextlib.contextmanager

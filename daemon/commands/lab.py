@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the generated PKI, alarm report and capture here (default: a temporary "
                              "directory removed afterwards)")
+    parser.add_argument("--serve", action="store_true",
+                        help="also run the daemon against the lab and print the /metrics and /api/v1/report "
+                             "URLs until Ctrl-C")
     add_format(parser)
 
 
@@ -30,6 +33,12 @@ def execute(args: argparse.Namespace) -> int:
     if args.list:
         lab.list_scenarios(sys.stdout)
         return 0
+    if args.serve:
+        from daemon import lab_serve
+        from probes.model import InputError
+
+        if not lab_serve.available():
+            raise InputError("--serve: this build has no daemon (rmxdiag serve) yet")
     with lab.lab_workdir(args.workdir) as workdir:
         run = lab.run_scenario(args.scenario, workdir)
         banner = sys.stdout if args.format == "text" else sys.stderr
@@ -37,4 +46,7 @@ def execute(args: argparse.Namespace) -> int:
         banner.flush()
         code = emit(lab.as_report(run), args.format)
         (sys.stdout if args.format == "text" else sys.stderr).write(lab.footer(run))
+        if args.serve:
+            sys.stdout.flush()
+            return lab_serve.serve(args.scenario, workdir, sys.stderr if args.format == "json" else sys.stdout)
     return code
