@@ -48,6 +48,10 @@ UNTRUSTED_CHAIN_CODES = frozenset({
     21,  # unable to verify the first certificate
 })
 
+# OpenSSL answers a client certificate without the clientAuth EKU (verify code 26, invalid
+# purpose) with unsupported_certificate (43); Schannel-era peers send certificate_unknown (46),
+# the alert DOMAIN.md §4 associates with a wrong EKU. Swapped only while the alert is plaintext.
+_SCHANNEL_ALERT_FOR_VERIFY_CODE = {26: 46}
 _MAX_SIP_MESSAGE = 64 * 1024
 _RECV = 16 * 1024
 _TRANSCRIPTS_KEPT = 32
@@ -181,12 +185,23 @@ class _Conn:
                     self.reset()
                     return False
                 log.info("lab registrar: client certificate refused (%s): alert", exc.verify_message)
-                self.flush()
+                self._send_alert(_SCHANNEL_ALERT_FOR_VERIFY_CODE.get(exc.verify_code))
                 return False
             except ssl.SSLError as exc:
                 log.info("lab registrar: handshake failed (%s)", exc.reason)
                 self.flush()  # OpenSSL's alert (protocol_version, certificate_required...)
                 return False
+
+    def _send_alert(self, description: int | None) -> None:
+        """Send OpenSSL's pending alert, or ``description`` instead when that alert is plaintext."""
+        pending = self.out.read()
+        # A plaintext fatal alert record is exactly 7 bytes: 15 <version:2> 00 02 02 <desc>.
+        # In TLS 1.3 (and after ChangeCipherSpec) it is encrypted and cannot be rewritten.
+        if description is not None and len(pending) >= 7 and pending[-7] == 0x15 and pending[-4:-1] == b"\x00\x02\x02":
+            pending = pending[:-1] + bytes([description])
+        if pending:
+            self.t.events.append(("s2c", pending))
+            self.sock.sendall(pending)
 
     def reset(self) -> None:
         self.t.end = "rst"

@@ -89,6 +89,14 @@ def test_expired_client_certificate_gets_alert_45(fe: LabRegistrar, files: LabFi
     assert err.value.reason == "SSLV3_ALERT_CERTIFICATE_EXPIRED"
 
 
+def test_certificate_without_client_auth_gets_alert_46(fe: LabRegistrar, files: LabFiles) -> None:
+    # When an RMX whose certificate lacks the clientAuth EKU connects with TLS 1.2
+    # Then the Front End answers certificate_unknown (46), not OpenSSL's unsupported_certificate (43)
+    with pytest.raises(ssl.SSLError) as err:
+        options_exchange(fe.address, client_context(files.server_eku_only))
+    assert err.value.reason == "SSLV3_ALERT_CERTIFICATE_UNKNOWN"
+
+
 def test_tls_window_refuses_old_versions_with_alert_70(files: LabFiles) -> None:
     # Given a Front End that requires TLS 1.2
     m = files.good

@@ -26,15 +26,17 @@ class LabFiles:
     foreign: Material
     expired: Material
     wrong_cn: Material
+    server_eku_only: Material
 
 
 def make_files(base: Path) -> LabFiles:
-    """Write the lab material of four scenarios under ``base``."""
+    """Write the lab material of five scenarios under ``base`` (one shared PKI)."""
     shared = make_pki()
     return LabFiles(write_material(SCENARIOS["healthy"], base / "healthy", shared),
                     write_material(SCENARIOS["untrusted-ca"], base / "foreign", shared),
                     write_material(SCENARIOS["expired"], base / "expired", shared),
-                    write_material(SCENARIOS["name-mismatch"], base / "wrong-cn", shared))
+                    write_material(SCENARIOS["name-mismatch"], base / "wrong-cn", shared),
+                    write_material(SCENARIOS["missing-client-eku"], base / "eku", shared))
 
 
 def client_context(m: Material, tls_max: str = "1.2", tls_min: str = "1.2") -> ssl.SSLContext:
