@@ -233,8 +233,11 @@ def settle(tls: ssl.SSLSocket, until: float) -> bool:
 
 
 
-def _classify_error(attempt: Attempt, exc: BaseException) -> None:
-    """Set ``attempt.reason`` (and the evidence fields) from an error in the TLS or SIP stage."""
+def _classify_error(attempt: Attempt, exc: BaseException | None) -> None:
+    """Set ``attempt.reason`` (and the evidence fields) from an error in the TLS or SIP stage.
+
+    ``exc`` None: an orderly EOF (recv returned no bytes).
+    """
     trace = attempt.trace
     after_cert = trace.client_cert_sent
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -243,7 +246,7 @@ def _classify_error(attempt: Attempt, exc: BaseException) -> None:
         attempt.reason = oc.verify_reason(exc.verify_code)
         return
     if isinstance(exc, ssl.SSLError):
-        attempt.ssl_reason = exc.reason
+        attempt.ssl_reason = getattr(exc, "reason", None)
     if trace.alert_received is not None:
         attempt.stage, attempt.reason = Stage.TLS, oc.alert_reason(trace.alert_received)
         return
@@ -327,13 +330,13 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
             finally:
                 lap("sip")
             if attempt.response is None:
-                _classify_error(attempt, ssl.SSLEOFError(errno_mod.ECONNRESET, "EOF"))
+                _classify_error(attempt, None)
             else:
                 attempt.reason = oc.sip_reason(attempt.response.status)
         elif attempt.trace.tls13 and attempt.trace.client_cert_sent:
             # TLS 1.3: the FE judges our certificate after our Finished; read once to see it.
             if not settle(tls, min(deadline, time.monotonic() + settle_seconds)):
-                _classify_error(attempt, ssl.SSLEOFError(errno_mod.ECONNRESET, "EOF"))
+                _classify_error(attempt, None)
     except DeadlineExpired:
         if attempt.stage is Stage.TLS and not attempt.after_handshake:
             attempt.reason = Reason.STALLED if attempt.trace.server_spoke else Reason.NO_TLS_ANSWER
