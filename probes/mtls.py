@@ -125,12 +125,14 @@ def _from_host(target_fqdn: str | None, client: ClientContext) -> str:
 
 def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
           cache: dict[Any, Any] | None = None, from_host: str | None = None,
-          client_specs: Sequence[ClientSpec] | None = None) -> ProbeOutcome:
+          client_specs: Sequence[ClientSpec] | None = None,
+          srv_nameserver: tuple[str, int] | None = None) -> ProbeOutcome:
     """Probe every registrar (SRV domains expanded) before the absolute ``deadline``.
 
     Raises :class:`InputError` for unusable client files (the CLI exits 3); network trouble is
     never an exception but a classified outcome. ``client_specs`` (one per registrar) overrides
-    ``spec`` where registrars need different TLS ranges.
+    ``spec`` where registrars need different TLS ranges; ``srv_nameserver`` (ip, port) answers
+    the SRV lookups instead of the system resolvers.
     """
     started = time.monotonic()
     cache = cache if cache is not None else {}
@@ -144,13 +146,15 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
         endpoints: list[_Endpoint] = []
         if registrar.srv_domain:
             try:
-                members = mtls_srv.srv_members(registrar.srv_domain, deadline)
+                members = mtls_srv.srv_members(registrar.srv_domain, deadline, srv_nameserver)
             except mtls_srv.SrvLookupError as exc:
                 results.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
                 continue
             endpoints = [_Endpoint(h, p, registrar.sni or registrar.srv_domain, f"{h}:{p}") for h, p in members]
         elif registrar.host:
             endpoints = [_Endpoint(registrar.host, registrar.port, registrar.sni, f"{registrar.host}:{registrar.port}")]
+        else:
+            raise InputError(f"registrars[{index}]: neither host nor srv_domain is set")
         for position, endpoint in enumerate(endpoints):
             # Share the time left so one tarpit member cannot starve the members after it.
             left = len(endpoints) - position

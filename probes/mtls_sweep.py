@@ -29,6 +29,9 @@ class SweepJob:
 
 def _one(job: SweepJob, deadline: float, cache: dict[Any, Any]) -> ProbeOutcome:
     started = time.monotonic()
+    if started >= deadline:
+        # Queued behind slow targets until the shared deadline: say so, never "unreachable".
+        return failed(mtls.NAME, ErrorKind.DEADLINE, f"{job.name}: not started before the sweep deadline")
     try:
         return mtls.probe(job.registrars, job.spec, deadline=deadline, cache=cache, from_host=job.from_host)
     except InputError as exc:
