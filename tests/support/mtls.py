@@ -68,6 +68,24 @@ def tarpit() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@contextlib.contextmanager
+def syn_blackhole() -> Iterator[int]:
+    """A port whose SYNs go unanswered: a listener with a full accept backlog (Linux drops the SYN).
+
+    A real SYN timeout on loopback, without root or packet filters.
+    """
+    with socket.socket() as listener, contextlib.ExitStack() as stack:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(4):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        time.sleep(0.2)
+        yield port
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (connect gets RST)."""
     return free_port()
