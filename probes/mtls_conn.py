@@ -227,12 +227,18 @@ def read_response(tls: ssl.SSLSocket, deadline: float) -> sip.SipResponse | None
         buffer += chunk
 
 
-def settle(tls: ssl.SSLSocket, until: float) -> bool:
-    """Read once after a TLS 1.3 handshake for a late rejection; False on EOF. Errors propagate."""
+def settle(tls: ssl.SSLSocket, until: float, trace: Trace) -> bool:
+    """Read after a TLS 1.3 handshake for a late rejection; False on EOF. Errors (alerts) propagate.
+
+    Ends early once the server sent a post-handshake message (a NewSessionTicket): servers send
+    it only after they accepted our certificate; otherwise waits until ``until``.
+    """
     while True:
         try:
             return bool(tls.recv(4096))
         except ssl.SSLWantReadError:
+            if trace.post_handshake_messages:
+                return True
             try:
                 _wait(tls, False, until)
             except DeadlineExpired:
@@ -265,9 +271,7 @@ def _classify_error(attempt: Attempt, exc: BaseException | None) -> None:
             attempt.stage, attempt.reason = Stage.TLS, oc.alert_reason(number)
             return
         attempt.stage = Stage.TLS
-        attempt.reason = oc.ssl_reason_class(exc.reason) or (
-            Reason.LOCAL_POLICY_REFUSED if trace.alert_sent is not None and trace.alert_sent != 70
-            else Reason.LOCAL_VERSION_REFUSED if trace.alert_sent == 70 else Reason.HANDSHAKE_ERROR)
+        attempt.reason = oc.ssl_reason_class(exc.reason) or oc.sent_alert_reason(trace.alert_sent)
         return
     reset = isinstance(exc, OSError) and oc.is_reset(exc)
     if isinstance(exc, OSError) and exc.errno:
@@ -348,7 +352,7 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
                 attempt.reason = oc.sip_reason(attempt.response.status)
         elif attempt.trace.tls13 and attempt.trace.client_cert_sent:
             # TLS 1.3: the FE judges our certificate after our Finished; read once to see it.
-            if not settle(tls, min(deadline, time.monotonic() + settle_seconds)):
+            if not settle(tls, min(deadline, time.monotonic() + settle_seconds), attempt.trace):
                 _classify_error(attempt, None)
     except DeadlineExpired:
         if attempt.stage is Stage.TLS and not attempt.after_handshake:

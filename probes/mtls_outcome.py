@@ -191,6 +191,20 @@ def ssl_reason_class(ssl_reason: str | None) -> Reason | None:
     return None
 
 
+def sent_alert_reason(alert_sent: int | None) -> Reason:
+    """The reason when OUR side aborted with ``alert_sent`` for a cause OpenSSL did not name.
+
+    70 protocol_version, 40 handshake_failure and 71 insufficient_security from us mean our own
+    range or security level refused the offer; any other alert we send means the server's
+    handshake was malformed.
+    """
+    if alert_sent == 70:
+        return Reason.LOCAL_VERSION_REFUSED
+    if alert_sent in (40, 71):
+        return Reason.LOCAL_POLICY_REFUSED
+    return Reason.HANDSHAKE_ERROR
+
+
 def sip_reason(status: int) -> Reason:
     """The reason of a SIP final answer."""
     if 200 <= status < 300:
@@ -217,7 +231,7 @@ _HINTS: dict[Reason, HintRef] = {
     Reason.CONNECT_ERROR: HintRef("REGISTRAR_UNREACHABLE", _C),
     Reason.NO_TLS_ANSWER: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
     Reason.STALLED: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
-    Reason.NOT_TLS: HintRef("TLS_HANDSHAKE_FAILURE", _C),
+    Reason.NOT_TLS: HintRef("REGISTRAR_TLS_TIMEOUT", _C),  # its remediation: "not the FE's MTLS port"
     Reason.CLOSED_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.RESET_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.ALERT_HANDSHAKE_FAILURE: HintRef("TLS_HANDSHAKE_FAILURE", _C),

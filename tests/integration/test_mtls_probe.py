@@ -256,6 +256,22 @@ def test_tarpit_is_tls_timeout_within_deadline(lab: Lab) -> None:
     assert 0.9 <= elapsed < 1.3
 
 
+def test_server_that_stalls_mid_handshake(lab: Lab) -> None:
+    """Given a server that sends a ServerHello record header and then nothing, When probed, Then stalled."""
+    with peers.scripted_tcp(b"\x16\x03\x03\x00\x40\x02\x00\x00") as port:
+        out, _, elapsed = _probe(port, lab.spec, timeout=1.0)
+    assert out.failure == ("tls", "stalled") and out.findings[0].code == "REGISTRAR_TLS_TIMEOUT"
+    assert elapsed < 1.3
+
+
+def test_plain_sip_port_is_not_tls(lab: Lab) -> None:
+    """Given a plain SIP-over-TCP port, When probed with TLS, Then not_tls (wrong port), not a timeout."""
+    with peers.scripted_tcp(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as port:
+        out, r, elapsed = _probe(port, lab.spec, timeout=2.0)
+    assert out.failure == ("tls", "not_tls") and r.ssl_reason == "WRONG_VERSION_NUMBER"
+    assert out.findings[0].code == "REGISTRAR_TLS_TIMEOUT" and elapsed < 1.0
+
+
 def test_closed_port_is_unreachable(lab: Lab) -> None:
     """Given a closed port, When probed, Then REGISTRAR_UNREACHABLE (refused)."""
     out, r, _ = _probe(peers.closed_port(), lab.spec)

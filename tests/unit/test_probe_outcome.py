@@ -83,3 +83,11 @@ def test_sip_status(status: int, reason: Reason, code: str | None) -> None:
     assert oc.sip_reason(status) is reason
     hint = oc.hint_for(Stage.SIP, reason)
     assert (hint.code if hint else None) == code
+
+
+@pytest.mark.parametrize(("sent", "reason"), [(70, Reason.LOCAL_VERSION_REFUSED), (40, Reason.LOCAL_POLICY_REFUSED),
+                                              (71, Reason.LOCAL_POLICY_REFUSED), (50, Reason.HANDSHAKE_ERROR),
+                                              (None, Reason.HANDSHAKE_ERROR)])
+def test_alerts_we_sent(sent: int | None, reason: Reason) -> None:
+    """Given the alert OUR side sent (OpenSSL named no reason), When mapped, Then local policy only for 70/40/71."""
+    assert oc.sent_alert_reason(sent) is reason
