@@ -150,7 +150,8 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
             except mtls_srv.SrvLookupError as exc:
                 results.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
                 continue
-            endpoints = [_Endpoint(h, p, registrar.sni or registrar.srv_domain, f"{h}:{p}") for h, p in members]
+            # Verify each member by its own name (the pool FQDN its certificate carries) unless told.
+            endpoints = [_Endpoint(h, p, registrar.sni or h, f"{h}:{p}") for h, p in members]
         elif registrar.host:
             endpoints = [_Endpoint(registrar.host, registrar.port, registrar.sni, f"{registrar.host}:{registrar.port}")]
         else:

@@ -307,13 +307,17 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
         except OSError as exc:
             attempt.reason, attempt.errno = oc.resolve_reason(exc), exc.errno
             return attempt
+        except UnicodeError as exc:  # a name IDNA cannot encode (label too long, bad characters)
+            attempt.reason, attempt.detail = Reason.DNS_FAILURE, f"not a valid DNS name ({type(exc).__name__})"
+            return attempt
         finally:
             lap("resolve")
         attempt.stage = Stage.CONNECT
         try:
             # Next address on refusal (e.g. "localhost" -> ::1 first while the FE listens on IPv4).
             for family, sockaddr in addresses:
-                attempt.address = f"{sockaddr[0]}:{sockaddr[1]}"
+                attempt.address = (f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6
+                                   else f"{sockaddr[0]}:{sockaddr[1]}")
                 try:
                     sock = connect(family, sockaddr, deadline)
                     break

@@ -191,3 +191,14 @@ def test_sweep_shares_one_deadline(fe: Fe, files: dict[str, Path]) -> None:
     assert sum(o.failure is None for o in outcomes) == 15
     # Two workers both held by tarpits until the deadline: later jobs never started and say so.
     assert starved[-1].error is not None and starved[-1].error.kind is ErrorKind.DEADLINE
+
+
+@pytest.mark.parametrize("host", ["", ":", "[", "[::1", "a:b:c:d", "ünïcode.invalid", "a" * 70 + ".invalid",
+                                  "x" * 300, "under_score.invalid", "[::1]:0", "1.2.3.4.5"])
+def test_cli_odd_hosts_never_crash(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given odd HOST[:PORT] values, When the CLI probes, Then exit 2 or 3 with a message, never an internal error."""
+    code = main(["probe", host, "--timeout", "2"])
+    captured = capsys.readouterr()
+    assert code in (2, 3)
+    assert "internal error" not in captured.err and "Traceback" not in captured.err
+    assert captured.err if code == 3 else "REGISTRAR_" in captured.out
