@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,34 +137,43 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
     """
     started = time.monotonic()
     cache = cache if cache is not None else {}
-    results: list[RegistrarResult] = []
+    planned: list[RegistrarResult | tuple[_Endpoint, ClientContext, bool]] = []
     client_infos: tuple[CertInfo, ...] = ()
     for index, registrar in enumerate(registrars):
         this_spec = client_specs[index] if client_specs else spec
         client = client_context(this_spec, cache)
         mtls_conn.install_callback(client.context)
         client_infos = client_infos or client.chain_infos
-        endpoints: list[_Endpoint] = []
         if registrar.srv_domain:
             try:
                 members = mtls_srv.srv_members(registrar.srv_domain, deadline, srv_nameserver)
             except mtls_srv.SrvLookupError as exc:
-                results.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
+                planned.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
                 continue
             # Verify each member by its own name (the pool FQDN its certificate carries) unless told.
-            endpoints = [_Endpoint(h, p, registrar.sni or h, f"{h}:{p}") for h, p in members]
+            planned += [(_Endpoint(h, p, registrar.sni or h, f"{h}:{p}"), client, registrar.sip_options)
+                        for h, p in members]
         elif registrar.host:
-            endpoints = [_Endpoint(registrar.host, registrar.port, registrar.sni, f"{registrar.host}:{registrar.port}")]
+            label = f"{registrar.host}:{registrar.port}"
+            planned.append((_Endpoint(registrar.host, registrar.port, registrar.sni, label), client,
+                            registrar.sip_options))
         else:
             raise InputError(f"registrars[{index}]: neither host nor srv_domain is set")
-        for position, endpoint in enumerate(endpoints):
-            # Share the time left so one tarpit member cannot starve the members after it.
-            left = len(endpoints) - position
-            share = deadline if left <= 1 else time.monotonic() + (deadline - time.monotonic()) / left
-            attempt = mtls_conn.probe_once(endpoint.host, endpoint.port, endpoint.sni, client, share,
-                                           sip_options=registrar.sip_options,
-                                           from_host=_from_host(from_host, client))
-            results.append(_result(endpoint, attempt, client, cache))
+
+    def one(item: RegistrarResult | tuple[_Endpoint, ClientContext, bool]) -> RegistrarResult:
+        if isinstance(item, RegistrarResult):
+            return item
+        endpoint, client, sip_options = item
+        attempt = mtls_conn.probe_once(endpoint.host, endpoint.port, endpoint.sni, client, deadline,
+                                       sip_options=sip_options, from_host=_from_host(from_host, client))
+        return _result(endpoint, attempt, client, cache)
+
+    if sum(not isinstance(item, RegistrarResult) for item in planned) <= 1:
+        results = [one(item) for item in planned]
+    else:
+        # Pool members in parallel, each with the whole deadline: one tarpit cannot starve the others.
+        with ThreadPoolExecutor(max_workers=min(len(planned), 8), thread_name_prefix="rmxdiag-member") as pool:
+            results = list(pool.map(one, planned))
     result = MtlsResult(tuple(results), client_infos)
     findings = tuple(f for r in results for f in r.findings())
     failing = result.primary if result.primary is not None and not result.primary.ok else None

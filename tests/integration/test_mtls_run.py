@@ -202,3 +202,17 @@ def test_cli_odd_hosts_never_crash(host: str, capsys: pytest.CaptureFixture[str]
     assert code in (2, 3)
     assert "internal error" not in captured.err and "Traceback" not in captured.err
     assert captured.err if code == 3 else "REGISTRAR_" in captured.out
+
+
+def test_tarpit_member_does_not_starve_the_pool(fe: Fe, files: dict[str, Path]) -> None:
+    """Given a pool whose first SRV member is a tarpit, When probed with 1.5 s, Then the other still gets 200."""
+    spec = mtls.ClientSpec(cert=files["cert"], key=files["key"], chain=files["chain"], ca_bundle=files["ca"])
+    with peers.tarpit() as pit, _dns_server([("localhost", pit), ("localhost", fe.port)]) as ns:
+        start = time.monotonic()
+        out = mtls.probe([Registrar(srv_domain="lab.example", sni=POOL)], spec, deadline=start + 1.5,
+                         srv_nameserver=ns)
+        elapsed = time.monotonic() - start
+    assert isinstance(out.result, mtls.MtlsResult)
+    reasons = sorted(str(r.reason) for r in out.result.registrars)
+    assert reasons == ["no_answer", "ok"] and out.failure == ("tls", "no_answer")
+    assert 1.4 <= elapsed < 1.9
