@@ -24,11 +24,10 @@ from probes.mtls_tls import (
     ClientContext,
     ClientSpec,
     ca_names,
-    certificate_list,
-    certificate_request_cas,
     chain_info,
     client_context,
 )
+from probes.mtls_wire import certificate_list, certificate_request_cas
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 
 __all__ = ["ClientSpec", "MtlsResult", "RegistrarResult", "probe", "run", "spec_for_target"]
