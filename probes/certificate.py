@@ -168,7 +168,8 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
         file=material.file, form=material.form, summary=describe(leaf) if leaf is not None else None,
         chain=tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
                      "not_after": describe(c)["not_after"]} for c in material.chain),
-        key=key_state, notes=tuple(f.message for f in findings if f.severity is Severity.INFO),
+        key=key_state,
+        notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
         extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves))
     return findings, result
 

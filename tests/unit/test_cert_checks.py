@@ -120,7 +120,11 @@ def test_ec_key_is_flagged_for_lync(lab_pki: LabPKI) -> None:
 def test_no_chain_and_no_bundle_is_a_note_not_a_problem(lab_pki: LabPKI) -> None:
     # Given a bare certificate, Then the chain is reported as not checked (info only)
     found = analyse(Material("bare.pem", "pem", leaf=lab_pki.rmx.cert), Policy(), dt.datetime.now(dt.UTC))
-    assert {f.code for f in found} == {"CERT_CHAIN_UNCHECKED"}
+    assert {f.code for f in found} == {"CERT_SUMMARY", "CERT_CHAIN_UNCHECKED"}
+    summary = next(f for f in found if f.code == "CERT_SUMMARY").evidence
+    assert summary["issuer"] == lab_pki.issuing.cert.subject.rfc4514_string()
+    assert summary["ekus"] == ["serverAuth", "clientAuth"] and summary["key_bits"] == 2048
+    assert summary["not_after"].endswith("Z") and summary["cdp_urls"] == ["http://127.0.0.1:9/lab.crl"]
 
 
 def test_request_with_edited_signature_is_input_error(tmp_path: Path) -> None:
