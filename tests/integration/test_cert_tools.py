@@ -264,3 +264,23 @@ def test_preflight_needs_fqdn(d: Path, lab_pki: LabPKI) -> None:
     # Given no --fqdn, Then one line, exit 3
     proc = rmxdiag("cert", "preflight", write(d / "y.pem", lab_pki.rmx.cert))
     assert_one_line_error(proc, "--fqdn")
+
+
+def test_pfx_from_the_cas_p7b_answer_and_an_encrypted_key(d: Path, lab_pki: LabPKI) -> None:
+    # Given the CA's P7B answer (leaf + chain) and the request's key, encrypted with its own password
+    p7b = d / "ca-answer.p7b"
+    p7b.write_bytes(lab_pki.rmx.p7b())
+    key = d / "request.key"
+    key.write_bytes(lab_pki.rmx.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.BestAvailableEncryption(b"key-pass-2")))
+    key_pw = password_file(d, "key-pass-2")
+    out = d / "from-p7b.pfx"
+    out.unlink(missing_ok=True)
+    # When the PFX is assembled with no separate --chain
+    proc = rmxdiag("cert", "pfx", p7b, "--key", key, "--key-password-file", key_pw,
+                   "--password-file", password_file(d), "-o", out, "--format", "json")
+    # Then it is written with the full chain, leaf first, and neither password shows anywhere
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    order = report(proc)["probes"][0]["result"]["order"]
+    assert [o.split(":")[0] for o in order] == ["leaf + key", "CA", "CA"]
+    assert CANARY not in proc.stdout + proc.stderr and "key-pass-2" not in proc.stdout + proc.stderr
