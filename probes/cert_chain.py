@@ -13,7 +13,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from probes.model import Finding, Severity
@@ -54,6 +54,8 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         digest: Any = cert.signature_hash_algorithm
         if isinstance(pub, rsa.RSAPublicKey):
+            # cryptography gives no parameters for MD5-RSA: those are PKCS#1 v1.5 too.
+            params = params if params is not None else padding.PKCS1v15()
             pub.verify(cert.signature, cert.tbs_certificate_bytes, params, digest)
         elif isinstance(pub, ec.EllipticCurvePublicKey):
             pub.verify(cert.signature, cert.tbs_certificate_bytes, params)
@@ -164,7 +166,7 @@ def chain_findings(leaf: x509.Certificate, supplied: list[x509.Certificate], anc
           "anchors_from": "--ca-bundle" if bundle_given else "supplied chain"}
     if problems:
         return [Finding("CERT_CHAIN_INCOMPLETE", Severity.CRITICAL, "; ".join(problems),
-                        {**ev, "missing": problems, "verifier": why})]
+                        {**ev, "missing": problems})]
     if why is None:
         return [Finding("CERT_CHAIN_OK", Severity.INFO,
                         f"chain verified up to '{display_name(verified[-1].subject)}' (client-auth policy)", ev)]

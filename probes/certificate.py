@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from probes.cert_checks import Policy, analyse, describe
 from probes.cert_load import Material, load_certificate, load_chain, load_key, read_capped, read_password
-from probes.cert_net import dns_findings, fetch_presented, revocation_findings
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
 from probes.target import CertificateSource, ProbeContext, Settings, Target
 
 PROBE = "certificate"
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -95,20 +96,31 @@ def load_source(source: CertificateSource, deadline: float, cache: dict[Any, Any
     if source.kind == "fetch":
         if not source.fetch_address:
             raise InputError("certificate: kind 'fetch' needs fetch_address (host:port)")
+        from probes.cert_net import fetch_presented
+
         return fetch_presented(source.fetch_address, deadline)
     if source.path is None:
         raise InputError(f"certificate: kind '{source.kind}' needs a path")
     pw_path = source.password.path if source.password else None
-    key = ("material", source.kind, *(_stat_key(p) for p in (source.path, source.key, source.chain, pw_path)))
+    files = [source.path, source.key, source.chain, pw_path]
     if source.kind == "dir7x":
-        key += tuple(_stat_key(source.path / n) for n in ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt"))
-    if cache is not None and key in cache:
-        cached: Material = cache[key]
-        return cached
-    material = _load_files(source, pw_path)
+        files += [source.path / n for n in ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")]
+    # One slot per source, replaced when any file's (path, mtime_ns, size) changes: a daemon that
+    # runs for months keeps one parsed copy per configured certificate, not one per version.
+    slot, signature = ("certificate-material", source), tuple(_stat_key(p) for p in files)
+    return _cached(cache, slot, signature, lambda: _load_files(source, pw_path))
+
+
+def _cached(cache: dict[Any, Any] | None, slot: Any, signature: Any, load: Callable[[], T]) -> T:
     if cache is not None:
-        cache[key] = material
-    return material
+        hit = cache.get(slot)
+        if hit is not None and hit[0] == signature:
+            value: T = hit[1]
+            return value
+    value = load()
+    if cache is not None:
+        cache[slot] = (signature, value)
+    return value
 
 
 def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
@@ -133,14 +145,7 @@ def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
 def _anchors(path: Path | None, cache: dict[Any, Any] | None) -> tuple[Any, ...]:
     if path is None:
         return ()
-    key = ("anchors", _stat_key(path))
-    if cache is not None and key in cache:
-        cached: tuple[Any, ...] = cache[key]
-        return cached
-    anchors = tuple(load_chain(path))
-    if cache is not None:
-        cache[key] = anchors
-    return anchors
+    return _cached(cache, ("certificate-anchors", path), _stat_key(path), lambda: tuple(load_chain(path)))
 
 
 def judge(material: Material, options: CertOptions, now: datetime, deadline: float,
@@ -151,9 +156,14 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
                     allow_san=options.allow_san)
     findings = analyse(material, policy, now)
     leaf = material.leaf
+    # The network checks (and their imports) only when asked for: start-up time matters to checks.
     if leaf is not None and options.fqdn and options.signaling_ip:
+        from probes.cert_net import dns_findings
+
         findings += dns_findings(options.fqdn, options.signaling_ip, deadline)
     if leaf is not None and options.check_revocation:
+        from probes.cert_net import revocation_findings
+
         findings += revocation_findings(leaf, deadline)
     key_state = "not supplied"
     if material.key is not None:
@@ -162,7 +172,8 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
         file=material.file, form=material.form, summary=describe(leaf) if leaf is not None else None,
         chain=tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
                      "not_after": describe(c)["not_after"]} for c in material.chain),
-        key=key_state, notes=tuple(f.message for f in findings if f.severity is Severity.INFO),
+        key=key_state,
+        notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
         extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves))
     return findings, result
 
