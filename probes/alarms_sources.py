@@ -99,13 +99,13 @@ def _parse_trap_stream(stream: object, name: str) -> ParseResult:
         if text is None:
             result.skip(line_no)
             continue
-        recognised, alarm = parser.feed(text, line_no)
+        recognised, alarms = parser.feed(text, line_no)
         result.recognised = result.recognised or recognised
         if not recognised and text.strip():
             result.skips.unrecognised += 1
             result.skip(line_no)
-        if alarm is not None:
-            result.alarms.append(alarm)
+        result.alarms.extend(alarms)
+    result.alarms.extend(parser.flush())
     return result
 
 
@@ -142,8 +142,7 @@ class FollowedSource:
         name = str(self.follower.path)
         for raw in self.follower.poll():
             result.lines += 1
-            alarm = self._parse(raw, result, name)
-            if alarm is not None:
+            for alarm in self._parse(raw, result, name):
                 result.alarms.append(alarm)
                 if self.active.apply(alarm):
                     new.append(alarm)
@@ -157,23 +156,25 @@ class FollowedSource:
             log.warning("%s: cannot save follower state (%s)", self.follower.state_file, exc.strerror)
         return new, result
 
-    def _parse(self, raw: bytes, result: ParseResult, name: str) -> Alarm | None:
+    def _parse(self, raw: bytes, result: ParseResult, name: str) -> list[Alarm]:
         if self.fmt is FileFormat.SYSLOG:
             low = raw.lower()
             if not any(lit in low for lit in PREFILTER):
                 result.ignored += 1
-                return None
+                return []
         text = decode_line(raw, result.skips)
         if text is None:
-            return None
+            return []
         if self.fmt is FileFormat.SYSLOG:
             framed, alarm = parse_syslog_line(text, name)
             result.recognised = result.recognised or framed
             if alarm is None:
                 result.ignored += 1
-            return alarm
-        recognised, alarm = self.trap_parser.feed(text)
+            return [alarm] if alarm else []
+        # A trap still waiting for wrapped hex lines completes with its next line (snmptrapd
+        # writes a trap in one go), so nothing is held back across polls in practice.
+        recognised, alarms = self.trap_parser.feed(text)
         result.recognised = result.recognised or recognised
         if not recognised and text.strip():
             result.skips.unrecognised += 1
-        return alarm
+        return alarms

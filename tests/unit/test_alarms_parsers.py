@@ -171,3 +171,23 @@ def test_parsers_never_raise_on_near_miss_lines(lines: list[str], tail: bytes) -
     data = "\n".join(lines).encode("utf-8", "surrogateescape") + tail
     for result in (parse_report(data), parse_syslog(data), parse_snmptrapd(data)):
         assert result.lines >= 0
+
+
+def test_snmptrapd_wrapped_hex_string_as_logged_by_real_snmptrapd() -> None:
+    # Given a log written by snmptrapd 5.9.3 without MIBs (captured from the integration test):
+    # a non-ASCII description is logged as a Hex-STRING wrapped every 16 bytes onto new lines
+    result = parse_snmptrapd(_fixture("snmptrapd_nomib_wrapped.log"))
+    assert [(a.alarm_id, a.state, a.description) for a in result.alarms] == [
+        ("7", AlarmState.RAISED, "SIP TLS: Registration handshake failure"),
+        ("8", AlarmState.RAISED, "Security mode failed – Certificate expired"),
+        ("7", AlarmState.CLEARED, "SIP TLS: Registration handshake failure")]
+    assert result.alarms[1].time == "2026-11-26T12:30:45" and result.alarms[1].level == "minor"
+    # And snmptrapd's own start/stop messages are the only lines it did not understand
+    assert result.skips.unrecognised == 4
+
+
+def test_snmptrapd_wrapped_trap_at_end_of_input_is_flushed() -> None:
+    data = _fixture("snmptrapd_nomib_wrapped.log").split(b"\n")
+    cut = next(i for i, line in enumerate(data) if line.startswith(b"63 61 74 65"))
+    result = parse_snmptrapd(b"\n".join(data[:cut]))  # the trap ends in the middle of its hex dump
+    assert result.alarms[-1].description.startswith("Security mode failed")
