@@ -46,16 +46,19 @@ class SourceSummary:
     skips: Mapping[str, int] = field(default_factory=dict)
     skipped_at: tuple[int, ...] = ()
     new: int = 0  # alarms newly raised since the previous poll (followed logs only)
+    missing: bool = False  # a followed log that does not exist (yet): nothing could be read
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape."""
         return {"kind": self.kind, "name": self.name, "lines": self.lines, "lines_known": self.lines_known,
                 "events": self.events,
                 "ignored": self.ignored, "skipped": dict(self.skips), "skipped_at": list(self.skipped_at),
-                "new": self.new}
+                "new": self.new, "missing": self.missing}
 
     def text(self) -> str:
         """One human line."""
+        if self.missing:
+            return f"source {self.kind} {self.name}: MISSING (the file does not exist; nothing read)"
         skipped = sum(self.skips.values())
         what = ", ".join(f"{n} {k}" for k, n in self.skips.items() if n)
         counted = f"{self.lines} lines" if self.lines_known else f"{self.lines} prefiltered lines"
@@ -250,6 +253,8 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
         new, parsed = followed.poll()
         actives.append(followed.active.alarms())
         summary = summarise(str(fmt), str(log_path), parsed, len(new))
+        if not log_path.exists():
+            summary = SourceSummary(str(fmt), str(log_path), missing=True)
         sources.append(summary)
     mcu = None
     if src.xml_api is not None:
