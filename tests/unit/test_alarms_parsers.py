@@ -224,3 +224,15 @@ def test_grep_missing_falls_back_to_python(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(accel, "grep_path", lambda: None)
     result = parse_syslog_file(path)
     assert result.lines_known and result.events == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000) | st.text(alphabet='<>/="&;!?[]ABCDEFIMNOSTU_ \n', max_size=400).map(str.encode))
+def test_xml_answer_parser_raises_only_its_own_error(data: bytes) -> None:
+    # Given arbitrary bytes as an XML API answer, Then only XmlApiError (a clean probe error) escapes
+    from probes.alarms_xmlapi import XmlApiError, parse_answer
+
+    try:
+        assert isinstance(parse_answer(data), dict)
+    except XmlApiError as exc:
+        assert "\n" not in str(exc)
