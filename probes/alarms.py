@@ -39,24 +39,30 @@ class SourceSummary:
 
     kind: str  # report | snmptrapd | syslog | xml_api
     name: str  # file path or API URL
-    lines: int = 0
+    lines: int = 0  # lines read (only the prefiltered ones when lines_known is False)
+    lines_known: bool = True
     events: int = 0  # raise/clear events (report rows, traps, syslog alarm lines)
     ignored: int = 0  # readable lines without an alarm (other syslog traffic)
     skips: Mapping[str, int] = field(default_factory=dict)
     skipped_at: tuple[int, ...] = ()
     new: int = 0  # alarms newly raised since the previous poll (followed logs only)
+    missing: bool = False  # a followed log that does not exist (yet): nothing could be read
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape."""
-        return {"kind": self.kind, "name": self.name, "lines": self.lines, "events": self.events,
+        return {"kind": self.kind, "name": self.name, "lines": self.lines, "lines_known": self.lines_known,
+                "events": self.events,
                 "ignored": self.ignored, "skipped": dict(self.skips), "skipped_at": list(self.skipped_at),
-                "new": self.new}
+                "new": self.new, "missing": self.missing}
 
     def text(self) -> str:
         """One human line."""
+        if self.missing:
+            return f"source {self.kind} {self.name}: MISSING (the file does not exist; nothing read)"
         skipped = sum(self.skips.values())
         what = ", ".join(f"{n} {k}" for k, n in self.skips.items() if n)
-        line = f"source {self.kind} {self.name}: {self.lines} lines, {self.events} alarm events"
+        counted = f"{self.lines} lines" if self.lines_known else f"{self.lines} prefiltered lines"
+        line = f"source {self.kind} {self.name}: {counted}, {self.events} alarm events"
         if self.ignored:
             line += f", {self.ignored} other lines ignored"
         if skipped:
@@ -111,7 +117,7 @@ class AlarmsResult:
 
 def summarise(kind: str, name: str, parsed: ParseResult, new: int = 0) -> SourceSummary:
     """The summary of one parsed source."""
-    return SourceSummary(kind, name, parsed.lines, len(parsed.alarms), parsed.ignored,
+    return SourceSummary(kind, name, parsed.lines, parsed.lines_known, parsed.events, parsed.ignored,
                          {k: v for k, v in parsed.skips.to_json().items() if v},
                          tuple(parsed.skipped_at), new)
 
@@ -186,7 +192,7 @@ def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat 
     actives, sources = [], []
     for path in files:
         kind, parsed = read_file(path, fmt)
-        actives.append(active_of(parsed.alarms))
+        actives.append(parsed.active.alarms())
         sources.append(summarise(str(kind), str(path), parsed))
     mcu = None
     if xml_api is not None:
@@ -228,7 +234,7 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
     for path in src.report_files:
         _deadline(ctx)
         kind, parsed = read_file(path, FileFormat.REPORT)
-        actives.append(active_of(parsed.alarms))
+        actives.append(parsed.active.alarms())
         sources.append(summarise(str(kind), str(path), parsed))
     for fmt, log_path in ((FileFormat.SNMPTRAPD, src.snmptrapd_log), (FileFormat.SYSLOG, src.syslog_file)):
         if log_path is None:
@@ -236,7 +242,7 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
         _deadline(ctx)
         if ctx.on_demand:  # a one-off run reads the whole file and leaves the daemon's state alone
             _kind, parsed = read_file(log_path, fmt)
-            actives.append(active_of(parsed.alarms))
+            actives.append(parsed.active.alarms())
             sources.append(summarise(str(fmt), str(log_path), parsed))
             continue
         key = (PROBE, target.name, str(fmt), str(log_path))
@@ -247,6 +253,8 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
         new, parsed = followed.poll()
         actives.append(followed.active.alarms())
         summary = summarise(str(fmt), str(log_path), parsed, len(new))
+        if not log_path.exists():
+            summary = SourceSummary(str(fmt), str(log_path), missing=True)
         sources.append(summary)
     mcu = None
     if src.xml_api is not None:

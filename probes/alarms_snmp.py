@@ -107,20 +107,57 @@ def _date_and_time(kind: str | None, value: str) -> str:
     return text
 
 
+_HEX_CONTINUATION = re.compile(r"^(?:[0-9A-Fa-f]{2} )+")
+_HEX_FULL_ROW = re.compile(r"(?:[0-9A-Fa-f]{2} ){16}$")  # snmptrapd wraps Hex-STRING every 16 bytes
+_MAX_PENDING = 4096
+
+
 class TrapLogParser:
-    """Line-by-line parser of an snmptrapd log (stateful only for the last header's time)."""
+    """Line-by-line parser of an snmptrapd log.
+
+    State: the last header's time, and one trap line whose Hex-STRING value snmptrapd wrapped
+    onto the following lines (it breaks hex dumps every 16 bytes; seen with non-ASCII alarm
+    texts such as an en dash). Call :meth:`flush` at the end of a whole file.
+    """
 
     def __init__(self, oids: SnmpOids | None = None, file: str | None = None) -> None:
         self.oids = oids or SnmpOids()
         self.file = file
         self.header_time: str | None = None
+        self._pending: str | None = None
+        self._pending_line: int | None = None
 
-    def feed(self, text: str, line_no: int | None = None) -> tuple[bool, Alarm | None]:
-        """(recognised as snmptrapd output, the RMX alarm this line carries if any)."""
+    def feed(self, text: str, line_no: int | None = None) -> tuple[bool, list[Alarm]]:
+        """(recognised as snmptrapd output, the RMX alarms completed by this line)."""
+        out: list[Alarm] = []
+        if self._pending is not None:
+            if _HEX_CONTINUATION.match(text) or text.startswith("\t"):
+                self._pending += text
+                if _HEX_FULL_ROW.search(text) and len(self._pending) < _MAX_PENDING:
+                    return True, []
+                return True, self.flush()
+            out = self.flush()
         if _HEADER.match(text):
             m = _HEADER_TIME.match(text)
             self.header_time = m.group(1) if m else None
-            return True, None
+            return True, out
+        last = text.rsplit("\t", 1)[-1]
+        if _HEX_FULL_ROW.search(text) and "Hex-STRING:" in last:
+            self._pending, self._pending_line = text, line_no
+            return True, out
+        recognised, alarm = self._parse(text, line_no)
+        return recognised or bool(out), out + ([alarm] if alarm else [])
+
+    def flush(self) -> list[Alarm]:
+        """The alarm of a trap line still waiting for hex continuation lines, if any."""
+        if self._pending is None:
+            return []
+        text, line_no = self._pending, self._pending_line
+        self._pending = self._pending_line = None
+        alarm = self._parse(text, line_no)[1]
+        return [alarm] if alarm else []
+
+    def _parse(self, text: str, line_no: int | None) -> tuple[bool, Alarm | None]:
         fields: dict[int, tuple[str | None, str]] = {}
         state: AlarmState | None = None
         saw_varbind = False
@@ -164,25 +201,27 @@ def _level(kind: str | None, value: str) -> str:
 def parse_snmptrapd(data: bytes, file: str | None = None, oids: SnmpOids | None = None) -> ParseResult:
     """Parse an snmptrapd log held in memory: every RMX raise/clear, in order."""
     parser = TrapLogParser(oids, file)
-    result = ParseResult([])
+    result = ParseResult()
     for line_no, raw in enumerate(split_lines(data), 1):
         result.lines = line_no
         text = decode_line(raw, result.skips)
         if text is None:
             result.skip(line_no)
             continue
-        recognised, alarm = parser.feed(text, line_no)
+        recognised, alarms = parser.feed(text, line_no)
         if recognised:
             result.recognised = True
         elif text.strip():
             result.skips.unrecognised += 1
             result.skip(line_no)
-        if alarm is not None:
-            result.alarms.append(alarm)
+        for alarm in alarms:
+            result.add(alarm)
+    for alarm in parser.flush():
+        result.add(alarm)
     return result
 
 
 def looks_like_snmptrapd(data: bytes) -> bool:
     """True when the first lines look like snmptrapd output with RMX varbinds or headers."""
     head = parse_snmptrapd(data[:65536])
-    return head.recognised and (bool(head.alarms) or b"13885" in data[:65536] or b"rmx" in data[:65536])
+    return head.recognised and (head.events > 0 or b"13885" in data[:65536] or b"rmx" in data[:65536])

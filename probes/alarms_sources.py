@@ -18,7 +18,7 @@ from probes.alarms_lines import PREFILTER, ParseResult, decode_line, iter_stream
 from probes.alarms_model import ActiveSet, Alarm
 from probes.alarms_report import looks_like_report, parse_report
 from probes.alarms_snmp import TrapLogParser, looks_like_snmptrapd
-from probes.alarms_syslog import looks_like_syslog, parse_syslog_line, parse_syslog_stream
+from probes.alarms_syslog import looks_like_syslog, parse_syslog_file, parse_syslog_line
 from probes.model import ErrorKind, InputError
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
                 data = stream.read(MAX_REPORT_FILE + 1)
                 return found, parse_report(data, name)
             if found is FileFormat.SYSLOG:
-                return found, parse_syslog_stream(stream, name)
+                return found, parse_syslog_file(path)
             return found, _parse_trap_stream(stream, name)
         except OSError as exc:
             raise InputError(f"{path}: read error ({exc.strerror or type(exc).__name__})",
@@ -91,7 +91,7 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
 def _parse_trap_stream(stream: object, name: str) -> ParseResult:
     from typing import BinaryIO, cast
 
-    result = ParseResult([])
+    result = ParseResult()
     parser = TrapLogParser(file=name)
     for line_no, raw in enumerate(iter_stream_lines(cast(BinaryIO, stream), result.skips), 1):
         result.lines = line_no
@@ -99,13 +99,15 @@ def _parse_trap_stream(stream: object, name: str) -> ParseResult:
         if text is None:
             result.skip(line_no)
             continue
-        recognised, alarm = parser.feed(text, line_no)
+        recognised, alarms = parser.feed(text, line_no)
         result.recognised = result.recognised or recognised
         if not recognised and text.strip():
             result.skips.unrecognised += 1
             result.skip(line_no)
-        if alarm is not None:
-            result.alarms.append(alarm)
+        for alarm in alarms:
+            result.add(alarm)
+    for alarm in parser.flush():
+        result.add(alarm)
     return result
 
 
@@ -137,15 +139,14 @@ class FollowedSource:
 
     def poll(self) -> tuple[list[Alarm], ParseResult]:
         """Read new lines, update the active set; returns the NEWLY raised alarms and this poll's counts."""
-        result = ParseResult([])
+        result = ParseResult()
         new: list[Alarm] = []
         name = str(self.follower.path)
         for raw in self.follower.poll():
             result.lines += 1
-            alarm = self._parse(raw, result, name)
-            if alarm is not None:
-                result.alarms.append(alarm)
-                if self.active.apply(alarm):
+            for alarm in self._parse(raw, result, name):
+                result.add(alarm)
+                if self.active.apply(alarm) and len(new) < 1000:
                     new.append(alarm)
         result.skips.overlong += self.follower.skips.overlong
         self.follower.skips.overlong = 0
@@ -157,23 +158,25 @@ class FollowedSource:
             log.warning("%s: cannot save follower state (%s)", self.follower.state_file, exc.strerror)
         return new, result
 
-    def _parse(self, raw: bytes, result: ParseResult, name: str) -> Alarm | None:
+    def _parse(self, raw: bytes, result: ParseResult, name: str) -> list[Alarm]:
         if self.fmt is FileFormat.SYSLOG:
             low = raw.lower()
             if not any(lit in low for lit in PREFILTER):
                 result.ignored += 1
-                return None
+                return []
         text = decode_line(raw, result.skips)
         if text is None:
-            return None
+            return []
         if self.fmt is FileFormat.SYSLOG:
             framed, alarm = parse_syslog_line(text, name)
             result.recognised = result.recognised or framed
             if alarm is None:
                 result.ignored += 1
-            return alarm
-        recognised, alarm = self.trap_parser.feed(text)
+            return [alarm] if alarm else []
+        # A trap still waiting for wrapped hex lines completes with its next line (snmptrapd
+        # writes a trap in one go), so nothing is held back across polls in practice.
+        recognised, alarms = self.trap_parser.feed(text)
         result.recognised = result.recognised or recognised
         if not recognised and text.strip():
             result.skips.unrecognised += 1
-        return alarm
+        return alarms

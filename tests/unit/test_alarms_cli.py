@@ -46,7 +46,8 @@ def test_json_document_of_several_files() -> None:
 def test_certificate_warning_only_exits_1(tmp_path: Path) -> None:
     report = tmp_path / "r.txt"
     report.write_text("ID\tTime\tGMT Time\tCategory\tLevel\tDescription\n"
-                      "1\t2026-11-26 10:00\t2026-11-26 09:00\tGeneral\tMinor\tSIP TLS: Certificate is about to expire\n")
+                      "1\t2026-11-26 10:00\t2026-11-26 09:00\tGeneral\tMinor\t"
+                      "SIP TLS: Certificate is about to expire\n")
     assert _rmxdiag(str(report)).returncode == 1
 
 
