@@ -255,8 +255,8 @@ class CaptureAnalyzer:
     def _server_closed(self, conn: _Conn, how: str) -> None:
         if conn.syn and not conn.syn_ack and how == "rst":
             conn.server_rst_to_syn = True
-        if conn.client_hello:
-            conn.server_answered = True
+        if conn.client_hello and not (conn.fin_from or conn.rst_from) - {"S"}:
+            conn.server_answered = True  # a close after the client gave up is no answer
         # "Right after the client flight": the server never completed (no CCS/alert) and closed.
         if conn.client_cert_sent is not None and not conn.server_ccs and not conn.alerts \
                 and conn.after_client_cert is None:
