@@ -29,7 +29,8 @@ from probes.capture_names import certificate_request_names
 # retransmissions and (with a key log) decrypted SIP. Encrypted application data is skipped.
 DISPLAY_FILTER = ("tls.record.content_type in {20..22} || tcp.flags.syn == 1 || tcp.flags.reset == 1"
                   " || tcp.flags.fin == 1 || tcp.analysis.retransmission || sip")
-PROTOCOLS = "frame ip ipv6 tcp tls sip"
+# "tcp.segments" carries tcp.reassembled.data, where a CertificateRequest spanning segments is read.
+PROTOCOLS = "frame ip ipv6 tcp tcp.segments tls sip"
 
 
 def _all(obj: Any, key: str) -> list[Any]:
@@ -194,6 +195,8 @@ def extract(path: str, port: int, tshark: str, keylog: str | None) -> Iterator[s
     prefs = {"tls.keylog_file": keylog} if keylog else None
     tcpdump, read_fd = _prefilter(path, port)
     params = ["-J", PROTOCOLS]
+    if port != 5061:  # tshark dissects SIP over TLS on 5061 only; elsewhere say so explicitly
+        params += ["-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},sip"]
     if read_fd is not None:
         cap = _Pipe(pipe=read_fd, use_json=True, display_filter=DISPLAY_FILTER, tshark_path=tshark,
                                   override_prefs=prefs, custom_parameters=params)
