@@ -48,6 +48,7 @@ def load_config(path: Path | str) -> Config:
     reader = Reader(source)
     try:
         top = reader.root().mapping()
+        top.only("settings", "targets", "server", "webhook", "notify", "actions", "reports")
         settings = top.opt("settings", _settings, Settings())
         targets = _targets(top.required("targets"), settings)
         names = {t.name for t in targets}

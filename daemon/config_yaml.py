@@ -273,6 +273,12 @@ class Mapping:
         """Whether ``key`` is present (without taking it)."""
         return key in self.entries
 
+    def only(self, *keys: str) -> None:
+        """Refuse unknown keys up front (used where a typo would otherwise read as a missing key)."""
+        for key, (key_node, _value) in self.entries.items():
+            if key not in keys:
+                raise key_node.fail("unknown key")
+
     def finish(self) -> None:
         """Refuse the first key nobody took (keys are checked in file order)."""
         for key, (key_node, _value) in self.entries.items():
