@@ -1,0 +1,208 @@
+"""Bounded line reading shared by the alarm parsers: caps, skip counters and the literal prefilter.
+
+Every alarm file is untrusted: lines over :data:`MAX_LINE` bytes, lines with binary control
+bytes and lines that are not UTF-8 are skipped and *counted* (never fatal), and no reader ever
+holds more than one chunk plus one capped line in memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from probes.alarms_model import Alarm
+
+MAX_LINE = 4096  # bytes; longer lines are skipped (an RMX alarm text is at most 255 bytes in the MIB)
+CHUNK = 1 << 20
+
+# C0 controls except TAB, LF, CR, FF; DEL. Their presence means binary garbage, not a log line.
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+# Lower-case literals, one of which every alarm line of interest contains (see RULES in
+# alarms_model; tests check that every rule's example passes). Bulk readers search these in C
+# (bytes.find) and only hand matching lines to Python.
+PREFILTER: tuple[bytes, ...] = (b"registra", b"certificate", b"secured", b"ocsp", b"revocation",
+                                b"ice failure", b"ice-failure", b"ice_failure", b"dns failed")
+
+
+@dataclass
+class Skips:
+    """How many lines a parser skipped, and why."""
+
+    overlong: int = 0  # longer than MAX_LINE
+    binary: int = 0  # control bytes (binary garbage)
+    undecodable: int = 0  # not UTF-8
+    unrecognised: int = 0  # readable, but not a line of this format
+
+    @property
+    def total(self) -> int:
+        """All skipped lines."""
+        return self.overlong + self.binary + self.undecodable + self.unrecognised
+
+    def add(self, other: Skips) -> None:
+        """Add another counter set into this one."""
+        self.overlong += other.overlong
+        self.binary += other.binary
+        self.undecodable += other.undecodable
+        self.unrecognised += other.unrecognised
+
+    def to_json(self) -> dict[str, int]:
+        """JSON shape."""
+        return {"overlong": self.overlong, "binary": self.binary, "undecodable": self.undecodable,
+                "unrecognised": self.unrecognised}
+
+    def describe(self) -> str:
+        """One human line, e.g. '2 over 4 KiB, 1 binary' (empty when nothing was skipped)."""
+        parts = [f"{n} {what}" for n, what in ((self.overlong, "over 4 KiB"), (self.binary, "binary"),
+                                               (self.undecodable, "not UTF-8"),
+                                               (self.unrecognised, "not alarm lines")) if n]
+        return ", ".join(parts)
+
+
+def decode_line(raw: bytes, skips: Skips) -> str | None:
+    """The text of one raw line (without its line ending), or None when it must be skipped."""
+    if len(raw) > MAX_LINE:
+        skips.overlong += 1
+        return None
+    if _BINARY.search(raw):
+        skips.binary += 1
+        return None
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        skips.undecodable += 1
+        return None
+
+
+def split_lines(data: bytes) -> Iterator[bytes]:
+    """The lines of an in-memory buffer (no line endings); a UTF-8 BOM is dropped."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    start = 0
+    size = len(data)
+    while start < size:
+        end = data.find(b"\n", start)
+        if end < 0:
+            end = size
+        yield data[start:end]
+        start = end + 1
+
+
+def iter_stream_lines(stream: BinaryIO, skips: Skips, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Complete lines of a stream in bounded memory; an over-long line is dropped and counted."""
+    carry = b""
+    dropping = False  # inside a line already known to be over MAX_LINE
+    while True:
+        block = stream.read(chunk)
+        if not block:
+            break
+        data = carry + block if carry else block
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if dropping:
+                dropping = False
+            else:
+                yield data[start:end]
+            start = end + 1
+        carry = data[start:]
+        if len(carry) > MAX_LINE:
+            if not dropping:
+                skips.overlong += 1
+            dropping, carry = True, b""
+    if carry and not dropping:
+        yield carry
+
+
+def prefiltered_lines(stream: BinaryIO, skips: Skips, literals: Iterable[bytes] = PREFILTER,
+                      chunk: int = CHUNK) -> tuple[list[bytes], int]:
+    """Lines containing one of ``literals`` (case-insensitive ASCII) and the number of lines read.
+
+    The search runs in C over whole chunks (``bytes.lower`` + ``bytes.find``), so Python only
+    touches candidate lines; this is what keeps a million-line syslog cheap. Memory: the
+    candidates found plus one chunk (callers use :func:`iter_prefiltered` for streaming).
+    """
+    found: list[bytes] = []
+    total = 0
+    for lines, count in iter_prefiltered(stream, skips, tuple(literals), chunk):
+        found.extend(lines)
+        total += count
+    return found, total
+
+
+def iter_prefiltered(stream: BinaryIO, skips: Skips, literals: tuple[bytes, ...] = PREFILTER,
+                     chunk: int = CHUNK) -> Iterator[tuple[list[bytes], int]]:
+    """Per chunk: (candidate lines in file order, lines in the chunk)."""
+    carry = b""
+    dropping = False
+    while True:
+        block = stream.read(chunk)
+        final = not block
+        data = carry + block
+        if final:
+            cut = len(data)
+        else:
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # no line end in carry + block yet
+                if dropping or len(data) > MAX_LINE:
+                    skips.overlong += 0 if dropping else 1
+                    dropping, carry = True, b""
+                else:
+                    carry = data
+                continue
+        body, carry = data[:cut], data[cut:]
+        if len(carry) > MAX_LINE:  # a partial line already too long: drop it up to its newline
+            skips.overlong += 1
+            carry = b""
+            dropping_next = True
+        else:
+            dropping_next = False
+        if dropping:  # the rest of an over-long line ends at the first newline of this body
+            first = body.find(b"\n")
+            body = body[first + 1:] if first >= 0 else b""
+            dropping = False
+        if body:
+            yield _candidates(body, literals), body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+        if final:
+            return
+        dropping = dropping_next
+
+
+def _candidates(body: bytes, literals: tuple[bytes, ...]) -> list[bytes]:
+    low = body.lower()
+    starts: set[int] = set()
+    for lit in literals:
+        pos = low.find(lit)
+        while pos >= 0:
+            line_start = low.rfind(b"\n", 0, pos) + 1
+            starts.add(line_start)
+            line_end = low.find(b"\n", pos)
+            if line_end < 0:
+                break
+            pos = low.find(lit, line_end)  # one hit per line is enough
+    out = []
+    for start in sorted(starts):
+        end = body.find(b"\n", start)
+        out.append(body[start:end if end >= 0 else len(body)])
+    return out
+
+
+@dataclass
+class ParseResult:
+    """What one parser made of one input: alarms in input order, line counts, what it skipped."""
+
+    alarms: list[Alarm]
+    lines: int = 0
+    skips: Skips = field(default_factory=Skips)
+    recognised: bool = False  # the input looked like this format at all (header / trap / syslog)
+    ignored: int = 0  # readable lines of this format that carry no alarm (other syslog traffic)
+    skipped_at: list[int] = field(default_factory=list)  # first few skipped line numbers (1-based)
+
+    def skip(self, line_no: int) -> None:
+        """Remember where a line was skipped (only the first few, to stay bounded)."""
+        if len(self.skipped_at) < 5:
+            self.skipped_at.append(line_no)
