@@ -81,8 +81,20 @@ def reset_after_client_cert(s: Seen) -> bool:
         return True
     if s.code != "CLIENT_CERT_REJECTED" or s.get("alert") is not None:
         return False
+    # The mtls probe's closed reasons: reset_after_client_cert / closed_after_client_cert.
     reasons = [str(s.get("reason") or "")] + ([s.failure[1]] if s.failure else [])
-    return any(word in r for r in reasons for word in ("reset", "closed", "eof"))
+    return any(r.endswith("_after_client_cert") for r in reasons)
+
+
+def same_alert(fired: list[Seen]) -> Match:
+    """Findings citing an alert one of ``fired`` cites, sent the same way: one event seen twice
+    (e.g. the probe's alert 40 after its certificate and the capture's alert 40 from the FE)."""
+    cited = {(s.get("alert"), s.get("direction")) for s in fired if isinstance(s.get("alert"), int)}
+
+    def match(s: Seen) -> bool:
+        number, direction = s.get("alert"), s.get("direction")
+        return any(number == n and (direction is None or d is None or direction == d) for n, d in cited)
+    return match
 
 
 def any_of(*matches: Match) -> Match:
