@@ -293,7 +293,7 @@ class Reader:
     def __init__(self, source: Path) -> None:
         self.source = source
         self.base = source.parent
-        self._loader: yaml.SafeLoader | None = None
+        self._loader: Any = None
 
     def root(self) -> Node:
         """The document's root node (an error when the file is unreadable, too big or not YAML)."""
@@ -312,18 +312,28 @@ class Reader:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{self.source}: not UTF-8 text") from None
-        self._loader = yaml.SafeLoader(text)
+        self._loader = _LOADER(text)
         try:
             node = self._loader.get_single_node()
+        except yaml.YAMLError:
+            # Re-read with the pure-Python parser: its messages are the same whether or not
+            # libyaml is installed, and errors are rare enough for the cost not to matter.
+            self._loader = yaml.SafeLoader(text)
+            node = self._compose_or_raise()
+        if node is None:
+            raise ConfigError(f"{self.source}: the file is empty")
+        return Node(node, "", self)
+
+    def _compose_or_raise(self) -> yaml.Node | None:
+        try:
+            node: yaml.Node | None = self._loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f":{mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{self.source}{line}: invalid YAML: {exc.problem or exc.context}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.source}: invalid YAML: {type(exc).__name__}") from None
-        if node is None:
-            raise ConfigError(f"{self.source}: the file is empty")
-        return Node(node, "", self)
+        return node
 
     def construct(self, node: yaml.ScalarNode) -> Any:
         """The typed value of a scalar (int, float, bool, str, None...) as safe_load would give it."""
@@ -340,8 +350,12 @@ class Reader:
 
     def close(self) -> None:
         """Release the parser."""
-        if self._loader is not None:
+        if self._loader is not None and hasattr(self._loader, "dispose"):
             self._loader.dispose()
+
+
+# libyaml's parser composes ~5x faster than the pure-Python one and keeps the same line marks.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _inside(path: Path, base: Path) -> bool:
