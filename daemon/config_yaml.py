@@ -184,7 +184,16 @@ class Node:
             path = Path(base) / name
             self._check_file(path)
             return path
-        return self.check_secret(self.path_value())
+        value = self._scalar()
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail("expected the path of a file (or {credential: NAME})")
+        path = self.reader.resolve(value)
+        if not path.exists() and not path.is_symlink():
+            # Never repeat the value: a user who typed the secret itself here must not see it
+            # copied into logs and terminals by the error message.
+            raise self.fail("no such file (the value is not shown in case it is the secret itself; "
+                            "give the path of a file that holds the secret)")
+        return self.check_secret(path)
 
     def check_secret(self, path: Path) -> Path:
         """The secret-file checks of :meth:`secret_file` for a path found by other means."""
