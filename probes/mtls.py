@@ -14,21 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from probes import mtls_conn, mtls_srv
 from probes.model import ErrorKind, InputError, ProbeOutcome, ProbeStatus, failed
 from probes.mtls_outcome import Reason, Stage
 from probes.mtls_result import MtlsResult, RegistrarResult
 from probes.mtls_tls import (
+    CertInfo,
     ClientContext,
     ClientSpec,
+    ca_names,
     certificate_list,
     certificate_request_cas,
     chain_info,
     client_context,
-    name_from_der,
 )
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 
@@ -65,13 +63,11 @@ def spec_for_target(target: Target, registrar: Registrar, keylog: Any = None) ->
 
 def _issuer_check(client: ClientContext, ca_ders: list[bytes] | None) -> tuple[str | None, bool | None]:
     """(RMX issuer RFC 4514, whether the CA list names it); None where it cannot be judged."""
-    if not client.chain:
+    if client.issuer_der is None:
         return None, None
-    issuer = client.chain[0].issuer
     if not ca_ders:
-        return issuer.rfc4514_string(), None  # no list, or an empty one ("any CA", RFC 5246 §7.4.4)
-    wanted = issuer.public_bytes()
-    return issuer.rfc4514_string(), any(der == wanted for der in ca_ders)
+        return client.issuer_text, None  # no list, or an empty one ("any CA", RFC 5246 §7.4.4)
+    return client.issuer_text, client.issuer_der in ca_ders
 
 
 def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientContext,
@@ -86,15 +82,7 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
             ca_ders = certificate_request_cas(trace.certificate_request, trace.tls13)
     except ValueError as exc:
         log.debug("malformed handshake message from %s: %s", endpoint.label, exc)
-    ca_names = None
-    if ca_ders is not None:
-        names = []
-        for der in ca_ders:
-            try:
-                names.append(name_from_der(der).rfc4514_string())
-            except (ValueError, IndexError):
-                names.append("(undecodable name)")
-        ca_names = tuple(names)
+    names = ca_names(ca_ders, cache) if ca_ders is not None else None
     issuer, listed = _issuer_check(client, ca_ders)
     alert, direction = None, None
     if trace.alert_received is not None:
@@ -112,7 +100,7 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         after_handshake=attempt.after_handshake and alert is not None, verify_code=attempt.verify_code,
         verify_message=attempt.verify_message, ssl_reason=attempt.ssl_reason, errno=attempt.errno,
         client_cert_requested=requested, client_cert_sent=trace.client_cert_sent,
-        client_cert_empty=trace.client_cert_empty, ca_names=ca_names, rmx_issuer=issuer,
+        client_cert_empty=trace.client_cert_empty, ca_names=names, rmx_issuer=issuer,
         rmx_issuer_listed=listed, server_chain=chain_info(server_ders, cache),
         sip_status=response.status if response else None, sip_reason_phrase=response.reason if response else None,
         sip_server=response.server if response else None,
@@ -132,41 +120,41 @@ def _srv_failure(domain: str, port: int, exc: mtls_srv.SrvLookupError) -> Regist
 def _from_host(target_fqdn: str | None, client: ClientContext) -> str:
     if target_fqdn:
         return target_fqdn
-    if client.chain:
-        cns = client.chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        if cns:
-            return str(cns[0].value)
-    return "rmxdiag.invalid"
+    return client.cn or "rmxdiag.invalid"
 
 
 def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
           cache: dict[Any, Any] | None = None, from_host: str | None = None,
-          client_specs: Sequence[ClientSpec] | None = None) -> ProbeOutcome:
+          client_specs: Sequence[ClientSpec] | None = None,
+          srv_nameserver: tuple[str, int] | None = None) -> ProbeOutcome:
     """Probe every registrar (SRV domains expanded) before the absolute ``deadline``.
 
     Raises :class:`InputError` for unusable client files (the CLI exits 3); network trouble is
     never an exception but a classified outcome. ``client_specs`` (one per registrar) overrides
-    ``spec`` where registrars need different TLS ranges.
+    ``spec`` where registrars need different TLS ranges; ``srv_nameserver`` (ip, port) answers
+    the SRV lookups instead of the system resolvers.
     """
     started = time.monotonic()
     cache = cache if cache is not None else {}
     results: list[RegistrarResult] = []
-    chains: tuple[x509.Certificate, ...] = ()
+    client_infos: tuple[CertInfo, ...] = ()
     for index, registrar in enumerate(registrars):
         this_spec = client_specs[index] if client_specs else spec
         client = client_context(this_spec, cache)
         mtls_conn.install_callback(client.context)
-        chains = chains or client.chain
+        client_infos = client_infos or client.chain_infos
         endpoints: list[_Endpoint] = []
         if registrar.srv_domain:
             try:
-                members = mtls_srv.srv_members(registrar.srv_domain, deadline)
+                members = mtls_srv.srv_members(registrar.srv_domain, deadline, srv_nameserver)
             except mtls_srv.SrvLookupError as exc:
                 results.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
                 continue
             endpoints = [_Endpoint(h, p, registrar.sni or registrar.srv_domain, f"{h}:{p}") for h, p in members]
         elif registrar.host:
             endpoints = [_Endpoint(registrar.host, registrar.port, registrar.sni, f"{registrar.host}:{registrar.port}")]
+        else:
+            raise InputError(f"registrars[{index}]: neither host nor srv_domain is set")
         for position, endpoint in enumerate(endpoints):
             # Share the time left so one tarpit member cannot starve the members after it.
             left = len(endpoints) - position
@@ -175,7 +163,6 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
                                            sip_options=registrar.sip_options,
                                            from_host=_from_host(from_host, client))
             results.append(_result(endpoint, attempt, client, cache))
-    client_infos = chain_info([c.public_bytes(Encoding.DER) for c in chains], cache)
     result = MtlsResult(tuple(results), client_infos)
     findings = tuple(f for r in results for f in r.findings())
     failing = result.primary if result.primary is not None and not result.primary.ok else None

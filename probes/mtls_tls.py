@@ -58,10 +58,18 @@ class ClientSpec:
 
 @dataclass(frozen=True)
 class ClientContext:
-    """A ready client SSLContext and the parsed client chain it presents (leaf first)."""
+    """A ready client SSLContext and the parsed client chain it presents (leaf first).
+
+    ``chain_infos``, ``issuer_der``, ``issuer_text`` and ``cn`` are derived once at build time so
+    no probe re-parses the client certificate.
+    """
 
     context: ssl.SSLContext
     chain: tuple[x509.Certificate, ...]
+    chain_infos: tuple[CertInfo, ...] = ()
+    issuer_der: bytes | None = None
+    issuer_text: str | None = None
+    cn: str | None = None
 
 
 def _stat_key(path: Path | None) -> tuple[Any, ...]:
@@ -194,7 +202,12 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         chain = tuple(certs)
     if spec.keylog is not None:
         ctx.keylog_filename = str(spec.keylog)
-    return ClientContext(ctx, chain)
+    if not chain:
+        return ClientContext(ctx, chain)
+    cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return ClientContext(ctx, chain, tuple(cert_info(c, i) for i, c in enumerate(chain)),
+                         chain[0].issuer.public_bytes(), chain[0].issuer.rfc4514_string(),
+                         str(cns[0].value) if cns else None)
 
 
 # --- handshake message parsers (RFC 5246 §7.4.2/§7.4.4, RFC 8446 §4.3.2/§4.4.2) -----------------
@@ -337,6 +350,22 @@ def cert_info(cert: x509.Certificate, position: int) -> CertInfo:
     return CertInfo(position, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
                     format(cert.serial_number, "x"), _iso(cert.not_valid_before_utc),
                     _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans)
+
+
+def ca_names(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[str, ...]:
+    """RFC 4514 strings of CertificateRequest CA names; each DER decoded once per cache lifetime."""
+    out = []
+    for der in ders:
+        key = ("mtls-ca-name", der)
+        text = cache.get(key)
+        if not isinstance(text, str):
+            try:
+                text = name_from_der(der).rfc4514_string()
+            except (ValueError, IndexError):
+                text = "(undecodable name)"
+            cache[key] = text
+        out.append(text)
+    return tuple(out)
 
 
 def chain_info(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[CertInfo, ...]:
