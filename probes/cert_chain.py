@@ -166,7 +166,7 @@ def chain_findings(leaf: x509.Certificate, supplied: list[x509.Certificate], anc
           "anchors_from": "--ca-bundle" if bundle_given else "supplied chain"}
     if problems:
         return [Finding("CERT_CHAIN_INCOMPLETE", Severity.CRITICAL, "; ".join(problems),
-                        {**ev, "missing": problems, "verifier": why})]
+                        {**ev, "missing": problems})]
     if why is None:
         return [Finding("CERT_CHAIN_OK", Severity.INFO,
                         f"chain verified up to '{display_name(verified[-1].subject)}' (client-auth policy)", ev)]

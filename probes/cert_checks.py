@@ -263,7 +263,12 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
     if cert is None:
         return []
     base.update(_identity(cert))
-    found: list[Finding] = []
+    # Every fact in one informational finding, so diagnosis rules and the exporter (not_after,
+    # issuer) can use them without parsing the certificate again.
+    found: list[Finding] = [Finding("CERT_SUMMARY", Severity.INFO,
+                                    f"certificate '{common_name(cert.subject) or cert.subject.rfc4514_string()}' "
+                                    f"valid until {iso(cert.not_valid_after_utc)}",
+                                    {"file": material.file, **describe(cert)})]
     self_signed = is_self_signed(cert)
     if self_signed:
         factory = _factory(cert)

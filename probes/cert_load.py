@@ -227,8 +227,23 @@ def split_leaf(certs: list[x509.Certificate], key: PrivateKeyTypes | None = None
     if not ends and len(unique) == 1:
         ends = unique  # a lone CA certificate is still the certificate the user asks about
     leaf = ends[0] if ends else None
-    cas = [c for c in unique if c is not leaf and c not in ends]
+    cas = _path_order(leaf, [c for c in unique if c is not leaf and c not in ends])
     return leaf, cas, [c for c in ends if c is not leaf]
+
+
+def _path_order(leaf: x509.Certificate | None, cas: list[x509.Certificate]) -> list[x509.Certificate]:
+    """CA certificates nearest the leaf first (a P7B is a DER SET: its order means nothing)."""
+    ordered: list[x509.Certificate] = []
+    rest = list(cas)
+    current = leaf
+    while current is not None and rest:
+        issuer = next((c for c in rest if c.subject == current.issuer), None)
+        if issuer is None:
+            break
+        ordered.append(issuer)
+        rest.remove(issuer)
+        current = None if issuer.subject == issuer.issuer else issuer
+    return ordered + rest
 
 
 def _assemble(file: str, form: str, certs: list[x509.Certificate], key: PrivateKeyTypes | None,

@@ -117,7 +117,6 @@ def fetch_presented(address: str, deadline: float) -> Material:
     # including the factory self-signed one that no trust store accepts.
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1
     try:
         with socket.create_connection((host, int(port_text)), timeout=_left(deadline, 10.0)) as raw:
             raw.settimeout(_left(deadline, 10.0))

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from probes.cert_checks import (
     Policy,
@@ -74,10 +76,31 @@ def load_request(path: Path) -> x509.CertificateSigningRequest:
     raise InputError(f"{path}: is an issued certificate, not a request: use `rmxdiag cert {path}`")
 
 
+def request_signature_ok(req: x509.CertificateSigningRequest) -> bool:
+    """The request's self-signature verifies with its own public key.
+
+    Checked directly because ``is_signature_valid`` refuses SHA-1 and MD5, which the RMX and old
+    IIS request wizards still produce.
+    """
+    pub: Any = req.public_key()
+    params: Any = req.signature_algorithm_parameters
+    try:
+        digest: Any = req.signature_hash_algorithm
+        if isinstance(pub, rsa.RSAPublicKey):
+            pub.verify(req.signature, req.tbs_certrequest_bytes, params or padding.PKCS1v15(), digest)
+        elif isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(req.signature, req.tbs_certrequest_bytes, ec.ECDSA(digest))
+        else:
+            return bool(req.is_signature_valid)
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
+        return False
+    return True
+
+
 def lint_request(req: x509.CertificateSigningRequest, policy: Policy, file: str) -> tuple[list[Finding],
                                                                                          RequestResult]:
     """The findings for a request: name, SAN, key, signature and (if requested) EKUs."""
-    if not req.is_signature_valid:
+    if not request_signature_ok(req):
         raise InputError(f"{file}: the request's signature does not verify (corrupt or edited request)")
     base: dict[str, Any] = {"file": file, "subject": req.subject.rfc4514_string()}
     findings = name_findings(req, policy, base) + key_findings(req.public_key(), base)

@@ -16,7 +16,6 @@ from typing import Any
 
 from probes.cert_checks import Policy, analyse, describe
 from probes.cert_load import Material, load_certificate, load_chain, load_key, read_capped, read_password
-from probes.cert_net import dns_findings, fetch_presented, revocation_findings
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
 from probes.target import CertificateSource, ProbeContext, Settings, Target
 
@@ -95,6 +94,8 @@ def load_source(source: CertificateSource, deadline: float, cache: dict[Any, Any
     if source.kind == "fetch":
         if not source.fetch_address:
             raise InputError("certificate: kind 'fetch' needs fetch_address (host:port)")
+        from probes.cert_net import fetch_presented
+
         return fetch_presented(source.fetch_address, deadline)
     if source.path is None:
         raise InputError(f"certificate: kind '{source.kind}' needs a path")
@@ -151,9 +152,14 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
                     allow_san=options.allow_san)
     findings = analyse(material, policy, now)
     leaf = material.leaf
+    # The network checks (and their imports) only when asked for: start-up time matters to checks.
     if leaf is not None and options.fqdn and options.signaling_ip:
+        from probes.cert_net import dns_findings
+
         findings += dns_findings(options.fqdn, options.signaling_ip, deadline)
     if leaf is not None and options.check_revocation:
+        from probes.cert_net import revocation_findings
+
         findings += revocation_findings(leaf, deadline)
     key_state = "not supplied"
     if material.key is not None:
@@ -162,7 +168,8 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
         file=material.file, form=material.form, summary=describe(leaf) if leaf is not None else None,
         chain=tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
                      "not_after": describe(c)["not_after"]} for c in material.chain),
-        key=key_state, notes=tuple(f.message for f in findings if f.severity is Severity.INFO),
+        key=key_state,
+        notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
         extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves))
     return findings, result
 
