@@ -145,6 +145,13 @@ def _status(found: dict[str, str], what: str) -> None:
                           + (f" ({desc})" if desc else ""))
 
 
+def _quotes(text: str, secret: str, window: int = 5) -> bool:
+    """True when ``text`` contains the secret or any ``window``-character piece of it."""
+    if len(secret) <= window:
+        return bool(secret) and secret in text
+    return any(secret[i:i + window] in text for i in range(len(secret) - window + 1))
+
+
 def _int(text: str | None) -> int | None:
     try:
         return int(text) if text is not None else None
@@ -195,8 +202,8 @@ class _Client:
             _status(found, what)
         except XmlApiError as exc:
             detail = str(exc)
-            if secret:
-                detail = detail.replace(secret, "***")
+            if secret and _quotes(detail, secret):
+                detail = f"{what} refused (the RMX's description is withheld: it quotes the password)"
             raise XmlApiError(exc.kind, f"{self.url}: {detail}") from None
         return found
 
