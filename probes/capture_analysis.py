@@ -21,6 +21,9 @@ from probes.model import Finding, Severity
 
 MAX_LISTED = 200  # connection summaries kept for the report; counters cover every connection
 MAX_HISTORY = 40  # tokens per connection history
+# A SYN or ClientHello counts as "never answered" only when the client gave up, retransmitted, or
+# the capture went on this long after it; otherwise the capture merely ended too early.
+ANSWER_GRACE = 3.0
 _HS_NAMES = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
              8: "EncryptedExtensions", 11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest",
              14: "ServerHelloDone", 15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished"}
@@ -38,6 +41,8 @@ class _Conn:
     first_ts: float
     last_ts: float = 0.0
     syn: bool = False
+    syn_ts: float = 0.0
+    hello_ts: float = 0.0
     syn_ack: bool = False
     server_rst_to_syn: bool = False
     history: list[str] = field(default_factory=list)
@@ -197,10 +202,12 @@ class CaptureAnalyzer:
         self._alerts: Counter[str] = Counter()
         self._findings: dict[tuple[str, ...], tuple[Finding, int]] = {}
         self._connections = 0
+        self._last_ts = 0.0
 
     def feed(self, ev: PacketEvent) -> None:
         """Account one packet event."""
         self.events += 1
+        self._last_ts = max(self._last_ts, ev.ts)
         if ev.dport == self.port:
             key, from_client = (ev.src, ev.sport, ev.dst, ev.dport), True
         elif ev.sport == self.port:
@@ -228,7 +235,7 @@ class CaptureAnalyzer:
             return  # tshark does not re-dissect a retransmitted TLS segment; flags were seen already
         if ev.syn:
             if from_client and not ev.ack:
-                conn.syn = True
+                conn.syn, conn.syn_ts = True, ev.ts
                 conn.note("C:SYN")
             elif not from_client and ev.ack:
                 conn.syn_ack = True
@@ -255,8 +262,8 @@ class CaptureAnalyzer:
     def _server_closed(self, conn: _Conn, how: str) -> None:
         if conn.syn and not conn.syn_ack and how == "rst":
             conn.server_rst_to_syn = True
-        if conn.client_hello:
-            conn.server_answered = True
+        if conn.client_hello and not (conn.fin_from or conn.rst_from) - {"S"}:
+            conn.server_answered = True  # a close after the client gave up is no answer
         # "Right after the client flight": the server never completed (no CCS/alert) and closed.
         if conn.client_cert_sent is not None and not conn.server_ccs and not conn.alerts \
                 and conn.after_client_cert is None:
@@ -288,7 +295,7 @@ class CaptureAnalyzer:
             label += "(empty)" if ev.certificate_lengths[0] == 0 else ""
         conn.note(f"{who}:{label}")
         if hs == 1 and from_client:
-            conn.client_hello = True
+            conn.client_hello, conn.hello_ts = True, ev.ts
             conn.offered = ev.versions or ((ev.legacy_version,) if ev.legacy_version else ())
             conn.sni = ev.sni
         elif hs == 2 and not from_client:
@@ -330,9 +337,9 @@ class CaptureAnalyzer:
 
     # --- closing a connection: outcome, findings, counters -------------------------------------
 
-    def _close(self, key: tuple[str, int, str, int], conn: _Conn) -> None:
+    def _close(self, key: tuple[str, int, str, int], conn: _Conn, at_end: bool = False) -> None:
         del self._live[key]
-        summary = self._summarise(conn)
+        summary = self._summarise(conn, self._last_ts if at_end else None)
         self._outcomes[summary.outcome] += 1
         if len(self._done) < MAX_LISTED:
             self._done.append(summary)
@@ -345,8 +352,8 @@ class CaptureAnalyzer:
             known.append(conn.client_issuer_der)
         return tuple(known)
 
-    def _summarise(self, conn: _Conn) -> ConnectionSummary:
-        outcome = self._outcome(conn)
+    def _summarise(self, conn: _Conn, end_ts: float | None) -> ConnectionSummary:
+        outcome = self._outcome(conn, end_ts)
         ca_names: tuple[str, ...] | None = None
         in_list: bool | None = None
         if conn.ca_names is not None:
@@ -371,7 +378,7 @@ class CaptureAnalyzer:
             conn.retransmissions, tuple(conn.sip))
 
     @staticmethod
-    def _outcome(conn: _Conn) -> str:
+    def _outcome(conn: _Conn, end_ts: float | None) -> str:
         fatal = [a for a in conn.alerts if a[1] == 2]
         if fatal:
             return "alert"
@@ -379,10 +386,17 @@ class CaptureAnalyzer:
             return "empty_client_cert"
         if conn.after_client_cert is not None:
             return "reset_after_client_cert"
+        gave_up = "C" in conn.fin_from or "C" in conn.rst_from or conn.retransmissions > 0
+
+        def waited(since: float) -> bool:
+            return gave_up or end_ts is None or end_ts - since >= ANSWER_GRACE
+
         if conn.syn and not conn.syn_ack:
-            return "refused" if conn.server_rst_to_syn else "no_syn_ack"
+            if conn.server_rst_to_syn:
+                return "refused"
+            return "no_syn_ack" if waited(conn.syn_ts) else "incomplete"
         if conn.client_hello and not conn.server_answered:
-            return "no_server_hello"
+            return "no_server_hello" if waited(conn.hello_ts) else "incomplete"
         if conn.client_hello and not conn.server_hello:
             return "closed_after_client_hello"
         if conn.server_hello:
@@ -438,7 +452,7 @@ class CaptureAnalyzer:
     def finish(self, files: Iterable[str] = (), warnings: Iterable[str] = ()) -> tuple[CaptureResult, list[Finding]]:
         """Close every open connection and return the result and the findings."""
         for key, conn in list(self._live.items()):
-            self._close(key, conn)
+            self._close(key, conn, at_end=True)
         for label, count in self._alert_counts():
             self._alerts[label] += count
         findings = [Finding(f.code, f.severity, f.message + (f" ({n} connections)" if n > 1 else ""),

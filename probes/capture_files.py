@@ -154,6 +154,8 @@ def stream_events(path: Path, port: int, tshark: str, keylog: Path | None,
                 yield f"{path}: extraction stopped early ({tail[-1][:200] if tail else 'no detail'})"
         finally:
             kill_group(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _lines(fd: int, deadline: float) -> Iterator[str | None]:

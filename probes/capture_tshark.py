@@ -194,6 +194,8 @@ def extract(path: str, port: int, tshark: str, keylog: str | None) -> Iterator[s
     prefs = {"tls.keylog_file": keylog} if keylog else None
     tcpdump, read_fd = _prefilter(path, port)
     params = ["-J", PROTOCOLS]
+    if port != 5061:  # tshark dissects SIP over TLS on 5061 only; elsewhere say so explicitly
+        params += ["-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},sip"]
     if read_fd is not None:
         cap = _Pipe(pipe=read_fd, use_json=True, display_filter=DISPLAY_FILTER, tshark_path=tshark,
                                   override_prefs=prefs, custom_parameters=params)
