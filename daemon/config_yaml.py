@@ -321,21 +321,25 @@ class Reader:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{self.source}: not UTF-8 text") from None
-        self._loader = _LOADER(text)
         try:
+            self._loader = _LOADER(text)
             node = self._loader.get_single_node()
         except yaml.YAMLError:
             # Re-read with the pure-Python parser: its messages are the same whether or not
             # libyaml is installed, and errors are rare enough for the cost not to matter.
-            self._loader = yaml.SafeLoader(text)
-            node = self._compose_or_raise()
+            node = self._compose_or_raise(text)
         if node is None:
             raise ConfigError(f"{self.source}: the file is empty")
         return Node(node, "", self)
 
-    def _compose_or_raise(self) -> yaml.Node | None:
+    def _compose_or_raise(self, text: str) -> yaml.Node | None:
         try:
+            self._loader = yaml.SafeLoader(text)
             node: yaml.Node | None = self._loader.get_single_node()
+        except yaml.reader.ReaderError as exc:  # a control character: no mark, only a position
+            row = text.count("\n", 0, max(exc.position, 0)) + 1
+            raise ConfigError(f"{self.source}:{row}: invalid YAML: unacceptable character "
+                              f"#x{int(exc.character):04x}") from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f":{mark.line + 1}" if mark is not None else ""

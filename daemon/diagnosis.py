@@ -65,7 +65,10 @@ def diagnose(outcomes: Iterable[ProbeOutcome], firmware: Firmware = Firmware.V8)
     roots = _correlate(seen)
     alarms = [s for s in seen if s.code in _ALARMS]
     alarm_roots = _fold_alarms(alarms, roots, ran)  # may add alarms to the probe roots: runs first
-    return sort_hints(_hint(root, firmware) for root in roots + alarm_roots)
+    merged: dict[str, _Root] = {}
+    for root in roots + alarm_roots:  # one hint per code, even if a probe already used an alarm code
+        merged.setdefault(root.code, _Root(root.code)).seen.extend(root.seen)
+    return sort_hints(_hint(root, firmware) for root in merged.values())
 
 
 def _correlate(seen: Sequence[Seen]) -> list[_Root]:
