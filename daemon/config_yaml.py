@@ -38,10 +38,11 @@ class ConfigError(InputError):
 class Node:
     """One YAML node with its key path, its line and the means to build typed values."""
 
-    def __init__(self, node: yaml.Node, path: str, reader: Reader) -> None:
+    def __init__(self, node: yaml.Node, path: str, reader: Reader, key_line: int | None = None) -> None:
         self.node = node
         self.path = path
         self.reader = reader
+        self.key_line = key_line  # line of the key this value belongs to (None for list items)
 
     @property
     def line(self) -> int:
@@ -241,15 +242,14 @@ class Mapping:
             if not isinstance(key, str):
                 raise key_wrap.fail(f"keys must be names, got {_show(key)}")
             child_path = f"{owner.path}.{key}" if owner.path else key
+            at_key = Node(key_node, child_path, owner.reader)
             if key in self.entries:
-                raise Node(key_node, child_path, owner.reader).fail("duplicate key")
+                raise at_key.fail("duplicate key")
             if key in self.INLINE_SECRETS:
                 # Refused before anything else so the message says why, never what the value was.
-                raise Node(key_node, child_path, owner.reader).fail(
-                    "inline secrets are refused: put the value in a file readable only by rmxdiag and "
-                    f"give its path as {key.split('_')[-1]}_file (or credential: NAME)")
-            self.entries[key] = (Node(key_node, child_path, owner.reader),
-                                 Node(value_node, child_path, owner.reader))
+                raise at_key.fail("inline secrets are refused: put the value in a file readable only by rmxdiag "
+                                  f"and give its path as {key.split('_')[-1]}_file (or credential: NAME)")
+            self.entries[key] = (at_key, Node(value_node, child_path, owner.reader, at_key.line))
         self.taken: set[str] = set()
 
     def get(self, key: str) -> Node | None:
@@ -265,7 +265,8 @@ class Mapping:
         node = self.get(key)
         if node is None:
             where = f"{self.owner.path}.{key}" if self.owner.path else key
-            raise ConfigError(f"{self.owner.reader.source}:{self.owner.line}: {where}: required key is missing")
+            line = self.owner.key_line or self.owner.line  # the "section:" line, not its first entry
+            raise ConfigError(f"{self.owner.reader.source}:{line}: {where}: required key is missing")
         return node
 
     def opt(self, key: str, build: Callable[[Node], T], default: T) -> T:
