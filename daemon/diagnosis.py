@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.catalogue import CATALOGUE, Firmware, remediation
-from daemon.diagnosis_rules import CERTIFICATE_ALARM, REGISTRATION_ALARM, RULES, UNCORROBORATED, Seen
+from daemon.diagnosis_rules import CERTIFICATE_ALARM, REGISTRATION_ALARM, RULES, UNCORROBORATED, Seen, same_alert
 from daemon.report import Hint, sort_hints
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 
@@ -65,7 +65,10 @@ def diagnose(outcomes: Iterable[ProbeOutcome], firmware: Firmware = Firmware.V8)
     roots = _correlate(seen)
     alarms = [s for s in seen if s.code in _ALARMS]
     alarm_roots = _fold_alarms(alarms, roots, ran)  # may add alarms to the probe roots: runs first
-    return sort_hints(_hint(root, firmware) for root in roots + alarm_roots)
+    merged: dict[str, _Root] = {}
+    for root in roots + alarm_roots:  # one hint per code, even if a probe already used an alarm code
+        merged.setdefault(root.code, _Root(root.code)).seen.extend(root.seen)
+    return sort_hints(_hint(root, firmware) for root in merged.values())
 
 
 def _correlate(seen: Sequence[Seen]) -> list[_Root]:
@@ -76,7 +79,8 @@ def _correlate(seen: Sequence[Seen]) -> list[_Root]:
         fired = [s for s in pool if rule.fires(s)]
         if not fired or (rule.requires is not None and not any(rule.requires(s) for s in seen)):
             continue
-        explained = [s for s in pool if s not in fired and any(m(s) for m in rule.explains)]
+        explains = (*rule.explains, same_alert(fired))
+        explained = [s for s in pool if s not in fired and any(m(s) for m in explains)]
         roots.setdefault(rule.root, _Root(rule.root)).seen.extend(fired + explained)
         pool = [s for s in pool if s not in fired and s not in explained]
     for s in pool:

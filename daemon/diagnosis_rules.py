@@ -81,8 +81,20 @@ def reset_after_client_cert(s: Seen) -> bool:
         return True
     if s.code != "CLIENT_CERT_REJECTED" or s.get("alert") is not None:
         return False
+    # The mtls probe's closed reasons: reset_after_client_cert / closed_after_client_cert.
     reasons = [str(s.get("reason") or "")] + ([s.failure[1]] if s.failure else [])
-    return any(word in r for r in reasons for word in ("reset", "closed", "eof"))
+    return any(r.endswith("_after_client_cert") for r in reasons)
+
+
+def same_alert(fired: list[Seen]) -> Match:
+    """Findings citing an alert one of ``fired`` cites, sent the same way: one event seen twice
+    (e.g. the probe's alert 40 after its certificate and the capture's alert 40 from the FE)."""
+    cited = {(s.get("alert"), s.get("direction")) for s in fired if isinstance(s.get("alert"), int)}
+
+    def match(s: Seen) -> bool:
+        number, direction = s.get("alert"), s.get("direction")
+        return any(number == n and (direction is None or d is None or direction == d) for n, d in cited)
+    return match
 
 
 def any_of(*matches: Match) -> Match:
@@ -120,8 +132,9 @@ RULES: tuple[Rule, ...] = (
     Rule("CERT_EXPIRED", code("CERT_EXPIRED"),
          (alert(45, sent_by=FE), ms_diagnostics(1013), code("CERT_EXPIRING_SOON"))),
     Rule("CERT_NOT_YET_VALID", code("CERT_NOT_YET_VALID"), (alert(45, sent_by=FE), ms_diagnostics(1013))),
-    # Alert 46 certificate_unknown (or 42) is how Schannel refuses a cert without clientAuth.
-    Rule("CERT_EKU_MISSING", code("CERT_EKU_MISSING"), (alert(46, 42, sent_by=FE),)),
+    # Alert 46 certificate_unknown (or 42) is how Schannel refuses a cert without clientAuth;
+    # OpenSSL-based peers answer 43 unsupported_certificate.
+    Rule("CERT_EKU_MISSING", code("CERT_EKU_MISSING"), (alert(46, 42, 43, sent_by=FE),)),
     Rule("CERT_SIGNATURE_UNSUPPORTED", code("CERT_SIGNATURE_UNSUPPORTED"), (alert(42, 46, sent_by=FE),)),
     # The FE takes the peer's name from its certificate: a wrong name is not a trusted computer.
     Rule("CERT_CN_MISMATCH", code("CERT_CN_MISMATCH"), (code("SIP_NOT_TRUSTED", "SIP_NO_RESPONSE"),)),
@@ -136,8 +149,8 @@ RULES: tuple[Rule, ...] = (
          (code("REGISTRAR_TLS_TIMEOUT"), reset_after_client_cert)),
     Rule("CAPTURE_EMPTY_CLIENT_CERT", code("CAPTURE_EMPTY_CLIENT_CERT"),
          (code("CAPTURE_TRUNCATED_CA_LIST"), alert(116, 40, sent_by=FE))),
-    Rule("CLIENT_CERT_REJECTED", any_of(code("CLIENT_CERT_REJECTED"), alert(42, 44, 45, 46, 116, sent_by=FE)),
-         (alert(42, 44, 45, 46, 116, sent_by=FE), reset_after_client_cert, ms_diagnostics(1047))),
+    Rule("CLIENT_CERT_REJECTED", any_of(code("CLIENT_CERT_REJECTED"), alert(42, 43, 44, 45, 46, 116, sent_by=FE)),
+         (alert(42, 43, 44, 45, 46, 116, sent_by=FE), reset_after_client_cert, ms_diagnostics(1047))),
     Rule("TLS_VERSION_MISMATCH", any_of(code("TLS_VERSION_MISMATCH"), alert(70)), (alert(70),)),
     Rule("TLS_HANDSHAKE_FAILURE", any_of(code("TLS_HANDSHAKE_FAILURE"), alert(40, 71)), (alert(40, 71),)),
     Rule("REGISTRAR_CERT_UNTRUSTED", any_of(code("REGISTRAR_CERT_UNTRUSTED"), alert(48, 42, sent_by=RMX)),

@@ -41,7 +41,8 @@ MTLS_OK = f("MTLS_OK", INF, registrar="fe:5061", tls_version="TLSv1.2", sip_stat
 UNKNOWN_CA = f("CLIENT_CERT_UNKNOWN_CA", C, registrar="fe:5061", stage="tls", alert=48, alert_name="unknown_ca",
                direction="from_fe")
 MTLS_RESET = f("CLIENT_CERT_REJECTED", C, registrar="fe:5061", stage="tls", reason="reset_after_client_cert")
-CAP_RESET = f("CAPTURE_RESET_AFTER_CLIENT_CERT", C, connection="10.0.0.5:40000 -> 10.0.0.9:5061")
+CAP_RESET = f("CAPTURE_RESET_AFTER_CLIENT_CERT", C, connection="10.0.0.5:40000 -> 10.0.0.9:5061", reason="reset",
+              direction="from_fe")
 
 
 def cap_alert(number: int, direction: str = "from_fe") -> Finding:
@@ -93,6 +94,9 @@ CASES = [
          [out("certificate", f("CERT_EKU_MISSING", ekus=["serverAuth"])),
           out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 46)), out("capture", cap_alert(46))],
          ("CERT_EKU_MISSING", C, "certificate,mtls,capture")),
+    case("eku_missing_explains_openssl_alert43",
+         [out("certificate", f("CERT_EKU_MISSING")), out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 43))],
+         ("CERT_EKU_MISSING", C, "certificate,mtls")),
     case("self_signed_explains_unknown_ca",
          [out("certificate", f("CERT_SELF_SIGNED", subject="OU=Self Signed Certificate,O=Polycom MCU"),
               f("CERT_NO_CDP", W)), out("mtls", UNKNOWN_CA), out("alarms", alarm())],
@@ -183,6 +187,11 @@ CASES = [
     case("two_independent_causes_stay_two",
          [out("certificate", f("CERT_EXPIRING_SOON", W)), out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))],
          ("SIP_NOT_TRUSTED", C, "mtls"), ("CERT_EXPIRING_SOON", W, "certificate")),
+    case("probe_policy_refusal", [out("mtls", f("TLS_LOCAL_POLICY", W, reason="local_policy_refused"))],
+         ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("alert40_after_client_cert_seen_by_probe_and_capture->one_rejected",
+         [out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 40)), out("capture", cap_alert(40))],
+         ("CLIENT_CERT_REJECTED", C, "mtls,capture")),
     case("healthy_target_has_no_hint", [out("certificate"), out("mtls", MTLS_OK)]),
 ]
 
