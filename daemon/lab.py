@@ -23,6 +23,7 @@ from daemon.engine import run_target
 from daemon.lab_registrar import LabRegistrar
 from daemon.lab_scenarios import DEFAULT_SCENARIO, POOL_FQDN, RMX_FQDN, SCENARIOS, Material, Scenario, write_material
 from daemon.report import Report, TargetReport, now_utc
+from probes.model import ErrorKind, InputError
 from probes.target import AlarmSources, CaptureSources, CertificateSource, Registrar, Settings, Target
 
 log = logging.getLogger("rmxdiag.lab")
@@ -146,7 +147,13 @@ def run_scenario(name: str, workdir: Path) -> LabRun:
 def lab_workdir(requested: Path | None) -> Iterator[Path]:
     """``requested`` (created if needed, kept), or a temporary directory removed afterwards."""
     if requested is not None:
-        requested.mkdir(parents=True, exist_ok=True)
+        try:
+            requested.mkdir(parents=True, exist_ok=True)
+            (requested / ".rmxdiag-lab-probe").touch()
+            (requested / ".rmxdiag-lab-probe").unlink()
+        except OSError as exc:
+            raise InputError(f"{requested}: cannot be used as the lab directory "
+                             f"({exc.strerror or type(exc).__name__})", ErrorKind.FILE_UNREADABLE) from None
         yield requested
         return
     with tempfile.TemporaryDirectory(prefix="rmxdiag-lab-") as tmp:
