@@ -45,6 +45,10 @@ def test_scenario_names_its_root_cause(name: str, tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert target["status"] == "ok" and codes == []
         assert all(p["status"] == "ok" for p in target["probes"])
+        # And the mtls probe (a Python ssl client) read the Front End's CA list from its CertificateRequest
+        (mtls,) = [p for p in target["probes"] if p["probe"] == "mtls"]
+        assert mtls["result"]["registrars"][0]["ca_names"] == ["CN=Contoso Lab Root CA,O=rmxdiag lab",
+                                                              "CN=Contoso Lab Issuing CA,O=rmxdiag lab"]
     else:
         # Faulty: the expected root cause is among the hints and the run is critical (exit 2)
         assert scenario.expect in codes, f"{name}: {codes}"
