@@ -212,7 +212,11 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         _load_into(ctx, key, certs, spec.pfx or spec.cert or Path("?"))
         chain = tuple(certs)
     if spec.keylog is not None:
-        ctx.keylog_filename = str(spec.keylog)
+        try:
+            ctx.keylog_filename = str(spec.keylog)
+        except OSError as exc:
+            raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",
+                             ErrorKind.FILE_UNREADABLE) from exc
     if not chain:
         return ClientContext(ctx, chain)
     cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)

@@ -177,6 +177,7 @@ def test_cli_fault_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture
     (["probe", "127.0.0.1", "--key", "/etc/hostname"], "need --cert"),
     (["probe", "127.0.0.1", "--timeout", "0"], "--timeout"),
     (["probe", "127.0.0.1", "--ca-bundle", "/etc/hostname"], "/etc/hostname"),
+    (["probe", "127.0.0.1", "--keylog", "/nonexistent-dir/keys.log"], "/nonexistent-dir/keys.log"),
 ])
 def test_cli_bad_input_exits_3_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Given bad input, When the CLI runs, Then exit 3 and one stderr line naming what is wrong."""
