@@ -73,16 +73,30 @@ def _issuer_check(client: ClientContext, ca_ders: list[bytes] | None) -> tuple[s
 def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientContext,
             cache: dict[Any, Any]) -> RegistrarResult:
     trace = attempt.trace
-    server_ders: list[bytes] = []
+    server_chain: tuple[CertInfo, ...] = ()
     ca_ders: list[bytes] | None = None
-    try:
-        if trace.server_certificate is not None:
-            server_ders = certificate_list(trace.server_certificate, trace.tls13)
-        if trace.certificate_request is not None:
-            ca_ders = certificate_request_cas(trace.certificate_request, trace.tls13)
-    except ValueError as exc:
-        log.debug("malformed handshake message from %s: %s", endpoint.label, exc)
-    names = ca_names(ca_ders, cache) if ca_ders is not None else None
+    names: tuple[str, ...] | None = None
+    if trace.server_certificate is not None:
+        # The FE sends the same Certificate message every time: summarise it once per cache.
+        key = ("mtls-certificate-msg", trace.server_certificate, trace.tls13)
+        server_chain = cache.get(key) or ()
+        if not server_chain:
+            try:
+                server_chain = chain_info(certificate_list(trace.server_certificate, trace.tls13), cache)
+                cache[key] = server_chain
+            except ValueError as exc:
+                log.debug("malformed Certificate from %s: %s", endpoint.label, exc)
+    if trace.certificate_request is not None:
+        key = ("mtls-certificate-request-msg", trace.certificate_request, trace.tls13)
+        found = cache.get(key)
+        if found is None:
+            try:
+                ders = certificate_request_cas(trace.certificate_request, trace.tls13)
+                found = cache[key] = (ders, ca_names(ders, cache))
+            except ValueError as exc:
+                log.debug("malformed CertificateRequest from %s: %s", endpoint.label, exc)
+        if found is not None:
+            ca_ders, names = found
     issuer, listed = _issuer_check(client, ca_ders)
     alert, direction = None, None
     if trace.alert_received is not None:
@@ -101,7 +115,7 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         verify_message=attempt.verify_message, ssl_reason=attempt.ssl_reason, errno=attempt.errno,
         client_cert_requested=requested, client_cert_sent=trace.client_cert_sent,
         client_cert_empty=trace.client_cert_empty, ca_names=names, rmx_issuer=issuer,
-        rmx_issuer_listed=listed, server_chain=chain_info(server_ders, cache),
+        rmx_issuer_listed=listed, server_chain=server_chain,
         sip_status=response.status if response else None, sip_reason_phrase=response.reason if response else None,
         sip_server=response.server if response else None,
         ms_diagnostics=response.diagnostics if response else (), ladder=tuple(trace.steps), detail=attempt.detail)

@@ -112,11 +112,22 @@ def _read(path: Path, what: str) -> bytes:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})", ErrorKind.FILE_UNREADABLE) from exc
 
 
+def _secret(secret: SecretFile | None) -> bytes | None:
+    """The password of a SecretFile; an unreadable file is bad input naming the file (never the value)."""
+    if secret is None:
+        return None
+    try:
+        return secret.read()
+    except OSError as exc:
+        raise InputError(f"{secret.path}: cannot read the password file ({exc.strerror})",
+                         ErrorKind.FILE_UNREADABLE) from exc
+
+
 def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | None:
     """(private key, [leaf, chain...]) from the PFX or the PEM files; None when no certificate."""
     if spec.pfx is not None:
         data = _read(spec.pfx, "PFX")
-        password = spec.password.read() if spec.password else None
+        password = _secret(spec.password)
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
         except ValueError as exc:
@@ -133,7 +144,7 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         certs = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
     except ValueError as exc:
         raise InputError(f"{spec.cert}: not a PEM certificate") from exc
-    key_password = spec.password.read() if spec.password else None
+    key_password = _secret(spec.password)
     try:
         key = serialization.load_pem_private_key(_read(spec.key, "private key"), key_password or None)
     except TypeError as exc:
@@ -201,7 +212,11 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         _load_into(ctx, key, certs, spec.pfx or spec.cert or Path("?"))
         chain = tuple(certs)
     if spec.keylog is not None:
-        ctx.keylog_filename = str(spec.keylog)
+        try:
+            ctx.keylog_filename = str(spec.keylog)
+        except OSError as exc:
+            raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",
+                             ErrorKind.FILE_UNREADABLE) from exc
     if not chain:
         return ClientContext(ctx, chain)
     cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)

@@ -84,6 +84,15 @@ def test_run_reports_bad_password_as_error_kind(files: dict[str, Path], tmp_path
     assert out.error.kind is ErrorKind.BAD_PASSWORD and "not-the-password" not in out.error.detail
 
 
+def test_run_reports_missing_password_file_as_unreadable(files: dict[str, Path], tmp_path: Path) -> None:
+    """Given a password file that does not exist, When run, Then FILE_UNREADABLE naming it (not a probe bug)."""
+    missing = tmp_path / "gone.txt"
+    target = Target("rmx", certificate=CertificateSource("pfx", path=files["pfx"], password=SecretFile(missing)),
+                    registrars=(Registrar(host="127.0.0.1", port=1),))
+    out = mtls.run(target, Settings(), _ctx(2))
+    assert out.error is not None and out.error.kind is ErrorKind.FILE_UNREADABLE and str(missing) in out.error.detail
+
+
 def test_run_never_raises_on_a_registrar_without_address() -> None:
     """Given a registrar with neither host nor SRV domain, When run, Then a failed outcome, not an exception."""
     out = mtls.run(Target("rmx", registrars=(Registrar(),)), Settings(), _ctx(1))
@@ -168,6 +177,7 @@ def test_cli_fault_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture
     (["probe", "127.0.0.1", "--key", "/etc/hostname"], "need --cert"),
     (["probe", "127.0.0.1", "--timeout", "0"], "--timeout"),
     (["probe", "127.0.0.1", "--ca-bundle", "/etc/hostname"], "/etc/hostname"),
+    (["probe", "127.0.0.1", "--keylog", "/nonexistent-dir/keys.log"], "/nonexistent-dir/keys.log"),
 ])
 def test_cli_bad_input_exits_3_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Given bad input, When the CLI runs, Then exit 3 and one stderr line naming what is wrong."""
