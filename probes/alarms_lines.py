@@ -63,6 +63,11 @@ class Skips:
         return ", ".join(parts)
 
 
+def binary_bytes(data: bytes) -> bool:
+    """True when ``data`` holds control bytes that no text log line contains."""
+    return _BINARY.search(data) is not None
+
+
 def decode_line(raw: bytes, skips: Skips) -> str | None:
     """The text of one raw line (without its line ending), or None when it must be skipped."""
     if len(raw) > MAX_LINE:
