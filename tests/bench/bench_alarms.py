@@ -112,6 +112,14 @@ def main() -> int:
                 return 1
             rows += more
             path.unlink()
+        # Flat memory: the same mix at a tenth of the size must peak at about the same RSS.
+        small = Path(tmp) / "small.log"
+        generate(small, LINES // 10, *MIXES[0][1:])
+        small_rss = json.loads(subprocess.run([sys.executable, "-c", _CHILD, str(small)], capture_output=True,
+                                              text=True, check=True).stdout)["rss_kib"] / 1024
+        big_rss = rows[2].value
+        rows.append(Row("peak RSS 1M lines vs 100k lines", big_rss, "MB", f"100k: {small_rss:.1f} MB",
+                        big_rss / small_rss, "<= 1.5x (flat)", big_rss <= 1.5 * small_rss))
     python_start = interleaved({"py": [sys.executable, "-c", "import probes.alarms_syslog, probes.alarms"]},
                                runs=5)["py"]
     rows.append(Row("interpreter start + imports (inside ours)", python_start, "s"))
