@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.alarms_lines import ParseResult
-from probes.alarms_model import MEANINGS, ActiveSet, Alarm, AlarmCategory, AlarmState, says_expired
+from probes.alarms_model import MEANINGS, Alarm, AlarmCategory, AlarmState, normalise, says_expired
 from probes.alarms_sources import FileFormat, FollowedSource, read_file
 from probes.alarms_xmlapi import McuState, XmlApiError, fetch_state
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
@@ -122,27 +122,14 @@ def summarise(kind: str, name: str, parsed: ParseResult, new: int = 0) -> Source
                          tuple(parsed.skipped_at), new)
 
 
-def active_of(alarms: Iterable[Alarm]) -> tuple[Alarm, ...]:
-    """The active set after applying raise/clear events in order."""
-    active = ActiveSet()
-    active.extend(alarms)
-    return active.alarms()
-
-
 def merge(active_sets: Iterable[Sequence[Alarm]]) -> tuple[Alarm, ...]:
     """Union of the sources' active alarms; the same text from two sources counts once."""
     seen: dict[tuple[str, int | None], Alarm] = {}
     for alarms in active_sets:
         for a in alarms:
             if a.state is AlarmState.RAISED:
-                seen.setdefault((a.key[1] if a.key[0] == "text" else _text_key(a), a.cs_id), a)
+                seen.setdefault((normalise(a.description), a.cs_id), a)
     return tuple(seen.values())
-
-
-def _text_key(alarm: Alarm) -> str:
-    from probes.alarms_model import normalise
-
-    return normalise(alarm.description)
 
 
 def findings_for(active: Sequence[Alarm], mcu: McuState | None = None) -> tuple[Finding, ...]:
