@@ -172,6 +172,17 @@ def outcome(active: Sequence[Alarm], sources: Sequence[SourceSummary], mcu: McuS
                         result=result)
 
 
+def metric_counts(outcome: ProbeOutcome) -> dict[str, int] | None:
+    """Active alarms per category for ``rmxdiag_rmx_active_alarms{target,category}``.
+
+    Every category is present (0 included) so a cleared category drops to 0 instead of
+    vanishing; None when the probe did not produce a result (skipped or failed).
+    """
+    if isinstance(outcome.result, AlarmsResult):
+        return dict(outcome.result.counts)
+    return None
+
+
 def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat | None = None,
           deadline: float | None = None) -> ProbeOutcome:
     """Direct entry point (CLI, tests): whole files + optional XML API. InputError for bad files."""
