@@ -114,13 +114,14 @@ def main() -> int:
                 return 1
             rows += more
             path.unlink()
-        # Flat memory: the same mix at a tenth of the size must peak at about the same RSS.
+        # Flat memory: the same mix at a fifth of the size (still over the grep threshold, same code
+        # path) must peak at about the same RSS.
         small = Path(tmp) / "small.log"
-        generate(small, LINES // 10, *MIXES[0][1:])
+        generate(small, LINES // 5, *MIXES[0][1:])
         small_rss = json.loads(subprocess.run([sys.executable, "-c", _CHILD, str(small)], capture_output=True,
                                               text=True, check=True).stdout)["rss_kib"] / 1024
         big_rss = rows[3].value
-        rows.append(Row("peak RSS 1M lines vs 100k lines", big_rss, "MB", f"100k: {small_rss:.1f} MB",
+        rows.append(Row("peak RSS 1M lines vs 200k lines", big_rss, "MB", f"200k: {small_rss:.1f} MB",
                         big_rss / small_rss, "<= 1.5x (flat)", big_rss <= 1.5 * small_rss))
     return print_table(f"alarms: {LINES:,}-line RMX syslog files (typical: 2% alarms + 1% near misses; "
                        "heavy: 5% + 12%)", rows)
