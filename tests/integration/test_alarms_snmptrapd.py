@@ -71,3 +71,17 @@ def test_daemon_follows_the_live_trap_log(tmp_path: Path) -> None:
         assert cleared.findings == ()
         assert cleared.result is not None
         assert cleared.result.to_json()["counts"][str(AlarmCategory.REGISTRATION)] == 0
+
+
+def test_snmpv1_traps_raise_and_clear(tmp_path: Path) -> None:
+    # Given an RMX configured for SNMPv1 traps: the specific trap number says raise or clear
+    with snmptrapd(tmp_path) as trapd:
+        trapd.send(5012, "SIP TLS: Registration transport error", index=9, v1=True)
+        trapd.send(5013, "SIP TLS: Certificate is about to expire", index=10, v1=True)
+        trapd.send(15012, "SIP TLS: Registration transport error", index=9, status=0, v1=True)
+        trapd.wait_for(3)
+    result = parse_snmptrapd(trapd.log.read_bytes())
+    assert [(a.alarm_id, a.state) for a in result.alarms] == [
+        ("9", AlarmState.RAISED), ("10", AlarmState.RAISED), ("9", AlarmState.CLEARED)]
+    outcome = alarms.check([trapd.log])
+    assert [(f.code, str(f.severity)) for f in outcome.findings] == [("RMX_ALARM_CERTIFICATE", "warning")]

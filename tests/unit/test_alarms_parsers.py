@@ -236,3 +236,11 @@ def test_xml_answer_parser_raises_only_its_own_error(data: bytes) -> None:
         assert isinstance(parse_answer(data), dict)
     except XmlApiError as exc:
         assert "\n" not in str(exc)
+
+
+def test_snmptrapd_v1_trap_specific_number_says_clear() -> None:
+    # Given an SNMPv1 trap as snmptrapd 5.9.3 logs it (captured): the specific trap number 15012
+    # (Fault 5012 + 10000) sits on its own line before the varbinds
+    result = parse_snmptrapd(_fixture("snmptrapd_v1.log"))
+    assert [(a.alarm_id, a.state) for a in result.alarms] == [("9", AlarmState.CLEARED)]
+    assert result.skips.unrecognised == 4 and result.skipped_at == [1, 2, 6, 7]  # its start/stop messages
