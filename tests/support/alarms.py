@@ -27,6 +27,13 @@ class TrapDaemon:
     port: int
     log: Path
     env: dict[str, str]
+    pid: int = 0
+
+    def reopen_log(self) -> None:
+        """SIGHUP: snmptrapd reopens its -Lf file (what logrotate's postrotate does)."""
+        import signal
+
+        os.kill(self.pid, signal.SIGHUP)
 
     def send(self, trap_number: int, description: str, index: int, status: int = 3, v1: bool = False) -> None:
         """Send one POLYCOM-RMX-MIB trap with the real snmptrap CLI (numeric OIDs, no MIB)."""
@@ -78,7 +85,7 @@ def snmptrapd(directory: Path) -> Iterator[TrapDaemon]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("snmptrapd did not start: " + (directory / "snmptrapd.out").read_text())
             time.sleep(0.05)
-        yield TrapDaemon(port, log, env)
+        yield TrapDaemon(port, log, env, proc.pid)
 
 
 # -- RMX XML API emulator ------------------------------------------------------------------------
