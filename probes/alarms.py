@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.alarms_lines import ParseResult
-from probes.alarms_model import MEANINGS, ActiveSet, Alarm, AlarmCategory, AlarmState, says_expired
+from probes.alarms_model import MEANINGS, Alarm, AlarmCategory, AlarmState, normalise, says_expired
 from probes.alarms_sources import FileFormat, FollowedSource, read_file
 from probes.alarms_xmlapi import McuState, XmlApiError, fetch_state
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
@@ -31,6 +31,7 @@ PROBE = "alarms"
 NOT_PROOF = ("An alarm alone is not proof: the RMX raises some alarms without a real cause; "
              "the other probes corroborate or contradict it.")
 _MAX_TEXTS = 10
+_MAX_SHOWN = 20  # per category in the text report
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ class AlarmsResult:
             if not alarms:
                 continue
             lines.append(f"{category}: {MEANINGS[category]}")
-            for a in alarms:
+            if len(alarms) > _MAX_SHOWN:
+                lines.append(f"  ({len(alarms)} active; the first {_MAX_SHOWN} are shown, JSON has all)")
+            for a in alarms[:_MAX_SHOWN]:
                 where = f"{a.file}:{a.line}" if a.file and a.line else (a.file or a.source)
                 extra = "; ".join(x for x in (f"cs id {a.cs_id}" if a.cs_id is not None else "",
                                               f"id {a.alarm_id}" if a.alarm_id else "",
@@ -122,27 +125,14 @@ def summarise(kind: str, name: str, parsed: ParseResult, new: int = 0) -> Source
                          tuple(parsed.skipped_at), new)
 
 
-def active_of(alarms: Iterable[Alarm]) -> tuple[Alarm, ...]:
-    """The active set after applying raise/clear events in order."""
-    active = ActiveSet()
-    active.extend(alarms)
-    return active.alarms()
-
-
 def merge(active_sets: Iterable[Sequence[Alarm]]) -> tuple[Alarm, ...]:
     """Union of the sources' active alarms; the same text from two sources counts once."""
     seen: dict[tuple[str, int | None], Alarm] = {}
     for alarms in active_sets:
         for a in alarms:
             if a.state is AlarmState.RAISED:
-                seen.setdefault((a.key[1] if a.key[0] == "text" else _text_key(a), a.cs_id), a)
+                seen.setdefault((normalise(a.description), a.cs_id), a)
     return tuple(seen.values())
-
-
-def _text_key(alarm: Alarm) -> str:
-    from probes.alarms_model import normalise
-
-    return normalise(alarm.description)
 
 
 def findings_for(active: Sequence[Alarm], mcu: McuState | None = None) -> tuple[Finding, ...]:
@@ -183,6 +173,17 @@ def outcome(active: Sequence[Alarm], sources: Sequence[SourceSummary], mcu: McuS
     result = AlarmsResult(tuple(active), counts, tuple(sources), mcu)
     return ProbeOutcome(PROBE, ProbeStatus.OK, time.monotonic() - started, findings_for(active, mcu),
                         result=result)
+
+
+def metric_counts(outcome: ProbeOutcome) -> dict[str, int] | None:
+    """Active alarms per category for ``rmxdiag_rmx_active_alarms{target,category}``.
+
+    Every category is present (0 included) so a cleared category drops to 0 instead of
+    vanishing; None when the probe did not produce a result (skipped or failed).
+    """
+    if isinstance(outcome.result, AlarmsResult):
+        return dict(outcome.result.counts)
+    return None
 
 
 def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat | None = None,

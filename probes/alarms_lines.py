@@ -8,7 +8,7 @@ holds more than one chunk plus one capped line in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -61,6 +61,11 @@ class Skips:
                                                (self.undecodable, "not UTF-8"),
                                                (self.unrecognised, "not alarm lines")) if n]
         return ", ".join(parts)
+
+
+def binary_bytes(data: bytes) -> bool:
+    """True when ``data`` holds control bytes that no text log line contains."""
+    return _BINARY.search(data) is not None
 
 
 def decode_line(raw: bytes, skips: Skips) -> str | None:
@@ -118,22 +123,6 @@ def iter_stream_lines(stream: IO[bytes], skips: Skips, chunk: int = CHUNK) -> It
             dropping, carry = True, b""
     if carry and not dropping:
         yield carry
-
-
-def prefiltered_lines(stream: IO[bytes], skips: Skips, literals: Iterable[bytes] = PREFILTER,
-                      chunk: int = CHUNK) -> tuple[list[bytes], int]:
-    """Lines containing one of ``literals`` (case-insensitive ASCII) and the number of lines read.
-
-    The search runs in C over whole chunks (``bytes.lower`` + ``bytes.find``), so Python only
-    touches candidate lines; this is what keeps a million-line syslog cheap. Memory: the
-    candidates found plus one chunk (callers use :func:`iter_prefiltered` for streaming).
-    """
-    found: list[bytes] = []
-    total = 0
-    for lines, count in iter_prefiltered(stream, skips, tuple(literals), chunk):
-        found.extend(lines)
-        total += count
-    return found, total
 
 
 def iter_prefiltered(stream: IO[bytes], skips: Skips, literals: tuple[bytes, ...] = PREFILTER,

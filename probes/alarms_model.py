@@ -13,7 +13,7 @@ import enum
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -260,8 +260,3 @@ class ActiveSet:
 
     def __len__(self) -> int:
         return len(self._active)
-
-
-def with_state(alarm: Alarm, state: AlarmState) -> Alarm:
-    """A copy of ``alarm`` with another raised/cleared state."""
-    return replace(alarm, state=state)
