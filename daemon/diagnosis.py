@@ -68,7 +68,7 @@ def diagnose(outcomes: Iterable[ProbeOutcome], firmware: Firmware = Firmware.V8)
     merged: dict[str, _Root] = {}
     for root in roots + alarm_roots:  # one hint per code, even if a probe already used an alarm code
         merged.setdefault(root.code, _Root(root.code)).seen.extend(root.seen)
-    return sort_hints(_hint(root, firmware) for root in merged.values())
+    return sort_hints(_hint(root, firmware, seen) for root in merged.values())
 
 
 def _correlate(seen: Sequence[Seen]) -> list[_Root]:
@@ -186,7 +186,27 @@ def _dn(name: str) -> str:
     return ",".join(sorted("=".join(x.strip().lower() for x in p.split("=", 1)) for p in parts if p))
 
 
-def _hint(root: _Root, firmware: Firmware) -> Hint:
+_TRUST_CODES = frozenset({"CLIENT_CERT_UNKNOWN_CA", "CERT_CHAIN_INCOMPLETE", "CAPTURE_TRUNCATED_CA_LIST",
+                          "CAPTURE_RESET_AFTER_CLIENT_CERT"})  # not self-signed: its issuer is itself
+
+
+def _concrete(code: str, steps: list[str], seen: Sequence[Seen]) -> list[str]:
+    """Catalogue steps with this target's facts filled in: the certificate's name and issuer."""
+    subject = next((str(s.get("subject")) for s in seen if s.probe == "certificate" and s.get("subject")), "")
+    cn = next((part.split("=", 1)[1] for part in subject.split(",") if part.strip().upper().startswith("CN=")), "")
+    issuer = next((str(s.get("rmx_issuer")) for s in seen if s.get("rmx_issuer")), "") or next(
+        (str(s.get("issuer")) for s in seen if s.probe == "certificate" and s.get("issuer")), "")
+    out = []
+    for step in steps:
+        # The FE takes the peer's name from the certificate: that is the computer to define.
+        text = step.replace("<RMX signaling FQDN>", cn) if cn else step
+        if issuer and code in _TRUST_CODES and "Trusted Root Certification Authorities" in text:
+            text += f" The RMX certificate here is issued by {issuer}."
+        out.append(text)
+    return out
+
+
+def _hint(root: _Root, firmware: Firmware, context: Sequence[Seen] = ()) -> Hint:
     spec = CATALOGUE[root.code]
     severity = Severity.INFO if root.code == UNCORROBORATED else root.severity()
     lines: list[str] = []
@@ -194,4 +214,5 @@ def _hint(root: _Root, firmware: Firmware) -> Hint:
         line = evidence_line(s.probe, s.finding)
         if line not in lines:
             lines.append(line)
-    return Hint(root.code, severity, spec.title, tuple(lines), tuple(remediation(root.code, firmware)))
+    steps = _concrete(root.code, remediation(root.code, firmware), [*root.seen, *context])
+    return Hint(root.code, severity, spec.title, tuple(lines), tuple(steps))

@@ -265,3 +265,13 @@ def test_trusted_application_fix_names_the_cmdlets_in_order() -> None:
     positions = [text.index(c) for c in ("New-CsTrustedApplicationPool", "New-CsTrustedApplicationComputer",
                                          "New-CsTrustedApplication ", "Enable-CsTopology")]
     assert positions == sorted(positions)
+
+
+def test_fix_steps_name_this_rmx_and_its_issuer() -> None:
+    # Given the certificate probe's summary and a Front End that refuses the RMX
+    summary = f("CERT_SUMMARY", INF, subject="CN=rmx-hq.corp.example,O=Corp", issuer=ISSUER)
+    (not_trusted,) = diagnose([out("certificate", summary), out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))])
+    (unknown,) = diagnose([out("certificate", summary), out("mtls", UNKNOWN_CA)])
+    # Then the cmdlets name the certificate's CN and the trust step names the issuer
+    assert "New-CsTrustedApplicationComputer -Identity rmx-hq.corp.example -Pool" in " ".join(not_trusted.remediation)
+    assert unknown.remediation[0].endswith(f"The RMX certificate here is issued by {ISSUER}.")
