@@ -111,7 +111,8 @@ def test_run_names_the_root_cause_of_each_target(lab_config: Path) -> None:
     assert notapp["status"] == "critical"
     assert [h["code"] for h in notapp["hints"]] == ["SIP_NOT_TRUSTED"]
     assert any("1010" in line for line in notapp["hints"][0]["evidence"])
-    assert any("New-CsTrustedApplicationComputer" in step for step in notapp["hints"][0]["remediation"])
+    assert any("New-CsTrustedApplicationComputer -Identity rmx2.lab.example" in step
+               for step in notapp["hints"][0]["remediation"])
 
 
 def test_text_report_puts_verdicts_first(lab_config: Path) -> None:
