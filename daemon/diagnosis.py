@@ -26,6 +26,10 @@ from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 _ALARMS = (REGISTRATION_ALARM, CERTIFICATE_ALARM)
 # Probes whose problems corroborate a registration alarm, most direct first.
 _WIRE_PROBES = ("mtls", "capture")
+# Warnings that still mean the registration path is broken, and roots that say nothing about it
+# (rmxdiag's own TLS policy refusing the FE is not what the RMX saw).
+_REGISTRATION_WARNINGS = frozenset({"SIP_ERROR_RESPONSE", "CLIENT_CERT_NOT_REQUESTED"})
+_NOT_A_REGISTRATION_FAILURE = frozenset({"TLS_LOCAL_POLICY"})
 
 
 def evidence_line(probe: str, finding: Finding) -> str:
@@ -114,8 +118,8 @@ def _corroborating_root(alarm: Seen, roots: Sequence[_Root]) -> _Root | None:
         return (-root.severity().rank, roots.index(root))
 
     if alarm.code == REGISTRATION_ALARM:
-        serious = [r for r in roots if r.severity() is Severity.CRITICAL
-                   or (r.severity() is Severity.WARNING and r.probes() & set(_WIRE_PROBES))]
+        serious = [r for r in roots if r.code not in _NOT_A_REGISTRATION_FAILURE and (
+            r.severity() is Severity.CRITICAL or r.code in _REGISTRATION_WARNINGS)]
         wire = [r for r in serious if r.probes() & set(_WIRE_PROBES)]
         pick = sorted(wire or serious, key=rank)
     else:
