@@ -236,21 +236,34 @@ class Mapping:
         self.owner = owner
         self.entries: dict[str, tuple[Node, Node]] = {}
         assert isinstance(owner.node, yaml.MappingNode)  # noqa: S101 (guaranteed by Node.mapping)
+        written: set[str] = set()
+        for key_node, _value in owner.node.value:  # duplicates among the keys written here
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self._key(key_node)
+            if key in written:
+                path = f"{owner.path}.{key}" if owner.path else key
+                raise Node(key_node, path, owner.reader).fail("duplicate key")
+            written.add(key)
+        # Resolve YAML merge keys (``<<: *defaults``) the way safe_load does, so targets can share
+        # a block: merged pairs come first, so the keys written next to the merge win.
+        owner.reader.flatten(owner.node)
         for key_node, value_node in owner.node.value:
-            key_wrap = Node(key_node, owner.path, owner.reader)
-            key = key_wrap._scalar()
-            if not isinstance(key, str):
-                raise key_wrap.fail(f"keys must be names, got {_show(key)}")
+            key = self._key(key_node)
             child_path = f"{owner.path}.{key}" if owner.path else key
             at_key = Node(key_node, child_path, owner.reader)
-            if key in self.entries:
-                raise at_key.fail("duplicate key")
             if key in self.INLINE_SECRETS:
                 # Refused before anything else so the message says why, never what the value was.
                 raise at_key.fail("inline secrets are refused: put the value in a file readable only by rmxdiag "
                                   f"and give its path as {key.split('_')[-1]}_file (or credential: NAME)")
             self.entries[key] = (at_key, Node(value_node, child_path, owner.reader, at_key.line))
         self.taken: set[str] = set()
+
+    def _key(self, key_node: yaml.Node) -> str:
+        key = Node(key_node, self.owner.path, self.owner.reader)._scalar()
+        if not isinstance(key, str):
+            raise Node(key_node, self.owner.path, self.owner.reader).fail(f"keys must be names, got {_show(key)}")
+        return key
 
     def get(self, key: str) -> Node | None:
         """The value node of ``key`` (None when absent or YAML null)."""
@@ -356,6 +369,15 @@ class Reader:
             return self._loader.construct_object(node, deep=True)
         except yaml.YAMLError:
             raise Node(node, "", self).fail(f"cannot read the value ({node.tag})") from None
+
+    def flatten(self, node: yaml.MappingNode) -> None:
+        """Apply merge keys in place (an error when a merge does not name mappings)."""
+        try:
+            self._loader.flatten_mapping(node)
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{self.source}{line}: invalid YAML merge: {exc.problem}") from None
 
     def resolve(self, text: str) -> Path:
         """Relative paths are relative to the directory of the config file, like an include."""
