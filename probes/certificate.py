@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from probes.cert_checks import Policy, analyse, describe
 from probes.cert_load import Material, load_certificate, load_chain, load_key, read_capped, read_password
@@ -20,6 +21,7 @@ from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStat
 from probes.target import CertificateSource, ProbeContext, Settings, Target
 
 PROBE = "certificate"
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -100,16 +102,25 @@ def load_source(source: CertificateSource, deadline: float, cache: dict[Any, Any
     if source.path is None:
         raise InputError(f"certificate: kind '{source.kind}' needs a path")
     pw_path = source.password.path if source.password else None
-    key = ("material", source.kind, *(_stat_key(p) for p in (source.path, source.key, source.chain, pw_path)))
+    files = [source.path, source.key, source.chain, pw_path]
     if source.kind == "dir7x":
-        key += tuple(_stat_key(source.path / n) for n in ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt"))
-    if cache is not None and key in cache:
-        cached: Material = cache[key]
-        return cached
-    material = _load_files(source, pw_path)
+        files += [source.path / n for n in ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")]
+    # One slot per source, replaced when any file's (path, mtime_ns, size) changes: a daemon that
+    # runs for months keeps one parsed copy per configured certificate, not one per version.
+    slot, signature = ("certificate-material", source), tuple(_stat_key(p) for p in files)
+    return _cached(cache, slot, signature, lambda: _load_files(source, pw_path))
+
+
+def _cached(cache: dict[Any, Any] | None, slot: Any, signature: Any, load: Callable[[], T]) -> T:
     if cache is not None:
-        cache[key] = material
-    return material
+        hit = cache.get(slot)
+        if hit is not None and hit[0] == signature:
+            value: T = hit[1]
+            return value
+    value = load()
+    if cache is not None:
+        cache[slot] = (signature, value)
+    return value
 
 
 def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
@@ -134,14 +145,7 @@ def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
 def _anchors(path: Path | None, cache: dict[Any, Any] | None) -> tuple[Any, ...]:
     if path is None:
         return ()
-    key = ("anchors", _stat_key(path))
-    if cache is not None and key in cache:
-        cached: tuple[Any, ...] = cache[key]
-        return cached
-    anchors = tuple(load_chain(path))
-    if cache is not None:
-        cache[key] = anchors
-    return anchors
+    return _cached(cache, ("certificate-anchors", path), _stat_key(path), lambda: tuple(load_chain(path)))
 
 
 def judge(material: Material, options: CertOptions, now: datetime, deadline: float,

@@ -28,7 +28,7 @@ from probes.mtls_tls import ClientContext
 HS_NAMES = {1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket", 8: "EncryptedExtensions",
             11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
             15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished"}
-_HEADER_TYPES = (256, 257)  # record header / TLS 1.3 inner content type pseudo-messages
+_HEADER_TYPES = 256  # 256 record header, 257 TLS 1.3 inner content type: OpenSSL pseudo-messages
 _RESOLVERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rmxdiag-resolve")  # bounded
 _TRACE_ATTR = "_rmxdiag_trace"
 
@@ -61,8 +61,9 @@ def _on_message(conn: Any, direction: str, _version: int, content_type: int, msg
     if trace is None:
         return
     inbound = direction == "read"
-    if content_type in _HEADER_TYPES:
-        trace.server_spoke = trace.server_spoke or inbound
+    if content_type >= _HEADER_TYPES:  # record header pseudo-messages: only "the server spoke"
+        if inbound:
+            trace.server_spoke = True
         return
     who = "from_fe" if inbound else "from_rmx"
     if content_type == 22:
@@ -307,13 +308,17 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
         except OSError as exc:
             attempt.reason, attempt.errno = oc.resolve_reason(exc), exc.errno
             return attempt
+        except UnicodeError as exc:  # a name IDNA cannot encode (label too long, bad characters)
+            attempt.reason, attempt.detail = Reason.DNS_FAILURE, f"not a valid DNS name ({type(exc).__name__})"
+            return attempt
         finally:
             lap("resolve")
         attempt.stage = Stage.CONNECT
         try:
             # Next address on refusal (e.g. "localhost" -> ::1 first while the FE listens on IPv4).
             for family, sockaddr in addresses:
-                attempt.address = f"{sockaddr[0]}:{sockaddr[1]}"
+                attempt.address = (f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6
+                                   else f"{sockaddr[0]}:{sockaddr[1]}")
                 try:
                     sock = connect(family, sockaddr, deadline)
                     break

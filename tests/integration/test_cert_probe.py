@@ -59,6 +59,8 @@ def test_run_pfx_source_and_cache(lab_pki: LabPKI, tmp_path: Path, monkeypatch: 
     third = certificate.run(target, Settings(), _ctx(cache=cache))
     assert len(calls) == 2
     assert {f.code for f in third.findings} == {"PFX_BAD_PASSWORD"}
+    # And the cache holds one slot per source, not one per file version
+    assert sum(1 for k in cache if k[0] == "certificate-material") == 1
 
 
 def test_run_never_raises_on_bad_input(tmp_path: Path) -> None:

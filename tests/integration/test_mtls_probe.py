@@ -322,3 +322,16 @@ def test_drip_server_bounded_by_overall_deadline(lab: Lab) -> None:
         out, _, elapsed = _probe(port, lab.spec, timeout=1.0)
     assert out.failure == ("sip", "timeout") and out.findings[0].code == "SIP_NO_RESPONSE"
     assert elapsed < 1.3
+
+
+def test_other_sip_error_is_sip_error_response(lab: Lab) -> None:
+    """Given a TLS peer answering 503 with ms-diagnostics 5000, When probed, Then SIP_ERROR_RESPONSE quoting it."""
+    answer = (b"SIP/2.0 503 Service Unavailable\r\nServer: RTC/6.0\r\n"
+              b'ms-diagnostics: 5000;reason="Server internal error";source="fe01.lab.example"\r\n'
+              b"Content-Length: 0\r\n\r\n")
+    with peers.drip_sip_server(lab.pki.fe, lab.dir / "e503", interval=0, answer=answer) as port:
+        out, r, _ = _probe(port, lab.spec)
+    assert out.failure == ("sip", "error_response") and out.findings[0].code == "SIP_ERROR_RESPONSE"
+    assert r.sip_status == 503 and r.sip_server == "RTC/6.0"
+    assert out.findings[0].evidence["ms_diagnostics"][0]["id"] == 5000
+    assert out.healthy, "a warning-level hint keeps probe_success at 1"

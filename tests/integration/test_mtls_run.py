@@ -84,6 +84,15 @@ def test_run_reports_bad_password_as_error_kind(files: dict[str, Path], tmp_path
     assert out.error.kind is ErrorKind.BAD_PASSWORD and "not-the-password" not in out.error.detail
 
 
+def test_run_reports_missing_password_file_as_unreadable(files: dict[str, Path], tmp_path: Path) -> None:
+    """Given a password file that does not exist, When run, Then FILE_UNREADABLE naming it (not a probe bug)."""
+    missing = tmp_path / "gone.txt"
+    target = Target("rmx", certificate=CertificateSource("pfx", path=files["pfx"], password=SecretFile(missing)),
+                    registrars=(Registrar(host="127.0.0.1", port=1),))
+    out = mtls.run(target, Settings(), _ctx(2))
+    assert out.error is not None and out.error.kind is ErrorKind.FILE_UNREADABLE and str(missing) in out.error.detail
+
+
 def test_run_never_raises_on_a_registrar_without_address() -> None:
     """Given a registrar with neither host nor SRV domain, When run, Then a failed outcome, not an exception."""
     out = mtls.run(Target("rmx", registrars=(Registrar(),)), Settings(), _ctx(1))
@@ -168,6 +177,7 @@ def test_cli_fault_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture
     (["probe", "127.0.0.1", "--key", "/etc/hostname"], "need --cert"),
     (["probe", "127.0.0.1", "--timeout", "0"], "--timeout"),
     (["probe", "127.0.0.1", "--ca-bundle", "/etc/hostname"], "/etc/hostname"),
+    (["probe", "127.0.0.1", "--keylog", "/nonexistent-dir/keys.log"], "/nonexistent-dir/keys.log"),
 ])
 def test_cli_bad_input_exits_3_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Given bad input, When the CLI runs, Then exit 3 and one stderr line naming what is wrong."""
@@ -191,3 +201,28 @@ def test_sweep_shares_one_deadline(fe: Fe, files: dict[str, Path]) -> None:
     assert sum(o.failure is None for o in outcomes) == 15
     # Two workers both held by tarpits until the deadline: later jobs never started and say so.
     assert starved[-1].error is not None and starved[-1].error.kind is ErrorKind.DEADLINE
+
+
+@pytest.mark.parametrize("host", ["", ":", "[", "[::1", "a:b:c:d", "ünïcode.invalid", "a" * 70 + ".invalid",
+                                  "x" * 300, "under_score.invalid", "[::1]:0", "1.2.3.4.5"])
+def test_cli_odd_hosts_never_crash(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given odd HOST[:PORT] values, When the CLI probes, Then exit 2 or 3 with a message, never an internal error."""
+    code = main(["probe", host, "--timeout", "2"])
+    captured = capsys.readouterr()
+    assert code in (2, 3)
+    assert "internal error" not in captured.err and "Traceback" not in captured.err
+    assert captured.err if code == 3 else "REGISTRAR_" in captured.out
+
+
+def test_tarpit_member_does_not_starve_the_pool(fe: Fe, files: dict[str, Path]) -> None:
+    """Given a pool whose first SRV member is a tarpit, When probed with 1.5 s, Then the other still gets 200."""
+    spec = mtls.ClientSpec(cert=files["cert"], key=files["key"], chain=files["chain"], ca_bundle=files["ca"])
+    with peers.tarpit() as pit, _dns_server([("localhost", pit), ("localhost", fe.port)]) as ns:
+        start = time.monotonic()
+        out = mtls.probe([Registrar(srv_domain="lab.example", sni=POOL)], spec, deadline=start + 1.5,
+                         srv_nameserver=ns)
+        elapsed = time.monotonic() - start
+    assert isinstance(out.result, mtls.MtlsResult)
+    reasons = sorted(str(r.reason) for r in out.result.registrars)
+    assert reasons == ["no_answer", "ok"] and out.failure == ("tls", "no_answer")
+    assert 1.4 <= elapsed < 1.9

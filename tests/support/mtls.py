@@ -127,8 +127,10 @@ def closed_port() -> int:
 
 
 @contextlib.contextmanager
-def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2) -> Iterator[int]:
-    """A real TLS server that, after the handshake, drips a SIP answer one byte per ``interval``."""
+def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2,
+                    answer: bytes = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n") -> Iterator[int]:
+    """A real TLS server that, after the handshake, sends ``answer`` one byte per ``interval``
+    (``interval=0``: all at once)."""
     paths = server.write(files_dir, "drip")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(paths["cert"], paths["key"])
@@ -137,7 +139,6 @@ def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2) 
     listener.listen(8)
     listener.settimeout(0.2)
     stop = threading.Event()
-    answer = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
 
     def serve() -> None:
         while not stop.is_set():
@@ -148,7 +149,10 @@ def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2) 
             with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
                 tls.settimeout(5)
                 tls.recv(4096)
-                for byte in answer:
+                if not interval:
+                    tls.sendall(answer)
+                    stop.wait(2)
+                for byte in answer if interval else b"":
                     if stop.is_set():
                         break
                     tls.sendall(bytes([byte]))
