@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.alarms_lines import ParseResult
-from probes.alarms_model import MEANINGS, ActiveSet, Alarm, AlarmCategory, AlarmState, says_expired
+from probes.alarms_model import MEANINGS, Alarm, AlarmCategory, AlarmState, normalise, says_expired
 from probes.alarms_sources import FileFormat, FollowedSource, read_file
 from probes.alarms_xmlapi import McuState, XmlApiError, fetch_state
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
@@ -39,24 +39,30 @@ class SourceSummary:
 
     kind: str  # report | snmptrapd | syslog | xml_api
     name: str  # file path or API URL
-    lines: int = 0
+    lines: int = 0  # lines read (only the prefiltered ones when lines_known is False)
+    lines_known: bool = True
     events: int = 0  # raise/clear events (report rows, traps, syslog alarm lines)
     ignored: int = 0  # readable lines without an alarm (other syslog traffic)
     skips: Mapping[str, int] = field(default_factory=dict)
     skipped_at: tuple[int, ...] = ()
     new: int = 0  # alarms newly raised since the previous poll (followed logs only)
+    missing: bool = False  # a followed log that does not exist (yet): nothing could be read
 
     def to_json(self) -> dict[str, Any]:
         """JSON shape."""
-        return {"kind": self.kind, "name": self.name, "lines": self.lines, "events": self.events,
+        return {"kind": self.kind, "name": self.name, "lines": self.lines, "lines_known": self.lines_known,
+                "events": self.events,
                 "ignored": self.ignored, "skipped": dict(self.skips), "skipped_at": list(self.skipped_at),
-                "new": self.new}
+                "new": self.new, "missing": self.missing}
 
     def text(self) -> str:
         """One human line."""
+        if self.missing:
+            return f"source {self.kind} {self.name}: MISSING (the file does not exist; nothing read)"
         skipped = sum(self.skips.values())
         what = ", ".join(f"{n} {k}" for k, n in self.skips.items() if n)
-        line = f"source {self.kind} {self.name}: {self.lines} lines, {self.events} alarm events"
+        counted = f"{self.lines} lines" if self.lines_known else f"{self.lines} prefiltered lines"
+        line = f"source {self.kind} {self.name}: {counted}, {self.events} alarm events"
         if self.ignored:
             line += f", {self.ignored} other lines ignored"
         if skipped:
@@ -111,16 +117,9 @@ class AlarmsResult:
 
 def summarise(kind: str, name: str, parsed: ParseResult, new: int = 0) -> SourceSummary:
     """The summary of one parsed source."""
-    return SourceSummary(kind, name, parsed.lines, len(parsed.alarms), parsed.ignored,
+    return SourceSummary(kind, name, parsed.lines, parsed.lines_known, parsed.events, parsed.ignored,
                          {k: v for k, v in parsed.skips.to_json().items() if v},
                          tuple(parsed.skipped_at), new)
-
-
-def active_of(alarms: Iterable[Alarm]) -> tuple[Alarm, ...]:
-    """The active set after applying raise/clear events in order."""
-    active = ActiveSet()
-    active.extend(alarms)
-    return active.alarms()
 
 
 def merge(active_sets: Iterable[Sequence[Alarm]]) -> tuple[Alarm, ...]:
@@ -129,14 +128,8 @@ def merge(active_sets: Iterable[Sequence[Alarm]]) -> tuple[Alarm, ...]:
     for alarms in active_sets:
         for a in alarms:
             if a.state is AlarmState.RAISED:
-                seen.setdefault((a.key[1] if a.key[0] == "text" else _text_key(a), a.cs_id), a)
+                seen.setdefault((normalise(a.description), a.cs_id), a)
     return tuple(seen.values())
-
-
-def _text_key(alarm: Alarm) -> str:
-    from probes.alarms_model import normalise
-
-    return normalise(alarm.description)
 
 
 def findings_for(active: Sequence[Alarm], mcu: McuState | None = None) -> tuple[Finding, ...]:
@@ -179,6 +172,17 @@ def outcome(active: Sequence[Alarm], sources: Sequence[SourceSummary], mcu: McuS
                         result=result)
 
 
+def metric_counts(outcome: ProbeOutcome) -> dict[str, int] | None:
+    """Active alarms per category for ``rmxdiag_rmx_active_alarms{target,category}``.
+
+    Every category is present (0 included) so a cleared category drops to 0 instead of
+    vanishing; None when the probe did not produce a result (skipped or failed).
+    """
+    if isinstance(outcome.result, AlarmsResult):
+        return dict(outcome.result.counts)
+    return None
+
+
 def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat | None = None,
           deadline: float | None = None) -> ProbeOutcome:
     """Direct entry point (CLI, tests): whole files + optional XML API. InputError for bad files."""
@@ -186,7 +190,7 @@ def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat 
     actives, sources = [], []
     for path in files:
         kind, parsed = read_file(path, fmt)
-        actives.append(active_of(parsed.alarms))
+        actives.append(parsed.active.alarms())
         sources.append(summarise(str(kind), str(path), parsed))
     mcu = None
     if xml_api is not None:
@@ -228,7 +232,7 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
     for path in src.report_files:
         _deadline(ctx)
         kind, parsed = read_file(path, FileFormat.REPORT)
-        actives.append(active_of(parsed.alarms))
+        actives.append(parsed.active.alarms())
         sources.append(summarise(str(kind), str(path), parsed))
     for fmt, log_path in ((FileFormat.SNMPTRAPD, src.snmptrapd_log), (FileFormat.SYSLOG, src.syslog_file)):
         if log_path is None:
@@ -236,7 +240,7 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
         _deadline(ctx)
         if ctx.on_demand:  # a one-off run reads the whole file and leaves the daemon's state alone
             _kind, parsed = read_file(log_path, fmt)
-            actives.append(active_of(parsed.alarms))
+            actives.append(parsed.active.alarms())
             sources.append(summarise(str(fmt), str(log_path), parsed))
             continue
         key = (PROBE, target.name, str(fmt), str(log_path))
@@ -247,6 +251,8 @@ def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) 
         new, parsed = followed.poll()
         actives.append(followed.active.alarms())
         summary = summarise(str(fmt), str(log_path), parsed, len(new))
+        if not log_path.exists():
+            summary = SourceSummary(str(fmt), str(log_path), missing=True)
         sources.append(summary)
     mcu = None
     if src.xml_api is not None:

@@ -8,11 +8,11 @@ holds more than one chunk plus one capped line in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
-from probes.alarms_model import Alarm
+from probes.alarms_model import ActiveSet, Alarm
 
 MAX_LINE = 4096  # bytes; longer lines are skipped (an RMX alarm text is at most 255 bytes in the MIB)
 CHUNK = 1 << 20
@@ -23,8 +23,10 @@ _BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # Lower-case literals, one of which every alarm line of interest contains (see RULES in
 # alarms_model; tests check that every rule's example passes). Bulk readers search these in C
 # (bytes.find) and only hand matching lines to Python.
+# Every literal costs one C scan of each chunk, so the list stays short.
 PREFILTER: tuple[bytes, ...] = (b"registra", b"certificate", b"secured", b"ocsp", b"revocation",
-                                b"ice failure", b"ice-failure", b"ice_failure", b"dns failed")
+                                b"ice failure", b"ice-failure")
+KEEP_EVENTS = 1000  # events kept verbatim per parse (the active set and counts cover all of them)
 
 
 @dataclass
@@ -61,6 +63,11 @@ class Skips:
         return ", ".join(parts)
 
 
+def binary_bytes(data: bytes) -> bool:
+    """True when ``data`` holds control bytes that no text log line contains."""
+    return _BINARY.search(data) is not None
+
+
 def decode_line(raw: bytes, skips: Skips) -> str | None:
     """The text of one raw line (without its line ending), or None when it must be skipped."""
     if len(raw) > MAX_LINE:
@@ -90,7 +97,7 @@ def split_lines(data: bytes) -> Iterator[bytes]:
         start = end + 1
 
 
-def iter_stream_lines(stream: BinaryIO, skips: Skips, chunk: int = CHUNK) -> Iterator[bytes]:
+def iter_stream_lines(stream: IO[bytes], skips: Skips, chunk: int = CHUNK) -> Iterator[bytes]:
     """Complete lines of a stream in bounded memory; an over-long line is dropped and counted."""
     carry = b""
     dropping = False  # inside a line already known to be over MAX_LINE
@@ -118,23 +125,7 @@ def iter_stream_lines(stream: BinaryIO, skips: Skips, chunk: int = CHUNK) -> Ite
         yield carry
 
 
-def prefiltered_lines(stream: BinaryIO, skips: Skips, literals: Iterable[bytes] = PREFILTER,
-                      chunk: int = CHUNK) -> tuple[list[bytes], int]:
-    """Lines containing one of ``literals`` (case-insensitive ASCII) and the number of lines read.
-
-    The search runs in C over whole chunks (``bytes.lower`` + ``bytes.find``), so Python only
-    touches candidate lines; this is what keeps a million-line syslog cheap. Memory: the
-    candidates found plus one chunk (callers use :func:`iter_prefiltered` for streaming).
-    """
-    found: list[bytes] = []
-    total = 0
-    for lines, count in iter_prefiltered(stream, skips, tuple(literals), chunk):
-        found.extend(lines)
-        total += count
-    return found, total
-
-
-def iter_prefiltered(stream: BinaryIO, skips: Skips, literals: tuple[bytes, ...] = PREFILTER,
+def iter_prefiltered(stream: IO[bytes], skips: Skips, literals: tuple[bytes, ...] = PREFILTER,
                      chunk: int = CHUNK) -> Iterator[tuple[list[bytes], int]]:
     """Per chunk: (candidate lines in file order, lines in the chunk)."""
     carry = b""
@@ -174,33 +165,47 @@ def iter_prefiltered(stream: BinaryIO, skips: Skips, literals: tuple[bytes, ...]
 
 def _candidates(body: bytes, literals: tuple[bytes, ...]) -> list[bytes]:
     low = body.lower()
-    starts: set[int] = set()
+    size = len(low)
+    find = low.find
+    ends: set[int] = set()  # a line is identified by the offset of its newline
     for lit in literals:
-        pos = low.find(lit)
+        pos = find(lit)
         while pos >= 0:
-            line_start = low.rfind(b"\n", 0, pos) + 1
-            starts.add(line_start)
-            line_end = low.find(b"\n", pos)
-            if line_end < 0:
+            end = find(b"\n", pos)
+            if end < 0:
+                ends.add(size)
                 break
-            pos = low.find(lit, line_end)  # one hit per line is enough
-    out = []
-    for start in sorted(starts):
-        end = body.find(b"\n", start)
-        out.append(body[start:end if end >= 0 else len(body)])
-    return out
+            ends.add(end)
+            pos = find(lit, end)  # one hit per line is enough
+    rfind = low.rfind
+    return [body[rfind(b"\n", 0, end) + 1:end] for end in sorted(ends)]
 
 
 @dataclass
 class ParseResult:
-    """What one parser made of one input: alarms in input order, line counts, what it skipped."""
+    """What one parser made of one input: events in input order, the active set, what it skipped.
 
-    alarms: list[Alarm]
+    ``alarms`` keeps the first :data:`KEEP_EVENTS` raise/clear events verbatim (memory stays flat
+    on huge logs); ``events`` counts all of them and ``active`` has applied all of them in order.
+    """
+
+    alarms: list[Alarm] = field(default_factory=list)
+    events: int = 0
+    active: ActiveSet = field(default_factory=ActiveSet)
     lines: int = 0
+    lines_known: bool = True  # False: only prefiltered lines were seen (grep accelerator)
     skips: Skips = field(default_factory=Skips)
     recognised: bool = False  # the input looked like this format at all (header / trap / syslog)
     ignored: int = 0  # readable lines of this format that carry no alarm (other syslog traffic)
+    matched: int = 0  # lines that passed the literal prefilter (bulk syslog reading)
     skipped_at: list[int] = field(default_factory=list)  # first few skipped line numbers (1-based)
+
+    def add(self, alarm: Alarm) -> None:
+        """Record one raise/clear event."""
+        self.events += 1
+        if len(self.alarms) < KEEP_EVENTS:
+            self.alarms.append(alarm)
+        self.active.apply(alarm)
 
     def skip(self, line_no: int) -> None:
         """Remember where a line was skipped (only the first few, to stay bounded)."""

@@ -13,7 +13,7 @@ import enum
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -222,17 +222,18 @@ class ActiveSet:
         self.dropped = 0  # raised alarms not kept because the set was full
 
     def apply(self, alarm: Alarm) -> bool:
-        """Apply a raise/clear; True when the alarm is NEW in the active set."""
+        """Apply a raise/clear; True when the alarm is NEW in the active set.
+
+        A repeated raise keeps the first one (its time says since when the alarm is active).
+        """
         key = alarm.key
         if alarm.state is AlarmState.CLEARED:
             self._active.pop(key, None)
-            # A clear that carries only a text (no index) also clears same-text alarms by index.
+            # A clear that carries an index also clears a same-text alarm known without one.
             if key[0] == "id":
-                text_key = ("text", normalise(alarm.description))
-                self._active.pop(text_key, None)
+                self._active.pop(("text", normalise(alarm.description)), None)
             return False
         if key in self._active:
-            self._active[key] = alarm
             return False
         if len(self._active) >= self.limit:
             self.dropped += 1
@@ -245,14 +246,17 @@ class ActiveSet:
         for alarm in alarms:
             self.apply(alarm)
 
+    def has(self, key: tuple[str, str]) -> bool:
+        """True when an alarm with this key is active."""
+        return key in self._active
+
+    def drop(self, key: tuple[str, str]) -> None:
+        """Clear by key (no-op when not active)."""
+        self._active.pop(key, None)
+
     def alarms(self) -> tuple[Alarm, ...]:
         """The active alarms, in the order they were first raised."""
         return tuple(self._active.values())
 
     def __len__(self) -> int:
         return len(self._active)
-
-
-def with_state(alarm: Alarm, state: AlarmState) -> Alarm:
-    """A copy of ``alarm`` with another raised/cleared state."""
-    return replace(alarm, state=state)

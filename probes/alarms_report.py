@@ -49,7 +49,7 @@ def _transcode(data: bytes) -> bytes:
 
 def parse_report(data: bytes, file: str | None = None) -> ParseResult:
     """Parse a saved alarm report held in memory (capped at 16 MiB)."""
-    result = ParseResult([])
+    result = ParseResult()
     if len(data) > _MAX_REPORT:
         data = data[:_MAX_REPORT]
         result.skips.overlong += 1  # the cut-off tail counts as one skipped (over-long) piece
@@ -71,7 +71,7 @@ def parse_report(data: bytes, file: str | None = None) -> ParseResult:
             result.skips.unrecognised += 1
             result.skip(line_no)
         else:
-            result.alarms.append(alarm)
+            result.add(alarm)
     return result
 
 

@@ -201,7 +201,7 @@ def _level(kind: str | None, value: str) -> str:
 def parse_snmptrapd(data: bytes, file: str | None = None, oids: SnmpOids | None = None) -> ParseResult:
     """Parse an snmptrapd log held in memory: every RMX raise/clear, in order."""
     parser = TrapLogParser(oids, file)
-    result = ParseResult([])
+    result = ParseResult()
     for line_no, raw in enumerate(split_lines(data), 1):
         result.lines = line_no
         text = decode_line(raw, result.skips)
@@ -214,12 +214,14 @@ def parse_snmptrapd(data: bytes, file: str | None = None, oids: SnmpOids | None 
         elif text.strip():
             result.skips.unrecognised += 1
             result.skip(line_no)
-        result.alarms.extend(alarms)
-    result.alarms.extend(parser.flush())
+        for alarm in alarms:
+            result.add(alarm)
+    for alarm in parser.flush():
+        result.add(alarm)
     return result
 
 
 def looks_like_snmptrapd(data: bytes) -> bool:
     """True when the first lines look like snmptrapd output with RMX varbinds or headers."""
     head = parse_snmptrapd(data[:65536])
-    return head.recognised and (bool(head.alarms) or b"13885" in data[:65536] or b"rmx" in data[:65536])
+    return head.recognised and (head.events > 0 or b"13885" in data[:65536] or b"rmx" in data[:65536])

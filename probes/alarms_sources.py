@@ -18,7 +18,7 @@ from probes.alarms_lines import PREFILTER, ParseResult, decode_line, iter_stream
 from probes.alarms_model import ActiveSet, Alarm
 from probes.alarms_report import looks_like_report, parse_report
 from probes.alarms_snmp import TrapLogParser, looks_like_snmptrapd
-from probes.alarms_syslog import looks_like_syslog, parse_syslog_line, parse_syslog_stream
+from probes.alarms_syslog import looks_like_syslog, parse_syslog_file, parse_syslog_line
 from probes.model import ErrorKind, InputError
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
                 data = stream.read(MAX_REPORT_FILE + 1)
                 return found, parse_report(data, name)
             if found is FileFormat.SYSLOG:
-                return found, parse_syslog_stream(stream, name)
+                return found, parse_syslog_file(path)
             return found, _parse_trap_stream(stream, name)
         except OSError as exc:
             raise InputError(f"{path}: read error ({exc.strerror or type(exc).__name__})",
@@ -91,7 +91,7 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
 def _parse_trap_stream(stream: object, name: str) -> ParseResult:
     from typing import BinaryIO, cast
 
-    result = ParseResult([])
+    result = ParseResult()
     parser = TrapLogParser(file=name)
     for line_no, raw in enumerate(iter_stream_lines(cast(BinaryIO, stream), result.skips), 1):
         result.lines = line_no
@@ -104,8 +104,10 @@ def _parse_trap_stream(stream: object, name: str) -> ParseResult:
         if not recognised and text.strip():
             result.skips.unrecognised += 1
             result.skip(line_no)
-        result.alarms.extend(alarms)
-    result.alarms.extend(parser.flush())
+        for alarm in alarms:
+            result.add(alarm)
+    for alarm in parser.flush():
+        result.add(alarm)
     return result
 
 
@@ -137,14 +139,14 @@ class FollowedSource:
 
     def poll(self) -> tuple[list[Alarm], ParseResult]:
         """Read new lines, update the active set; returns the NEWLY raised alarms and this poll's counts."""
-        result = ParseResult([])
+        result = ParseResult()
         new: list[Alarm] = []
         name = str(self.follower.path)
         for raw in self.follower.poll():
             result.lines += 1
             for alarm in self._parse(raw, result, name):
-                result.alarms.append(alarm)
-                if self.active.apply(alarm):
+                result.add(alarm)
+                if self.active.apply(alarm) and len(new) < 1000:
                     new.append(alarm)
         result.skips.overlong += self.follower.skips.overlong
         self.follower.skips.overlong = 0

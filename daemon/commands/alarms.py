@@ -18,6 +18,9 @@ from daemon.commands._common import add_firmware, add_format
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `rmxdiag alarms`."""
+    parser.epilog = ("Exit codes: 0 no alarm that matters, 1 certificate warning, 2 registration alarm or "
+                     "expired certificate, 3 bad input. An alarm alone is not proof: the RMX raises some "
+                     "without a real cause; `rmxdiag run` corroborates them with the other probes.")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
                         help="saved Active Alarms / System Alerts .txt, snmptrapd log (-Lf) or syslog file")
     parser.add_argument("--as", dest="input_format", choices=("auto", "report", "snmptrapd", "syslog"),

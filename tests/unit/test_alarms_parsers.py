@@ -191,3 +191,48 @@ def test_snmptrapd_wrapped_trap_at_end_of_input_is_flushed() -> None:
     cut = next(i for i, line in enumerate(data) if line.startswith(b"63 61 74 65"))
     result = parse_snmptrapd(b"\n".join(data[:cut]))  # the trap ends in the middle of its hex dump
     assert result.alarms[-1].description.startswith("Security mode failed")
+
+
+def test_grep_accelerated_and_python_prefilter_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a syslog file big enough for the grep accelerator, with alarms, clears and noise
+    import probes.alarms_grep as accel
+    from probes.alarms_syslog import parse_syslog_file, parse_syslog_stream
+    from tests.bench.bench_alarms import generate
+
+    path = tmp_path / "big.log"
+    generate(path, lines=20_000, alarm_share=0.05, near_miss=0.05)
+    with path.open("ab") as f:  # plus an over-long alarm line and binary junk
+        f.write(b"<134>Nov 26 21:00:00 rmx1 RMX: SIP TLS: Certificate has expired " + b"x" * 5000 + b"\n\x00\x01\n")
+    monkeypatch.setattr(accel, "MIN_SIZE", 0)
+    fast = parse_syslog_file(path)
+    with path.open("rb") as stream:
+        slow = parse_syslog_stream(stream, str(path))
+    # Then both paths see the same matches, events and active set
+    assert not fast.lines_known and slow.lines_known
+    assert fast.matched == slow.matched and fast.events == slow.events > 0
+    assert [a.to_json() for a in fast.active.alarms()] == [a.to_json() for a in slow.active.alarms()]
+    assert fast.skips.overlong == slow.skips.overlong == 1
+
+
+def test_grep_missing_falls_back_to_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import probes.alarms_grep as accel
+    from probes.alarms_syslog import parse_syslog_file
+
+    path = tmp_path / "s.log"
+    path.write_bytes(_fixture("syslog_3164.log"))
+    monkeypatch.setattr(accel, "MIN_SIZE", 0)
+    monkeypatch.setattr(accel, "grep_path", lambda: None)
+    result = parse_syslog_file(path)
+    assert result.lines_known and result.events == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000) | st.text(alphabet='<>/="&;!?[]ABCDEFIMNOSTU_ \n', max_size=400).map(str.encode))
+def test_xml_answer_parser_raises_only_its_own_error(data: bytes) -> None:
+    # Given arbitrary bytes as an XML API answer, Then only XmlApiError (a clean probe error) escapes
+    from probes.alarms_xmlapi import XmlApiError, parse_answer
+
+    try:
+        assert isinstance(parse_answer(data), dict)
+    except XmlApiError as exc:
+        assert "\n" not in str(exc)
