@@ -29,7 +29,8 @@ from probes.capture_names import certificate_request_names
 # retransmissions and (with a key log) decrypted SIP. Encrypted application data is skipped.
 DISPLAY_FILTER = ("tls.record.content_type in {20..22} || tcp.flags.syn == 1 || tcp.flags.reset == 1"
                   " || tcp.flags.fin == 1 || tcp.analysis.retransmission || sip")
-PROTOCOLS = "frame ip ipv6 tcp tls sip"
+# "tcp.segments" carries tcp.reassembled.data, where a CertificateRequest spanning segments is read.
+PROTOCOLS = "frame ip ipv6 tcp tcp.segments tls sip"
 
 
 def _all(obj: Any, key: str) -> list[Any]:

@@ -265,3 +265,31 @@ def test_sip_403_decoded_with_key_log(lab: Lab, tmp_path: Path) -> None:
     plain, _ = _inspect(out, port)
     assert "SIP_NOT_TRUSTED" not in _codes(plain)
     assert result.summaries[0].sip
+
+
+def test_small_segments_are_reassembled(lab: Lab, tmp_path: Path) -> None:
+    # Given an MTLS handshake with openssl s_server where the client advertises MSS 536, so the
+    # server's Certificate + CertificateRequest flight spans many small segments
+    port = free_port()
+    out = tmp_path / "small.pcapng"
+    client = ssl.create_default_context(cafile=str(lab.trust))
+    client.check_hostname = False
+    client.load_cert_chain(lab.rmx["cert"], lab.rmx["key"])
+    with openssl_server(lab.dir, port, *_server_args(lab, *STRICT, "-CAfile", str(lab.trust), "-tls1_2")) as srv:
+        wait_for_port(port, proc=srv)
+        with recording(port, out):
+            raw = socket.socket()
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+            raw.settimeout(5)
+            raw.connect(("127.0.0.1", port))
+            with client.wrap_socket(raw) as tls:
+                tls.sendall(b"x\n")
+    outcome, result = _inspect(out, port)
+    # Then the reassembled flights still give both chains and the CA names
+    summary = result.summaries[0]
+    assert summary.outcome == "ok", summary.line()
+    assert summary.server_chain[0][0] == "CN=fe01.lab.example"
+    assert summary.client_chain[0][0] == "CN=rmx.lab.example,O=rmxdiag lab"
+    assert summary.ca_names is not None and len(summary.ca_names) == 2
+    assert summary.rmx_issuer_in_ca_list is True
+    assert set(_codes(outcome)) == {"CAPTURE_SUMMARY"}

@@ -50,10 +50,12 @@ def openssl_client(port: int, *args: str, timeout: float = 10.0) -> subprocess.C
 
 
 @contextlib.contextmanager
-def tcp_server(handler: Callable[[socket.socket], None], port: int = 0) -> Iterator[int]:
+def tcp_server(handler: Callable[[socket.socket], None], port: int = 0, mss: int | None = None) -> Iterator[int]:
     """A one-thread TCP listener on loopback calling ``handler(conn)`` for each connection."""
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if mss is not None:  # small segments force tshark to reassemble TLS records
+        lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
     lsock.bind(("127.0.0.1", port))
     lsock.listen(8)
     lsock.settimeout(0.2)
