@@ -17,8 +17,9 @@ import yaml
 
 import probes
 from daemon.catalogue import CATALOGUE, Firmware
+from daemon.config_files import ConfigError
 from daemon.config_model import ActionConfig, BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
-from daemon.config_yaml import LABEL_SAFE, ConfigError, Mapping, Node, Reader
+from daemon.config_yaml import LABEL_SAFE, Mapping, Node, Reader
 from probes.target import (
     AlarmSources,
     CaptureSources,
