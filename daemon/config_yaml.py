@@ -296,6 +296,8 @@ class Reader:
         try:
             self._loader = _LOADER(text)
             node = self._loader.get_single_node()
+        except RecursionError:  # the composer recurses per nesting level: [[[[... stops it
+            raise ConfigError(f"{self.source}: nested too deeply to be a configuration file") from None
         except yaml.YAMLError:
             # Re-read with the pure-Python parser: its messages are the same whether or not
             # libyaml is installed, and errors are rare enough for the cost not to matter.
@@ -308,6 +310,8 @@ class Reader:
         try:
             self._loader = yaml.SafeLoader(text)
             node: yaml.Node | None = self._loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"{self.source}: nested too deeply to be a configuration file") from None
         except yaml.reader.ReaderError as exc:  # a control character: no mark, only a position
             row = text.count("\n", 0, max(exc.position, 0)) + 1
             raise ConfigError(f"{self.source}:{row}: invalid YAML: unacceptable character "

@@ -191,3 +191,12 @@ targets:
     a, b = load_config(config).targets
     assert (a.name, a.firmware, b.name, b.firmware) == ("rmx-a", "7.x", "rmx-b", "8.x")
     assert a.registrars == b.registrars and b.ca_bundle == tmp_path / "ca.pem"
+
+
+def test_absurd_nesting_is_one_config_error(tmp_path: Path) -> None:
+    # Given a file of 100,000 nested lists (the YAML composer recurses once per level)
+    config = tmp_path / "deep.yaml"
+    config.write_text("targets: " + "[" * 100_000 + "\n")
+    # When loaded, Then one ConfigError line, not a RecursionError
+    with pytest.raises(ConfigError, match=r"deep\.yaml: (nested too deeply|invalid YAML)"):
+        load_config(config)
