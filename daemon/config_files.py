@@ -35,6 +35,8 @@ def readable_file(path: Path, fail: Fail) -> None:
         raise fail(f"{path}: cannot access ({exc.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
         raise fail(f"{path}: is a directory, expected a file")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would hang or feed endless data later
+        raise fail(f"{path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise fail(f"{path}: not readable by this user")
 

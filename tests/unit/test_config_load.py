@@ -200,3 +200,14 @@ def test_absurd_nesting_is_one_config_error(tmp_path: Path) -> None:
     # When loaded, Then one ConfigError line, not a RecursionError
     with pytest.raises(ConfigError, match=r"deep\.yaml: (nested too deeply|invalid YAML)"):
         load_config(config)
+
+
+def test_a_fifo_is_not_accepted_as_a_report_file(tmp_path: Path) -> None:
+    # Given a named pipe where an alarm report file is expected
+    os.mkfifo(tmp_path / "alerts.txt")
+    config = tmp_path / "c.yaml"
+    config.write_text("targets:\n  - name: rmx\n    alarms: {report_files: [alerts.txt]}\n")
+    # When loaded (without opening it), Then one line says it is not a regular file
+    with pytest.raises(ConfigError, match=r"c\.yaml:3: targets\[0\]\.alarms\.report_files\[0\]: .*alerts\.txt: "
+                                          r"not a regular file$"):
+        load_config(config)
