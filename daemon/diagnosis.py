@@ -19,13 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.catalogue import CATALOGUE, Firmware, remediation
-from daemon.diagnosis_rules import CERTIFICATE_ALARM, REGISTRATION_ALARM, RULES, UNCORROBORATED, Seen, same_alert
+from daemon.diagnosis_rules import (
+    CERTIFICATE_ALARM,
+    REGISTRATION_ALARM,
+    RULES,
+    UNCORROBORATED,
+    Seen,
+    certificate_alarm_claims,
+    same_alert,
+)
 from daemon.report import Hint, sort_hints
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 
 _ALARMS = (REGISTRATION_ALARM, CERTIFICATE_ALARM)
 # Probes whose problems corroborate a registration alarm, most direct first.
 _WIRE_PROBES = ("mtls", "capture")
+# Warnings that still mean the registration path is broken, and roots that say nothing about it
+# (rmxdiag's own TLS policy refusing the FE is not what the RMX saw).
+_REGISTRATION_WARNINGS = frozenset({"SIP_ERROR_RESPONSE", "CLIENT_CERT_NOT_REQUESTED"})
+_NOT_A_REGISTRATION_FAILURE = frozenset({"TLS_LOCAL_POLICY"})
 
 
 def evidence_line(probe: str, finding: Finding) -> str:
@@ -68,7 +80,7 @@ def diagnose(outcomes: Iterable[ProbeOutcome], firmware: Firmware = Firmware.V8)
     merged: dict[str, _Root] = {}
     for root in roots + alarm_roots:  # one hint per code, even if a probe already used an alarm code
         merged.setdefault(root.code, _Root(root.code)).seen.extend(root.seen)
-    return sort_hints(_hint(root, firmware) for root in merged.values())
+    return sort_hints(_hint(root, firmware, seen) for root in merged.values())
 
 
 def _correlate(seen: Sequence[Seen]) -> list[_Root]:
@@ -114,25 +126,34 @@ def _corroborating_root(alarm: Seen, roots: Sequence[_Root]) -> _Root | None:
         return (-root.severity().rank, roots.index(root))
 
     if alarm.code == REGISTRATION_ALARM:
-        serious = [r for r in roots if r.severity() is Severity.CRITICAL
-                   or (r.severity() is Severity.WARNING and r.probes() & set(_WIRE_PROBES))]
+        serious = [r for r in roots if r.code not in _NOT_A_REGISTRATION_FAILURE and (
+            r.severity() is Severity.CRITICAL or r.code in _REGISTRATION_WARNINGS)]
         wire = [r for r in serious if r.probes() & set(_WIRE_PROBES)]
         pick = sorted(wire or serious, key=rank)
     else:
+        claims = certificate_alarm_claims(alarm.get("alarm_texts"))
         pick = sorted((r for r in roots if r.severity().rank >= Severity.WARNING.rank and (
-            "certificate" in r.probes() or r.code.startswith(("CLIENT_CERT_", "CERT_")))), key=rank)
+            "certificate" in r.probes() or r.code.startswith(("CLIENT_CERT_", "CERT_")))
+            and (claims is None or r.code in claims)), key=rank)
     return pick[0] if pick else None
 
 
 def _contradicted(alarm: Seen, roots: Sequence[_Root], ran: Sequence[ProbeOutcome]) -> bool:
     """True when the probes that can check ``alarm`` ran and saw a healthy path.
 
-    A registration alarm needs a clean MTLS handshake + SIP answer; a certificate alarm a clean
-    certificate check (and a clean handshake when the mtls probe ran). No critical root may exist.
+    A registration alarm needs a clean MTLS handshake + SIP answer and no critical root. A
+    certificate alarm whose claim is known (expired, about to expire, subject name...) is refuted
+    by a certificate check that ran and did not find that claim; an unknown one needs a clean
+    certificate check (and a clean handshake when the mtls probe ran) and no critical root.
     """
+    by_name = {o.probe: o for o in ran}
+    claims = certificate_alarm_claims(alarm.get("alarm_texts")) if alarm.code == CERTIFICATE_ALARM else None
+    if claims is not None:
+        checked = by_name.get("certificate")
+        return (checked is not None and checked.status is ProbeStatus.OK
+                and not any(f.code in claims for f in checked.findings))
     if any(r.severity() is Severity.CRITICAL for r in roots):
         return False
-    by_name = {o.probe: o for o in ran}
     needed = ["mtls"] if alarm.code == REGISTRATION_ALARM else ["certificate"]
     optional = [] if alarm.code == REGISTRATION_ALARM else ["mtls"]
     for name in needed + [n for n in optional if n in by_name]:
@@ -147,17 +168,21 @@ def _clean(outcome: ProbeOutcome) -> bool:
 
 
 def _healthy_evidence(ran: Sequence[ProbeOutcome], alarms: Sequence[Seen]) -> list[Seen]:
-    """What contradicts the alarms: the clean probes' own findings, or a line saying they were clean."""
+    """What contradicts the alarms: the informational findings of the probes that checked (the
+    handshake that succeeded, the certificate summary), or a line saying the probe found nothing."""
     wanted = {"mtls"} | ({"certificate"} if any(a.code == CERTIFICATE_ALARM for a in alarms) else set())
     lines: list[Seen] = []
     for outcome in ran:
-        if outcome.probe not in wanted or not _clean(outcome):
+        if outcome.probe not in wanted or outcome.status is not ProbeStatus.OK:
             continue
-        if outcome.findings:
-            lines.extend(Seen(outcome.probe, f) for f in outcome.findings)
+        if outcome.probe == "mtls" and not _clean(outcome):
+            continue
+        facts = [f for f in outcome.findings if f.severity is Severity.INFO]
+        if facts:
+            lines.extend(Seen(outcome.probe, f) for f in facts)
         else:
-            lines.append(Seen(outcome.probe, Finding(f"{outcome.probe.upper()}_OK", Severity.INFO,
-                                                     "ran and found no problem")))
+            said = "ran; none of its findings confirms the alarm" if outcome.findings else "ran and found no problem"
+            lines.append(Seen(outcome.probe, Finding(f"{outcome.probe.upper()}_OK", Severity.INFO, said)))
     return lines
 
 
@@ -186,7 +211,27 @@ def _dn(name: str) -> str:
     return ",".join(sorted("=".join(x.strip().lower() for x in p.split("=", 1)) for p in parts if p))
 
 
-def _hint(root: _Root, firmware: Firmware) -> Hint:
+_TRUST_CODES = frozenset({"CLIENT_CERT_UNKNOWN_CA", "CERT_CHAIN_INCOMPLETE", "CAPTURE_TRUNCATED_CA_LIST",
+                          "CAPTURE_RESET_AFTER_CLIENT_CERT"})  # not self-signed: its issuer is itself
+
+
+def _concrete(code: str, steps: list[str], seen: Sequence[Seen]) -> list[str]:
+    """Catalogue steps with this target's facts filled in: the certificate's name and issuer."""
+    subject = next((str(s.get("subject")) for s in seen if s.probe == "certificate" and s.get("subject")), "")
+    cn = next((part.split("=", 1)[1] for part in subject.split(",") if part.strip().upper().startswith("CN=")), "")
+    issuer = next((str(s.get("rmx_issuer")) for s in seen if s.get("rmx_issuer")), "") or next(
+        (str(s.get("issuer")) for s in seen if s.probe == "certificate" and s.get("issuer")), "")
+    out = []
+    for step in steps:
+        # The FE takes the peer's name from the certificate: that is the computer to define.
+        text = step.replace("<RMX signaling FQDN>", cn) if cn else step
+        if issuer and code in _TRUST_CODES and "Trusted Root Certification Authorities" in text:
+            text += f" The RMX certificate here is issued by {issuer}."
+        out.append(text)
+    return out
+
+
+def _hint(root: _Root, firmware: Firmware, context: Sequence[Seen] = ()) -> Hint:
     spec = CATALOGUE[root.code]
     severity = Severity.INFO if root.code == UNCORROBORATED else root.severity()
     lines: list[str] = []
@@ -194,4 +239,5 @@ def _hint(root: _Root, firmware: Firmware) -> Hint:
         line = evidence_line(s.probe, s.finding)
         if line not in lines:
             lines.append(line)
-    return Hint(root.code, severity, spec.title, tuple(lines), tuple(remediation(root.code, firmware)))
+    steps = _concrete(root.code, remediation(root.code, firmware), [*root.seen, *context])
+    return Hint(root.code, severity, spec.title, tuple(lines), tuple(steps))

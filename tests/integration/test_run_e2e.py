@@ -2,8 +2,9 @@
 
 One Kamailio trusts the lab CA and the RMX name ``rmx.lab.example`` (200 to OPTIONS; others get
 403 + ms-diagnostics 1010). The three targets: healthy (with a stale alarm the probes contradict),
-a certificate from an unrelated CA (with the RMX's "Registration handshake failure" alarm) and a
-well-issued certificate whose name is not a trusted application.
+a certificate from an unrelated CA (with the RMX's "Registration handshake failure" alarm and a
+dumpcap recording of that RMX's TLS 1.2 handshake with the Front End) and a well-issued
+certificate whose name is not a trusted application.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,10 @@ from pathlib import Path
 import pytest
 
 from daemon import pki
+from probes import mtls
+from probes.target import Registrar
 from tests.conftest import LabPKI
+from tests.support.capture import recording
 from tests.support.kamailio import Registrar as Fe
 from tests.support.kamailio import kamailio_registrar
 
@@ -50,8 +55,19 @@ def lab_config(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> Ite
               cdp=["http://127.0.0.1:9/lab.crl"]).write(d / "notapp", "rmx")
     (d / "alarms.txt").write_text(ALARMS)
     with kamailio_registrar(d / "kam", lab_pki.fe, ca, trusted_cn=lab_pki.fqdn) as fe:
+        _record_untrusted_handshake(d, fe)
         (d / "rmxdiag.yaml").write_text(_config(fe, lab_pki))
         yield d / "rmxdiag.yaml"
+
+
+def _record_untrusted_handshake(d: Path, fe: Fe) -> None:
+    """What a capture on the RMX's network would hold: its TLS 1.2 handshake refused by the FE."""
+    spec = mtls.ClientSpec(cert=d / "untrusted/rmx.crt", key=d / "untrusted/rmx.key",
+                           chain=d / "untrusted/rmx-chain.pem", ca_bundle=d / "fe-trust.pem", tls_max="1.2")
+    with recording(fe.port, d / "untrusted.pcapng"):
+        seen = mtls.probe([Registrar(host=fe.host, port=fe.port, sni="pool.lab.example", tls_max="1.2")], spec,
+                          deadline=time.monotonic() + 5)
+    assert seen.failure == ("tls", "alert_unknown_ca"), seen
 
 
 def _config(fe: Fe, lab: LabPKI) -> str:
@@ -59,15 +75,17 @@ def _config(fe: Fe, lab: LabPKI) -> str:
     for name, stem, fqdn, alarms in (("rmx-healthy", "healthy", lab.fqdn, True),
                                      ("rmx-untrusted-ca", "untrusted", lab.fqdn, True),
                                      ("rmx-not-trusted-app", "notapp", "rmx2.lab.example", False)):
+        capture = stem == "untrusted"
         targets.append(f"""  - name: {name}
     fqdn: {fqdn}
     firmware: "8.x"
     certificate: {{cert: {stem}/rmx.crt, key: {stem}/rmx.key, chain: {stem}/rmx-chain.pem}}
     ca_bundle: fe-trust.pem
     registrars:
-      - {{host: 127.0.0.1, port: {fe.port}, sni: {lab.pool}}}
-""" + ("    alarms: {report_files: [alarms.txt]}\n" if alarms else ""))
-    return "settings: {deadline: 8}\ntargets:\n" + "".join(targets)
+      - {{host: 127.0.0.1, port: {fe.port}, sni: {lab.pool}, tls_max: "{'1.2' if capture else '1.3'}"}}
+""" + ("    alarms: {report_files: [alarms.txt]}\n" if alarms else "")
+            + (f"    capture: {{files: [untrusted.pcapng], port: {fe.port}}}\n" if capture else ""))
+    return "settings: {interval: 60, deadline: 20}\ntargets:\n" + "".join(targets)
 
 
 def _run(config: Path, *args: str) -> Run:
@@ -96,13 +114,16 @@ def test_run_names_the_root_cause_of_each_target(lab_config: Path) -> None:
     assert [(h["code"], h["severity"]) for h in healthy["hints"]] == [("ALARM_UNCORROBORATED", "info")]
     assert {"alarms", "mtls"} <= _cited(healthy["hints"][0])
 
-    # The unrelated CA: ONE root cause, cited by the certificate probe, the handshake and the alarm
+    # The unrelated CA: ONE root cause, cited by all four probes (certificate, handshake, capture, alarm)
     untrusted = targets["rmx-untrusted-ca"]
     assert untrusted["status"] == "critical"
     assert [h["code"] for h in untrusted["hints"]] == ["CLIENT_CERT_UNKNOWN_CA"]
     hint = untrusted["hints"][0]
-    assert {"certificate", "mtls", "alarms"} <= _cited(hint)
-    assert any("alert=48" in line and "from_fe" in line for line in hint["evidence"])
+    assert _cited(hint) == {"certificate", "mtls", "capture", "alarms"}
+    assert any(line.startswith("mtls: ") and "alert=48" in line and "from_fe" in line for line in hint["evidence"])
+    assert any(line.startswith("capture: ") and "alert=48" in line and "direction=from_fe" in line
+               for line in hint["evidence"])
+    assert any("CertificateRequest CA list" in line and "Unrelated Root CA" in line for line in hint["evidence"])
     assert any("Registration handshake failure" in line for line in hint["evidence"])
     assert any("Certification Repository" in step for step in hint["remediation"])
 
@@ -111,7 +132,8 @@ def test_run_names_the_root_cause_of_each_target(lab_config: Path) -> None:
     assert notapp["status"] == "critical"
     assert [h["code"] for h in notapp["hints"]] == ["SIP_NOT_TRUSTED"]
     assert any("1010" in line for line in notapp["hints"][0]["evidence"])
-    assert any("New-CsTrustedApplicationComputer" in step for step in notapp["hints"][0]["remediation"])
+    assert any("New-CsTrustedApplicationComputer -Identity rmx2.lab.example" in step
+               for step in notapp["hints"][0]["remediation"])
 
 
 def test_text_report_puts_verdicts_first(lab_config: Path) -> None:

@@ -108,6 +108,12 @@ CASES = [
     case("alarm_with_healthy_probes_is_uncorroborated",
          [out("certificate"), out("mtls", MTLS_OK), out("alarms", alarm())],
          ("ALARM_UNCORROBORATED", INF, "alarms,mtls")),
+    case("probe_policy_refusal_neither_confirms_nor_refutes_an_alarm",
+         [out("mtls", f("TLS_LOCAL_POLICY", W, reason="local_policy_refused")), out("alarms", alarm())],
+         ("RMX_ALARM_REGISTRATION", C, "alarms"), ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("sip_error_warning_corroborates_the_alarm",
+         [out("mtls", f("SIP_ERROR_RESPONSE", W, sip_status=500)), out("alarms", alarm())],
+         ("SIP_ERROR_RESPONSE", C, "mtls,alarms")),
     case("alarm_without_an_mtls_probe_stays_critical", [out("alarms", alarm())],
          ("RMX_ALARM_REGISTRATION", C, "alarms")),
     case("alarm_with_a_failed_mtls_probe_stays_critical",
@@ -175,6 +181,18 @@ CASES = [
     case("certificate_alarm_contradicted",
          [out("certificate"), out("alarms", alarm("SIP TLS: Certificate has expired", "RMX_ALARM_CERTIFICATE", C))],
          ("ALARM_UNCORROBORATED", INF, "alarms,certificate")),
+    case("expired_alarm_refuted_by_a_valid_certificate_even_with_other_warnings",
+         [out("certificate", f("CERT_SUMMARY", INF, not_after="2030-01-01T00:00:00Z"), f("CERT_NO_CDP", W)),
+          out("alarms", alarm("SIP TLS: Certificate has expired", "RMX_ALARM_CERTIFICATE", C))],
+         ("CERT_NO_CDP", W, "certificate"), ("ALARM_UNCORROBORATED", INF, "alarms,certificate")),
+    case("subject_name_alarm_folds_into_the_name_mismatch_not_the_first_cert_problem",
+         [out("certificate", f("CERT_WEAK_KEY", W), f("CERT_DNS_MISMATCH")),
+          out("alarms", alarm("SIP TLS: Certificate subject name is not valid or DNS failed to resolve this name",
+                              "RMX_ALARM_CERTIFICATE", W))],
+         ("CERT_DNS_MISMATCH", C, "certificate,alarms"), ("CERT_WEAK_KEY", W, "certificate")),
+    case("unknown_certificate_alarm_text_with_no_certificate_probe_stays",
+         [out("alarms", alarm("SIP TLS: certificate trouble of a new kind", "RMX_ALARM_CERTIFICATE", W))],
+         ("RMX_ALARM_CERTIFICATE", W, "alarms")),
     case("capture_alert_without_a_known_cause", [out("capture", cap_alert(80))], ("CAPTURE_TLS_ALERT", C, "capture")),
     case("empty_client_cert_explains_truncated_list_and_116",
          [out("capture", f("CAPTURE_EMPTY_CLIENT_CERT"), f("CAPTURE_TRUNCATED_CA_LIST", W), cap_alert(116))],
@@ -265,3 +283,13 @@ def test_trusted_application_fix_names_the_cmdlets_in_order() -> None:
     positions = [text.index(c) for c in ("New-CsTrustedApplicationPool", "New-CsTrustedApplicationComputer",
                                          "New-CsTrustedApplication ", "Enable-CsTopology")]
     assert positions == sorted(positions)
+
+
+def test_fix_steps_name_this_rmx_and_its_issuer() -> None:
+    # Given the certificate probe's summary and a Front End that refuses the RMX
+    summary = f("CERT_SUMMARY", INF, subject="CN=rmx-hq.corp.example,O=Corp", issuer=ISSUER)
+    (not_trusted,) = diagnose([out("certificate", summary), out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))])
+    (unknown,) = diagnose([out("certificate", summary), out("mtls", UNKNOWN_CA)])
+    # Then the cmdlets name the certificate's CN and the trust step names the issuer
+    assert "New-CsTrustedApplicationComputer -Identity rmx-hq.corp.example -Pool" in " ".join(not_trusted.remediation)
+    assert unknown.remediation[0].endswith(f"The RMX certificate here is issued by {ISSUER}.")
