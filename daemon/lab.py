@@ -81,7 +81,8 @@ def build_target(scenario: Scenario, material: Material, port: int, capture: Pat
         registrars=(Registrar(host="127.0.0.1", port=port, sni=POOL_FQDN, tls_min=scenario.rmx_tls[0],
                               tls_max=scenario.rmx_tls[1], sip_options=True),),
         alarms=AlarmSources(report_files=(material.alarm_report,)),
-        capture=CaptureSources(files=(capture,), port=port, keylog=keylog) if capture else CaptureSources(),
+        # The lab capture shows the Front End on 5061 (see daemon.lab_capture).
+        capture=CaptureSources(files=(capture,), port=5061, keylog=keylog) if capture else CaptureSources(),
         deadline=PROBE_DEADLINE,
     )
 

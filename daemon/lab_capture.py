@@ -4,7 +4,9 @@ Capturing on ``lo`` needs root or CAP_NET_RAW, and the lab must need neither. Th
 already sees every byte of each connection in wire order, so the lab replays that transcript
 into a classic libpcap file (Ethernet/IPv4/TCP around the real TLS bytes; timestamps are 100 µs
 apart, not measured). tshark dissects it like any capture; the simulated RMX also writes an NSS
-key log so the SIP inside can be decoded.
+key log so the SIP inside can be decoded. The Front End side is written as port 5061 (the port a
+field capture shows) instead of the lab's ephemeral port, so ``rmxdiag pcap FILE`` reads it
+with its defaults.
 """
 
 from __future__ import annotations
@@ -64,9 +66,13 @@ class _PcapWriter:
         self.out.close()
 
 
-def write_pcap(path: Path, transcript: Transcript) -> Path:
+CAPTURE_PORT = 5061
+
+
+def write_pcap(path: Path, transcript: Transcript, server_port: int | None = CAPTURE_PORT) -> Path:
     """Replay one connection transcript (handshake, data in wire order, its end) as a pcap."""
-    client, server = transcript.client, transcript.server
+    client = transcript.client
+    server = (transcript.server[0], server_port or transcript.server[1])
     seq = {"c2s": 1000, "s2c": 5000}
     ends = {"c2s": (client, server), "s2c": (server, client)}
     pcap = _PcapWriter(path, transcript.started)
