@@ -123,10 +123,13 @@ def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
     with frontend(scenario, material) as fe:
         port = fe.address[1] if fe else _closed_port()
         capture, keylog = None, None
-        if fe is not None and "capture" in present and shutil.which("tshark"):
-            from daemon.lab_capture import record_registration
+        if "capture" in present and shutil.which("tshark"):
+            from daemon import lab_capture
 
-            capture, keylog = record_registration(fe, material, scenario, workdir)
+            if fe is not None:
+                capture, keylog = lab_capture.record_registration(fe, material, scenario, workdir)
+            else:
+                capture = lab_capture.record_refused(port, workdir)
         yield LabSetup(scenario, workdir, port, build_target(scenario, material, port, capture, keylog),
                        capture, present)
 

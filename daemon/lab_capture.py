@@ -78,6 +78,9 @@ def write_pcap(path: Path, transcript: Transcript, server_port: int | None = CAP
     pcap = _PcapWriter(path, transcript.started)
     try:
         pcap.segment(client, server, seq["c2s"], 0, flags=_SYN)
+        if transcript.end == "refused":  # the kernel's answer to a SYN on a closed port
+            pcap.segment(server, client, 0, seq["c2s"] + 1, flags=_RST | _ACK)
+            return path
         pcap.segment(server, client, seq["s2c"], seq["c2s"] + 1, flags=_SYN | _ACK)
         seq = {"c2s": seq["c2s"] + 1, "s2c": seq["s2c"] + 1}
         pcap.segment(client, server, seq["c2s"], seq["s2c"], flags=_ACK)
@@ -148,3 +151,23 @@ def record_registration(fe: LabRegistrar, material: Material, scenario: Scenario
         log.warning("lab capture: the registrar recorded no connection; no capture written")
         return None, None
     return write_pcap(workdir / "rmx-frontend.pcap", transcript), keylog if keylog.exists() else None
+
+
+def record_refused(port: int, workdir: Path, timeout: float = 3.0) -> Path | None:
+    """Let the simulated RMX try a Front End that is down; write the SYN / RST pair it saw, if refused."""
+    client = socket.socket()
+    try:
+        client.settimeout(timeout)
+        client.bind(("127.0.0.1", 0))
+        local = client.getsockname()
+        client.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        transcript = Transcript((str(local[0]), int(local[1])), ("127.0.0.1", port), end="refused")
+        return write_pcap(workdir / "rmx-frontend.pcap", transcript)
+    except OSError as exc:
+        log.info("simulated RMX: connection to the closed port failed otherwise (%s): no capture", exc)
+        return None
+    finally:
+        client.close()
+    log.warning("lab capture: something answers on port %d, which should be closed; no capture", port)
+    return None

@@ -62,7 +62,8 @@ class Transcript:
     """Every byte of one connection in wire order, for the lab capture.
 
     ``events`` holds ``("c2s" | "s2c", bytes)``; ``end`` is how the server ended it: ``rst``,
-    ``fin`` (server closed) or ``peer_fin`` (the client closed first).
+    ``fin`` (server closed), ``peer_fin`` (the client closed first) or ``refused`` (nothing
+    listened: the SYN got a reset).
     """
 
     client: tuple[str, int]
