@@ -18,8 +18,9 @@ import struct
 import time
 from pathlib import Path
 
-from daemon.lab_registrar import LabRegistrar, Transcript, set_tls_window
+from daemon.lab_registrar import LabRegistrar, Transcript
 from daemon.lab_scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
+from daemon.lab_wire import set_tls_window
 
 log = logging.getLogger("rmxdiag.lab.capture")
 

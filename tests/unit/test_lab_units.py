@@ -6,8 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 from daemon.catalogue import CATALOGUE
-from daemon.lab_registrar import sip_response
 from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS, write_alarm_report
+from daemon.lab_wire import sip_response, take_sip_message
 
 REQUEST = (b"OPTIONS sip:pool.lab.example SIP/2.0\r\nv: SIP/2.0/TLS 10.0.0.5:5061;branch=z9hG4bKx\r\n"
            b"f: <sip:rmx.lab.example>;tag=a\r\nt: <sip:pool.lab.example>\r\ni: call-1\r\nCSeq: 3 OPTIONS\r\n"
@@ -48,3 +48,16 @@ def test_alarm_report_uses_the_active_alarms_export_columns(tmp_path: Path) -> N
     assert rows[1] == ["1", "26/11/2026 11:50:00", "26/11/2026 11:50:00", "General", "Major",
                        "SIP TLS: Certificate has expired"]
     assert rows[2][0] == "2" and rows[2][5] == "SIP TLS: Registration handshake failure"
+
+
+def test_sip_framing_takes_whole_messages_only() -> None:
+    # Given a keep-alive, one message with a 5-byte body and the start of another
+    buf = bytearray(b"\r\n\r\nMESSAGE sip:x SIP/2.0\r\nl: 5\r\n\r\nhelloOPTIONS sip:x SIP/2.0\r\nContent-Le")
+    # Then the first comes out whole (body included), the partial one stays buffered
+    assert take_sip_message(buf) == b"MESSAGE sip:x SIP/2.0\r\nl: 5\r\n\r\nhello"
+    assert take_sip_message(buf) is None
+    assert buf == bytearray(b"OPTIONS sip:x SIP/2.0\r\nContent-Le")
+    # And once it completes, with a non-numeric length read as 0, it is taken too
+    buf += b"ngth: x\r\n\r\n"
+    assert take_sip_message(buf) == b"OPTIONS sip:x SIP/2.0\r\nContent-Length: x\r\n\r\n"
+    assert buf == bytearray()
