@@ -187,3 +187,50 @@ def _parse_request(data: bytes, pos: int) -> list[bytes] | None:
     if cursor + dn_len != end:
         return None
     return _names(data, cursor, end)
+
+
+def hello_facts(data: bytes) -> dict[str, object]:
+    """SNI and supported_versions of the first ClientHello/ServerHello in raw TLS records.
+
+    tshark's JSON keeps hello extensions under text-labelled nodes that its ``-j`` output filter
+    cannot select, so the extraction reads these few fields from the record bytes instead.
+    """
+    pos = 0
+    while pos + 5 <= len(data):
+        ctype, length = data[pos], int.from_bytes(data[pos + 3:pos + 5], "big")
+        if ctype not in (20, 21, 22, 23) or data[pos + 1] != 3:
+            return {}
+        body = data[pos + 5:pos + 5 + length]
+        if ctype == 22 and len(body) >= 4 and body[0] in (1, 2):
+            try:
+                return _hello(body[4:4 + int.from_bytes(body[1:4], "big")], client=body[0] == 1)
+            except (IndexError, ValueError):
+                return {}
+        pos += 5 + length
+    return {}
+
+
+def _hello(msg: bytes, client: bool) -> dict[str, object]:
+    facts: dict[str, object] = {}
+    pos = 2 + 32
+    pos += 1 + msg[pos]  # session id
+    if client:
+        pos += 2 + int.from_bytes(msg[pos:pos + 2], "big")  # cipher suites
+        pos += 1 + msg[pos]  # compression methods
+    else:
+        pos += 2 + 1  # chosen cipher suite and compression method
+    if pos + 2 > len(msg):
+        return facts
+    end = pos + 2 + int.from_bytes(msg[pos:pos + 2], "big")
+    pos += 2
+    while pos + 4 <= min(end, len(msg)):
+        ext, size = int.from_bytes(msg[pos:pos + 2], "big"), int.from_bytes(msg[pos + 2:pos + 4], "big")
+        value = msg[pos + 4:pos + 4 + size]
+        if ext == 0 and client and len(value) > 5 and value[2] == 0:
+            name_len = int.from_bytes(value[3:5], "big")
+            facts["sni"] = value[5:5 + name_len].decode("ascii", "replace")
+        elif ext == 43:
+            raw = value[1:1 + value[0]] if client else value[:2]
+            facts["versions"] = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw) - 1, 2)]
+        pos += 4 + size
+    return facts

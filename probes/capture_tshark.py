@@ -23,14 +23,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from probes.capture_events import PacketEvent, TlsRecord
-from probes.capture_names import certificate_request_names
+from probes.capture_names import certificate_request_names, hello_facts
 
 # Frames that carry a fact: handshake/alert/CCS records, connection setup and teardown,
 # retransmissions and (with a key log) decrypted SIP. Encrypted application data is skipped.
 DISPLAY_FILTER = ("tls.record.content_type in {20..22} || tcp.flags.syn == 1 || tcp.flags.reset == 1"
                   " || tcp.flags.fin == 1 || tcp.analysis.retransmission || sip")
-# "tcp.segments" carries tcp.reassembled.data, where a CertificateRequest spanning segments is read.
-PROTOCOLS = "frame ip ipv6 tcp tcp.segments tls sip"
+# tshark's -j output filter: only these nodes and their direct fields. Measured on the bench capture,
+# -J "tcp tls" (full subtrees: every certificate dissected field by field) made 16 KB of JSON per
+# frame and JSON handling dominated the run. "tcp.segments" carries tcp.reassembled.data, where a
+# CertificateRequest or hello spanning segments is read.
+PROTOCOLS = ("frame ip ipv6 tcp tcp.flags tcp.analysis tcp.analysis.flags tcp.segments tls tls.record tls.handshake"
+             " tls.handshake.certificates tls.alert_message sip _ws.expert")
 
 
 def _all(obj: Any, key: str) -> list[Any]:
@@ -103,13 +107,8 @@ def _records(tls_dicts: list[dict[str, Any]]) -> tuple[list[TlsRecord], dict[str
 def _handshake_facts(hs: dict[str, Any], kind: int, facts: dict[str, Any]) -> None:
     if kind in (1, 2):
         facts["legacy"] = _int(hs.get("tls.handshake.version"))
-        facts["versions"] = [v for v in (_int(x) for x in _all(hs, "tls.handshake.extensions.supported_version"))
-                             if v is not None]
         if kind == 2:
             facts["cipher"] = _int(hs.get("tls.handshake.ciphersuite"))
-        else:
-            sni = _first(hs, "tls.handshake.extensions_server_name")
-            facts["sni"] = None if sni is None else str(sni)
     elif kind == 11:
         facts["lengths"].append(_int(hs.get("tls.handshake.certificates_length")) or 0)
         facts["certs"].extend(_hex(c) for c in _all(hs, "tls.handshake.certificate"))
@@ -127,16 +126,24 @@ def event_from_layers(layers: dict[str, list[dict[str, Any]]], ts: float) -> Pac
     if tcp is None or ip is None:
         return None
     family = "ip" if "ip" in layers else "ipv6"
-    flags = {k: _first(tcp, f"tcp.flags.{k}") in ("1", "True", True) for k in ("syn", "ack", "reset", "fin")}
+    bits = _int(tcp.get("tcp.flags")) or 0  # FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10
+    analysis = tcp.get("tcp.analysis")
+    # tshark marks a retransmission only in an expert item below tcp.analysis.flags (hence _ws.expert in -j)
+    retransmission = isinstance(analysis, dict) and any(
+        _all(analysis, k) for k in ("tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
+                                    "tcp.analysis.spurious_retransmission"))
     records, facts = _records(layers.get("tls", []))
     ca_names = None
-    if any(13 in r.handshakes for r in records):
-        for blob in [*_all(tcp, "tcp.reassembled.data"), *_all(layers, "tcp.reassembled.data"),
-                     *_all(tcp, "tcp.payload")]:
-            names = certificate_request_names(_hex(blob))
-            if names is not None:
-                ca_names = tuple(names)
-                break
+    kinds = {h for r in records for h in r.handshakes}
+    if kinds & {1, 2, 13}:
+        reassembled = _all(layers.get("tcp.segments", []), "tcp.reassembled.data")
+        blobs = [_hex(b) for b in (*reassembled, *_as_list(tcp.get("tcp.payload")))]
+        if kinds & {1, 2}:
+            hello = next((f for f in (hello_facts(b) for b in blobs) if f), {})
+            facts["versions"] = hello.get("versions", [])
+            facts["sni"] = hello.get("sni")
+        if 13 in kinds:
+            ca_names = next((tuple(n) for n in (certificate_request_names(b) for b in blobs) if n is not None), None)
     sip = _one(layers, "sip")
     first_line = headers = None
     if sip is not None:
@@ -145,8 +152,8 @@ def event_from_layers(layers: dict[str, list[dict[str, Any]]], ts: float) -> Pac
     return PacketEvent(
         ts=ts, src=str(ip.get(f"{family}.src")), sport=int(tcp["tcp.srcport"]),
         dst=str(ip.get(f"{family}.dst")), dport=int(tcp["tcp.dstport"]),
-        syn=flags["syn"], ack=flags["ack"], rst=flags["reset"], fin=flags["fin"],
-        retransmission=bool(_all(tcp, "tcp.analysis.retransmission")),
+        syn=bool(bits & 0x02), ack=bool(bits & 0x10), rst=bool(bits & 0x04), fin=bool(bits & 0x01),
+        retransmission=retransmission,
         records=tuple(records), legacy_version=facts.get("legacy"), versions=tuple(facts["versions"]),
         cipher=facts.get("cipher"), sni=facts.get("sni"), certificates=tuple(facts["certs"]),
         certificate_lengths=tuple(facts["lengths"]), ca_names=ca_names,
@@ -181,8 +188,18 @@ def extract(path: str, port: int, tshark: str, keylog: str | None) -> Iterator[s
     from pyshark.capture.capture import TSharkCrashException
     from pyshark.capture.file_capture import FileCapture
     from pyshark.capture.pipe_capture import PipeCapture
+    from pyshark.tshark.output_parser.tshark_json import TsharkJsonParser, packet_from_json_packet
+
+    class _FastJson(TsharkJsonParser):  # type: ignore[misc]
+        # pyshark passes --no-duplicate-keys to tshark and then still decodes with a Python
+        # object_pairs_hook meant for duplicate keys; without the hook json.loads stays in C.
+        def _parse_single_packet(self, packet: bytes) -> Any:
+            return packet_from_json_packet(packet, deduplicate_fields=False)
 
     class _Pipe(PipeCapture):  # type: ignore[misc]
+        def _setup_tshark_output_parser(self) -> Any:
+            return _FastJson(self._get_tshark_version())
+
         # PipeCapture.close() closes the fd before stopping tshark; when stopping raises, __del__
         # closes it again (EBADF). Close it exactly once.
         def close(self) -> None:
@@ -192,18 +209,22 @@ def extract(path: str, port: int, tshark: str, keylog: str | None) -> Iterator[s
                 self._pipe = -1
             super(PipeCapture, self).close()
 
+    class _File(FileCapture):  # type: ignore[misc]
+        def _setup_tshark_output_parser(self) -> Any:
+            return _FastJson(self._get_tshark_version())
+
     prefs = {"tls.keylog_file": keylog} if keylog else None
     tcpdump, read_fd = _prefilter(path, port)
-    params = ["-J", PROTOCOLS]
+    params = ["-j", PROTOCOLS]
     if port != 5061:  # tshark dissects SIP over TLS on 5061 only; elsewhere say so explicitly
         params += ["-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},sip"]
     if read_fd is not None:
         cap = _Pipe(pipe=read_fd, use_json=True, display_filter=DISPLAY_FILTER, tshark_path=tshark,
-                                  override_prefs=prefs, custom_parameters=params)
+                    override_prefs=prefs, custom_parameters=params)
     else:  # no tcpdump: let tshark read the file and filter on the port itself (slower)
-        cap = FileCapture(path, keep_packets=False, use_json=True, tshark_path=tshark,
-                                  display_filter=f"tcp.port == {port} && ({DISPLAY_FILTER})",
-                                  override_prefs=prefs, custom_parameters=params)
+        cap = _File(path, keep_packets=False, use_json=True, tshark_path=tshark,
+                    display_filter=f"tcp.port == {port} && ({DISPLAY_FILTER})",
+                    override_prefs=prefs, custom_parameters=params)
     count = 0
     try:
         for pkt in cap:

@@ -40,6 +40,7 @@ def _run(name: str, **kw: object) -> tuple[dict[str, int], dict[str, dict[str, o
     ("silent.pcapng", {"no_server_hello": 1}, {"CAPTURE_NO_SERVER_RESPONSE", "CAPTURE_SUMMARY"}),
     ("refused.pcapng", {"refused": 1}, {"CAPTURE_NO_SERVER_RESPONSE", "CAPTURE_SUMMARY"}),
     ("sip403.pcapng", {"ok": 1}, {"SIP_NOT_TRUSTED", "CAPTURE_SUMMARY"}),
+    ("retrans.pcap", {"alert": 1}, {"CAPTURE_TLS_ALERT", "CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}),
 ])
 def test_fixture_outcomes_and_findings(fixture: str, outcomes: dict[str, int], codes: set[str]) -> None:
     # Given the events of a real capture, When analysed, Then the outcome and the finding codes match
@@ -56,6 +57,15 @@ def test_alert_evidence_and_direction() -> None:
     assert (alert["alert"], alert["alert_name"], alert["direction"], alert["count"]) == (48, "unknown_ca", "from_fe", 1)
     assert str(alert["connection"]).endswith(f"-> 127.0.0.1:{MANIFEST['alert48.pcap']['port']}")
     assert "S:Alert(fatal,unknown_ca)" in lines[0]
+
+
+def test_retransmission_is_counted_once() -> None:
+    # Given the alert capture with its ClientHello segment sent twice
+    result, _ = analyse(_events("retrans.pcap"), MANIFEST["retrans.pcap"]["port"])
+    # Then the connection shows one retransmission and the history the ClientHello once
+    summary = result.summaries[0]
+    assert summary.retransmissions == 1 and summary.history.count("C:ClientHello") == 1
+    assert "1 retransmissions" in summary.line()
 
 
 def test_sip_status_and_ms_diagnostics() -> None:
