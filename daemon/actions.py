@@ -54,7 +54,8 @@ class ActionResult:
                 "duration_seconds": round(self.duration_seconds, 3)}
 
 
-def matching(actions: tuple[ActionConfig, ...], target: str, hints: tuple[Hint, ...]) -> list[tuple[ActionConfig, Hint]]:
+def matching(actions: tuple[ActionConfig, ...], target: str,
+             hints: tuple[Hint, ...]) -> list[tuple[ActionConfig, Hint]]:
     """The (action, hint) pairs that apply: opt-in per code, optionally limited to some targets."""
     pairs = []
     for hint in hints:

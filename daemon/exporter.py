@@ -88,6 +88,7 @@ def _add_target(f: _Families, name: str, state: TargetState) -> None:
                     f.alarms.add_metric([name, category], count)
         except Exception as exc:  # an odd result shape must cost one sample set, never the scrape
             log.warning("skipping %s result metrics of %s: %s", outcome.probe, name, type(exc).__name__)
+            log.debug("result adapter traceback", exc_info=True)
     for hint in state.report.hints:
         f.hint.add_metric([name, hint.code, str(hint.severity)], 1.0)
     f.last_run.add_metric([name], state.finished)
