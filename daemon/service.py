@@ -174,6 +174,11 @@ class Daemon:
             except TimeoutError:
                 report = TargetReport(target.name, (failed("engine", ErrorKind.DEADLINE,
                                                            f"no result within {budget:g}s"),))
+            except Exception as exc:  # a bug in the engine or a probe module: one outcome, not a 500
+                log.error("on-demand run of %s failed with a bug: %s", target.name, type(exc).__name__)
+                log.debug("on-demand run traceback", exc_info=True)
+                report = TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
+                                                           f"internal error ({type(exc).__name__})"),))
         state = TargetState(report, time.time())
         self.holder.put(target.name, state)
         return state
