@@ -87,6 +87,16 @@ def _chain(value: Any) -> Iterator[tuple[int, float]]:
 def cert_not_after(outcome: ProbeOutcome) -> Iterator[tuple[str, int, float]]:
     """(role, position, not_after) of the chains a probe saw: client = the RMX's, server = the FE's."""
     result = outcome.result
+    rows = field_of(result, "cert_not_after")
+    if isinstance(rows, list | tuple):
+        # The probe's own (role, position, unix time) rows (the mtls probe's documented field).
+        for row in rows[:32]:
+            if isinstance(row, tuple | list) and len(row) == 3 and row[0] in ("client", "server") \
+                    and isinstance(row[1], int) and 0 <= row[1] < 16:
+                stamp = _timestamp(row[2])
+                if stamp is not None:
+                    yield str(row[0]), int(row[1]), stamp
+        return
     if outcome.probe == "certificate":
         for position, stamp in _chain(field_of(result, "chain", "certificates")):
             yield "client", position, stamp
