@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import contextlib
+import functools
+import importlib.util
 import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+import probes
 from daemon.engine import DEADLINE_GRACE, run_target
 from daemon.report import TargetReport
 from daemon.snapshot import SnapshotHolder, TargetState
@@ -30,9 +33,25 @@ JITTER = 0.1  # +-10% of the interval, so targets sharing an interval spread out
 FIRST_RUN_SPREAD = 1.0  # seconds: the first sweep starts at once, spread over at most this
 
 
+@functools.cache
+def installed_probes() -> frozenset[str]:
+    """Probe names whose module is present in this build (a partial install loses one probe, not all)."""
+    found = set()
+    for name, module in probes.PROBES.items():
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ImportError:
+            present = False
+        if present:
+            found.add(name)
+        else:
+            log.warning("probe %s is not installed (%s missing): targets run without it", name, module)
+    return frozenset(found)
+
+
 def default_runner(target: Target, settings: Settings, cache: dict[Any, Any]) -> TargetReport:
-    """The production runner: every applicable probe of ``target`` through the engine."""
-    return run_target(target, settings, cache=cache)
+    """The production runner: every applicable, installed probe of ``target`` through the engine."""
+    return run_target(target, settings, cache=cache, only=sorted(installed_probes()))
 
 
 class Scheduler:

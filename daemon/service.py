@@ -30,7 +30,7 @@ from daemon.config_model import Config
 from daemon.engine import DEADLINE_GRACE, run_target
 from daemon.http import HttpServer, bind, tls_context
 from daemon.report import TargetReport
-from daemon.scheduler import Scheduler, TargetRunner, default_runner
+from daemon.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.snapshot import SnapshotHolder, TargetState
 from daemon.webhook import Troubleshooter, TroubleshootRunner, firing_targets
 from probes.model import ErrorKind, failed
@@ -102,7 +102,7 @@ def preflight(config: Config) -> None:
 
 def troubleshoot_runner(target: Target, settings: Settings) -> TargetReport:
     """The production alert-driven run: every probe, on demand (a live capture is allowed)."""
-    return run_target(target, settings, on_demand=True)
+    return run_target(target, settings, on_demand=True, only=sorted(installed_probes()))
 
 
 class Daemon:

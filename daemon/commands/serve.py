@@ -29,9 +29,10 @@ def execute(args: argparse.Namespace) -> int:
     """Load the config, start the daemon and serve until SIGTERM."""
     from daemon.service import Daemon, StartupError, load_config
 
-    # journald adds its own timestamps; one line per event, no tracebacks below debug.
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # The CLI already configured stderr logging (warning, or more with -v); a daemon logs its
+    # one-line run summaries at info, so lower the threshold unless -v asked for even more.
+    root = logging.getLogger()
+    root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(args.log_level.upper())))
     try:
         config = load_config(args.config)
     except StartupError as exc:
