@@ -10,6 +10,7 @@ rescheduled: the daemon never dies of a probe.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures as cf
 import contextlib
 import functools
@@ -30,7 +31,7 @@ log = logging.getLogger("rmxdiag.scheduler")
 
 TargetRunner = Callable[[Target, Settings, dict[Any, Any]], TargetReport]
 JITTER = 0.1  # +-10% of the interval, so targets sharing an interval spread out
-FIRST_RUN_SPREAD = 1.0  # seconds: the first sweep starts at once, spread over at most this
+FIRST_RUN_SPREAD = 0.2  # seconds: the first sweep starts at once, spread over at most this
 
 
 @functools.cache
@@ -71,6 +72,7 @@ class Scheduler:
         self.runs = 0
         self.bugs = 0
         self._wake = asyncio.Event()
+        self._results: collections.deque[tuple[str, TargetState]] = collections.deque()
 
     def apply(self, targets: tuple[Target, ...], settings: Settings) -> None:
         """Adopt a (re)loaded target list; new targets run soon, kept ones keep their schedule."""
@@ -110,9 +112,18 @@ class Scheduler:
             log.error("run of target %s failed with a bug: %s", target.name, type(exc).__name__)
             log.debug("run bug traceback", exc_info=True)
             return
-        self.holder.put(target.name, TargetState(report, time.time()))
+        self._results.append((target.name, TargetState(report, time.time())))  # deque: thread-safe
+
+    def _flush(self) -> None:
+        # Swap the snapshot once for every result that arrived since the last flush.
+        batch = []
+        while self._results:
+            batch.append(self._results.popleft())
+        if batch:
+            self.holder.put_many(batch)
 
     def _finished(self, name: str, _future: cf.Future[None]) -> None:
+        self._flush()
         self._inflight.pop(name, None)
         self.runs += 1
         self.last_progress = time.monotonic()

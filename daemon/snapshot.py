@@ -57,11 +57,17 @@ class SnapshotHolder:
 
     def put(self, name: str, state: TargetState) -> None:
         """Record the latest run of ``name`` (ignored when the target is no longer configured)."""
+        self.put_many([(name, state)])
+
+    def put_many(self, results: Iterable[tuple[str, TargetState]]) -> None:
+        """Record several runs with one swap (the scheduler batches: one copy per batch, not per run)."""
         with self._lock:
-            if name not in self.current.order:
+            order = set(self.current.order)
+            fresh = [(n, s) for n, s in results if n in order]
+            if not fresh:
                 return
             targets = dict(self.current.targets)
-            targets[name] = state
+            targets.update(fresh)
             self.current = replace(self.current, targets=MappingProxyType(targets))
 
     def set_config_ok(self, ok: bool) -> None:
