@@ -210,6 +210,7 @@ def main() -> int:
             last: dict[str, float] = {}
             rss_samples = [rss_first]
             warm_rss: float | None = None
+            half_rss: float | None = None
             sweep_deadline = time.monotonic() + 175
             while time.monotonic() < sweep_deadline:
                 runs = _runs(requests.get(url + "/metrics", timeout=10).text)
@@ -221,6 +222,8 @@ def main() -> int:
                 rss_samples.append(_rss_mib(proc.pid))
                 if floor >= WARM_SWEEPS and warm_rss is None:
                     warm_rss = rss_samples[-1]  # after warm-up: thread stacks, arenas, caches
+                if floor >= SWEEPS // 2 and half_rss is None:
+                    half_rss = rss_samples[-1]
                 if len(counts) == TARGETS and min(counts.values()) >= SWEEPS:
                     break
                 time.sleep(0.3)
@@ -251,6 +254,8 @@ def main() -> int:
         Row("daemon RSS after the first sweep", rss_first, "MB", "", None, "< 150 MB", rss_first < 150),
         Row(f"daemon RSS after {sweeps_done} sweeps", rss_end, "MB", f"at sweep {WARM_SWEEPS}: {early:.1f} MB",
             rss_end / early if early else None, "< 150 MB, +<10%", rss_end < 150 and rss_end < early * 1.1),
+        Row(f"daemon RSS at sweep {SWEEPS // 2} (trend)", half_rss or float("nan"), "MB",
+            f"at sweep {WARM_SWEEPS}: {early:.1f} MB", (half_rss / early) if half_rss and early else None, "", None),
         Row("sweeps completed (floor, polled)", float(sweeps_done), "", f"asked {SWEEPS}", None,
             f">= {SWEEPS}", sweeps_done >= SWEEPS),
     ]
