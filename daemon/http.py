@@ -269,16 +269,24 @@ class HttpServer:
 
         loop = asyncio.get_running_loop()
         ctx = tls_context(server)
+        # A TLS peer that leaves without close_notify would keep its socket for the default 30 s
+        # shutdown timeout: bound it like the handshake.
         self._server = await loop.create_server(
-            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None)
+            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None,
+            ssl_shutdown_timeout=server.header_timeout if ctx else None)
         self.port = int(sock.getsockname()[1])
 
     async def stop(self) -> None:
         """Stop accepting, then close connections."""
         if self._server is not None:
             self._server.close()
+        handlers = self._runner.server.connections if self._runner and self._runner.server else []
+        transports = [h.transport for h in handlers if h.transport is not None]
         if self._runner is not None:
             await self._runner.cleanup()
+        # cleanup() closes gracefully; a TLS close may still wait for the peer: end it now.
+        for transport in transports:
+            transport.abort()
 
 
 def bind(listen: str) -> socket.socket:
