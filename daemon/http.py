@@ -262,7 +262,8 @@ class HttpServer:
         assert aio_server is not None  # noqa: S101 (set by setup())
 
         def factory() -> asyncio.BaseProtocol:
-            if len(aio_server.connections) >= server.max_connections:
+            # Read the cap at each accept: a reload may change it (listen/TLS need a restart).
+            if len(aio_server.connections) >= self.daemon.config.server.max_connections:
                 self.refused += 1
                 return _Refuse()
             return aio_server()

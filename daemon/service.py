@@ -142,6 +142,10 @@ class Daemon:
         except Exception as exc:  # any other failure must also keep the running config
             log.debug("reload traceback", exc_info=True)
             return self._reload_failed(f"{path}: {type(exc).__name__}")
+        old = self.config
+        if (config.settings.listen, config.server.tls_cert, config.server.tls_key) != (
+                old.settings.listen, old.server.tls_cert, old.server.tls_key):
+            log.warning("settings.listen and the HTTPS files take effect at the next restart only")
         self._apply(config)
         self.holder.set_config_ok(True)
         log.info("configuration reloaded from %s: %d targets", path, len(config.targets))
@@ -164,7 +168,9 @@ class Daemon:
     # -- on-demand probing -----------------------------------------------------------------------
     async def probe_now(self, target: Target, budget: float) -> TargetState:
         """Run ``target`` now within ``budget`` seconds (the /probe endpoint)."""
-        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE)))
+        # The engine returns at most DEADLINE_GRACE after the probe deadline; keep a further margin
+        # so that the probes' own deadline outcomes (not the fallback below) reach Prometheus.
+        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE - 0.3)))
         loop = asyncio.get_running_loop()
         async with self._probe_slots:
             try:
