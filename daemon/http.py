@@ -89,8 +89,13 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    body = exporter.render(lambda: daemon.holder.current)
-    return web.Response(body=body, headers={"Content-Type": exporter.CONTENT_TYPE})
+    snap = daemon.holder.current
+    cached = daemon.rendered
+    # Snapshots are immutable: an unchanged one (HA Prometheus pairs, idle periods) reuses its text.
+    if cached is None or cached[0] is not snap:
+        cached = (snap, exporter.render(lambda: snap))
+        daemon.rendered = cached
+    return web.Response(body=cached[1], headers={"Content-Type": exporter.CONTENT_TYPE})
 
 
 def _scrape_timeout(request: web.Request) -> float:

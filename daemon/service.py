@@ -31,7 +31,7 @@ from daemon.engine import DEADLINE_GRACE, run_target
 from daemon.http import HttpServer, bind, tls_context
 from daemon.report import TargetReport
 from daemon.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
-from daemon.snapshot import SnapshotHolder, TargetState
+from daemon.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.webhook import Troubleshooter, TroubleshootRunner, firing_targets
 from probes.model import ErrorKind, failed
 from probes.target import SecretFile, Settings, Target
@@ -120,6 +120,7 @@ class Daemon:
         self.http = HttpServer(self)
         self.started = time.monotonic()
         self.reloads_failed = 0
+        self.rendered: tuple[Snapshot, bytes] | None = None  # /metrics text of the last snapshot
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._probe_pool_size = max(4, config.settings.concurrency)
