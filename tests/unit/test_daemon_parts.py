@@ -89,6 +89,12 @@ def test_adapters_skip_missing_or_unsafe_values() -> None:
     stamp = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
     assert list(exporter_adapters.cert_not_after(odd)) == [("server", 1, stamp)]
     assert list(exporter_adapters.alarm_counts(alarms)) == [("registration", 2.0)]
+    # And the certificate probe's leaf summary is position 0, its supplied CA chain 1..n
+    cert = _outcome("certificate", summary={"not_after": "2030-01-01T00:00:00Z"},
+                    chain=({"not_after": "2030-01-01T00:00:00Z"}, {"subject": "no date"}))
+    assert list(exporter_adapters.cert_not_after(cert)) == [("client", 0, stamp), ("client", 1, stamp)]
+    counts = _outcome("alarms", counts={"registration": 1, "certificate": 0})
+    assert list(exporter_adapters.alarm_counts(counts)) == [("registration", 1.0), ("certificate", 0.0)]
 
 
 def test_sd_notify_reaches_an_abstract_socket_and_reads_the_watchdog() -> None:
