@@ -129,7 +129,7 @@ class Daemon:
     # -- configuration ---------------------------------------------------------------------------
     def _apply(self, config: Config) -> None:
         self.config = config
-        self.scheduler.apply(config.targets, config.settings)
+        self.scheduler.apply(config.targets, config.settings, schedule=config.schedule)
         self.troubleshooter.configure(config)
 
     def reload(self) -> bool:

@@ -74,3 +74,15 @@ def test_scheduler_health_flags_a_wedged_run() -> None:
     scheduler._inflight.clear()
     assert scheduler.healthy()
     scheduler.close()
+
+
+def test_schedule_off_runs_nothing_on_its_own() -> None:
+    # Given scheduling turned off (a /probe-only, Prometheus-sharded daemon)
+    holder = SnapshotHolder()
+    scheduler = Scheduler(holder, _runner)
+    scheduler.apply((Target("fast-a"),), Settings(), schedule=False)
+    # When the loop runs
+    asyncio.run(_run_for(scheduler, 0.5))
+    scheduler.close()
+    # Then the target is known (for /probe) but was never run
+    assert holder.current.order == ("fast-a",) and not holder.current.targets and scheduler.runs == 0
