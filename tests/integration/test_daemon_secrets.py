@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -52,7 +53,6 @@ def test_no_canary_in_logs_metrics_responses_reports_or_repr(tmp_path: Path, cap
             answer = requests.post(d.url + "/api/v1/alerts", json=alert, timeout=5,
                                    headers={"Authorization": f"Bearer {token}"})
             bodies.append(answer.text + str(dict(answer.headers)))
-        import time
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not requests.get(d.url + "/api/v1/report/runs", headers={
                 "Authorization": auth}, timeout=5).json()["runs"]:
