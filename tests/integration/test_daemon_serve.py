@@ -67,6 +67,20 @@ def test_undecryptable_pfx_at_start_exits_78_without_the_password(tmp_path: Path
     assert str(pfx) in result.stderr and "pfx-canary-wrong" not in result.stderr + result.stdout
 
 
+def test_a_listen_address_in_use_exits_78_naming_the_config(tmp_path: Path) -> None:
+    # Given the configured port already taken
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        config = _config(tmp_path, busy.getsockname()[1])
+        # When the daemon starts
+        result = _serve(config)
+    # Then it exits 78 with one line naming the file and the setting
+    assert result.returncode == 78, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert str(config) in line and "settings.listen" in line and "Traceback" not in result.stderr
+
+
 def _recv_until(sock: socket.socket, wanted: str, timeout: float = 15.0) -> list[str]:
     seen: list[str] = []
     deadline = time.monotonic() + timeout
