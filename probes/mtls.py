@@ -11,25 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from probes import mtls_conn, mtls_srv
 from probes.model import ErrorKind, InputError, ProbeOutcome, ProbeStatus, failed
 from probes.mtls_outcome import Reason, Stage
 from probes.mtls_result import MtlsResult, RegistrarResult
 from probes.mtls_tls import (
+    CertInfo,
     ClientContext,
     ClientSpec,
-    certificate_list,
-    certificate_request_cas,
+    ca_names,
     chain_info,
     client_context,
-    name_from_der,
 )
+from probes.mtls_wire import certificate_list, certificate_request_cas
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 
 __all__ = ["ClientSpec", "MtlsResult", "RegistrarResult", "probe", "run", "spec_for_target"]
@@ -65,36 +63,40 @@ def spec_for_target(target: Target, registrar: Registrar, keylog: Any = None) ->
 
 def _issuer_check(client: ClientContext, ca_ders: list[bytes] | None) -> tuple[str | None, bool | None]:
     """(RMX issuer RFC 4514, whether the CA list names it); None where it cannot be judged."""
-    if not client.chain:
+    if client.issuer_der is None:
         return None, None
-    issuer = client.chain[0].issuer
     if not ca_ders:
-        return issuer.rfc4514_string(), None  # no list, or an empty one ("any CA", RFC 5246 §7.4.4)
-    wanted = issuer.public_bytes()
-    return issuer.rfc4514_string(), any(der == wanted for der in ca_ders)
+        return client.issuer_text, None  # no list, or an empty one ("any CA", RFC 5246 §7.4.4)
+    return client.issuer_text, client.issuer_der in ca_ders
 
 
 def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientContext,
             cache: dict[Any, Any]) -> RegistrarResult:
     trace = attempt.trace
-    server_ders: list[bytes] = []
+    server_chain: tuple[CertInfo, ...] = ()
     ca_ders: list[bytes] | None = None
-    try:
-        if trace.server_certificate is not None:
-            server_ders = certificate_list(trace.server_certificate, trace.tls13)
-        if trace.certificate_request is not None:
-            ca_ders = certificate_request_cas(trace.certificate_request, trace.tls13)
-    except ValueError as exc:
-        log.debug("malformed handshake message from %s: %s", endpoint.label, exc)
-    ca_names = None
-    if ca_ders is not None:
-        names = []
-        for der in ca_ders:
+    names: tuple[str, ...] | None = None
+    if trace.server_certificate is not None:
+        # The FE sends the same Certificate message every time: summarise it once per cache.
+        key = ("mtls-certificate-msg", trace.server_certificate, trace.tls13)
+        server_chain = cache.get(key) or ()
+        if not server_chain:
             try:
-                names.append(name_from_der(der).rfc4514_string())
-            except (ValueError, IndexError):
-                names.append("(undecodable name)")
-        ca_names = tuple(names)
+                server_chain = chain_info(certificate_list(trace.server_certificate, trace.tls13), cache)
+                cache[key] = server_chain
+            except ValueError as exc:
+                log.debug("malformed Certificate from %s: %s", endpoint.label, exc)
+    if trace.certificate_request is not None:
+        key = ("mtls-certificate-request-msg", trace.certificate_request, trace.tls13)
+        found = cache.get(key)
+        if found is None:
+            try:
+                ders = certificate_request_cas(trace.certificate_request, trace.tls13)
+                found = cache[key] = (ders, ca_names(ders, cache))
+            except ValueError as exc:
+                log.debug("malformed CertificateRequest from %s: %s", endpoint.label, exc)
+        if found is not None:
+            ca_ders, names = found
     issuer, listed = _issuer_check(client, ca_ders)
     alert, direction = None, None
     if trace.alert_received is not None:
@@ -112,8 +114,8 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         after_handshake=attempt.after_handshake and alert is not None, verify_code=attempt.verify_code,
         verify_message=attempt.verify_message, ssl_reason=attempt.ssl_reason, errno=attempt.errno,
         client_cert_requested=requested, client_cert_sent=trace.client_cert_sent,
-        client_cert_empty=trace.client_cert_empty, ca_names=ca_names, rmx_issuer=issuer,
-        rmx_issuer_listed=listed, server_chain=chain_info(server_ders, cache),
+        client_cert_empty=trace.client_cert_empty, ca_names=names, rmx_issuer=issuer,
+        rmx_issuer_listed=listed, server_chain=server_chain,
         sip_status=response.status if response else None, sip_reason_phrase=response.reason if response else None,
         sip_server=response.server if response else None,
         ms_diagnostics=response.diagnostics if response else (), ladder=tuple(trace.steps), detail=attempt.detail)
@@ -132,50 +134,59 @@ def _srv_failure(domain: str, port: int, exc: mtls_srv.SrvLookupError) -> Regist
 def _from_host(target_fqdn: str | None, client: ClientContext) -> str:
     if target_fqdn:
         return target_fqdn
-    if client.chain:
-        cns = client.chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        if cns:
-            return str(cns[0].value)
-    return "rmxdiag.invalid"
+    return client.cn or "rmxdiag.invalid"
 
 
 def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
           cache: dict[Any, Any] | None = None, from_host: str | None = None,
-          client_specs: Sequence[ClientSpec] | None = None) -> ProbeOutcome:
+          client_specs: Sequence[ClientSpec] | None = None,
+          srv_nameserver: tuple[str, int] | None = None) -> ProbeOutcome:
     """Probe every registrar (SRV domains expanded) before the absolute ``deadline``.
 
     Raises :class:`InputError` for unusable client files (the CLI exits 3); network trouble is
     never an exception but a classified outcome. ``client_specs`` (one per registrar) overrides
-    ``spec`` where registrars need different TLS ranges.
+    ``spec`` where registrars need different TLS ranges; ``srv_nameserver`` (ip, port) answers
+    the SRV lookups instead of the system resolvers.
     """
     started = time.monotonic()
     cache = cache if cache is not None else {}
-    results: list[RegistrarResult] = []
-    chains: tuple[x509.Certificate, ...] = ()
+    planned: list[RegistrarResult | tuple[_Endpoint, ClientContext, bool]] = []
+    client_infos: tuple[CertInfo, ...] = ()
     for index, registrar in enumerate(registrars):
         this_spec = client_specs[index] if client_specs else spec
         client = client_context(this_spec, cache)
         mtls_conn.install_callback(client.context)
-        chains = chains or client.chain
-        endpoints: list[_Endpoint] = []
+        client_infos = client_infos or client.chain_infos
         if registrar.srv_domain:
             try:
-                members = mtls_srv.srv_members(registrar.srv_domain, deadline)
+                members = mtls_srv.srv_members(registrar.srv_domain, deadline, srv_nameserver)
             except mtls_srv.SrvLookupError as exc:
-                results.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
+                planned.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
                 continue
-            endpoints = [_Endpoint(h, p, registrar.sni or registrar.srv_domain, f"{h}:{p}") for h, p in members]
+            # Verify each member by its own name (the pool FQDN its certificate carries) unless told.
+            planned += [(_Endpoint(h, p, registrar.sni or h, f"{h}:{p}"), client, registrar.sip_options)
+                        for h, p in members]
         elif registrar.host:
-            endpoints = [_Endpoint(registrar.host, registrar.port, registrar.sni, f"{registrar.host}:{registrar.port}")]
-        for position, endpoint in enumerate(endpoints):
-            # Share the time left so one tarpit member cannot starve the members after it.
-            left = len(endpoints) - position
-            share = deadline if left <= 1 else time.monotonic() + (deadline - time.monotonic()) / left
-            attempt = mtls_conn.probe_once(endpoint.host, endpoint.port, endpoint.sni, client, share,
-                                           sip_options=registrar.sip_options,
-                                           from_host=_from_host(from_host, client))
-            results.append(_result(endpoint, attempt, client, cache))
-    client_infos = chain_info([c.public_bytes(Encoding.DER) for c in chains], cache)
+            label = f"{registrar.host}:{registrar.port}"
+            planned.append((_Endpoint(registrar.host, registrar.port, registrar.sni, label), client,
+                            registrar.sip_options))
+        else:
+            raise InputError(f"registrars[{index}]: neither host nor srv_domain is set")
+
+    def one(item: RegistrarResult | tuple[_Endpoint, ClientContext, bool]) -> RegistrarResult:
+        if isinstance(item, RegistrarResult):
+            return item
+        endpoint, client, sip_options = item
+        attempt = mtls_conn.probe_once(endpoint.host, endpoint.port, endpoint.sni, client, deadline,
+                                       sip_options=sip_options, from_host=_from_host(from_host, client))
+        return _result(endpoint, attempt, client, cache)
+
+    if sum(not isinstance(item, RegistrarResult) for item in planned) <= 1:
+        results = [one(item) for item in planned]
+    else:
+        # Pool members in parallel, each with the whole deadline: one tarpit cannot starve the others.
+        with ThreadPoolExecutor(max_workers=min(len(planned), 8), thread_name_prefix="rmxdiag-member") as pool:
+            results = list(pool.map(one, planned))
     result = MtlsResult(tuple(results), client_infos)
     findings = tuple(f for r in results for f in r.findings())
     failing = result.primary if result.primary is not None and not result.primary.ok else None

@@ -28,7 +28,7 @@ from probes.mtls_tls import ClientContext
 HS_NAMES = {1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket", 8: "EncryptedExtensions",
             11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
             15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished"}
-_HEADER_TYPES = (256, 257)  # record header / TLS 1.3 inner content type pseudo-messages
+_HEADER_TYPES = 256  # 256 record header, 257 TLS 1.3 inner content type: OpenSSL pseudo-messages
 _RESOLVERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rmxdiag-resolve")  # bounded
 _TRACE_ATTR = "_rmxdiag_trace"
 
@@ -61,8 +61,9 @@ def _on_message(conn: Any, direction: str, _version: int, content_type: int, msg
     if trace is None:
         return
     inbound = direction == "read"
-    if content_type in _HEADER_TYPES:
-        trace.server_spoke = trace.server_spoke or inbound
+    if content_type >= _HEADER_TYPES:  # record header pseudo-messages: only "the server spoke"
+        if inbound:
+            trace.server_spoke = True
         return
     who = "from_fe" if inbound else "from_rmx"
     if content_type == 22:
@@ -137,11 +138,15 @@ def _wait(sock: socket.socket, write: bool, deadline: float) -> None:
         _remaining(deadline)  # raises when time is up; else a spurious wake-up, caller retries
 
 
-def resolve(host: str, port: int, deadline: float) -> tuple[int, tuple[Any, ...]]:
-    """(family, sockaddr) of ``host``; an IP literal skips DNS. getaddrinfo runs in a bounded pool."""
+def resolve(host: str, port: int, deadline: float) -> list[tuple[int, tuple[Any, ...]]]:
+    """(family, sockaddr) of each address of ``host`` (at most 4, resolver order).
+
+    An IP literal skips DNS; getaddrinfo runs in a bounded thread pool so a silent DNS server
+    cannot hold the probe past its deadline (it only holds one pool thread).
+    """
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
-        return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), port)
+        return [((socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), port))]
     except ValueError:
         pass
     future = _RESOLVERS.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
@@ -149,8 +154,11 @@ def resolve(host: str, port: int, deadline: float) -> tuple[int, tuple[Any, ...]
         infos = future.result(timeout=_remaining(deadline))
     except FutureTimeout as exc:
         raise DeadlineExpired from exc
-    family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    for family, _, _, _, sockaddr in infos:
+        if (family, sockaddr) not in out:
+            out.append((family, sockaddr))
+    return out[:4]
 
 
 def connect(family: int, sockaddr: tuple[Any, ...], deadline: float) -> socket.socket:
@@ -220,12 +228,18 @@ def read_response(tls: ssl.SSLSocket, deadline: float) -> sip.SipResponse | None
         buffer += chunk
 
 
-def settle(tls: ssl.SSLSocket, until: float) -> bool:
-    """Read once after a TLS 1.3 handshake for a late rejection; False on EOF. Errors propagate."""
+def settle(tls: ssl.SSLSocket, until: float, trace: Trace) -> bool:
+    """Read after a TLS 1.3 handshake for a late rejection; False on EOF. Errors (alerts) propagate.
+
+    Ends early once the server sent a post-handshake message (a NewSessionTicket): servers send
+    it only after they accepted our certificate; otherwise waits until ``until``.
+    """
     while True:
         try:
             return bool(tls.recv(4096))
         except ssl.SSLWantReadError:
+            if trace.post_handshake_messages:
+                return True
             try:
                 _wait(tls, False, until)
             except DeadlineExpired:
@@ -258,9 +272,7 @@ def _classify_error(attempt: Attempt, exc: BaseException | None) -> None:
             attempt.stage, attempt.reason = Stage.TLS, oc.alert_reason(number)
             return
         attempt.stage = Stage.TLS
-        attempt.reason = oc.ssl_reason_class(exc.reason) or (
-            Reason.LOCAL_POLICY_REFUSED if trace.alert_sent is not None and trace.alert_sent != 70
-            else Reason.LOCAL_VERSION_REFUSED if trace.alert_sent == 70 else Reason.HANDSHAKE_ERROR)
+        attempt.reason = oc.ssl_reason_class(exc.reason) or oc.sent_alert_reason(trace.alert_sent)
         return
     reset = isinstance(exc, OSError) and oc.is_reset(exc)
     if isinstance(exc, OSError) and exc.errno:
@@ -292,19 +304,29 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
     sock: socket.socket | None = None
     try:
         try:
-            family, sockaddr = resolve(host, port, deadline)
+            addresses = resolve(host, port, deadline)
         except OSError as exc:
             attempt.reason, attempt.errno = oc.resolve_reason(exc), exc.errno
             return attempt
+        except UnicodeError as exc:  # a name IDNA cannot encode (label too long, bad characters)
+            attempt.reason, attempt.detail = Reason.DNS_FAILURE, f"not a valid DNS name ({type(exc).__name__})"
+            return attempt
         finally:
             lap("resolve")
-        attempt.address = f"{sockaddr[0]}:{sockaddr[1]}"
         attempt.stage = Stage.CONNECT
         try:
-            sock = connect(family, sockaddr, deadline)
-        except OSError as exc:
-            attempt.reason, attempt.errno = oc.connect_reason(exc.errno), exc.errno
-            return attempt
+            # Next address on refusal (e.g. "localhost" -> ::1 first while the FE listens on IPv4).
+            for family, sockaddr in addresses:
+                attempt.address = (f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6
+                                   else f"{sockaddr[0]}:{sockaddr[1]}")
+                try:
+                    sock = connect(family, sockaddr, deadline)
+                    break
+                except OSError as exc:
+                    attempt.reason, attempt.errno = oc.connect_reason(exc.errno), exc.errno
+            if sock is None:
+                return attempt
+            attempt.reason = Reason.OK
         finally:
             lap("connect")
         attempt.stage = Stage.TLS
@@ -335,7 +357,7 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
                 attempt.reason = oc.sip_reason(attempt.response.status)
         elif attempt.trace.tls13 and attempt.trace.client_cert_sent:
             # TLS 1.3: the FE judges our certificate after our Finished; read once to see it.
-            if not settle(tls, min(deadline, time.monotonic() + settle_seconds)):
+            if not settle(tls, min(deadline, time.monotonic() + settle_seconds), attempt.trace):
                 _classify_error(attempt, None)
     except DeadlineExpired:
         if attempt.stage is Stage.TLS and not attempt.after_handshake:

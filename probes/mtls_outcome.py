@@ -55,6 +55,7 @@ class Reason(enum.StrEnum):
     RESET_AFTER_CLIENT_CERT = "reset_after_client_cert"
     ALERT_HANDSHAKE_FAILURE = "alert_handshake_failure"
     ALERT_BAD_CERTIFICATE = "alert_bad_certificate"
+    ALERT_UNSUPPORTED_CERTIFICATE = "alert_unsupported_certificate"  # OpenSSL: client cert lacks clientAuth
     ALERT_CERTIFICATE_REVOKED = "alert_certificate_revoked"
     ALERT_CERTIFICATE_EXPIRED = "alert_certificate_expired"
     ALERT_CERTIFICATE_UNKNOWN = "alert_certificate_unknown"
@@ -91,7 +92,7 @@ ALERT_NAMES: dict[int, str] = {
 }
 
 _ALERT_REASON: dict[int, Reason] = {
-    40: Reason.ALERT_HANDSHAKE_FAILURE, 42: Reason.ALERT_BAD_CERTIFICATE,
+    40: Reason.ALERT_HANDSHAKE_FAILURE, 42: Reason.ALERT_BAD_CERTIFICATE, 43: Reason.ALERT_UNSUPPORTED_CERTIFICATE,
     44: Reason.ALERT_CERTIFICATE_REVOKED, 45: Reason.ALERT_CERTIFICATE_EXPIRED,
     46: Reason.ALERT_CERTIFICATE_UNKNOWN, 48: Reason.ALERT_UNKNOWN_CA, 49: Reason.ALERT_ACCESS_DENIED,
     51: Reason.ALERT_DECRYPT_ERROR, 70: Reason.ALERT_PROTOCOL_VERSION,
@@ -190,6 +191,20 @@ def ssl_reason_class(ssl_reason: str | None) -> Reason | None:
     return None
 
 
+def sent_alert_reason(alert_sent: int | None) -> Reason:
+    """The reason when OUR side aborted with ``alert_sent`` for a cause OpenSSL did not name.
+
+    70 protocol_version, 40 handshake_failure and 71 insufficient_security from us mean our own
+    range or security level refused the offer; any other alert we send means the server's
+    handshake was malformed.
+    """
+    if alert_sent == 70:
+        return Reason.LOCAL_VERSION_REFUSED
+    if alert_sent in (40, 71):
+        return Reason.LOCAL_POLICY_REFUSED
+    return Reason.HANDSHAKE_ERROR
+
+
 def sip_reason(status: int) -> Reason:
     """The reason of a SIP final answer."""
     if 200 <= status < 300:
@@ -216,11 +231,12 @@ _HINTS: dict[Reason, HintRef] = {
     Reason.CONNECT_ERROR: HintRef("REGISTRAR_UNREACHABLE", _C),
     Reason.NO_TLS_ANSWER: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
     Reason.STALLED: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
-    Reason.NOT_TLS: HintRef("TLS_HANDSHAKE_FAILURE", _C),
+    Reason.NOT_TLS: HintRef("REGISTRAR_TLS_TIMEOUT", _C),  # its remediation: "not the FE's MTLS port"
     Reason.CLOSED_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.RESET_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.ALERT_HANDSHAKE_FAILURE: HintRef("TLS_HANDSHAKE_FAILURE", _C),
     Reason.ALERT_BAD_CERTIFICATE: HintRef("CLIENT_CERT_REJECTED", _C),
+    Reason.ALERT_UNSUPPORTED_CERTIFICATE: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.ALERT_CERTIFICATE_REVOKED: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.ALERT_CERTIFICATE_EXPIRED: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.ALERT_CERTIFICATE_UNKNOWN: HintRef("CLIENT_CERT_REJECTED", _C),

@@ -127,15 +127,20 @@ class RegistrarResult:
         ev.update({k: v for k, v in optional.items() if v is not None})
         if self.ms_diagnostics:
             ev["ms_diagnostics"] = [d.to_json() for d in self.ms_diagnostics]
-        if self.ca_names is not None:
-            ev["ca_names"] = list(self.ca_names)
-        if self.rmx_issuer is not None:
-            ev["rmx_issuer"] = self.rmx_issuer
-        if self.server_chain:
+        hint = self.hint
+        code = hint.code if hint else ""
+        # Only the facts that bear on this outcome: the FE leaf for FE-certificate outcomes, the
+        # CertificateRequest CA list for client-certificate rejections (the full result has both).
+        if self.server_chain and (code.startswith("REGISTRAR_CERT") or self.reason is Reason.LOCAL_POLICY_REFUSED
+                                  or hint is None):
             leaf = self.server_chain[0]
             ev.update(subject=leaf.subject, issuer=leaf.issuer, serial=leaf.serial,
                       not_before=leaf.not_before, not_after=leaf.not_after, sans=list(leaf.sans))
-        if self.client_cert_sent:
+        if code.startswith("CLIENT_CERT"):
+            if self.ca_names is not None:
+                ev["ca_names"] = list(self.ca_names)
+            if self.rmx_issuer is not None:
+                ev["rmx_issuer"] = self.rmx_issuer
             ev["client_cert_empty"] = self.client_cert_empty
         return ev
 
@@ -185,8 +190,8 @@ class RegistrarResult:
             arrow = "RMX ──▶ FE " if direction == "from_rmx" else "RMX ◀── FE "
             lines.append(f"  {arrow} {', '.join(group)}")
         if self.sip_status is not None:
-            lines.append(f"  RMX ──▶ FE  OPTIONS\n  RMX ◀── FE  SIP {self.sip_status} {self.sip_reason_phrase or ''}"
-                         .rstrip())
+            lines.append("  RMX ──▶ FE  OPTIONS")
+            lines.append(f"  RMX ◀── FE  SIP {self.sip_status} {self.sip_reason_phrase or ''}".rstrip())
         mark = "✓" if self.ok else "✗"
         lines.append(f"  {mark} {self.stage}: {self.reason}  "
                      + " ".join(f"{k}={v * 1000:.1f}ms" for k, v in self.phases))

@@ -21,9 +21,15 @@ def srv_name(domain: str) -> str:
     return f"_sipinternaltls._tcp.{domain.strip('.')}"
 
 
-def srv_members(domain: str, deadline: float) -> list[tuple[str, int]]:
-    """(host, port) of every SRV target, by priority then weight (highest first), within the deadline."""
-    resolver = dns.resolver.Resolver()
+def srv_members(domain: str, deadline: float, nameserver: tuple[str, int] | None = None) -> list[tuple[str, int]]:
+    """(host, port) of every SRV target, by priority then weight (highest first), within the deadline.
+
+    ``nameserver``: ask this (ip, port) instead of the system resolvers (tests, split DNS).
+    """
+    resolver = dns.resolver.Resolver(configure=nameserver is None)
+    if nameserver is not None:
+        resolver.nameservers = [nameserver[0]]
+        resolver.port = nameserver[1]
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise SrvLookupError(f"{srv_name(domain)}: no time left for the SRV lookup", timeout=True)

@@ -1,8 +1,7 @@
-"""TLS pieces of the MTLS probe: the cached client context and the handshake message parsers.
+"""TLS pieces of the MTLS probe: the cached client context and certificate summaries.
 
-The handshake messages come from OpenSSL's message callback (decrypted, with their 4-byte
-header, also for TLS 1.3), so the FE's Certificate and CertificateRequest are read even when
-verification fails or the handshake is aborted, without a second, non-verifying handshake.
+The wire formats (Certificate, CertificateRequest, DER names) are parsed in
+:mod:`probes.mtls_wire`.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.model import ErrorKind, InputError
+from probes.mtls_wire import name_from_der
 from probes.target import SecretFile
 
 TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
@@ -58,10 +58,18 @@ class ClientSpec:
 
 @dataclass(frozen=True)
 class ClientContext:
-    """A ready client SSLContext and the parsed client chain it presents (leaf first)."""
+    """A ready client SSLContext and the parsed client chain it presents (leaf first).
+
+    ``chain_infos``, ``issuer_der``, ``issuer_text`` and ``cn`` are derived once at build time so
+    no probe re-parses the client certificate.
+    """
 
     context: ssl.SSLContext
     chain: tuple[x509.Certificate, ...]
+    chain_infos: tuple[CertInfo, ...] = ()
+    issuer_der: bytes | None = None
+    issuer_text: str | None = None
+    cn: str | None = None
 
 
 def _stat_key(path: Path | None) -> tuple[Any, ...]:
@@ -104,11 +112,22 @@ def _read(path: Path, what: str) -> bytes:
         raise InputError(f"{path}: cannot read {what} ({exc.strerror})", ErrorKind.FILE_UNREADABLE) from exc
 
 
+def _secret(secret: SecretFile | None) -> bytes | None:
+    """The password of a SecretFile; an unreadable file is bad input naming the file (never the value)."""
+    if secret is None:
+        return None
+    try:
+        return secret.read()
+    except OSError as exc:
+        raise InputError(f"{secret.path}: cannot read the password file ({exc.strerror})",
+                         ErrorKind.FILE_UNREADABLE) from exc
+
+
 def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | None:
     """(private key, [leaf, chain...]) from the PFX or the PEM files; None when no certificate."""
     if spec.pfx is not None:
         data = _read(spec.pfx, "PFX")
-        password = spec.password.read() if spec.password else None
+        password = _secret(spec.password)
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
         except ValueError as exc:
@@ -125,7 +144,7 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         certs = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
     except ValueError as exc:
         raise InputError(f"{spec.cert}: not a PEM certificate") from exc
-    key_password = spec.password.read() if spec.password else None
+    key_password = _secret(spec.password)
     try:
         key = serialization.load_pem_private_key(_read(spec.key, "private key"), key_password or None)
     except TypeError as exc:
@@ -193,113 +212,17 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         _load_into(ctx, key, certs, spec.pfx or spec.cert or Path("?"))
         chain = tuple(certs)
     if spec.keylog is not None:
-        ctx.keylog_filename = str(spec.keylog)
-    return ClientContext(ctx, chain)
-
-
-# --- handshake message parsers (RFC 5246 §7.4.2/§7.4.4, RFC 8446 §4.3.2/§4.4.2) -----------------
-
-def _u(data: bytes, pos: int, size: int) -> tuple[int, int]:
-    if pos + size > len(data):
-        raise ValueError("truncated handshake message")
-    return int.from_bytes(data[pos:pos + size], "big"), pos + size
-
-
-def certificate_list(message: bytes, tls13: bool) -> list[bytes]:
-    """DER certificates of a Certificate handshake message (with its 4-byte header)."""
-    pos = 4
-    if tls13:
-        ctx_len, pos = _u(message, pos, 1)
-        pos += ctx_len
-    total, pos = _u(message, pos, 3)
-    end = min(len(message), pos + total)
-    certs = []
-    while pos < end:
-        size, pos = _u(message, pos, 3)
-        certs.append(message[pos:pos + size])
-        pos += size
-        if tls13:
-            ext_len, pos = _u(message, pos, 2)
-            pos += ext_len
-    return certs
-
-
-def certificate_request_cas(message: bytes, tls13: bool) -> list[bytes]:
-    """DER distinguished names of a CertificateRequest's CA list (with its 4-byte header)."""
-    pos = 4
-    if tls13:
-        ctx_len, pos = _u(message, pos, 1)
-        pos += ctx_len
-        ext_total, pos = _u(message, pos, 2)
-        end = pos + ext_total
-        while pos < end:
-            ext_type, pos = _u(message, pos, 2)
-            ext_len, pos = _u(message, pos, 2)
-            if ext_type == 47:  # certificate_authorities
-                return _dn_list(message, pos)
-            pos += ext_len
-        return []
-    types_len, pos = _u(message, pos, 1)
-    pos += types_len
-    sig_len, pos = _u(message, pos, 2)
-    pos += sig_len
-    return _dn_list(message, pos)
-
-
-def _dn_list(data: bytes, pos: int) -> list[bytes]:
-    total, pos = _u(data, pos, 2)
-    end = pos + total
-    names = []
-    while pos < end:
-        size, pos = _u(data, pos, 2)
-        names.append(data[pos:pos + size])
-        pos += size
-    return names
-
-
-# --- a minimal DER reader for X.501 Names (cryptography has no public Name-from-DER loader) -------
-
-def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
-    tag = data[pos]
-    length, pos = data[pos + 1], pos + 2
-    if length & 0x80:
-        count = length & 0x7F
-        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, data[pos:pos + length], pos + length
-
-
-def _oid(body: bytes) -> str:
-    parts = [body[0] // 40, body[0] % 40]
-    value = 0
-    for byte in body[1:]:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(str(p) for p in parts)
-
-
-def name_from_der(der: bytes) -> x509.Name:
-    """Decode a DER X.501 Name (as sent in a CertificateRequest) into a cryptography Name."""
-    tag, body, _ = _tlv(der, 0)
-    if tag != 0x30:
-        raise ValueError("a Name is a SEQUENCE")
-    rdns = []
-    pos = 0
-    while pos < len(body):
-        _, rdn_body, pos = _tlv(body, pos)
-        attrs = []
-        apos = 0
-        while apos < len(rdn_body):
-            _, atv, apos = _tlv(rdn_body, apos)
-            _, oid_body, vpos = _tlv(atv, 0)
-            vtag, value, _ = _tlv(atv, vpos)
-            text = value.decode("utf-16-be" if vtag == 30 else "utf-8", "replace")
-            attrs.append(x509.NameAttribute(x509.ObjectIdentifier(_oid(oid_body)), text))
-        rdns.append(x509.RelativeDistinguishedName(attrs))
-    return x509.Name(rdns)
+        try:
+            ctx.keylog_filename = str(spec.keylog)
+        except OSError as exc:
+            raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",
+                             ErrorKind.FILE_UNREADABLE) from exc
+    if not chain:
+        return ClientContext(ctx, chain)
+    cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return ClientContext(ctx, chain, tuple(cert_info(c, i) for i, c in enumerate(chain)),
+                         chain[0].issuer.public_bytes(), chain[0].issuer.rfc4514_string(),
+                         str(cns[0].value) if cns else None)
 
 
 @dataclass(frozen=True)
@@ -337,6 +260,22 @@ def cert_info(cert: x509.Certificate, position: int) -> CertInfo:
     return CertInfo(position, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
                     format(cert.serial_number, "x"), _iso(cert.not_valid_before_utc),
                     _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans)
+
+
+def ca_names(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[str, ...]:
+    """RFC 4514 strings of CertificateRequest CA names; each DER decoded once per cache lifetime."""
+    out = []
+    for der in ders:
+        key = ("mtls-ca-name", der)
+        text = cache.get(key)
+        if not isinstance(text, str):
+            try:
+                text = name_from_der(der).rfc4514_string()
+            except (ValueError, IndexError):
+                text = "(undecodable name)"
+            cache[key] = text
+        out.append(text)
+    return tuple(out)
 
 
 def chain_info(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[CertInfo, ...]:

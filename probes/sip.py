@@ -7,6 +7,7 @@ Pure functions on bytes (no I/O). On a stream transport a message ends after the
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024
 _COMPACT = {"l": "content-length", "i": "call-id", "f": "from", "t": "to", "v": "via", "c": "content-type"}
 _STATUS_LINE = re.compile(rb"^SIP/2\.0 ([1-6][0-9]{2})(?: (.*))?$")
+_CONTENT_LENGTH = re.compile(rb"\r\n(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[Ll])[ \t]*:([^\r\n]*)")
 _DIAG = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*(?:;(.*))?$", re.S)
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))\s*;?')
 
@@ -57,7 +59,11 @@ class SipResponse:
     def all(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive, compact forms understood)."""
         key = _canonical(name)
-        return [v for k, v in self.headers if _canonical(k) == key]
+        return [header[1] for k, header in zip(self._keys, self.headers, strict=True) if k == key]
+
+    @functools.cached_property
+    def _keys(self) -> tuple[str, ...]:
+        return tuple(_canonical(k) for k, _ in self.headers)
 
     @property
     def server(self) -> str | None:
@@ -115,15 +121,15 @@ def frame(buffer: bytes) -> int | None:
         if len(buffer) > MAX_HEADER_BYTES:
             raise SipParseError(f"no end of SIP headers within {MAX_HEADER_BYTES} bytes")
         return None
-    head = buffer[stripped:end]
+    found = _CONTENT_LENGTH.findall(buffer, stripped, end + 2)
+    if len(found) > 1 and len(set(found)) > 1:
+        raise SipParseError("conflicting Content-Length headers")
     length = None
-    for line in head.split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep and _canonical(name.decode("latin-1")) == "content-length":
-            try:
-                length = int(value.strip())
-            except ValueError as exc:
-                raise SipParseError(f"invalid Content-Length {value.strip()[:20]!r}") from exc
+    if found:
+        try:
+            length = int(found[0].strip())
+        except ValueError as exc:
+            raise SipParseError(f"invalid Content-Length {found[0].strip()[:20]!r}") from exc
     if length is None or length < 0 or length > MAX_BODY_BYTES:
         raise SipParseError("missing or out-of-range Content-Length on a stream transport")
     total = end + 4 + length

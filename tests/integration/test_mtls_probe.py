@@ -256,11 +256,57 @@ def test_tarpit_is_tls_timeout_within_deadline(lab: Lab) -> None:
     assert 0.9 <= elapsed < 1.3
 
 
+def test_server_that_stalls_mid_handshake(lab: Lab) -> None:
+    """Given a server that sends a ServerHello record header and then nothing, When probed, Then stalled."""
+    with peers.scripted_tcp(b"\x16\x03\x03\x00\x40\x02\x00\x00") as port:
+        out, _, elapsed = _probe(port, lab.spec, timeout=1.0)
+    assert out.failure == ("tls", "stalled") and out.findings[0].code == "REGISTRAR_TLS_TIMEOUT"
+    assert elapsed < 1.3
+
+
+def test_plain_sip_port_is_not_tls(lab: Lab) -> None:
+    """Given a plain SIP-over-TCP port, When probed with TLS, Then not_tls (wrong port), not a timeout."""
+    with peers.scripted_tcp(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as port:
+        out, r, elapsed = _probe(port, lab.spec, timeout=2.0)
+    assert out.failure == ("tls", "not_tls") and r.ssl_reason == "WRONG_VERSION_NUMBER"
+    assert out.findings[0].code == "REGISTRAR_TLS_TIMEOUT" and elapsed < 1.0
+
+
 def test_closed_port_is_unreachable(lab: Lab) -> None:
     """Given a closed port, When probed, Then REGISTRAR_UNREACHABLE (refused)."""
     out, r, _ = _probe(peers.closed_port(), lab.spec)
     assert out.failure == ("connect", "refused") and out.findings[0].code == "REGISTRAR_UNREACHABLE"
     assert r.errno == 111
+
+
+def test_syn_timeout_is_unreachable(lab: Lab) -> None:
+    """Given a port whose SYNs are dropped, When probed with 1 s, Then connect timeout -> REGISTRAR_UNREACHABLE."""
+    with peers.syn_blackhole() as port:
+        out, r, elapsed = _probe(port, lab.spec, timeout=1.0)
+    assert out.failure == ("connect", "timeout") and out.findings[0].code == "REGISTRAR_UNREACHABLE"
+    assert r.tls_version is None and 0.9 <= elapsed < 1.3
+
+
+@pytest.mark.parametrize(("flaw", "alert", "reason"), [
+    ("expired", 45, "alert_certificate_expired"),
+    ("not_yet_valid", 42, "alert_bad_certificate"),
+    ("server_auth_only", 43, "alert_unsupported_certificate"),
+])
+@pytest.mark.parametrize("tls_max", ["1.2", "1.3"])
+def test_client_certificate_flaws_get_alerts(lab: Lab, flaw: str, alert: int, reason: str, tls_max: str) -> None:
+    """Given an RMX cert with a flaw, When an OpenSSL FE verifies it, Then its alert -> CLIENT_CERT_REJECTED."""
+    now = dt.datetime.now(dt.UTC)
+    kw: dict[str, object] = {
+        "expired": {"not_before": now - dt.timedelta(days=400), "not_after": now - dt.timedelta(days=10)},
+        "not_yet_valid": {"not_before": now + dt.timedelta(days=5), "not_after": now + dt.timedelta(days=50)},
+        "server_auth_only": {"ekus": [pki.SERVER_AUTH]},
+    }[flaw]
+    bad = pki.issue(pki.name(lab.pki.fqdn), lab.pki.issuing, **kw).write(lab.dir / flaw, "rmx")  # type: ignore[arg-type]
+    with peers.s_server(lab.dir, lab.pki.fe, [], verify_ca=lab.ca) as port:
+        out, r, _ = _probe(port, replace(lab.spec, cert=bad["cert"], key=bad["key"], chain=bad["chain"],
+                                         tls_max=tls_max), sip_options=False)
+    assert out.failure == ("tls", reason) and r.alert == alert and r.alert_direction == "from_fe"
+    assert out.findings[0].code == "CLIENT_CERT_REJECTED" and out.findings[0].evidence["alert"] == alert
 
 
 def test_invalid_name_is_dns_failure(lab: Lab) -> None:
@@ -276,3 +322,16 @@ def test_drip_server_bounded_by_overall_deadline(lab: Lab) -> None:
         out, _, elapsed = _probe(port, lab.spec, timeout=1.0)
     assert out.failure == ("sip", "timeout") and out.findings[0].code == "SIP_NO_RESPONSE"
     assert elapsed < 1.3
+
+
+def test_other_sip_error_is_sip_error_response(lab: Lab) -> None:
+    """Given a TLS peer answering 503 with ms-diagnostics 5000, When probed, Then SIP_ERROR_RESPONSE quoting it."""
+    answer = (b"SIP/2.0 503 Service Unavailable\r\nServer: RTC/6.0\r\n"
+              b'ms-diagnostics: 5000;reason="Server internal error";source="fe01.lab.example"\r\n'
+              b"Content-Length: 0\r\n\r\n")
+    with peers.drip_sip_server(lab.pki.fe, lab.dir / "e503", interval=0, answer=answer) as port:
+        out, r, _ = _probe(port, lab.spec)
+    assert out.failure == ("sip", "error_response") and out.findings[0].code == "SIP_ERROR_RESPONSE"
+    assert r.sip_status == 503 and r.sip_server == "RTC/6.0"
+    assert out.findings[0].evidence["ms_diagnostics"][0]["id"] == 5000
+    assert out.healthy, "a warning-level hint keeps probe_success at 1"

@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 
 from daemon import pki
+from probes import mtls
+from probes.target import Registrar as ProbeRegistrar
 from tests.conftest import LabPKI
-from tests.support.kamailio import MS_DIAG_REASON, Registrar, kamailio_registrar
+from tests.support.kamailio import (
+    MS_DIAG_REASON,
+    KamailioFactory,
+    Registrar,
+    kamailio_fe,  # noqa: F401 (the fixture, used by name)
+    kamailio_registrar,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -47,3 +56,18 @@ def test_trusted_peer_gets_200_and_others_403(tmp_path: Path, lab_pki: LabPKI) -
     assert f'ms-diagnostics: 1010;reason="{MS_DIAG_REASON}"'.encode() in denied
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_fixture_factory_without_client_certificates(kamailio_fe: KamailioFactory,  # noqa: F811 (fixture)
+                                                     lab_pki: LabPKI, tmp_path: Path) -> None:
+    """Given the kamailio_fe fixture with require_certificate=False and TLS 1.2 only, When probed, Then no
+    CertificateRequest (CLIENT_CERT_NOT_REQUESTED) and 403 since no peer CN is known."""
+    ca = lab_pki.ca_bundle(tmp_path)
+    fe = kamailio_fe(lab_pki.fe, ca, lab_pki.fqdn, require_certificate=False, method="TLSv1.2")
+    paths = lab_pki.rmx.write(tmp_path, "rmx")
+    spec = mtls.ClientSpec(cert=paths["cert"], key=paths["key"], chain=paths["chain"], ca_bundle=ca)
+    out = mtls.probe([ProbeRegistrar(host=fe.host, port=fe.port, sni="pool.lab.example")], spec,
+                     deadline=time.monotonic() + 5)
+    codes = [f.code for f in out.findings]
+    assert codes == ["SIP_NOT_TRUSTED", "CLIENT_CERT_NOT_REQUESTED"]
+    assert isinstance(out.result, mtls.MtlsResult) and out.result.tls_version == "TLSv1.2"

@@ -68,14 +68,69 @@ def tarpit() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@contextlib.contextmanager
+def syn_blackhole() -> Iterator[int]:
+    """A port whose SYNs go unanswered: a listener with a full accept backlog (Linux drops the SYN).
+
+    A real SYN timeout on loopback, without root or packet filters.
+    """
+    with socket.socket() as listener, contextlib.ExitStack() as stack:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(4):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        time.sleep(0.2)
+        yield port
+
+
+@contextlib.contextmanager
+def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
+    """A plain TCP server: reads the client's first bytes, sends ``reply``, then holds the connection.
+
+    ``b"SIP/2.0 400 ..."`` makes a plain SIP-over-TCP port; a TLS record header with a short
+    body makes a server that starts the handshake and then stalls (the CRL-fetch shape).
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(2)
+                conn.recv(4096)
+                conn.sendall(reply)
+                stop.wait(hold)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (connect gets RST)."""
     return free_port()
 
 
 @contextlib.contextmanager
-def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2) -> Iterator[int]:
-    """A real TLS server that, after the handshake, drips a SIP answer one byte per ``interval``."""
+def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2,
+                    answer: bytes = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n") -> Iterator[int]:
+    """A real TLS server that, after the handshake, sends ``answer`` one byte per ``interval``
+    (``interval=0``: all at once)."""
     paths = server.write(files_dir, "drip")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(paths["cert"], paths["key"])
@@ -84,7 +139,6 @@ def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2) 
     listener.listen(8)
     listener.settimeout(0.2)
     stop = threading.Event()
-    answer = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
 
     def serve() -> None:
         while not stop.is_set():
@@ -95,7 +149,10 @@ def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2) 
             with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
                 tls.settimeout(5)
                 tls.recv(4096)
-                for byte in answer:
+                if not interval:
+                    tls.sendall(answer)
+                    stop.wait(2)
+                for byte in answer if interval else b"":
                     if stop.is_set():
                         break
                     tls.sendall(bytes([byte]))
