@@ -293,6 +293,17 @@ class HttpServer:
         # cleanup() closes gracefully; a TLS close may still wait for the peer: end it now.
         for transport in transports:
             transport.abort()
+        # Connections aiohttp never saw (TLS handshakes in progress, refused ones mid-close) are
+        # only known to the event loop's transport registry (a selector-loop detail, read defensively).
+        registry: Any = getattr(asyncio.get_running_loop(), "_transports", {})
+        for transport in list(registry.values()):
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            try:
+                mine = sock is not None and sock.getsockname()[1] == self.port
+            except OSError:
+                continue
+            if mine:
+                transport.abort()
 
 
 def bind(listen: str) -> socket.socket:
