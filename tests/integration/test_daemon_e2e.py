@@ -50,11 +50,14 @@ def _secret(path: Path, data: bytes) -> Path:
 
 
 def _daemon_config(tmp_path: Path, lab_pki: LabPKI, fe_port: int, port: int) -> Path:
-    rogue = pki.issue(pki.name("rogue.lab.example"), lab_pki.issuing)
+    # rmx-bad: a sound certificate for its own FQDN, but that FQDN is not a trusted application
+    # computer on the Front End (Kamailio trusts only rmx.lab.example).
+    rogue = pki.issue(pki.name("rogue.lab.example"), lab_pki.issuing, cdp=["http://127.0.0.1:9/lab.crl"])
     targets = []
-    for name, issued in (("rmx-ok", lab_pki.rmx), ("rmx-bad", rogue)):
+    for name, issued, fqdn in (("rmx-ok", lab_pki.rmx, "rmx.lab.example"),
+                               ("rmx-bad", rogue, "rogue.lab.example")):
         files = issued.write(tmp_path / "certs", name)
-        targets.append({"name": name, "fqdn": "rmx.lab.example",
+        targets.append({"name": name, "fqdn": fqdn,
                         "certificate": {"cert": str(files["cert"]), "key": str(files["key"]),
                                         "chain": str(files["chain"])},
                         "ca_bundle": str(lab_pki.ca_bundle(tmp_path)),
