@@ -49,7 +49,7 @@ def load_config(path: Path | str) -> Config:
     reader = Reader(source)
     try:
         top = reader.root().mapping()
-        top.only("settings", "targets", "server", "webhook", "notify", "actions", "reports")
+        top.only("settings", "targets", "server", "webhook", "notify", "actions", "reports", "schedule")
         settings = top.opt("settings", _settings, Settings())
         targets = _targets(top.required("targets"), settings)
         names = {t.name for t in targets}
@@ -62,6 +62,7 @@ def load_config(path: Path | str) -> Config:
             notify=top.opt("notify", _notify, None),
             actions=top.opt("actions", lambda n: _actions(n, names), ()),
             reports_keep=top.opt("reports", _reports, 50),
+            schedule=top.opt("schedule", lambda n: n.boolean(), True),
         )
         top.finish()
     finally:

@@ -65,6 +65,20 @@ def test_the_documented_example_loads(tmp_path: Path, monkeypatch: pytest.Monkey
     assert loaded.actions[0].command[0] == "/usr/local/bin/request-rmx-cert" and loaded.actions[0].dry_run
     assert loaded.actions[1].http_url == "https://tickets.example.com/api/rmx"
     assert loaded.reports_keep == 50 and loaded.notify is not None
+    assert loaded.schedule is True
+
+
+def test_schedule_false_leaves_runs_to_prometheus_and_alerts(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the example with scheduled probing switched off (a sharded, /probe-driven setup)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = materialise_example(tmp_path)
+    config.write_text(config.read_text().replace("schedule: true", "schedule: false"))
+    # Then the loaded config says so, and a non-boolean is refused naming the key
+    assert load_config(config).schedule is False
+    config.write_text(config.read_text().replace("schedule: false", "schedule: sometimes"))
+    with pytest.raises(ConfigError, match="schedule"):
+        load_config(config)
 
 
 def test_every_key_of_the_example_is_commented() -> None:
@@ -117,6 +131,7 @@ SCHEMA_KEYS = {
     *(f"actions.{k}" for k in ("code", "targets", "command", "http", "http.url", "http.method", "timeout",
                                "dry_run")),
     "reports.keep",
+    "schedule",
 }
 
 
