@@ -7,6 +7,7 @@ Direction: the RMX is the client of the SIP TLS connection unless ``rmx_ip`` say
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -20,6 +21,8 @@ from probes.capture_names import alert_name, dn_to_rfc4514, version_name
 from probes.model import Finding, Severity
 
 MAX_LISTED = 200  # connection summaries kept for the report; counters cover every connection
+MAX_LISTED_OK = 50  # of which at most this many healthy ones: problems are what a reader looks for
+RECENTLY_CLOSED = 4096  # closed 4-tuples remembered so a trailing RST/FIN does not open a phantom connection
 MAX_HISTORY = 40  # tokens per connection history
 # A SYN or ClientHello counts as "never answered" only when the client gave up, retransmitted, or
 # the capture went on this long after it; otherwise the capture merely ended too early.
@@ -87,8 +90,8 @@ class ConnectionSummary:
     """What one connection showed: an outcome enum, the history and the facts seen."""
 
     connection: str
-    outcome: str  # ok | alert | empty_client_cert | reset_after_client_cert | no_syn_ack | refused |
-    #               no_server_hello | closed_after_client_hello | incomplete | not_tls
+    outcome: str  # ok | tls13_encrypted | alert | empty_client_cert | reset_after_client_cert | no_syn_ack |
+    #               refused | no_server_hello | closed_after_client_hello | incomplete | not_tls
     history: tuple[str, ...]
     offered_versions: tuple[str, ...]
     version: str | None
@@ -181,6 +184,7 @@ def parse_ms_diagnostics(headers: str) -> list[dict[str, Any]]:
     return found
 
 
+@functools.lru_cache(maxsize=256)  # the same few chains repeat in every connection of a capture
 def _names(der: bytes) -> tuple[str, str, bytes]:
     cert = x509.load_der_x509_certificate(der)
     return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.issuer.public_bytes()
@@ -197,7 +201,9 @@ class CaptureAnalyzer:
         self.events = 0
         self._live: dict[tuple[str, int, str, int], _Conn] = {}
         self._done: list[ConnectionSummary] = []
+        self._listed_ok = 0
         self._omitted = 0
+        self._closed: dict[tuple[str, int, str, int], None] = {}  # insertion-ordered, bounded
         self._outcomes: Counter[str] = Counter()
         self._alerts: Counter[str] = Counter()
         self._findings: dict[tuple[str, ...], tuple[Finding, int]] = {}
@@ -215,7 +221,10 @@ class CaptureAnalyzer:
         else:
             return
         conn = self._live.get(key)
-        if conn is None or (ev.syn and not ev.ack and from_client and (conn.syn_ack or conn.client_hello)):
+        new_syn = ev.syn and not ev.ack and from_client and not ev.retransmission
+        if conn is None and not new_syn and key in self._closed:
+            return  # the tail (final RST/FIN) of a connection already summarised
+        if conn is None or (new_syn and (conn.syn_ack or conn.client_hello)):
             if conn is not None:  # port reuse: a new SYN after a finished connection
                 self._close(key, conn)
             client, server = f"{key[0]}:{key[1]}", f"{key[2]}:{key[3]}"
@@ -339,10 +348,15 @@ class CaptureAnalyzer:
 
     def _close(self, key: tuple[str, int, str, int], conn: _Conn, at_end: bool = False) -> None:
         del self._live[key]
+        self._closed[key] = None
+        if len(self._closed) > RECENTLY_CLOSED:
+            del self._closed[next(iter(self._closed))]
         summary = self._summarise(conn, self._last_ts if at_end else None)
         self._outcomes[summary.outcome] += 1
-        if len(self._done) < MAX_LISTED:
+        healthy = summary.outcome in ("ok", "tls13_encrypted")
+        if len(self._done) < MAX_LISTED and (not healthy or self._listed_ok < MAX_LISTED_OK):
             self._done.append(summary)
+            self._listed_ok += healthy
         else:
             self._omitted += 1
 
@@ -400,8 +414,11 @@ class CaptureAnalyzer:
         if conn.client_hello and not conn.server_hello:
             return "closed_after_client_hello"
         if conn.server_hello:
-            done = conn.server_ccs or conn.chosen == 0x0304 or bool(conn.sip)
-            return "ok" if done else "incomplete"
+            if conn.sip or (conn.server_ccs and conn.chosen != 0x0304):
+                return "ok"
+            # TLS 1.3 encrypts everything after the ServerHello (a rejection alert included): without a
+            # key log the capture cannot tell success from a late rejection.
+            return "tls13_encrypted" if conn.chosen == 0x0304 else "incomplete"
         return "not_tls" if conn.syn_ack else "incomplete"
 
     def _findings_for(self, conn: _Conn, outcome: str) -> None:

@@ -32,7 +32,7 @@ def _run(name: str, **kw: object) -> tuple[dict[str, int], dict[str, dict[str, o
 
 @pytest.mark.parametrize(("fixture", "outcomes", "codes"), [
     ("healthy12.pcapng", {"ok": 1}, {"CAPTURE_SUMMARY"}),
-    ("healthy13.pcapng", {"ok": 1}, {"CAPTURE_SUMMARY"}),
+    ("healthy13.pcapng", {"tls13_encrypted": 1}, {"CAPTURE_SUMMARY"}),
     ("alert48.pcap", {"alert": 1}, {"CAPTURE_TLS_ALERT", "CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}),
     ("empty_cert.pcapng", {"alert": 1}, {"CAPTURE_TLS_ALERT", "CAPTURE_EMPTY_CLIENT_CERT", "CAPTURE_SUMMARY"}),
     ("ca_list.pcapng", {"ok": 1}, {"CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}),
@@ -111,6 +111,29 @@ def test_unanswered_syn_needs_the_client_to_wait() -> None:
     # Then only the watched SYN counts as never answered
     assert analyse(end_only, 5061)[0].outcomes == {"incomplete": 1}
     assert analyse(watched, 5061)[0].outcomes == {"no_syn_ack": 1, "incomplete": 1}
+
+
+def test_trailing_reset_of_a_closed_connection_opens_no_phantom() -> None:
+    # Given a connection closed by both FINs, then a late RST from the client on the same 4-tuple
+    flow = [*_alert_flow(48), _ev(0.005, RMX, 40000, FE, 5061, ack=True, fin=True),
+            _ev(0.006, RMX, 40000, FE, 5061, rst=True)]
+    # Then one connection is counted, not two
+    assert analyse(flow, 5061)[0].connections == 1
+
+
+def test_listing_prefers_problems() -> None:
+    # Given 300 healthy TLS 1.2 connections followed by one refused connection
+    events: list[PacketEvent] = []
+    for n in range(300):
+        port = 30000 + n
+        events += [_ev(n, RMX, port, FE, 5061, records=(TlsRecord(22, (1,)),)),
+                   _ev(n + 0.1, FE, 5061, RMX, port, records=(TlsRecord(22, (2, 11, 14)), TlsRecord(20))),
+                   _ev(n + 0.2, FE, 5061, RMX, port, rst=True)]
+    events += [_ev(400, RMX, 50000, FE, 5061, syn=True), _ev(400.1, FE, 5061, RMX, 50000, rst=True, ack=True)]
+    result, _ = analyse(events, 5061)
+    # Then the listing is bounded but still shows the refused connection
+    assert result.outcomes == {"ok": 300, "refused": 1}
+    assert len(result.summaries) == 51 and result.summaries[-1].outcome == "refused"
 
 
 def test_memory_stays_flat_over_many_connections() -> None:
