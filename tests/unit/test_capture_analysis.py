@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from probes.capture_analysis import MAX_LISTED, CaptureAnalyzer, analyse, parse_ms_diagnostics
 from probes.capture_events import PacketEvent, TlsRecord
-from probes.capture_names import certificate_request_names, dn_to_rfc4514
+from probes.capture_names import (
+    certificate_list,
+    dn_to_rfc4514,
+    handshake_messages,
+    hello_body_facts,
+    request_body_names,
+    segment_records,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "capture"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -177,21 +184,43 @@ def test_dn_rendering_matches_cryptography(attrs: list[tuple[x509.ObjectIdentifi
     assert dn_to_rfc4514(name.public_bytes()) == name.rfc4514_string()
 
 
-def test_certificate_request_scan_finds_names_among_other_records() -> None:
-    # Given a ServerHelloDone-like prefix, a CertificateRequest with two CA names, and trailing bytes
+def _records(*messages: tuple[int, bytes]) -> bytes:
+    stream = b"".join(bytes([t]) + len(b).to_bytes(3, "big") + b for t, b in messages)
+    return b"\x16\x03\x03" + len(stream).to_bytes(2, "big") + stream
+
+
+def test_handshake_messages_from_a_segment_starting_mid_record() -> None:
+    # Given the tail of an earlier record, then a record with a CertificateRequest (two CA names),
+    # a ServerHelloDone, then a ChangeCipherSpec and an encrypted handshake record
     names = [x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]).public_bytes() for cn in ("A", "B CA")]
     dnames = b"".join(len(n).to_bytes(2, "big") + n for n in names)
-    body = b"\x01\x01" + b"\x00\x02\x04\x01" + len(dnames).to_bytes(2, "big") + dnames
-    record = b"\x0e\x00\x00\x00" + b"\x0d" + len(body).to_bytes(3, "big") + body + b"\x0e\x00\x00\x00"
-    # Then exactly those names come back
-    assert certificate_request_names(record) == names
+    request = b"\x01\x01" + b"\x00\x02\x04\x01" + len(dnames).to_bytes(2, "big") + dnames
+    segment = (b"\x99tail-of-earlier-record" + _records((13, request), (14, b"")) + b"\x14\x03\x03\x00\x01\x01"
+               + b"\x16\x03\x03\x00\x04\xde\xad\xbe\xef")
+    # When split into records and handshake messages
+    messages = handshake_messages(segment_records(segment))
+    # Then the plaintext messages come out and the CA names parse; nothing after the CCS is read
+    assert [t for t, _ in messages] == [13, 14]
+    assert request_body_names(messages[0][1]) == names
+
+
+def test_certificate_list() -> None:
+    # Given a Certificate message body with two entries, and an empty one
+    body = b"".join(len(c).to_bytes(3, "big") + c for c in (b"\x30\x01A", b"\x30\x02BB"))
+    # Then both DER blobs come back, and none for the empty list
+    assert certificate_list(len(body).to_bytes(3, "big") + body) == [b"\x30\x01A", b"\x30\x02BB"]
+    assert certificate_list(b"\x00\x00\x00") == []
 
 
 @given(st.binary(max_size=400))
-def test_certificate_request_scan_never_crashes(data: bytes) -> None:
-    # Given arbitrary bytes, Then the scan returns None or a list of DER SEQUENCEs, never raises
-    found = certificate_request_names(data)
-    assert found is None or all(n[:1] == b"\x30" for n in found)
+def test_raw_parsers_never_crash(data: bytes) -> None:
+    # Given arbitrary bytes, Then the raw parsers return values, never raise
+    for kind, body in handshake_messages(segment_records(data)):
+        assert 0 <= kind <= 255 and isinstance(body, bytes)
+    names = request_body_names(data)
+    assert names is None or all(n[:1] == b"\x30" for n in names)
+    certificate_list(data)
+    hello_body_facts(data, client=True)
 
 
 def test_event_json_round_trip() -> None:
