@@ -256,3 +256,13 @@ def test_permission_kind_from_the_probe() -> None:
         capture.inspect_live("no-such-if0", 1.0, deadline=time.monotonic() + 20)
     # Then the failure is a bad input naming the interface (root here, so not a permission problem)
     assert info.value.kind in (ErrorKind.BAD_INPUT, ErrorKind.PERMISSION) and "no-such-if0" in str(info.value)
+
+
+def test_capture_without_traffic_on_the_port() -> None:
+    # Given a real capture whose traffic is on another port
+    fixture = ROOT / "tests" / "fixtures" / "capture" / "alert48.pcap"
+    # When inspected for port 5999
+    result = _rmxdiag(str(fixture), "--port", "5999")
+    # Then zero connections, no hint, exit 0 (not an input error)
+    assert result.returncode == 0, result.stderr
+    assert "0 connection(s) on port 5999" in result.stdout
