@@ -181,13 +181,14 @@ def request_body_names(body: bytes) -> list[bytes] | None:
 
 
 def _hello(msg: bytes, client: bool) -> dict[str, object]:
-    facts: dict[str, object] = {}
+    facts: dict[str, object] = {"legacy": int.from_bytes(msg[0:2], "big")}
     pos = 2 + 32
     pos += 1 + msg[pos]  # session id
     if client:
         pos += 2 + int.from_bytes(msg[pos:pos + 2], "big")  # cipher suites
         pos += 1 + msg[pos]  # compression methods
     else:
+        facts["cipher"] = int.from_bytes(msg[pos:pos + 2], "big")
         pos += 2 + 1  # chosen cipher suite and compression method
     if pos + 2 > len(msg):
         return facts
@@ -259,3 +260,41 @@ def certificate_list(body: bytes) -> list[bytes]:
         certs.append(body[pos + 3:pos + 3 + size])
         pos += 3 + size
     return certs
+
+
+def segment_records_prefix(data: bytes) -> list[tuple[int, bytes]]:
+    """Complete TLS records of a TCP payload, tolerating a record tail before and a partial record after.
+
+    tshark dissects the complete records of a segment and keeps a trailing partial record for
+    reassembly in a later frame; this mirrors that on the raw bytes.
+    """
+    exact = segment_records(data)
+    if exact:
+        return exact
+    for start in range(len(data)):
+        if data[start] in (20, 21, 22, 23) and data[start + 1:start + 2] == b"\x03" \
+                and data[start + 2:start + 3] in (b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"):
+            records, pos = [], start
+            while pos + 5 <= len(data) and data[pos] in (20, 21, 22, 23) and data[pos + 1] == 3:
+                end = pos + 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
+                if end > len(data):
+                    break
+                records.append((data[pos], data[pos + 5:end]))
+                pos = end
+            if records:
+                return records
+    return []
+
+
+def exact_messages(body: bytes) -> list[tuple[int, bytes]] | None:
+    """Handshake messages exactly filling a record body, None when it does not parse (encrypted)."""
+    messages, pos = [], 0
+    while pos < len(body):
+        if pos + 4 > len(body):
+            return None
+        end = pos + 4 + int.from_bytes(body[pos + 1:pos + 4], "big")
+        if end > len(body):
+            return None
+        messages.append((body[pos], body[pos + 4:end]))
+        pos = end
+    return messages if messages else None

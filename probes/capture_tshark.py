@@ -28,10 +28,12 @@ from typing import Any
 from probes.capture_events import PacketEvent, TlsRecord
 from probes.capture_names import (
     certificate_list,
+    exact_messages,
     handshake_messages,
     hello_body_facts,
     request_body_names,
     segment_records,
+    segment_records_prefix,
 )
 
 # Frames that carry a fact: handshake/alert/CCS records, connection setup and teardown,
@@ -44,6 +46,12 @@ DISPLAY_FILTER = ("tls.record.content_type in {20..22} || tcp.flags.syn == 1 || 
 # CertificateRequest or hello spanning segments is read.
 PROTOCOLS = ("frame ip ipv6 tcp tcp.flags tcp.analysis tcp.analysis.flags tcp.segments tls tls.record tls.handshake"
              " tls.alert_message sip _ws.expert")
+# Without a key log everything needed is plaintext on the wire: tshark only filters, reassembles
+# and flags retransmissions, and prints these fields (-T json -e: measured ~45% less tshark time
+# and half the output of the -j tree); the TLS records are then read from the raw bytes here.
+FIELDS = ("frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport", "tcp.flags",
+          "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission", "tcp.analysis.spurious_retransmission",
+          "tcp.payload", "tcp.reassembled.data")
 # With a key log, TLS 1.3 certificates exist only decrypted inside tshark: then ask for them too.
 KEYLOG_PROTOCOLS = PROTOCOLS + " tls.handshake.certificates"
 
@@ -176,6 +184,73 @@ def event_from_layers(layers: dict[str, list[dict[str, Any]]], ts: float) -> Pac
         sip_headers=None if headers is None else str(headers))
 
 
+def _raw_records(blobs: list[bytes]) -> tuple[list[TlsRecord], list[tuple[int, bytes]], list[int]]:
+    """TLS records as tshark shows them, plaintext handshake messages and Certificate list lengths."""
+    seen: dict[tuple[int, bytes], None] = {}
+    records: list[TlsRecord] = []
+    messages: list[tuple[int, bytes]] = []
+    lengths: list[int] = []
+    for blob in blobs:
+        encrypted = False  # records after a ChangeCipherSpec in the same bytes are encrypted
+        for ctype, body in segment_records_prefix(blob):
+            if (ctype, body) in seen:
+                continue  # the reassembled PDU and the segment overlap
+            seen[(ctype, body)] = None
+            if ctype == 20:
+                encrypted = True
+                records.append(TlsRecord(20))
+            elif ctype == 21:
+                plain = not encrypted and len(body) == 2 and body[0] in (1, 2)
+                records.append(TlsRecord(21, (), body[0], body[1]) if plain else TlsRecord(21))
+            elif ctype == 22:
+                parsed = None if encrypted else exact_messages(body)
+                records.append(TlsRecord(22, tuple(t for t, _ in parsed or ())))
+                for kind, message in parsed or ():
+                    messages.append((kind, message))
+                    if kind == 11:
+                        lengths.append(int.from_bytes(message[:3], "big"))
+            else:
+                records.append(TlsRecord(ctype))
+    return records, messages, lengths
+
+
+def event_from_fields(fields: dict[str, list[str]]) -> PacketEvent | None:
+    """Turn one packet's ``-T json -e`` fields into an event, reading TLS from the raw bytes."""
+    def one(key: str) -> str | None:
+        values = fields.get(key)
+        return str(values[0]) if values else None
+
+    src, dst = one("ip.src") or one("ipv6.src"), one("ip.dst") or one("ipv6.dst")
+    sport, dport, stamp = one("tcp.srcport"), one("tcp.dstport"), one("frame.time_epoch")
+    if src is None or dst is None or sport is None or dport is None or stamp is None:
+        return None
+    bits = _int(one("tcp.flags")) or 0
+    retransmission = any(k in fields for k in FIELDS[8:11])
+    # like tshark, do not read TLS again from a retransmitted segment
+    blobs = [] if retransmission else [
+        _hex(b) for b in (*fields.get("tcp.reassembled.data", ()), *fields.get("tcp.payload", ()))]
+    records, messages, lengths = _raw_records(blobs)
+    kinds = {t for t, _ in messages}
+    hello = next((b for t, b in messages if t in (1, 2)), None)
+    facts = hello_body_facts(hello, client=1 in kinds) if hello is not None else {}
+    request = next((b for t, b in messages if t == 13), None)
+    names = None if request is None else request_body_names(request)
+    certs = next((certificate_list(b) for t, b in messages if t == 11), [])
+    return PacketEvent(
+        ts=float(stamp), src=src, sport=int(sport), dst=dst, dport=int(dport),
+        syn=bool(bits & 0x02), ack=bool(bits & 0x10), rst=bool(bits & 0x04), fin=bool(bits & 0x01),
+        retransmission=retransmission,
+        records=tuple(records), legacy_version=_opt(facts.get("legacy")),
+        versions=tuple(int(v) for v in facts.get("versions", ())),  # type: ignore[attr-defined]
+        cipher=_opt(facts.get("cipher")), sni=None if facts.get("sni") is None else str(facts["sni"]),
+        certificates=tuple(certs), certificate_lengths=tuple(lengths),
+        ca_names=None if names is None else tuple(names))
+
+
+def _opt(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
 def _raw_handshakes(layers: dict[str, list[dict[str, Any]]], tcp: dict[str, Any]) -> list[tuple[int, bytes]]:
     """Plaintext handshake messages from the frame's bytes: reassembled PDU first, then the segment.
 
@@ -238,7 +313,7 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
 
     prefs = {"tls.keylog_file": keylog} if keylog else None
     tcpdump, read_fd = _prefilter(path, port)
-    params = ["-j", KEYLOG_PROTOCOLS if keylog else PROTOCOLS]
+    params = ["-j", KEYLOG_PROTOCOLS] if keylog else [arg for f in FIELDS for arg in ("-e", f)]
     if port != 5061:  # tshark dissects SIP over TLS on 5061 only; elsewhere say so explicitly
         params += ["-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},sip"]
     if read_fd is not None:
@@ -252,8 +327,11 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
 
     def on_packet(raw: dict[str, Any]) -> None:
         nonlocal count
-        layers = {name: [d for d in _as_list(value) if isinstance(d, dict)] for name, value in raw.items()}
-        event = event_from_layers(layers, float(raw["frame"]["frame.time_epoch"]))
+        if keylog is None:
+            event = event_from_fields(raw)
+        else:
+            layers = {name: [d for d in _as_list(value) if isinstance(d, dict)] for name, value in raw.items()}
+            event = event_from_layers(layers, float(raw["frame"]["frame.time_epoch"]))
         if event is not None:
             count += 1
             emit("E " + _dumps(event.to_json()))

@@ -16,10 +16,12 @@ from probes.capture_events import PacketEvent, TlsRecord
 from probes.capture_names import (
     certificate_list,
     dn_to_rfc4514,
+    exact_messages,
     handshake_messages,
     hello_body_facts,
     request_body_names,
     segment_records,
+    segment_records_prefix,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "capture"
@@ -204,6 +206,19 @@ def test_handshake_messages_from_a_segment_starting_mid_record() -> None:
     assert request_body_names(messages[0][1]) == names
 
 
+def test_records_with_a_partial_record_left_for_reassembly() -> None:
+    # Given a ServerHello record, a CCS, an encrypted record, then the first bytes of a next record
+    hello = _records((2, b"\x03\x03" + b"\x00" * 32 + b"\x00" + b"\xc0\x30\x00"))
+    segment = hello + b"\x14\x03\x03\x00\x01\x01" + b"\x16\x03\x03\x00\x03\xaa\xbb\xcc" + b"\x16\x03\x03\x40\x00\x0b"
+    # When split tolerantly
+    records = segment_records_prefix(segment)
+    # Then the complete records come out in order and the partial one is left for later
+    assert [t for t, _ in records] == [22, 20, 22]
+    assert exact_messages(records[0][1]) == [(2, records[0][1][4:])]
+    assert exact_messages(b"\xaa\xbb\xcc") is None  # an encrypted Finished does not parse
+    assert hello_body_facts(records[0][1][4:], client=False) == {"legacy": 0x0303, "cipher": 0xC030}
+
+
 def test_certificate_list() -> None:
     # Given a Certificate message body with two entries, and an empty one
     body = b"".join(len(c).to_bytes(3, "big") + c for c in (b"\x30\x01A", b"\x30\x02BB"))
@@ -221,6 +236,8 @@ def test_raw_parsers_never_crash(data: bytes) -> None:
     assert names is None or all(n[:1] == b"\x30" for n in names)
     certificate_list(data)
     hello_body_facts(data, client=True)
+    for _, body in segment_records_prefix(data):
+        exact_messages(body)
 
 
 def test_event_json_round_trip() -> None:
