@@ -1,17 +1,115 @@
-"""`rmxdiag cert`: not built yet (its issue is open); exits 3 so no check reads it as healthy."""
+"""`rmxdiag cert`: judge an RMX certificate, and the certificate workflow helpers.
+
+``rmxdiag cert FILE`` inspects; ``rmxdiag cert ACTION FILE`` runs a helper (``csr``, ``extract``,
+``pfx``, ``preflight``). Only argparse is imported at start-up: cryptography is loaded when the
+command runs (monitoring systems call this as a check, so start-up time matters).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon.commands._common import add_firmware, add_format
+
+if TYPE_CHECKING:
+    from probes.certificate import CertOptions
+    from probes.target import CertificateSource
+
+ACTIONS = {
+    "csr": "lint a certificate request before it goes to the CA",
+    "extract": "print the leaf certificate (Base-64 PEM) the RMX wants pasted",
+    "pfx": "assemble leaf + key + chain into a PFX the RMX imports in one go (-o OUT)",
+    "preflight": "judge a PFX as the RMX 8.x import would: accepted, or what to fix first",
+}
+
+_EPILOG = """usage forms:
+  rmxdiag cert FILE [options]                     judge a certificate (PEM/DER/PFX/P7B, 7.x directory)
+  rmxdiag cert csr FILE [--fqdn N] [--allow-san]  lint a request before sending it to the CA
+  rmxdiag cert extract FILE [--password-file F] [-o OUT [--force]]
+  rmxdiag cert pfx CERT --key KEY [--chain F] [--ca-bundle F] --password-file F -o OUT [--force]
+  rmxdiag cert preflight FILE.pfx --password-file F --fqdn N [--ca-bundle F]
+A file literally named like an action: write ./csr.
+Passwords are only read from files (first line). Exit: 0 ok, 1 warning, 2 critical, 3 could not run."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Accept anything until the real options exist."""
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    """The DESIGN.md options plus those of the helpers."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.usage = "rmxdiag cert [ACTION] FILE [options]   (ACTION: " + "|".join(ACTIONS) + ")"
+    parser.epilog = _EPILOG
+    parser.add_argument("items", nargs="+", metavar="[ACTION] FILE",
+                        help="the certificate file/directory, optionally preceded by an action: "
+                        + ", ".join(ACTIONS))
+    parser.add_argument("--password-file", type=Path, metavar="F",
+                        help="file whose first line is the PFX / private key password")
+    parser.add_argument("--key-password-file", type=Path, metavar="F",
+                        help="pfx: password of an encrypted --key when it differs from --password-file")
+    parser.add_argument("--key", type=Path, metavar="F", help="private key (PEM/DER) to check against the certificate")
+    parser.add_argument("--chain", type=Path, metavar="F", help="CA certificates the RMX holds (PEM bundle/DER/P7B)")
+    parser.add_argument("--fqdn", metavar="NAME", help="the RMX signaling FQDN (CN of its certificate)")
+    parser.add_argument("--signaling-ip", metavar="IP", help="the RMX signaling IP the FQDN must resolve to")
+    parser.add_argument("--ca-bundle", type=Path, metavar="F",
+                        help="trust anchors the Front End uses (PEM bundle); the chain is verified against it")
+    add_firmware(parser)
+    parser.add_argument("--expiry-warning-days", type=int, default=30, metavar="N",
+                        help="warn when fewer days remain (default 30)")
+    parser.add_argument("--check-revocation", action="store_true",
+                        help="fetch each CRL distribution point / OCSP URL (bounded timeout)")
+    parser.add_argument("--allow-san", action="store_true",
+                        help="a SAN that contains the FQDN is deliberate (super-cluster style): no warning")
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="extract/pfx: file to write")
+    parser.add_argument("--force", action="store_true", help="extract/pfx: overwrite an existing output file")
+    add_format(parser)
+
+
+def options_from(args: argparse.Namespace) -> CertOptions:
+    """The judgement options of the command line."""
+    from probes.certificate import CertOptions
+    from probes.model import InputError
+
+    if args.expiry_warning_days < 0:
+        raise InputError("--expiry-warning-days: must be 0 or more")
+    return CertOptions(fqdn=args.fqdn, signaling_ip=args.signaling_ip, ca_bundle=args.ca_bundle,
+                       firmware=args.firmware, expiry_warning_days=args.expiry_warning_days,
+                       check_revocation=args.check_revocation, allow_san=args.allow_san)
+
+
+def source_from(args: argparse.Namespace, path: Path) -> CertificateSource:
+    """The certificate source described by FILE, --key, --chain and --password-file."""
+    from probes.target import CertificateSource, SecretFile
+
+    return CertificateSource(kind="dir7x" if path.is_dir() else "pem", path=path, key=args.key,
+                             chain=args.chain,
+                             password=SecretFile(args.password_file) if args.password_file else None)
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Say plainly that this subcommand is missing."""
-    sys.stderr.write("rmxdiag: error: 'cert' is not available in this build yet\n")
-    return 3
+    """Dispatch to the inspection or to a helper action."""
+    from probes.model import InputError
+
+    items: list[str] = args.items
+    if len(items) == 2 and items[0] in ACTIONS:
+        from daemon.commands._cert_tools import run_action
+
+        return run_action(items[0], args, Path(items[1]))
+    if len(items) != 1:
+        raise InputError(f"expected FILE or ACTION FILE (actions: {', '.join(ACTIONS)}), got {' '.join(items)}")
+    if args.output or args.force:
+        raise InputError("-o/--force belong to the extract and pfx actions")
+    return inspect_file(args, Path(items[0]))
+
+
+def inspect_file(args: argparse.Namespace, path: Path) -> int:
+    """`rmxdiag cert FILE`: the verdict, each problem with its fix, then the certificate summary."""
+    import time
+    from datetime import UTC, datetime
+
+    from daemon.catalogue import Firmware
+    from daemon.commands._common import emit, single_report
+    from probes.certificate import inspect
+
+    options = options_from(args)
+    outcome = inspect(source_from(args, path), options, datetime.now(UTC), time.monotonic() + 30.0)
+    return emit(single_report(str(path), [outcome], Firmware(args.firmware)), args.format)

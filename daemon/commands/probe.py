@@ -1,17 +1,96 @@
-"""`rmxdiag probe`: not built yet (its issue is open); exits 3 so no check reads it as healthy."""
+"""`rmxdiag probe HOST[:PORT]`: the RMX's MTLS handshake and SIP OPTIONS against one registrar."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import time
+from pathlib import Path
+
+from daemon.commands._common import add_firmware, add_format, emit, single_report
+from probes.model import InputError
+from probes.target import Registrar, SecretFile
+
+_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Accept anything until the real options exist."""
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    """The DESIGN.md CLI contract of ``probe``."""
+    parser.add_argument("registrar", metavar="HOST[:PORT]",
+                        help="Front End pool FQDN or IP (port 5061 by default); with --srv, a SIP domain")
+    parser.add_argument("--srv", action="store_true",
+                        help="HOST is a SIP domain: probe every _sipinternaltls._tcp SRV member")
+    parser.add_argument("--sni", metavar="NAME", help="name sent as SNI and verified in the FE certificate")
+    parser.add_argument("--pfx", type=Path, metavar="F", help="RMX certificate as PKCS#12")
+    parser.add_argument("--password-file", type=Path, metavar="F", help="file whose first line is the password")
+    parser.add_argument("--cert", type=Path, metavar="F", help="RMX certificate, PEM")
+    parser.add_argument("--key", type=Path, metavar="F", help="RMX private key, PEM")
+    parser.add_argument("--chain", type=Path, metavar="F", help="RMX intermediate/root CAs, PEM")
+    parser.add_argument("--ca-bundle", type=Path, metavar="F",
+                        help="trust anchors for the FE certificate (default: the system store)")
+    parser.add_argument("--sip-options", action=argparse.BooleanOptionalAction, default=True,
+                        help="send a SIP OPTIONS after the handshake (default: on)")
+    parser.add_argument("--tls-min", choices=_VERSIONS, default="1.2",
+                        help="lowest TLS version offered; 1.0/1.1 enable legacy crypto (SHA-1, SECLEVEL 0)")
+    parser.add_argument("--tls-max", choices=_VERSIONS, default="1.3", help="highest TLS version offered")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                        help="one deadline for the whole probe, seconds (default 10)")
+    parser.add_argument("--keylog", type=Path, metavar="F", help="append an NSS key log (for tshark) to F")
+    add_firmware(parser)
+    add_format(parser)
+
+
+def _split(value: str, srv: bool) -> tuple[str, int]:
+    host, port = value, 5061
+    if value.startswith("["):  # [v6]:port
+        host, _, rest = value[1:].partition("]")
+        if rest.startswith(":"):
+            port = _port(rest[1:], value)
+    elif value.count(":") == 1:
+        host, raw = value.split(":")
+        port = _port(raw, value)
+    if not host or any(c.isspace() for c in host):
+        raise InputError(f"HOST[:PORT]: {value!r} is not a host name or address")
+    if srv and ":" in host:
+        raise InputError(f"HOST[:PORT]: {value!r} with --srv must be a SIP domain")
+    return host, port
+
+
+def _port(raw: str, value: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InputError(f"HOST[:PORT]: {value!r} has an invalid port")
+    return int(raw)
+
+
+def _check_file(path: Path | None, option: str) -> None:
+    if path is not None and not path.is_file():
+        raise InputError(f"{path}: {option} file does not exist or is not a regular file")
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Say plainly that this subcommand is missing."""
-    sys.stderr.write("rmxdiag: error: 'probe' is not available in this build yet\n")
-    return 3
+    """Run the probe, print the report, return the Nagios exit code."""
+    from daemon.catalogue import Firmware
+    from probes import mtls
+
+    if args.pfx and (args.cert or args.key or args.chain):
+        raise InputError("--pfx: give either --pfx or --cert/--key[/--chain], not both")
+    if (args.key or args.chain) and not args.cert:
+        raise InputError("--key/--chain: need --cert")
+    if args.cert and not args.key:
+        raise InputError(f"{args.cert}: --key is required with --cert")
+    for path, option in ((args.pfx, "--pfx"), (args.password_file, "--password-file"), (args.cert, "--cert"),
+                         (args.key, "--key"), (args.chain, "--chain"), (args.ca_bundle, "--ca-bundle")):
+        _check_file(path, option)
+    if not 0 < args.timeout <= 600:
+        raise InputError(f"--timeout: {args.timeout} must be between 0 and 600 seconds")
+    if _VERSIONS.index(args.tls_min) > _VERSIONS.index(args.tls_max):
+        raise InputError(f"--tls-min {args.tls_min} is above --tls-max {args.tls_max}")
+    host, port = _split(args.registrar, args.srv)
+    registrar = (Registrar(srv_domain=host, port=port, sni=args.sni, tls_min=args.tls_min, tls_max=args.tls_max,
+                           sip_options=args.sip_options) if args.srv else
+                 Registrar(host=host, port=port, sni=args.sni, tls_min=args.tls_min, tls_max=args.tls_max,
+                           sip_options=args.sip_options))
+    spec = mtls.ClientSpec(pfx=args.pfx, password=SecretFile(args.password_file) if args.password_file else None,
+                           cert=args.cert, key=args.key, chain=args.chain, ca_bundle=args.ca_bundle,
+                           tls_min=args.tls_min, tls_max=args.tls_max, keylog=args.keylog)
+    outcome = mtls.probe([registrar], spec, deadline=time.monotonic() + args.timeout)
+    return emit(single_report(args.registrar, [outcome], Firmware(args.firmware)), args.format)

@@ -1,0 +1,233 @@
+"""The certificate workflow helpers behind `rmxdiag cert csr|extract|pfx|preflight`.
+
+Each helper reuses the `rmxdiag cert` checks and report, so codes and wording are the same.
+Refusals are reports with the hint that explains them (exit 2); unusable input is exit 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from daemon.catalogue import Firmware
+from daemon.commands._common import emit, single_report
+from probes.cert_checks import Policy
+from probes.cert_load import Material, load_certificate, load_chain, load_key, read_capped, read_password
+from probes.model import Finding, InputError, ProbeOutcome, ProbeStatus, Severity
+
+# What the RMX 8.x Certification Repository import says for each cause (DOMAIN.md §2).
+IMPORT_ERRORS = {
+    "PFX_BAD_PASSWORD": "Invalid password.",
+    "CERT_EXPIRED": "Certificate expired.",
+    "CERT_NOT_YET_VALID": "Certificate expired.",
+    "CERT_CN_MISMATCH": "Certificate DNS name does not match RMX (service) DNS name.",
+    "CERT_CHAIN_INCOMPLETE": "Chain is not trusted",
+    "CERT_SELF_SIGNED": "Chain is not trusted",
+}
+
+
+def run_action(action: str, args: argparse.Namespace, path: Path) -> int:
+    """Run one helper and return its exit code."""
+    if args.output is not None and action not in ("extract", "pfx"):
+        raise InputError(f"-o/--output does not apply to '{action}'")
+    handler = {"csr": lint_csr, "extract": extract, "pfx": assemble, "preflight": preflight}[action]
+    return handler(args, path)
+
+
+def _report(name: str, outcome: ProbeOutcome, args: argparse.Namespace) -> int:
+    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    anchors = tuple(load_chain(args.ca_bundle)) if args.ca_bundle else ()
+    return Policy(fqdn=args.fqdn, firmware=args.firmware, expiry_warning_days=args.expiry_warning_days,
+                  anchors=anchors, bundle_given=args.ca_bundle is not None, allow_san=args.allow_san)
+
+
+def lint_csr(args: argparse.Namespace, path: Path) -> int:
+    """`cert csr FILE`: the request judged with the certificate rules before it goes to the CA."""
+    from probes.cert_request import lint_request, load_request
+
+    started = time.monotonic()
+    findings, result = lint_request(load_request(path), _policy(args), str(path))
+    outcome = ProbeOutcome("csr", ProbeStatus.OK, time.monotonic() - started, tuple(findings), result=result)
+    return _report(str(path), outcome, args)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """The leaf to paste and the role of every certificate the CA answer held."""
+
+    file: str
+    leaf_pem: str
+    roles: tuple[tuple[str, str], ...]  # (role, subject)
+
+    def to_json(self) -> dict[str, Any]:
+        """Details for the JSON report."""
+        return {"file": self.file, "leaf_pem": self.leaf_pem,
+                "certificates": [{"role": r, "subject": s} for r, s in self.roles]}
+
+    def text_lines(self) -> list[str]:
+        """Which certificate is which."""
+        return [f"{role}: {subject}" for role, subject in self.roles]
+
+
+def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe: str) -> int:
+    """A refusal: the report of the blocking findings (stderr in text mode: stdout is for data)."""
+    outcome = ProbeOutcome(probe, ProbeStatus.OK, 0.0, tuple(findings))
+    if args.format == "json":
+        return _report(name, outcome, args)
+    from daemon.report import render_text
+
+    report = single_report(name, [outcome], Firmware(args.firmware))
+    sys.stderr.write(render_text(report, sys.stderr))
+    return report.exit_code
+
+
+def _material(args: argparse.Namespace, path: Path) -> Material:
+    password = read_password(args.password_file) if args.password_file else None
+    return load_certificate(path, password)
+
+
+def extract(args: argparse.Namespace, path: Path) -> int:
+    """`cert extract FILE`: print the leaf as Base-64 PEM; say which certificates are CAs."""
+    from probes.cert_chain import is_self_signed
+    from probes.cert_checks import analyse
+
+    material = _material(args, path)
+    if material.bad_password or material.request is not None:
+        return _refuse(str(path), analyse(material, Policy(), datetime.now(UTC)), args, "extract")
+    assert material.leaf is not None  # noqa: S101 -- load_certificate returns a leaf otherwise
+    if material.extra_leaves and material.key is None:
+        names = "; ".join(c.subject.rfc4514_string() for c in (material.leaf, *material.extra_leaves))
+        raise InputError(f"{path}: holds several end-entity certificates ({names}): give --key to pick yours")
+    pem = material.leaf.public_bytes(serialization.Encoding.PEM).decode()
+    roles = [("leaf", material.leaf.subject.rfc4514_string())]
+    roles += [("CA (root)" if is_self_signed(c) else "CA (intermediate)", c.subject.rfc4514_string())
+              for c in material.chain]
+    result = ExtractResult(str(path), pem, tuple(roles))
+    if args.output is not None:
+        from probes.cert_pfx import write_private
+
+        write_private(args.output, pem.encode(), args.force)
+    if args.format == "json":
+        return _report(str(path), ProbeOutcome("extract", ProbeStatus.OK, 0.0, result=result), args)
+    if args.output is None:
+        sys.stdout.write(pem)
+    for line in result.text_lines():
+        sys.stderr.write(line + "\n")
+    if args.output is not None:
+        sys.stderr.write(f"wrote {args.output}: paste its content into Send Certificate (Base-64)\n")
+    return 0
+
+
+@dataclass(frozen=True)
+class PfxResult:
+    """What was written: the file and the order of its certificates."""
+
+    output: str
+    order: tuple[str, ...]
+    summary: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Details for the JSON report."""
+        return {"output": self.output, "order": list(self.order), "reopened_with_same_password": True}
+
+    def text_lines(self) -> list[str]:
+        """The written file and its contents."""
+        return [f"wrote {self.output} (mode 0600); re-opened with the same password: OK",
+                *(f"  {i}. {s}" for i, s in enumerate(self.order, 1)), *self.summary]
+
+
+def assemble(args: argparse.Namespace, path: Path) -> int:
+    """`cert pfx CERT --key KEY ... -o OUT`: check, build, re-open and write the PFX."""
+    from daemon.commands.cert import options_from
+    from probes.cert_checks import analyse
+    from probes.cert_pfx import blocking_problems, build, write_private
+    from probes.certificate import judge
+
+    if args.output is None or args.password_file is None:
+        raise InputError("pfx: needs -o OUT and --password-file F (the PFX password)")
+    if args.output.exists() and not args.force:
+        raise InputError(f"{args.output}: exists; not overwritten (use --force)")
+    password = read_password(args.password_file)
+    key_password = read_password(args.key_password_file) if args.key_password_file else password
+    material = load_certificate(path, key_password)
+    now = datetime.now(UTC)
+    if material.bad_password or material.request is not None or material.leaf is None:
+        return _refuse(str(path), analyse(material, Policy(), now), args, "pfx")
+    key = material.key
+    if args.key is not None:
+        key = load_key(read_capped(args.key, "private key"), args.key, key_password)
+    if key is None:
+        raise InputError("pfx: give --key (the private key created with the request)")
+    candidates = list(material.chain) + (load_chain(args.chain) if args.chain else [])
+    candidates += load_chain(args.ca_bundle) if args.ca_bundle else []
+    blocking, cas = blocking_problems(material.leaf, key, candidates, now)
+    if blocking:
+        return _refuse(str(path), blocking, args, "pfx")
+    assembly = build(material.leaf, key, cas, password)
+    write_private(args.output, assembly.data, args.force)
+    reopened = Material(str(args.output), "pfx", leaf=assembly.leaf, chain=assembly.cas, key=key,
+                        chain_supplied=True)
+    findings, cert_result = judge(reopened, options_from(args), now, time.monotonic() + 10.0)
+    order = tuple(f"{role}: {c.subject.rfc4514_string()}" for role, c in
+                  [("leaf + key", assembly.leaf), *(("CA", c) for c in assembly.cas)])
+    result = PfxResult(str(args.output), order, tuple(cert_result.text_lines()))
+    outcome = ProbeOutcome("pfx", ProbeStatus.OK, 0.0, tuple(findings), result=result)
+    return _report(str(args.output), outcome, args)
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    """The RMX 8.x import verdict and the certificate summary behind it."""
+
+    verdict: str  # accept | reject
+    import_errors: tuple[str, ...]
+    fix_first: tuple[str, ...]
+    details: Any  # the CertificateResult
+
+    def to_json(self) -> dict[str, Any]:
+        """Details for the JSON report."""
+        return {"verdict": self.verdict, "import_errors": list(self.import_errors), "fix_first": list(self.fix_first),
+                "certificate": self.details.to_json() if self.details else None}
+
+    def text_lines(self) -> list[str]:
+        """The verdict, then the summary."""
+        head = ["RMX 8.x import: " + ("accepted" if self.verdict == "accept" else "REFUSED")]
+        head += [f"  the import would say: {e}" for e in self.import_errors]
+        head += [f"  fix first: {f}" for f in self.fix_first]
+        return head + (self.details.text_lines() if self.details else [])
+
+
+def preflight(args: argparse.Namespace, path: Path) -> int:
+    """`cert preflight FILE.pfx`: the install-time rejections plus every `rmxdiag cert` check."""
+    from daemon.commands.cert import options_from, source_from
+    from probes.certificate import inspect
+
+    if not args.fqdn:
+        raise InputError("preflight: needs --fqdn (the RMX compares the certificate with its service DNS name)")
+    outcome = inspect(source_from(args, path), options_from(args), datetime.now(UTC), time.monotonic() + 30.0)
+    problems = sorted((f for f in outcome.findings if f.severity is not Severity.INFO),
+                      key=lambda f: (f.code not in IMPORT_ERRORS, -f.severity.rank, f.code))
+    errors = tuple(dict.fromkeys(IMPORT_ERRORS[f.code] for f in problems if f.code in IMPORT_ERRORS))
+    blocking = [f for f in problems if f.severity is Severity.CRITICAL]
+    fix_first = tuple(f"[{f.code}] {f.message}" for f in problems)
+    verdict = "reject" if errors or blocking else "accept"
+    result = PreflightResult(verdict, errors, fix_first, outcome.result)
+    wrapped = ProbeOutcome("preflight", outcome.status, outcome.duration_seconds, outcome.findings, result=result)
+    if args.format == "text":
+        line = ("PRE-FLIGHT: the RMX will accept this" if verdict == "accept" and not problems else
+                "PRE-FLIGHT: the RMX will accept this, but see the warnings below" if verdict == "accept" else
+                "PRE-FLIGHT: the RMX 8.x import would refuse this"
+                + (f" ({' / '.join(repr(e) for e in errors)})" if errors else "")
+                + "; fix first: " + ", ".join(dict.fromkeys(f.code for f in problems)))
+        sys.stdout.write(line + "\n")
+    return _report(str(path), wrapped, args)

@@ -1,0 +1,112 @@
+"""The engine: run the probes of one target concurrently under deadlines, then diagnose.
+
+The CLI (`rmxdiag run`), the daemon's scheduler, the ``/probe`` endpoint, alert-driven runs and
+the lab all call :func:`run_target` / :func:`run_targets`. A probe that raises becomes a
+``probe_bug`` outcome and one that overruns its deadline a ``deadline`` outcome: the engine never
+lets a probe take a run down.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import probes
+from daemon.catalogue import Firmware
+from daemon.diagnosis import diagnose
+from daemon.report import Report, TargetReport, now_utc
+from probes.model import ErrorKind, ProbeOutcome, failed
+from probes.target import ProbeContext, Settings, Target
+
+log = logging.getLogger("rmxdiag.engine")
+
+# Grace beyond a probe's own deadline before the engine stops waiting for it.
+DEADLINE_GRACE = 0.5
+
+ProbeRunner = Callable[[Target, Settings, ProbeContext], ProbeOutcome]
+
+
+def applicable(target: Target) -> list[str]:
+    """The probes that have something to do for ``target``, in report order."""
+    wanted = {
+        "certificate": target.certificate is not None,
+        "mtls": bool(target.registrars),
+        "alarms": target.alarms.configured,
+        "capture": target.capture.configured,
+    }
+    return [name for name in probes.PROBES if wanted.get(name, False)]
+
+
+def _runner(name: str) -> ProbeRunner:
+    run: ProbeRunner = probes.load(name).run
+    return run
+
+
+def _guarded(name: str, runner: ProbeRunner, target: Target, settings: Settings,
+             ctx: ProbeContext) -> ProbeOutcome:
+    start = time.monotonic()
+    try:
+        return runner(target, settings, ctx)
+    except Exception as exc:  # the envelope boundary: a probe bug is an outcome, not a crash
+        log.error("probe %s on target %s failed with a bug: %s", name, target.name, type(exc).__name__)
+        log.debug("probe bug traceback", exc_info=True)
+        return failed(name, ErrorKind.PROBE_BUG, f"internal error in the {name} probe ({type(exc).__name__})",
+                      time.monotonic() - start)
+
+
+def run_target(
+    target: Target,
+    settings: Settings,
+    *,
+    cache: dict[Any, Any] | None = None,
+    now: datetime | None = None,
+    on_demand: bool = False,
+    only: Sequence[str] | None = None,
+    runners: dict[str, ProbeRunner] | None = None,
+) -> TargetReport:
+    """Run every applicable probe of ``target`` concurrently and diagnose the outcomes.
+
+    ``only`` restricts the probes by name; ``runners`` replaces probe entry points (tests of
+    the engine itself use it to inject probes that hang or raise).
+    """
+    names = [n for n in (list(runners) if runners else applicable(target)) if only is None or n in only]
+    ctx = ProbeContext(now=now or now_utc(), deadline=time.monotonic() + target.deadline,
+                       cache=cache if cache is not None else {}, on_demand=on_demand)
+    outcomes: dict[str, ProbeOutcome] = {}
+    if names:
+        pool = cf.ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"probe-{target.name}")
+        futures = {pool.submit(_guarded, n, (runners or {}).get(n) or _runner(n), target, settings, ctx): n
+                   for n in names}
+        done, pending = cf.wait(futures, timeout=target.deadline + DEADLINE_GRACE)
+        for future in done:
+            outcomes[futures[future]] = future.result()
+        for future in pending:
+            name = futures[future]
+            log.warning("probe %s on target %s overran its %.1fs deadline", name, target.name, target.deadline)
+            outcomes[name] = failed(name, ErrorKind.DEADLINE,
+                                    f"no result within the {target.deadline:g}s deadline", target.deadline)
+        # Never wait for an overrunning probe thread; it ends at its own deadline.
+        pool.shutdown(wait=False, cancel_futures=True)
+    ordered = tuple(outcomes[n] for n in names)
+    return TargetReport(target.name, ordered, diagnose(ordered, Firmware(target.firmware)))
+
+
+def run_targets(
+    targets: Sequence[Target],
+    settings: Settings,
+    *,
+    cache: dict[Any, Any] | None = None,
+    on_demand: bool = False,
+) -> Report:
+    """Run several targets concurrently (at most ``settings.concurrency`` at once)."""
+    shared = cache if cache is not None else {}
+    started = now_utc()
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(targets) or 1)),
+                               thread_name_prefix="target") as pool:
+        reports = list(pool.map(lambda t: run_target(t, settings, cache=shared, now=started,
+                                                     on_demand=on_demand), targets))
+    return Report(started, tuple(reports))

@@ -1,0 +1,323 @@
+"""Loading RMX certificate material from every form an admin meets, safely.
+
+Each file is size-capped *before* any parser sees it, and every failure becomes one
+:class:`~probes.model.InputError` line naming the file and the problem (never a secret, never a
+traceback). Forms: PEM/DER certificate (optionally several certificates and a key in one PEM),
+PKCS#10 request (recognised so the caller can say "this is the request"), PKCS#7/P7B (PEM or DER),
+PKCS#12/PFX with a password file, and the firmware 7.x directory layout.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from probes.model import ErrorKind, InputError
+from probes.target import SecretFile
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+MAX_BYTES = 1024 * 1024  # no certificate, key, bundle or PFX an RMX uses comes near 1 MiB
+LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
+_KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTED PRIVATE KEY",
+               b"DSA PRIVATE KEY"}
+# DER prefix of a PFX: SEQUENCE { INTEGER 3, SEQUENCE { OID 1.2.840.113549.1.7.1 (data) ...
+_PFX_VERSION = bytes.fromhex("020103")
+_PKCS7_DATA_OID = bytes.fromhex("06092a864886f70d010701")
+
+
+@dataclass(frozen=True)
+class Material:
+    """What one input yielded.
+
+    ``leaf`` is None when the input is a request (``request`` set) or a PFX that did not open
+    (``bad_password``). ``chain`` holds the CA certificates supplied with the leaf (PFX bag, P7B,
+    extra PEM blocks, ``--chain``, rootCA.pem); ``chain_supplied`` says whether any source could
+    have carried one (a bare certificate could not). ``extra_leaves`` are further end-entity
+    certificates found in the same input.
+    """
+
+    file: str
+    form: str  # pem | der | pfx | p7b | dir7x | request | fetch
+    leaf: x509.Certificate | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    key: PrivateKeyTypes | None = None
+    request: x509.CertificateSigningRequest | None = None
+    bad_password: bool = False
+    chain_supplied: bool = False
+    extra_leaves: tuple[x509.Certificate, ...] = ()
+
+
+def read_capped(path: Path, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_BYTES`; InputError otherwise."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} does not exist", ErrorKind.FILE_UNREADABLE) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}", ErrorKind.FILE_UNREADABLE) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path}: is a directory, expected a {what}", ErrorKind.FILE_UNREADABLE)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: not a regular file", ErrorKind.FILE_UNREADABLE)
+    if info.st_size > MAX_BYTES:
+        raise InputError(f"{path}: {what} is {info.st_size} bytes, over the 1 MiB limit", ErrorKind.INSECURE_FILE)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)  # the file may grow between stat and read
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}", ErrorKind.FILE_UNREADABLE) from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{path}: {what} is over the 1 MiB limit", ErrorKind.INSECURE_FILE)
+    if not data.strip():
+        raise InputError(f"{path}: {what} is empty")
+    return data
+
+
+def read_password(path: Path) -> bytes:
+    """The password in a password file (first line, RMX convention); InputError if unreadable."""
+    try:
+        info = path.stat()
+    except OSError:
+        raise InputError(f"{path}: password file does not exist or cannot be read",
+                         ErrorKind.FILE_UNREADABLE) from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
+        raise InputError(f"{path}: password file must be a regular file under 4 KiB", ErrorKind.BAD_INPUT)
+    try:
+        return SecretFile(path).read()
+    except OSError:
+        raise InputError(f"{path}: password file cannot be read", ErrorKind.FILE_UNREADABLE) from None
+
+
+def is_pfx(data: bytes) -> bool:
+    """True when ``data`` looks like a DER PKCS#12 (version 3 + a pkcs7-data authSafe)."""
+    if len(data) < 20 or data[0] != 0x30:
+        return False
+    head = data[:40]
+    pos = head.find(_PFX_VERSION)
+    return 1 < pos <= 5 and _PKCS7_DATA_OID in head[pos:]
+
+
+def load_pem_blocks(data: bytes, path: Path) -> tuple[list[x509.Certificate], list[x509.CertificateSigningRequest],
+                                                    list[bytes], list[x509.Certificate]]:
+    """(certificates, requests, key PEM blocks, PKCS#7 certificates) of a PEM file."""
+    certs: list[x509.Certificate] = []
+    requests: list[x509.CertificateSigningRequest] = []
+    keys: list[bytes] = []
+    p7: list[x509.Certificate] = []
+    blocks = list(_PEM_BLOCK.finditer(data))
+    if not blocks:
+        if b"-----BEGIN" in data:
+            raise InputError(f"{path}: truncated PEM (a BEGIN line without its END line)")
+        raise InputError(f"{path}: no PEM block found")
+    if data.count(b"-----BEGIN") != len(blocks):
+        raise InputError(f"{path}: truncated PEM (a BEGIN line without its END line)")
+    for match in blocks:
+        label, block = match.group(1), match.group(0)
+        try:
+            if label in _CERT_LABELS:
+                certs.append(x509.load_pem_x509_certificate(block.replace(
+                    b"TRUSTED CERTIFICATE", b"CERTIFICATE").replace(b"X509 CERTIFICATE", b"CERTIFICATE")))
+            elif label in _CSR_LABELS:
+                requests.append(x509.load_pem_x509_csr(block.replace(b"NEW CERTIFICATE", b"CERTIFICATE")))
+            elif label in _KEY_LABELS:
+                keys.append(block)
+            elif label == b"PKCS7":
+                from cryptography.hazmat.primitives.serialization import pkcs7
+                p7.extend(pkcs7.load_pem_pkcs7_certificates(block))
+            else:
+                raise InputError(f"{path}: unexpected PEM block '{label.decode()}'")
+        except ValueError:
+            raise InputError(f"{path}: the '{label.decode()}' PEM block is corrupt or truncated") from None
+    return certs, requests, keys, p7
+
+
+def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes:
+    """A private key from PEM or DER (encrypted ones with ``password``); InputError otherwise."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
+              else serialization.load_der_private_key)
+    try:
+        return loader(data, None)
+    except TypeError:
+        pass  # encrypted: cryptography asks for the password with a TypeError
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError(f"{path}: not a private key (PEM or DER), or the key is corrupt") from None
+    if password is None:
+        raise InputError(f"{path}: the private key is encrypted: give the password file")
+    try:
+        return loader(data, password)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InputError(f"{path}: the private key does not decrypt with the password given "
+                         "(wrong password or corrupt key)", ErrorKind.BAD_PASSWORD) from None
+
+
+def _der_cert_or_request(data: bytes, path: Path) -> Material | None:
+    try:
+        return Material(str(path), "der", leaf=x509.load_der_x509_certificate(data))
+    except ValueError:
+        pass
+    try:
+        return Material(str(path), "request", request=x509.load_der_x509_csr(data))
+    except ValueError:
+        return None
+
+
+def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    # A wrong password and a corrupt file both raise ValueError (RELIABILITY-NOTES): report both
+    # as "does not open", which is what the RMX import says too.
+    attempts = [password] if password is not None else [None, b""]
+    for attempt in attempts:
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
+        except ValueError:
+            continue
+        certs = ([cert] if cert is not None else []) + list(extra)
+        return _assemble(str(path), "pfx", certs, key, chain_supplied=True)
+    if password is None:
+        raise InputError(f"{path}: is a PKCS#12/PFX protected by a password: give --password-file")
+    return Material(str(path), "pfx", bad_password=True, chain_supplied=True)
+
+
+def _is_issuer_of(ca: x509.Certificate, cert: x509.Certificate) -> bool:
+    return ca.subject == cert.issuer and ca is not cert and ca.subject != cert.subject
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """True when the certificate is a CA (basicConstraints CA:TRUE)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def split_leaf(certs: list[x509.Certificate], key: PrivateKeyTypes | None = None
+               ) -> tuple[x509.Certificate | None, list[x509.Certificate], list[x509.Certificate]]:
+    """(leaf, CA certificates, other end-entity certificates) of a bag of certificates.
+
+    The leaf matches ``key`` when one is given; otherwise it is the first non-CA certificate that
+    issues nothing else in the bag (a self-signed factory certificate qualifies).
+    """
+    unique: list[x509.Certificate] = []
+    for cert in certs:
+        if cert not in unique:
+            unique.append(cert)
+    ends = [c for c in unique if not is_ca(c) and not any(_is_issuer_of(c, o) for o in unique)]
+    if key is not None:
+        spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        matching = [c for c in unique if not is_ca(c) and c.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == spki]
+        if matching:
+            ends = matching + [c for c in ends if c not in matching]
+    if not ends and len(unique) == 1:
+        ends = unique  # a lone CA certificate is still the certificate the user asks about
+    leaf = ends[0] if ends else None
+    cas = _path_order(leaf, [c for c in unique if c is not leaf and c not in ends])
+    return leaf, cas, [c for c in ends if c is not leaf]
+
+
+def _path_order(leaf: x509.Certificate | None, cas: list[x509.Certificate]) -> list[x509.Certificate]:
+    """CA certificates nearest the leaf first (a P7B is a DER SET: its order means nothing)."""
+    ordered: list[x509.Certificate] = []
+    rest = list(cas)
+    current = leaf
+    while current is not None and rest:
+        issuer = next((c for c in rest if c.subject == current.issuer), None)
+        if issuer is None:
+            break
+        ordered.append(issuer)
+        rest.remove(issuer)
+        current = None if issuer.subject == issuer.issuer else issuer
+    return ordered + rest
+
+
+def _assemble(file: str, form: str, certs: list[x509.Certificate], key: PrivateKeyTypes | None,
+              chain_supplied: bool) -> Material:
+    leaf, cas, others = split_leaf(certs, key)
+    if leaf is None:
+        raise InputError(f"{file}: holds only CA certificates, no end-entity certificate for the RMX")
+    return Material(file, form, leaf=leaf, chain=tuple(cas), key=key,
+                    chain_supplied=chain_supplied or bool(cas), extra_leaves=tuple(others))
+
+
+def load_certificate(path: Path, password: bytes | None = None) -> Material:
+    """Whatever ``path`` holds in certificate position: PEM/DER/P7B/PFX file or 7.x directory."""
+    if path.is_dir():
+        return load_dir7x(path)
+    data = read_capped(path, "certificate file")
+    if b"-----BEGIN" in data:
+        certs, requests, keys, p7 = load_pem_blocks(data, path)
+        if not certs and not p7:
+            if requests:
+                return Material(str(path), "request", request=requests[0])
+            raise InputError(f"{path}: holds no certificate (only a private key?)")
+        key = load_key(keys[0], path, password) if keys else None
+        return _assemble(str(path), "p7b" if p7 and not certs else "pem", certs + p7, key,
+                         chain_supplied=bool(p7) or len(certs) > 1)
+    if is_pfx(data):
+        return _from_pfx(data, path, password)
+    found = _der_cert_or_request(data, path)
+    if found is not None:
+        return found
+    try:
+        from cryptography.hazmat.primitives.serialization import pkcs7
+        p7_certs = pkcs7.load_der_pkcs7_certificates(data)
+    except ValueError:
+        p7_certs = []
+    if p7_certs:
+        return _assemble(str(path), "p7b", p7_certs, None, chain_supplied=True)
+    raise InputError(f"{path}: not a certificate: neither PEM, DER, PKCS#7/P7B nor PKCS#12/PFX "
+                     "(truncated or corrupt?)")
+
+
+def load_chain(path: Path) -> list[x509.Certificate]:
+    """CA certificates from a PEM bundle, DER certificate or P7B (``--chain``, ``--ca-bundle``)."""
+    data = read_capped(path, "certificate bundle")
+    if b"-----BEGIN" in data:
+        certs, requests, _keys, p7 = load_pem_blocks(data, path)
+        if requests and not (certs or p7):
+            raise InputError(f"{path}: holds a certificate request, not CA certificates")
+        if not certs and not p7:
+            raise InputError(f"{path}: holds no certificate")
+        return certs + p7
+    found = _der_cert_or_request(data, path)
+    if found is not None and found.leaf is not None:
+        return [found.leaf]
+    try:
+        from cryptography.hazmat.primitives.serialization import pkcs7
+        return list(pkcs7.load_der_pkcs7_certificates(data))
+    except ValueError:
+        raise InputError(f"{path}: not a certificate bundle (PEM, DER or P7B), or corrupt") from None
+
+
+def load_dir7x(path: Path) -> Material:
+    """The firmware 7.x layout: cert.pem, pkey.pem (encrypted with certPassword.txt), rootCA.pem."""
+    missing = [n for n in LAYOUT_7X[:3] if not (path / n).is_file()]
+    if missing:
+        raise InputError(f"{path}: is a directory but not the RMX 7.x layout ({', '.join(LAYOUT_7X)}): "
+                         f"missing {', '.join(missing)}")
+    password_file = path / "certPassword.txt"
+    password = read_password(password_file) if password_file.exists() else None
+    cert_data = read_capped(path / "cert.pem", "certificate file")
+    certs, requests, _keys, p7 = load_pem_blocks(cert_data, path / "cert.pem")
+    if requests and not certs:
+        return Material(str(path / "cert.pem"), "request", request=requests[0])
+    key = load_key(read_capped(path / "pkey.pem", "private key"), path / "pkey.pem", password or None)
+    roots = load_chain(path / "rootCA.pem")
+    material = _assemble(str(path), "dir7x", certs + p7 + roots, key, chain_supplied=True)
+    return material
