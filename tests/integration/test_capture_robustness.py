@@ -266,3 +266,29 @@ def test_capture_without_traffic_on_the_port() -> None:
     # Then zero connections, no hint, exit 0 (not an input error)
     assert result.returncode == 0, result.stderr
     assert "0 connection(s) on port 5999" in result.stdout
+
+
+def test_scheduler_entry_point_never_raises(tmp_path: Path) -> None:
+    # Given targets with a capture fixture, no capture source, and an empty file
+    from datetime import UTC, datetime
+
+    from probes.model import ProbeStatus
+    from probes.target import CaptureSources, ProbeContext, Settings, Target
+
+    fixture = ROOT / "tests" / "fixtures" / "capture" / "alert48.pcap"
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    port = 39875
+
+    def ctx() -> ProbeContext:
+        return ProbeContext(now=datetime.now(UTC), deadline=time.monotonic() + 60)
+
+    # When the scheduler runs the probe
+    good = capture.run(Target("t", capture=CaptureSources(files=(fixture,), port=port)), Settings(), ctx())
+    none = capture.run(Target("t"), Settings(), ctx())
+    bad = capture.run(Target("t", capture=CaptureSources(files=(empty,))), Settings(), ctx())
+    # Then findings, a skip, and a failed envelope naming the file: never an exception
+    assert good.status is ProbeStatus.OK and "CAPTURE_TLS_ALERT" in {f.code for f in good.findings}
+    assert none.status is ProbeStatus.SKIPPED
+    assert bad.status is ProbeStatus.FAILED and bad.error is not None
+    assert bad.error.kind is ErrorKind.BAD_INPUT and str(empty) in bad.error.detail
