@@ -213,7 +213,7 @@ def main() -> int:
             Row("plain tshark -Y FILTER -T fields (wall)", wall["plain"], "s"),
             Row("rmxdiag pcap (wall, whole CLI run)", wall["ours"], "s", f"{wall['plain']:.2f} s plain", ratio,
                 "<= 0.5x", ratio <= 0.5),
-            Row("peak RSS plain tshark", peak["plain"], "MB", goal="< 400 MB", ok=peak["plain"] < 400),
+            Row("peak RSS plain tshark (baseline, no goal)", peak["plain"], "MB"),
             Row("peak RSS rmxdiag pcap (all processes)", peak["ours"], "MB", f"{peak['plain']:.0f} MB plain",
                 peak["ours"] / peak["plain"], "< 400 MB", peak["ours"] < 400),
         ]
