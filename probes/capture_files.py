@@ -196,7 +196,7 @@ def _has_cap_net_raw() -> bool:
 def _missing_privilege(interface: str) -> InputError:
     return InputError(
         f"live capture on {interface}: CAP_NET_RAW is missing; the systemd drop-in {DROP_IN} "
-        "(AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN) grants it", ErrorKind.PERMISSION)
+        "(AmbientCapabilities=CAP_NET_RAW) grants it", ErrorKind.PERMISSION)
 
 
 def live_capture(interface: str, duration: float, port: int, *, max_packets: int, max_bytes: int,
