@@ -335,3 +335,17 @@ def test_other_sip_error_is_sip_error_response(lab: Lab) -> None:
     assert r.sip_status == 503 and r.sip_server == "RTC/6.0"
     assert out.findings[0].evidence["ms_diagnostics"][0]["id"] == 5000
     assert out.healthy, "a warning-level hint keeps probe_success at 1"
+
+
+def test_no_common_cipher_gets_handshake_failure(lab: Lab) -> None:
+    """Given a TLS 1.2 server that only accepts CAMELLIA256-SHA (outside the RMX client's suites),
+    Then the FE's alert 40 handshake_failure -> TLS_HANDSHAKE_FAILURE with the alert as evidence."""
+    with peers.s_server(lab.dir, lab.pki.fe, ["-tls1_2", "-cipher", "CAMELLIA256-SHA"],
+                        verify_ca=lab.ca) as port:
+        out, r, elapsed = _probe(port, lab.spec)
+    assert out.failure == ("tls", "alert_handshake_failure")
+    assert r.alert == 40 and r.alert_direction == "from_fe"
+    finding = out.findings[0]
+    assert finding.code == "TLS_HANDSHAKE_FAILURE"
+    assert finding.evidence["alert"] == 40 and finding.evidence["direction"] == "from_fe"
+    assert elapsed < 3.0
