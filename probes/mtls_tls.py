@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from probes.capture_names import dn_to_rfc4514
 from probes.model import ErrorKind, InputError
-from probes.mtls_wire import name_from_der
 from probes.target import SecretFile
 
 TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
@@ -270,8 +270,9 @@ def ca_names(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[str, ...]:
         text = cache.get(key)
         if not isinstance(text, str):
             try:
-                text = name_from_der(der).rfc4514_string()
-            except (ValueError, IndexError):
+                # One DER Name decoder for the probe and the capture analysis (RFC 4514, as cryptography).
+                text = dn_to_rfc4514(der)
+            except ValueError:
                 text = "(undecodable name)"
             cache[key] = text
         out.append(text)

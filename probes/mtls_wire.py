@@ -7,8 +7,6 @@ fails or the handshake is aborted, without a second, non-verifying handshake.
 
 from __future__ import annotations
 
-from cryptography import x509
-
 # --- handshake message parsers (RFC 5246 §7.4.2/§7.4.4, RFC 8446 §4.3.2/§4.4.2) -----------------
 
 def _u(data: bytes, pos: int, size: int) -> tuple[int, int]:
@@ -67,48 +65,3 @@ def _dn_list(data: bytes, pos: int) -> list[bytes]:
         names.append(data[pos:pos + size])
         pos += size
     return names
-
-
-# --- a minimal DER reader for X.501 Names (cryptography has no public Name-from-DER loader) -------
-
-def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
-    tag = data[pos]
-    length, pos = data[pos + 1], pos + 2
-    if length & 0x80:
-        count = length & 0x7F
-        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, data[pos:pos + length], pos + length
-
-
-def _oid(body: bytes) -> str:
-    parts = [body[0] // 40, body[0] % 40]
-    value = 0
-    for byte in body[1:]:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(str(p) for p in parts)
-
-
-def name_from_der(der: bytes) -> x509.Name:
-    """Decode a DER X.501 Name (as sent in a CertificateRequest) into a cryptography Name."""
-    tag, body, _ = _tlv(der, 0)
-    if tag != 0x30:
-        raise ValueError("a Name is a SEQUENCE")
-    rdns = []
-    pos = 0
-    while pos < len(body):
-        _, rdn_body, pos = _tlv(body, pos)
-        attrs = []
-        apos = 0
-        while apos < len(rdn_body):
-            _, atv, apos = _tlv(rdn_body, apos)
-            _, oid_body, vpos = _tlv(atv, 0)
-            vtag, value, _ = _tlv(atv, vpos)
-            text = value.decode("utf-16-be" if vtag == 30 else "utf-8", "replace")
-            attrs.append(x509.NameAttribute(x509.ObjectIdentifier(_oid(oid_body)), text))
-        rdns.append(x509.RelativeDistinguishedName(attrs))
-    return x509.Name(rdns)

@@ -7,6 +7,7 @@ from cryptography import x509
 
 from daemon import pki
 from probes import mtls_tls, mtls_wire
+from probes.capture_names import dn_to_rfc4514
 
 
 def _u(n: int, size: int) -> bytes:
@@ -25,7 +26,7 @@ def test_tls12_certificate_request_ca_list() -> None:
     body = b"\x02\x01\x40" + _u(4, 2) + b"\x04\x01\x08\x04" + _u(len(cas), 2) + cas
     message = b"\x0d" + _u(len(body), 3) + body
     assert mtls_wire.certificate_request_cas(message, tls13=False) == ders
-    assert [mtls_wire.name_from_der(d) for d in ders] == _names()
+    assert [dn_to_rfc4514(d) for d in ders] == [n.rfc4514_string() for n in _names()]
 
 
 def test_tls13_certificate_request_authorities_extension() -> None:
