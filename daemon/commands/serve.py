@@ -12,15 +12,15 @@ import asyncio
 import logging
 import os
 import sys
-from pathlib import Path
+
+from daemon.commands._config_arg import add_config, config_path
 
 EX_CONFIG = 78
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """-c FILE and the log level."""
-    parser.add_argument("-c", "--config", type=Path, default=Path("/etc/rmxdiag/rmxdiag.yaml"),
-                        help="configuration file (default: %(default)s)")
+    add_config(parser)
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         default=os.environ.get("RMXDIAG_LOG_LEVEL", "info"), help="log verbosity on stderr")
 
@@ -34,7 +34,7 @@ def execute(args: argparse.Namespace) -> int:
     root = logging.getLogger()
     root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(args.log_level.upper())))
     try:
-        config = load_config(args.config)
+        config = load_config(config_path(args))
     except StartupError as exc:
         sys.stderr.write(f"rmxdiag: error: {exc}\n")
         return EX_CONFIG
