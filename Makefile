@@ -2,19 +2,27 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# The demo needs only the product; the tests add their tools (ruff, mypy, pytest, hypothesis).
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: venv lint test demo bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(TEST_STAMP) $(RUN_STAMP)
 
-venv: $(STAMP)
+venv: $(TEST_STAMP)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict daemon probes
 
@@ -24,10 +32,10 @@ test: lint
 
 # The lab's exit code is its diagnosis: 1/2 mean it found the fault the scenario simulates, which
 # is the demo working; only 3 (the lab could not run) fails `make demo`.
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/rmxdiag lab $(DEMO_ARGS) || [ $$? -le 2 ]
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
