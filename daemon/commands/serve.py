@@ -1,17 +1,53 @@
-"""`rmxdiag serve`: not built yet (its issue is open); exits 3 so no check reads it as healthy."""
+"""`rmxdiag serve`: the daemon (scheduler, /metrics, /probe, reports, Alertmanager webhook).
+
+Exit codes: 0 after SIGTERM, 78 (EX_CONFIG) when the configuration or a secret it names is
+unusable at start (one line on stderr naming the file; systemd's RestartPreventExitStatus=78
+then stops the restart loop).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
+from pathlib import Path
+
+EX_CONFIG = 78
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Accept anything until the real options exist."""
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    """-c FILE and the log level."""
+    parser.add_argument("-c", "--config", type=Path, default=Path("/etc/rmxdiag/rmxdiag.yaml"),
+                        help="configuration file (default: %(default)s)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default=os.environ.get("RMXDIAG_LOG_LEVEL", "info"), help="log verbosity on stderr")
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Say plainly that this subcommand is missing."""
-    sys.stderr.write("rmxdiag: error: 'serve' is not available in this build yet\n")
-    return 3
+    """Load the config, start the daemon and serve until SIGTERM."""
+    from daemon.service import Daemon, StartupError, load_config
+
+    # The CLI already configured stderr logging (warning, or more with -v); a daemon logs its
+    # one-line run summaries at info, so lower the threshold unless -v asked for even more.
+    root = logging.getLogger()
+    root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(args.log_level.upper())))
+    try:
+        config = load_config(args.config)
+    except StartupError as exc:
+        sys.stderr.write(f"rmxdiag: error: {exc}\n")
+        return EX_CONFIG
+
+    async def main() -> int:
+        daemon = Daemon(config)
+        try:
+            await daemon.start()
+        except StartupError as exc:
+            sys.stderr.write(f"rmxdiag: error: {exc}\n")
+            await daemon.stop()
+            return EX_CONFIG
+        await daemon.serve_until_stopped()
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,368 @@
+"""The typed YAML reader under ``daemon.config``: composed nodes that remember their line.
+
+``yaml.safe_load`` forgets where a value came from; composing the document with the SafeLoader
+keeps each node's start mark, so every error can say ``file:line: key.path: what is wrong``.
+Values never appear in error messages for secret-looking keys (they might be the secret).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from probes.model import InputError
+
+MAX_CONFIG_BYTES = 1024 * 1024
+# systemd caps a credential at 1 MiB; a key, password or token file larger than that is not one.
+MAX_SECRET_BYTES = 1024 * 1024
+
+LABEL_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
+
+T = TypeVar("T")
+
+
+class ConfigError(InputError):
+    """A configuration problem: one line ``file[:line]: key.path: what is wrong``."""
+
+
+class Node:
+    """One YAML node with its key path, its line and the means to build typed values."""
+
+    def __init__(self, node: yaml.Node, path: str, reader: Reader) -> None:
+        self.node = node
+        self.path = path
+        self.reader = reader
+
+    @property
+    def line(self) -> int:
+        """1-based line where the node starts."""
+        return int(self.node.start_mark.line) + 1
+
+    def fail(self, what: str) -> ConfigError:
+        """The error for this node (return value is raised by the caller)."""
+        where = f"{self.path}: " if self.path else ""
+        return ConfigError(f"{self.reader.source}:{self.line}: {where}{what}")
+
+    # -- scalars -------------------------------------------------------------------------------
+    def _scalar(self) -> Any:
+        if not isinstance(self.node, yaml.ScalarNode):
+            raise self.fail(f"expected a single value, got a {_kind(self.node)}")
+        return self.reader.construct(self.node)
+
+    def text(self, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        """A non-empty string (YAML numbers are refused: quote them)."""
+        value = self._scalar()
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"expected a non-empty string, got {_show(value)}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(f"{_show(value)} is not {what}")
+        return value
+
+    def hostname(self) -> str:
+        """A DNS name or an IP address."""
+        value = self.text()
+        if _is_ip(value) or _HOSTNAME.match(value):
+            return value
+        raise self.fail(f"{_show(value)} is not a host name or IP address")
+
+    def ip(self) -> str:
+        """An IPv4/IPv6 address."""
+        value = self.text()
+        if not _is_ip(value):
+            raise self.fail(f"{_show(value)} is not an IP address")
+        return value
+
+    def host_port(self, default_port: int | None = None) -> str:
+        """``host:port`` (``[v6]:port`` for IPv6); returned normalised."""
+        value = self.text()
+        host, sep, port_text = value.rpartition(":")
+        if not sep:
+            if default_port is None:
+                raise self.fail(f"{_show(value)} is not host:port")
+            host, port_text = value, str(default_port)
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not bare or not (_is_ip(bare) or _HOSTNAME.match(bare)) or not port_text.isdigit() \
+                or not 1 <= int(port_text) <= 65535:
+            raise self.fail(f"{_show(value)} is not host:port (port 1-65535)")
+        return f"{host}:{int(port_text)}"
+
+    def integer(self, low: int, high: int) -> int:
+        """An integer within [low, high]."""
+        value = self._scalar()
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"expected an integer, got {_show(value)}")
+        if not low <= value <= high:
+            raise self.fail(f"{value} is out of range ({low}-{high})")
+        return value
+
+    def number(self, low: float, high: float, allow_zero: bool = False) -> float:
+        """A number (seconds, ...) within [low, high]; 0 is refused unless ``allow_zero``."""
+        value = self._scalar()
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"expected a number, got {_show(value)}")
+        if not low <= value <= high or (value == 0 and not allow_zero):
+            bound = f"more than 0 and at most {high:g}" if low == 0 and not allow_zero else f"{low:g}-{high:g}"
+            raise self.fail(f"{value:g} is out of range ({bound})")
+        return float(value)
+
+    def boolean(self) -> bool:
+        """true or false."""
+        value = self._scalar()
+        if not isinstance(value, bool):
+            raise self.fail(f"expected true or false, got {_show(value)}")
+        return value
+
+    def choice(self, allowed: tuple[str, ...]) -> str:
+        """One of ``allowed`` (compared as strings)."""
+        value = self._scalar()
+        if not isinstance(value, str) or value not in allowed:
+            raise self.fail(f"{_show(value)} is not one of {', '.join(allowed)}")
+        return value
+
+    # -- collections ---------------------------------------------------------------------------
+    def mapping(self) -> Mapping:
+        """This node as a closed mapping (see :class:`Mapping`)."""
+        if not isinstance(self.node, yaml.MappingNode):
+            raise self.fail(f"expected a mapping (key: value), got a {_kind(self.node)}")
+        return Mapping(self)
+
+    def items(self, allow_empty: bool = True) -> Iterator[Node]:
+        """The elements of a sequence, each with its ``path[i]``."""
+        if not isinstance(self.node, yaml.SequenceNode):
+            raise self.fail(f"expected a list, got a {_kind(self.node)}")
+        if not allow_empty and not self.node.value:
+            raise self.fail("must not be empty")
+        for index, child in enumerate(self.node.value):
+            yield Node(child, f"{self.path}[{index}]", self.reader)
+
+    def texts(self) -> tuple[str, ...]:
+        """A list of non-empty strings."""
+        return tuple(item.text() for item in self.items())
+
+    # -- files ---------------------------------------------------------------------------------
+    def path_value(self) -> Path:
+        """A path; relative paths resolve against the config file's directory."""
+        return self.reader.resolve(self.text())
+
+    def input_file(self) -> Path:
+        """An existing, readable regular file (certificate, CA bundle, report, capture...)."""
+        path = self.path_value()
+        self._check_file(path)
+        return path
+
+    def directory(self, must_exist: bool = True) -> Path:
+        """A directory (checked to exist unless ``must_exist`` is False)."""
+        path = self.path_value()
+        if must_exist and not path.is_dir():
+            raise self.fail(f"{path}: not an existing directory")
+        return path
+
+    def secret_file(self) -> Path:
+        """Key material or a password/token file: a path, or ``{credential: NAME}``.
+
+        Outside ``$CREDENTIALS_DIRECTORY`` the file must be private to its owner (no group or
+        world read bit), not a symlink (it could be swapped for another file) and at most 1 MiB.
+        """
+        if isinstance(self.node, yaml.MappingNode):
+            spec = self.mapping()
+            name = spec.required("credential").text(_CREDENTIAL_NAME, "a credential name (no '/')")
+            spec.finish()
+            base = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not base:
+                raise self.fail(f"credential {name!r}: $CREDENTIALS_DIRECTORY is not set "
+                                "(use LoadCredential= in the systemd unit, or give a file path)")
+            path = Path(base) / name
+            self._check_file(path)
+            return path
+        return self.check_secret(self.path_value())
+
+    def check_secret(self, path: Path) -> Path:
+        """The secret-file checks of :meth:`secret_file` for a path found by other means."""
+        self._check_file(path)
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds and _inside(path, Path(creds)):
+            return path
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            raise self.fail(f"{path}: refusing a symlink for secret material (point at the file itself)")
+        if info.st_mode & 0o044:
+            raise self.fail(f"{path}: readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                            "run chmod 600 on it")
+        if info.st_size > MAX_SECRET_BYTES:
+            raise self.fail(f"{path}: larger than 1 MiB, not a key or password file")
+        return path
+
+    def _check_file(self, path: Path) -> None:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise self.fail(f"{path}: no such file") from None
+        except OSError as exc:
+            raise self.fail(f"{path}: cannot access ({exc.strerror})") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise self.fail(f"{path}: is a directory, expected a file")
+        if not os.access(path, os.R_OK):
+            raise self.fail(f"{path}: not readable by this user")
+
+
+class Mapping:
+    """A closed YAML mapping: every key must be taken, otherwise :meth:`finish` names the first stray one."""
+
+    # Keys that would put a secret value into the config file itself.
+    INLINE_SECRETS = frozenset({"password", "passphrase", "token", "secret", "api_key", "bearer_token",
+                                "pfx_password", "user_password"})
+
+    def __init__(self, owner: Node) -> None:
+        self.owner = owner
+        self.entries: dict[str, tuple[Node, Node]] = {}
+        assert isinstance(owner.node, yaml.MappingNode)  # noqa: S101 (guaranteed by Node.mapping)
+        for key_node, value_node in owner.node.value:
+            key_wrap = Node(key_node, owner.path, owner.reader)
+            key = key_wrap._scalar()
+            if not isinstance(key, str):
+                raise key_wrap.fail(f"keys must be names, got {_show(key)}")
+            child_path = f"{owner.path}.{key}" if owner.path else key
+            if key in self.entries:
+                raise Node(key_node, child_path, owner.reader).fail("duplicate key")
+            if key in self.INLINE_SECRETS:
+                # Refused before anything else so the message says why, never what the value was.
+                raise Node(key_node, child_path, owner.reader).fail(
+                    "inline secrets are refused: put the value in a file readable only by rmxdiag and "
+                    f"give its path as {key.split('_')[-1]}_file (or credential: NAME)")
+            self.entries[key] = (Node(key_node, child_path, owner.reader),
+                                 Node(value_node, child_path, owner.reader))
+        self.taken: set[str] = set()
+
+    def get(self, key: str) -> Node | None:
+        """The value node of ``key`` (None when absent or YAML null)."""
+        self.taken.add(key)
+        entry = self.entries.get(key)
+        if entry is None or (isinstance(entry[1].node, yaml.ScalarNode) and entry[1].node.tag.endswith(":null")):
+            return None
+        return entry[1]
+
+    def required(self, key: str) -> Node:
+        """The value node of ``key``; an error naming the key when it is missing."""
+        node = self.get(key)
+        if node is None:
+            where = f"{self.owner.path}.{key}" if self.owner.path else key
+            raise ConfigError(f"{self.owner.reader.source}:{self.owner.line}: {where}: required key is missing")
+        return node
+
+    def opt(self, key: str, build: Callable[[Node], T], default: T) -> T:
+        """``build(node)`` when ``key`` is present, else ``default``."""
+        node = self.get(key)
+        return default if node is None else build(node)
+
+    def listed(self, key: str) -> list[Node]:
+        """The elements of the list under ``key`` (empty when absent)."""
+        node = self.get(key)
+        return [] if node is None else list(node.items())
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is present (without taking it)."""
+        return key in self.entries
+
+    def finish(self) -> None:
+        """Refuse the first key nobody took (keys are checked in file order)."""
+        for key, (key_node, _value) in self.entries.items():
+            if key in self.taken:
+                continue
+            raise key_node.fail("unknown key")
+
+
+class Reader:
+    """Parses one config file into nodes; resolves relative paths against its directory."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.base = source.parent
+        self._loader: yaml.SafeLoader | None = None
+
+    def root(self) -> Node:
+        """The document's root node (an error when the file is unreadable, too big or not YAML)."""
+        try:
+            if self.source.is_dir():
+                raise ConfigError(f"{self.source}: is a directory, expected a YAML file")
+            with self.source.open("rb") as handle:
+                data = handle.read(MAX_CONFIG_BYTES + 1)
+        except FileNotFoundError:
+            raise ConfigError(f"{self.source}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"{self.source}: cannot read ({exc.strerror})") from None
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{self.source}: larger than 1 MiB, not a configuration file")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.source}: not UTF-8 text") from None
+        self._loader = yaml.SafeLoader(text)
+        try:
+            node = self._loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{self.source}{line}: invalid YAML: {exc.problem or exc.context}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{self.source}: invalid YAML: {type(exc).__name__}") from None
+        if node is None:
+            raise ConfigError(f"{self.source}: the file is empty")
+        return Node(node, "", self)
+
+    def construct(self, node: yaml.ScalarNode) -> Any:
+        """The typed value of a scalar (int, float, bool, str, None...) as safe_load would give it."""
+        assert self._loader is not None  # noqa: S101 (root() runs first)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise Node(node, "", self).fail(f"cannot read the value ({node.tag})") from None
+
+    def resolve(self, text: str) -> Path:
+        """Relative paths are relative to the directory of the config file, like an include."""
+        path = Path(text)
+        return path if path.is_absolute() else self.base / path
+
+    def close(self) -> None:
+        """Release the parser."""
+        if self._loader is not None:
+            self._loader.dispose()
+
+
+def _inside(path: Path, base: Path) -> bool:
+    try:
+        path.absolute().relative_to(base.absolute())
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    return "list" if isinstance(node, yaml.SequenceNode) else "single value"
+
+
+def _show(value: Any) -> str:
+    """A value for an error message, shortened (never used for secret keys: those hold paths only)."""
+    if value is None:
+        return "nothing"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
