@@ -65,12 +65,17 @@ _REISSUE = (
     "Authentication and Client Authentication EKUs, RSA 2048-bit or more, RSA PKCS#1 SHA-256 "
     "(or SHA-1), and a CRL distribution point."
 )
-_TRUSTED_APP = (
-    "In the Lync/Skype for Business Management Shell: New-CsTrustedApplicationPool -Identity "
-    "<pool FQDN> -Registrar <registrar pool> -Site <site> -RequiresReplication $false; "
-    "New-CsTrustedApplicationComputer -Identity <RMX signaling FQDN> -Pool <pool FQDN>; "
-    "New-CsTrustedApplication -ApplicationId <id> -TrustedApplicationPoolFqdn <pool FQDN> -Port 5061; "
-    "then Enable-CsTopology."
+# Ordered: the topology objects are created pool -> computer -> application, then published.
+_TRUSTED_APP: tuple[str, ...] = (
+    "In the Lync/Skype for Business Management Shell check what the topology knows: "
+    "Get-CsTrustedApplicationComputer | Where-Object Identity -eq <RMX signaling FQDN> (the FQDN must be "
+    "exactly the CN of the RMX certificate).",
+    "If there is no pool yet: New-CsTrustedApplicationPool -Identity <pool FQDN> -Registrar <registrar pool "
+    "FQDN> -Site <site id> -RequiresReplication $false -ThrottleAsServer $true -TreatAsAuthenticated $true "
+    "(one pool can hold the DMA and the RMX).",
+    "New-CsTrustedApplicationComputer -Identity <RMX signaling FQDN> -Pool <pool FQDN>.",
+    "New-CsTrustedApplication -ApplicationId <id> -TrustedApplicationPoolFqdn <pool FQDN> -Port 5061.",
+    "Publish the topology: Enable-CsTopology.",
 )
 
 _SPECS: tuple[HintSpec, ...] = (
@@ -216,12 +221,13 @@ _SPECS: tuple[HintSpec, ...] = (
     HintSpec("SIP_NOT_TRUSTED", Severity.CRITICAL, "MTLS works but the Front End does not trust the RMX as a server",
              "The Front End answered 401/403: the name in the RMX certificate is not a trusted "
              "application computer in the topology (Known Servers Table).",
-             (_TRUSTED_APP, "Restart the Front End services after publishing (Stop-CsWindowsService; "
-              "Start-CsWindowsService) or wait for replication (Get-CsManagementStoreReplicationStatus).")),
+             (*_TRUSTED_APP, "Wait for replication (Get-CsManagementStoreReplicationStatus shows UpToDate) "
+              "or restart the Front End services (Stop-CsWindowsService; Start-CsWindowsService); the RMX "
+              "needs no reboot.")),
     HintSpec("SIP_NO_RESPONSE", Severity.CRITICAL, "MTLS works but no SIP answer arrives",
              "The handshake completed but the registrar sent no SIP response in time (or closed the "
              "connection): often a peer that is not in the Known Servers Table.",
-             (_TRUSTED_APP, "Check the Front End's Lync Server event log for the rejected peer.")),
+             (*_TRUSTED_APP, "Check the Front End's Lync Server event log for the rejected peer.")),
     HintSpec("SIP_ERROR_RESPONSE", Severity.WARNING, "The registrar answered with a SIP error",
              "A non-2xx answer other than 401/403; the status and ms-diagnostics say why.",
              ("Look up the ms-diagnostics id in the evidence (e.g. 1010 certificate trust, 1013 time "

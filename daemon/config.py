@@ -48,6 +48,7 @@ def load_config(path: Path | str) -> Config:
     reader = Reader(source)
     try:
         top = reader.root().mapping()
+        top.only("settings", "targets", "server", "webhook", "notify", "actions", "reports")
         settings = top.opt("settings", _settings, Settings())
         targets = _targets(top.required("targets"), settings)
         names = {t.name for t in targets}
@@ -80,6 +81,9 @@ def _settings(node: Node) -> Settings:
         expiry_warning_days=m.opt("expiry_warning_days", lambda n: n.integer(1, _DAY),
                                   default.expiry_warning_days),
     )
+    if settings.deadline > settings.interval:
+        raise (m.get("deadline") or node).fail(f"the probe deadline ({settings.deadline:g}s) is longer than "
+                                               f"the interval ({settings.interval:g}s)")
     m.finish()
     return settings
 
@@ -99,11 +103,14 @@ def _targets(node: Node, settings: Settings) -> tuple[Target, ...]:
 
 def _target(node: Node, settings: Settings) -> Target:
     m = node.mapping()
-    interval = m.opt("interval", lambda n: n.number(0, _DAY_SECONDS), settings.interval)
-    deadline_node = m.get("deadline")
+    interval_node, deadline_node = m.get("interval"), m.get("deadline")
+    interval = interval_node.number(0, _DAY_SECONDS) if interval_node else settings.interval
     deadline = deadline_node.number(0, _HOUR) if deadline_node else settings.deadline
-    if deadline_node is not None and deadline > interval:
-        raise deadline_node.fail(f"{deadline:g}s is longer than the target's interval ({interval:g}s)")
+    if deadline > interval:
+        # A run must end before the next one starts; blame the key this target sets.
+        culprit = deadline_node or interval_node or node
+        raise culprit.fail(f"the probe deadline ({deadline:g}s) is longer than the target's interval "
+                           f"({interval:g}s)")
     target = Target(
         name=m.required("name").text(LABEL_SAFE, "a label-safe name (letters, digits, _ . -; at most 64)"),
         fqdn=m.opt("fqdn", lambda n: n.hostname(), None),

@@ -38,10 +38,11 @@ class ConfigError(InputError):
 class Node:
     """One YAML node with its key path, its line and the means to build typed values."""
 
-    def __init__(self, node: yaml.Node, path: str, reader: Reader) -> None:
+    def __init__(self, node: yaml.Node, path: str, reader: Reader, key_line: int | None = None) -> None:
         self.node = node
         self.path = path
         self.reader = reader
+        self.key_line = key_line  # line of the key this value belongs to (None for list items)
 
     @property
     def line(self) -> int:
@@ -184,7 +185,16 @@ class Node:
             path = Path(base) / name
             self._check_file(path)
             return path
-        return self.check_secret(self.path_value())
+        value = self._scalar()
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail("expected the path of a file (or {credential: NAME})")
+        path = self.reader.resolve(value)
+        if not path.exists() and not path.is_symlink():
+            # Never repeat the value: a user who typed the secret itself here must not see it
+            # copied into logs and terminals by the error message.
+            raise self.fail("no such file (the value is not shown in case it is the secret itself; "
+                            "give the path of a file that holds the secret)")
+        return self.check_secret(path)
 
     def check_secret(self, path: Path) -> Path:
         """The secret-file checks of :meth:`secret_file` for a path found by other means."""
@@ -226,22 +236,34 @@ class Mapping:
         self.owner = owner
         self.entries: dict[str, tuple[Node, Node]] = {}
         assert isinstance(owner.node, yaml.MappingNode)  # noqa: S101 (guaranteed by Node.mapping)
+        written: set[str] = set()
+        for key_node, _value in owner.node.value:  # duplicates among the keys written here
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self._key(key_node)
+            if key in written:
+                path = f"{owner.path}.{key}" if owner.path else key
+                raise Node(key_node, path, owner.reader).fail("duplicate key")
+            written.add(key)
+        # Resolve YAML merge keys (``<<: *defaults``) the way safe_load does, so targets can share
+        # a block: merged pairs come first, so the keys written next to the merge win.
+        owner.reader.flatten(owner.node)
         for key_node, value_node in owner.node.value:
-            key_wrap = Node(key_node, owner.path, owner.reader)
-            key = key_wrap._scalar()
-            if not isinstance(key, str):
-                raise key_wrap.fail(f"keys must be names, got {_show(key)}")
+            key = self._key(key_node)
             child_path = f"{owner.path}.{key}" if owner.path else key
-            if key in self.entries:
-                raise Node(key_node, child_path, owner.reader).fail("duplicate key")
+            at_key = Node(key_node, child_path, owner.reader)
             if key in self.INLINE_SECRETS:
                 # Refused before anything else so the message says why, never what the value was.
-                raise Node(key_node, child_path, owner.reader).fail(
-                    "inline secrets are refused: put the value in a file readable only by rmxdiag and "
-                    f"give its path as {key.split('_')[-1]}_file (or credential: NAME)")
-            self.entries[key] = (Node(key_node, child_path, owner.reader),
-                                 Node(value_node, child_path, owner.reader))
+                raise at_key.fail("inline secrets are refused: put the value in a file readable only by rmxdiag "
+                                  f"and give its path as {key.split('_')[-1]}_file (or credential: NAME)")
+            self.entries[key] = (at_key, Node(value_node, child_path, owner.reader, at_key.line))
         self.taken: set[str] = set()
+
+    def _key(self, key_node: yaml.Node) -> str:
+        key = Node(key_node, self.owner.path, self.owner.reader)._scalar()
+        if not isinstance(key, str):
+            raise Node(key_node, self.owner.path, self.owner.reader).fail(f"keys must be names, got {_show(key)}")
+        return key
 
     def get(self, key: str) -> Node | None:
         """The value node of ``key`` (None when absent or YAML null)."""
@@ -256,7 +278,8 @@ class Mapping:
         node = self.get(key)
         if node is None:
             where = f"{self.owner.path}.{key}" if self.owner.path else key
-            raise ConfigError(f"{self.owner.reader.source}:{self.owner.line}: {where}: required key is missing")
+            line = self.owner.key_line or self.owner.line  # the "section:" line, not its first entry
+            raise ConfigError(f"{self.owner.reader.source}:{line}: {where}: required key is missing")
         return node
 
     def opt(self, key: str, build: Callable[[Node], T], default: T) -> T:
@@ -273,6 +296,12 @@ class Mapping:
         """Whether ``key`` is present (without taking it)."""
         return key in self.entries
 
+    def only(self, *keys: str) -> None:
+        """Refuse unknown keys up front (used where a typo would otherwise read as a missing key)."""
+        for key, (key_node, _value) in self.entries.items():
+            if key not in keys:
+                raise key_node.fail("unknown key")
+
     def finish(self) -> None:
         """Refuse the first key nobody took (keys are checked in file order)."""
         for key, (key_node, _value) in self.entries.items():
@@ -287,7 +316,7 @@ class Reader:
     def __init__(self, source: Path) -> None:
         self.source = source
         self.base = source.parent
-        self._loader: yaml.SafeLoader | None = None
+        self._loader: Any = None
 
     def root(self) -> Node:
         """The document's root node (an error when the file is unreadable, too big or not YAML)."""
@@ -306,18 +335,32 @@ class Reader:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{self.source}: not UTF-8 text") from None
-        self._loader = yaml.SafeLoader(text)
         try:
+            self._loader = _LOADER(text)
             node = self._loader.get_single_node()
+        except yaml.YAMLError:
+            # Re-read with the pure-Python parser: its messages are the same whether or not
+            # libyaml is installed, and errors are rare enough for the cost not to matter.
+            node = self._compose_or_raise(text)
+        if node is None:
+            raise ConfigError(f"{self.source}: the file is empty")
+        return Node(node, "", self)
+
+    def _compose_or_raise(self, text: str) -> yaml.Node | None:
+        try:
+            self._loader = yaml.SafeLoader(text)
+            node: yaml.Node | None = self._loader.get_single_node()
+        except yaml.reader.ReaderError as exc:  # a control character: no mark, only a position
+            row = text.count("\n", 0, max(exc.position, 0)) + 1
+            raise ConfigError(f"{self.source}:{row}: invalid YAML: unacceptable character "
+                              f"#x{int(exc.character):04x}") from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f":{mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{self.source}{line}: invalid YAML: {exc.problem or exc.context}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.source}: invalid YAML: {type(exc).__name__}") from None
-        if node is None:
-            raise ConfigError(f"{self.source}: the file is empty")
-        return Node(node, "", self)
+        return node
 
     def construct(self, node: yaml.ScalarNode) -> Any:
         """The typed value of a scalar (int, float, bool, str, None...) as safe_load would give it."""
@@ -327,6 +370,15 @@ class Reader:
         except yaml.YAMLError:
             raise Node(node, "", self).fail(f"cannot read the value ({node.tag})") from None
 
+    def flatten(self, node: yaml.MappingNode) -> None:
+        """Apply merge keys in place (an error when a merge does not name mappings)."""
+        try:
+            self._loader.flatten_mapping(node)
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{self.source}{line}: invalid YAML merge: {exc.problem}") from None
+
     def resolve(self, text: str) -> Path:
         """Relative paths are relative to the directory of the config file, like an include."""
         path = Path(text)
@@ -334,8 +386,12 @@ class Reader:
 
     def close(self) -> None:
         """Release the parser."""
-        if self._loader is not None:
+        if self._loader is not None and hasattr(self._loader, "dispose"):
             self._loader.dispose()
+
+
+# libyaml's parser composes ~5x faster than the pure-Python one and keeps the same line marks.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _inside(path: Path, base: Path) -> bool:

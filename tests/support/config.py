@@ -50,3 +50,7 @@ def materialise_fixture_files(directory: Path) -> None:
         touch(directory / name, secret=True)
     touch(directory / "open.key", content=b"k\n")  # 644: group/world-readable key material
     (directory / "adir").mkdir(exist_ok=True)
+    link = directory / "link.key"
+    if not link.is_symlink():
+        link.symlink_to(directory / "rmx.key")
+    touch(directory / "big.pass", secret=True, content=b"p" * (1024 * 1024 + 1))

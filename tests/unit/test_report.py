@@ -75,11 +75,11 @@ def test_exit_codes_follow_nagios() -> None:
 
 def test_text_puts_verdict_first_then_fix_steps() -> None:
     # Given a critical and a warning hint, When rendered as text, Then verdict, most severe first
-    outcomes = (_outcome(Finding("CERT_NO_CDP", Severity.WARNING, "no CDP"),
+    outcomes = (_outcome(Finding("CERT_SAN_PRESENT", Severity.WARNING, "SAN present"),
                          Finding("CERT_SELF_SIGNED", Severity.CRITICAL, "self-signed")),)
     report = Report(WHEN, (TargetReport("rmx", outcomes, diagnose(outcomes)),))
     text = render_text(report)
     lines = text.splitlines()
     assert lines[0].startswith("CRITICAL: rmx: The RMX uses a self-signed certificate")
-    assert text.index("CERT_SELF_SIGNED") < text.index("CERT_NO_CDP")
+    assert text.index("CERT_SELF_SIGNED") < text.index("CERT_SAN_PRESENT")
     assert "fix:" in text and "\x1b[" not in text  # no colour when not a TTY

@@ -1,0 +1,33 @@
+"""The ``-c FILE`` option shared by the subcommands that read the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from daemon.config_model import Config
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    """``-c/--config FILE``; default ``$RMXDIAG_CONFIG``, then ``/etc/rmxdiag/rmxdiag.yaml``."""
+    parser.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
+                        help="configuration file (default: $RMXDIAG_CONFIG, else /etc/rmxdiag/rmxdiag.yaml)")
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """The configuration file the user chose (flag, environment, default)."""
+    from daemon.config import DEFAULT_PATH
+
+    chosen: Path | None = args.config
+    if chosen is None:
+        env = os.environ.get("RMXDIAG_CONFIG")
+        chosen = Path(env) if env else DEFAULT_PATH
+    return chosen
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The validated configuration (``ConfigError`` -- an ``InputError`` -- when it is not)."""
+    from daemon.config import load_config
+
+    return load_config(config_path(args))

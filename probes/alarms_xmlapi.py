@@ -1,0 +1,256 @@
+"""The RMX XML API: LOGIN, GET_STATE (MCU state + number of active alarms), LOGOUT.
+
+Transactions are XML documents POSTed over HTTP(S): root ``TRANS_MCU``, ``TRANS_COMMON_PARAMS``
+(``MCU_TOKEN``, ``MCU_USER_TOKEN``, ``MESSAGE_ID``), then ``ACTION``. ``LOGIN`` answers the two
+tokens; ``RETURN_STATUS/ID`` 0 is success. A transaction listing alarm *texts* is not publicly
+documented, so this source contributes the MCU state and the active alarm count only.
+
+Safety: certificate verification is always on (system store or a CA bundle); no redirects are
+followed (the LOGIN body holds the password); answers are read in bounded pieces up to
+:data:`MAX_ANSWER` bytes and an overall deadline, then parsed with defusedxml with DTDs forbidden
+(no entity expansion, no external entities) and an iterative, depth-capped walk. Credentials are
+read from files (relative names resolve in systemd's ``$CREDENTIALS_DIRECTORY``); their values
+never reach a log line, an exception message or a child process.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from xml.etree.ElementTree import ParseError
+from xml.sax.saxutils import escape
+
+from probes.model import ErrorKind
+from probes.target import SecretFile, XmlApi
+
+log = logging.getLogger(__name__)
+
+MAX_ANSWER = 1 << 20  # bytes; an RMX answer to these transactions is a few KiB
+MAX_DEPTH = 64
+MAX_ELEMENTS = 20_000
+_READ = 16384
+
+
+class XmlApiError(Exception):
+    """The XML API could not be used; ``kind`` is the probe error kind, the message one line."""
+
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class McuState:
+    """What GET_STATE said. None: the answer did not contain that element."""
+
+    description: str | None  # MCU_STATE/DESCRIPTION: normal / major / minor / startup
+    state_id: int | None  # MCU_STATE/ID
+    active_alarms: int | None  # NUMBER_OF_ACTIVE_ALARMS
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON shape."""
+        return {"mcu_state": self.description, "mcu_state_id": self.state_id,
+                "active_alarms": self.active_alarms}
+
+
+def secret_path(path: Path) -> Path:
+    """A relative secret name resolves inside systemd's credentials directory when it is set."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        return Path(creds) / path
+    return path
+
+
+def read_secret(secret: SecretFile, what: str) -> str:
+    """The secret's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT) naming only the file."""
+    path = secret_path(secret.path)
+    try:
+        raw = SecretFile(path).read()
+    except OSError as exc:
+        raise XmlApiError(ErrorKind.FILE_UNREADABLE,
+                          f"{path}: cannot read the {what} file ({exc.strerror or type(exc).__name__})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file is not UTF-8 text") from None
+
+
+def _public_url(url: str) -> str:
+    """The URL without user info, query or fragment (safe for messages)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _transaction(action: str, tokens: tuple[str, str], message_id: int) -> bytes:
+    return (f"<TRANS_MCU><TRANS_COMMON_PARAMS><MCU_TOKEN>{escape(tokens[0])}</MCU_TOKEN>"
+            f"<MCU_USER_TOKEN>{escape(tokens[1])}</MCU_USER_TOKEN><MESSAGE_ID>{message_id}</MESSAGE_ID>"
+            f"</TRANS_COMMON_PARAMS><ACTION>{action}</ACTION></TRANS_MCU>").encode()
+
+
+def parse_answer(data: bytes) -> dict[str, str]:
+    """Leaf texts of an answer keyed by tag and by 'PARENT/TAG' (first occurrence wins).
+
+    defusedxml refuses any DTD (so entity bombs and external entities never expand); the walk
+    is iterative over parse events with a depth and element cap. Raises XmlApiError(UPSTREAM).
+    """
+    # defusedxml ships no type stubs; a local ignore avoids a new test dependency (types-defusedxml).
+    from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
+    from defusedxml.ElementTree import iterparse  # type: ignore[import-untyped]
+
+    if len(data) > MAX_ANSWER:
+        raise XmlApiError(ErrorKind.UPSTREAM, f"answer larger than {MAX_ANSWER} bytes")
+    found: dict[str, str] = {}
+    stack: list[str] = []
+    count = 0
+    try:
+        for event, elem in iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True):
+            if event == "start":
+                stack.append(str(elem.tag))
+                count += 1
+                if len(stack) > MAX_DEPTH or count > MAX_ELEMENTS:
+                    raise XmlApiError(ErrorKind.UPSTREAM, "answer nests too deep or has too many elements")
+                continue
+            tag = stack.pop()
+            text = (elem.text or "").strip()
+            if len(elem) == 0:
+                found.setdefault(tag, text)
+                if stack:
+                    found.setdefault(f"{stack[-1]}/{tag}", text)
+            elem.clear()
+    except DefusedXmlException as exc:
+        raise XmlApiError(ErrorKind.UPSTREAM, f"answer refused: {type(exc).__name__} (DTDs and entities "
+                          "are not accepted)") from None
+    except ParseError as exc:
+        raise XmlApiError(ErrorKind.UPSTREAM, f"answer is not well-formed XML ({exc})") from None
+    return found
+
+
+def _status(found: dict[str, str], what: str) -> None:
+    status = found.get("RETURN_STATUS/ID")
+    if status is None:
+        raise XmlApiError(ErrorKind.UPSTREAM, f"{what}: answer has no RETURN_STATUS/ID")
+    if status.strip() != "0":
+        desc = found.get("RETURN_STATUS/DESCRIPTION", "")[:200]
+        raise XmlApiError(ErrorKind.UPSTREAM, f"{what} refused: RETURN_STATUS {status[:20]}"
+                          + (f" ({desc})" if desc else ""))
+
+
+def _quotes(text: str, secret: str, window: int = 5) -> bool:
+    """True when ``text`` contains the secret or any ``window``-character piece of it."""
+    if len(secret) <= window:
+        return bool(secret) and secret in text
+    return any(secret[i:i + window] in text for i in range(len(secret) - window + 1))
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+class _Client:
+    def __init__(self, api: XmlApi, deadline: float) -> None:
+        import requests
+
+        self.api = api
+        self.deadline = deadline
+        self.url = _public_url(api.url)
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxy/netrc surprises: the password goes only to the RMX
+        self.message_id = 0
+
+    def post(self, body: bytes, what: str, secret: str | None = None) -> dict[str, str]:
+        import requests
+
+        self.message_id += 1
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: deadline reached before {what}")
+        timeout = min(self.api.timeout, remaining)
+        try:
+            with self.session.post(self.api.url, data=body, timeout=(timeout, timeout), stream=True,
+                                   allow_redirects=False,
+                                   verify=str(self.api.ca_bundle) if self.api.ca_bundle else True,
+                                   headers={"Content-Type": "text/xml"}) as resp:
+                if resp.status_code != 200:
+                    raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answered HTTP {resp.status_code}")
+                data = self._read(resp, what)
+        except XmlApiError:
+            raise
+        except requests.exceptions.SSLError:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: TLS verification of the RMX failed during "
+                              f"{what} (give --ca-bundle with the issuing CA)") from None
+        except requests.exceptions.Timeout:
+            raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: no answer to {what} within {timeout:.1f}s") from None
+        except requests.exceptions.ConnectionError:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: cannot connect for {what}") from None
+        except requests.exceptions.RequestException as exc:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} failed ({type(exc).__name__})") from None
+        try:
+            found = parse_answer(data)
+            _status(found, what)
+        except XmlApiError as exc:
+            detail = str(exc)
+            if secret and _quotes(detail, secret):
+                detail = f"{what} refused (the RMX's description is withheld: it quotes the password)"
+            raise XmlApiError(exc.kind, f"{self.url}: {detail}") from None
+        return found
+
+    def _read(self, resp: Any, what: str) -> bytes:
+        buf = bytearray()
+        while True:
+            if time.monotonic() > self.deadline:
+                raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: {what} answer still arriving at the deadline")
+            piece = resp.raw.read1(_READ, decode_content=True)
+            if not piece:
+                return bytes(buf)
+            buf += piece
+            if len(buf) > MAX_ANSWER:
+                raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answer larger than {MAX_ANSWER} bytes")
+
+
+def fetch_state(api: XmlApi, deadline: float | None = None) -> McuState:
+    """LOGIN, GET_STATE, LOGOUT; raises XmlApiError with a one-line, secret-free message."""
+    deadline = deadline if deadline is not None else time.monotonic() + 3 * api.timeout
+    user = read_secret(api.user, "user")
+    password = read_secret(api.password, "password")
+    parts = urlsplit(api.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise XmlApiError(ErrorKind.BAD_INPUT, f"{_public_url(api.url)}: the XML API URL must be http(s)://host[:port]/")
+    client = _Client(api, deadline)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    login = (f"<LOGIN><MCU_IP><IP>{escape(parts.hostname)}</IP><LISTEN_PORT>{port}</LISTEN_PORT></MCU_IP>"
+             f"<USER_NAME>{escape(user)}</USER_NAME><PASSWORD>{escape(password)}</PASSWORD>"
+             "<STATION_NAME>rmxdiag</STATION_NAME></LOGIN>")
+    try:
+        found = client.post(_transaction(login, ("0", "0"), 1), "LOGIN", secret=password)
+        del login, password
+        tokens = (found.get("MCU_TOKEN", ""), found.get("MCU_USER_TOKEN", ""))
+        if not all(tokens):
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{client.url}: LOGIN answer has no MCU_TOKEN/MCU_USER_TOKEN")
+        try:
+            state = client.post(_transaction("<GET_STATE/>", tokens, 2), "GET_STATE")
+        finally:
+            _logout(client, tokens)
+    finally:
+        client.session.close()
+    return McuState(state.get("MCU_STATE/DESCRIPTION"), _int(state.get("MCU_STATE/ID")),
+                    _int(state.get("NUMBER_OF_ACTIVE_ALARMS")))
+
+
+def _logout(client: _Client, tokens: tuple[str, str]) -> None:
+    try:
+        client.post(_transaction("<LOGOUT/>", tokens, 3), "LOGOUT")
+    except XmlApiError as exc:  # the state is already known; a failed logout only costs a session
+        log.info("XML API logout failed: %s", exc)

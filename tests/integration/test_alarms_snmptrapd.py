@@ -1,0 +1,73 @@
+"""RMX alarms end to end through a REAL snmptrapd receiving traps from the real snmptrap CLI."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from support.alarms import snmptrapd
+
+from probes import alarms
+from probes.alarms_model import AlarmCategory, AlarmState
+from probes.alarms_snmp import parse_snmptrapd
+from probes.target import AlarmSources, ProbeContext, Settings, Target
+
+pytestmark = pytest.mark.peer
+
+HANDSHAKE = "SIP TLS: Registration handshake failure"
+EXPIRED = "Security mode failed – Certificate expired"  # non-ASCII: snmptrapd logs it as Hex-STRING
+
+
+def test_raise_and_clear_through_real_snmptrapd(tmp_path: Path) -> None:
+    with snmptrapd(tmp_path) as trapd:
+        # Given the RMX raises two alarms (Fault traps 5012) and clears the first (Clear trap 15012)
+        trapd.send(5012, HANDSHAKE, index=7)
+        trapd.send(5013, EXPIRED, index=8, status=2)
+        trapd.send(15012, HANDSHAKE, index=7, status=0)
+        trapd.wait_for(3)
+    # When the log is parsed
+    result = parse_snmptrapd(trapd.log.read_bytes(), str(trapd.log))
+    # Then the events come back in order with index, state, level and decoded time
+    events = [(a.alarm_id, a.state, a.description) for a in result.alarms]
+    assert events == [("7", AlarmState.RAISED, HANDSHAKE), ("8", AlarmState.RAISED, EXPIRED),
+                      ("7", AlarmState.CLEARED, HANDSHAKE)]
+    assert result.alarms[0].level == "major" and result.alarms[1].level == "minor"
+    assert result.alarms[0].time == "2026-11-26T12:30:45"
+    # And the probe's active set holds only the certificate alarm, critical because it expired
+    outcome = alarms.check([trapd.log])
+    assert outcome.result is not None
+    assert outcome.result.to_json()["counts"]["certificate"] == 1
+    assert outcome.result.to_json()["counts"]["registration"] == 0
+    (finding,) = outcome.findings
+    assert finding.code == "RMX_ALARM_CERTIFICATE" and finding.severity == "critical"
+    assert finding.evidence["alarm_texts"] == [EXPIRED] and finding.evidence["file"] == str(trapd.log)
+
+
+def test_daemon_follows_the_live_trap_log(tmp_path: Path) -> None:
+    # Given the scheduler runs the probe against a live snmptrapd log, with a state directory
+    with snmptrapd(tmp_path) as trapd:
+        target = Target("rmx1", alarms=AlarmSources(snmptrapd_log=trapd.log))
+        settings = Settings(state_dir=tmp_path / "state")
+        ctx = ProbeContext(datetime.now(UTC), time.monotonic() + 30)
+        first = alarms.run(target, settings, ctx)
+        assert first.status == "ok" and not first.findings
+        # When a registration alarm is raised
+        trapd.send(5012, "SIP TLS: no response from Registration server (cs id2)", index=11)
+        trapd.wait_for(1)
+        second = alarms.run(target, settings, ctx)
+        (finding,) = second.findings
+        assert finding.code == "RMX_ALARM_REGISTRATION" and finding.evidence["cs_id"] == 2
+        assert second.result is not None and second.result.to_json()["sources"][0]["new"] == 1
+        # And a restarted daemon (fresh cache) still knows it, without reporting it as new
+        restarted = alarms.run(target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
+        assert [f.code for f in restarted.findings] == ["RMX_ALARM_REGISTRATION"]
+        assert restarted.result is not None and restarted.result.to_json()["sources"][0]["new"] == 0
+        # When it is cleared, Then nothing stays active
+        trapd.send(15012, "SIP TLS: no response from Registration server (cs id2)", index=11, status=0)
+        trapd.wait_for(2)
+        cleared = alarms.run(target, settings, ctx)
+        assert cleared.findings == ()
+        assert cleared.result is not None
+        assert cleared.result.to_json()["counts"][str(AlarmCategory.REGISTRATION)] == 0

@@ -1,0 +1,257 @@
+"""`rmxdiag pcap` robustness: damaged and bad inputs, a hanging or flooding tshark, rotation, live capture."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.capture import no_orphans, python_client, recording, tcp_server
+from support.peers import need
+
+from probes import capture
+from probes.capture_analysis import CaptureResult
+from probes.model import ErrorKind, InputError
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans_after() -> Iterator[None]:
+    yield
+    time.sleep(0.2)
+    assert no_orphans() == [], "a tshark/tcpdump/worker process outlived the test"
+
+
+def _tls_server(lab_pki: object, tmp: Path) -> ssl.SSLContext:
+    paths = lab_pki.fe.write(tmp, "fe")  # type: ignore[attr-defined]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(paths["cert"], paths["key"])
+    return ctx
+
+
+def _handshakes(lab_pki: object, tmp: Path, out: Path, count: int) -> int:
+    """Record ``count`` complete TLS handshakes on a fresh port; return the port."""
+    ctx = _tls_server(lab_pki, tmp)
+
+    def handler(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(100)
+
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    with tcp_server(handler) as port, recording(port, out):
+        for _ in range(count):
+            python_client(port, client, b"x")
+    return port
+
+
+@pytest.fixture(scope="module")
+def healthy(lab_pki: object, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """Given a real capture with 6 complete handshakes."""
+    tmp = tmp_path_factory.mktemp("healthy")
+    out = tmp / "healthy.pcapng"
+    return out, _handshakes(lab_pki, tmp, out, 6)
+
+
+def _rmxdiag(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon.cli", "pcap", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT, check=False)
+
+
+def test_truncated_capture_gives_results_and_a_warning(healthy: tuple[Path, int], tmp_path: Path) -> None:
+    # Given a real capture cut in the middle of a packet
+    path, port = healthy
+    cut = tmp_path / "cut.pcapng"
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3 + 7])
+    # When inspected
+    outcome = capture.inspect([cut], port, deadline=time.monotonic() + 60)
+    # Then the connections before the cut are analysed and the damage is a warning
+    assert isinstance(outcome.result, CaptureResult)
+    assert 1 <= outcome.result.connections < 6
+    assert outcome.result.warnings and "cut short" in outcome.result.warnings[0]
+    assert "CAPTURE_INCOMPLETE" in {f.code for f in outcome.findings}
+    # And the CLI exits by the hints (none here), not with 3
+    assert _rmxdiag(str(cut), "--port", str(port)).returncode == 0
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "empty file"),
+    (b"this is not a capture at all\n" * 10, "not a pcap or pcapng"),
+    (bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"), "holds no packets"),
+])
+def test_bad_files_exit_3_with_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    # Given an empty file, a text file, a header-only pcap
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    # When inspected by the CLI
+    result = _rmxdiag(str(bad))
+    # Then one line naming the file and the problem, exit 3
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and str(bad) in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_and_empty_directory_exit_3(tmp_path: Path) -> None:
+    # Given a path that does not exist and a directory without captures
+    (tmp_path / "notes.txt").write_text("no capture here")
+    for arg, expected in ((str(tmp_path / "nope.pcap"), "no such file"), (str(tmp_path), "no pcap or pcapng")):
+        result = _rmxdiag(arg)
+        assert result.returncode == 3 and expected in result.stderr and result.stderr.count("\n") == 1
+
+
+def _fake_tshark(tmp_path: Path, body: str, version: str = "4.0.17") -> dict[str, str]:
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    script = fake / "tshark"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = "-v" ]; then echo "TShark (Wireshark) {version}"; exit 0; fi\n{body}\n')
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("body", ["exec sleep 300", "exec yes '[{\"_source\": {\"layers\": {'"])
+def test_hanging_or_flooding_tshark_is_bounded_and_killed(healthy: tuple[Path, int], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    # Given a fake tshark first on PATH that hangs or floods its output
+    env = _fake_tshark(tmp_path, body)
+    monkeypatch.setenv("PATH", env["PATH"])
+    path, port = healthy
+    # When inspected with a 3 s deadline
+    start = time.monotonic()
+    outcome = capture.inspect([path], port, deadline=time.monotonic() + 3)
+    # Then it returns soon after the deadline with a warning, and nothing is left running
+    assert time.monotonic() - start < 10
+    assert isinstance(outcome.result, CaptureResult)
+    assert any("deadline" in w or "stopped" in w for w in outcome.result.warnings)
+    assert no_orphans() == []
+
+
+@pytest.mark.parametrize(("version", "expected"), [("2.6.10", "too old"), (None, "not installed")])
+def test_tshark_missing_or_too_old_names_the_package(healthy: tuple[Path, int], tmp_path: Path,
+                                                      version: str | None, expected: str) -> None:
+    # Given PATH with an old fake tshark, or with no tshark at all
+    if version is None:
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        env = {**os.environ, "PATH": str(empty)}
+    else:
+        env = _fake_tshark(tmp_path, "exit 0", version)
+    # When the CLI runs
+    result = _rmxdiag(str(healthy[0]), env=env)
+    # Then one line naming the Debian package, exit 3
+    assert result.returncode == 3 and expected in result.stderr and "'tshark'" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_directory_of_rotated_captures(lab_pki: object, tmp_path: Path) -> None:
+    # Given two rotated capture files of the same port and an unrelated file in one directory
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    port = _handshakes(lab_pki, tmp_path, rotated / "sip_00001.pcapng", 2)
+    ctx = _tls_server(lab_pki, tmp_path)
+
+    def handler(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(100)
+
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    with tcp_server(handler, port) as same, recording(same, rotated / "sip_00002.pcapng"):
+        for _ in range(3):
+            python_client(same, client, b"x")
+    (rotated / "README").write_text("not a capture")
+    # When the directory is inspected
+    outcome = capture.inspect([rotated], port, deadline=time.monotonic() + 60)
+    # Then both files are read in rotation order and every connection is counted
+    assert isinstance(outcome.result, CaptureResult)
+    assert [Path(f).name for f in outcome.result.files] == ["sip_00001.pcapng", "sip_00002.pcapng"]
+    assert outcome.result.connections == 5 and outcome.result.outcomes == {"ok": 5}
+
+
+def test_cli_text_and_json(healthy: tuple[Path, int]) -> None:
+    # Given a healthy capture
+    path, port = healthy
+    # When the CLI prints text and JSON
+    text = _rmxdiag(str(path), "--port", str(port))
+    doc = _rmxdiag(str(path), "--port", str(port), "--format", "json")
+    # Then text starts with the connection lines, then counts, then the verdict; JSON carries the result
+    lines = text.stdout.splitlines()
+    assert text.returncode == 0 and lines[0].startswith("127.0.0.1:") and ": ok, TLSv1.3:" in lines[0]
+    assert any(line.startswith("6 connection(s) on port") for line in lines)
+    assert any(line.startswith("OK: ") for line in lines)
+    import json
+
+    report = json.loads(doc.stdout)
+    result = report["targets"][0]["probes"][0]["result"]
+    assert result["connections"] == 6 and result["outcomes"] == {"ok": 6}
+
+
+def test_live_capture(lab_pki: object, tmp_path: Path) -> None:
+    # Given handshakes running on a loopback port while `rmxdiag pcap --interface lo` captures it
+    need("dumpcap")
+    ctx = _tls_server(lab_pki, tmp_path)
+
+    def handler(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(100)
+
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    with tcp_server(handler) as port:
+        stop = threading.Event()
+
+        def traffic() -> None:
+            time.sleep(1.5)  # dumpcap needs a moment to start
+            while not stop.is_set():
+                python_client(port, client, b"x")
+                time.sleep(0.3)
+
+        thread = threading.Thread(target=traffic, daemon=True)
+        thread.start()
+        try:
+            result = _rmxdiag("--interface", "lo", "--duration", "4", "--port", str(port), "--format", "json")
+        finally:
+            stop.set()
+            thread.join(5)
+    # Then the captured handshakes are analysed
+    import json
+
+    assert result.returncode == 0, [ln for ln in result.stdout.splitlines() if "history" in ln or "message" in ln]
+    probe = json.loads(result.stdout)["targets"][0]["probes"][0]
+    assert probe["result"]["outcomes"].get("ok", 0) >= 1
+
+
+def test_live_capture_without_privilege_names_the_capability() -> None:
+    # Given a process without CAP_NET_RAW (dropped from the bounding set with capsh)
+    capsh = shutil.which("capsh") or "/usr/sbin/capsh"
+    if not os.path.exists(capsh):
+        pytest.skip("capsh (libcap2-bin) is not installed")
+    argv = [capsh, "--drop=cap_net_raw,cap_net_admin", "--", "-c",
+            f"exec {sys.executable} -m daemon.cli pcap --interface lo --duration 1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    # Then exit 3 with the missing capability and the drop-in that grants it
+    assert result.returncode == 3
+    assert "CAP_NET_RAW is missing" in result.stderr
+    assert "systemd/rmxdiag.service.d/capture.conf" in result.stderr
+    assert "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN" in result.stderr
+
+
+def test_permission_kind_from_the_probe() -> None:
+    # Given the direct entry point and a bogus interface name
+    with pytest.raises(InputError) as info:
+        capture.inspect_live("no-such-if0", 1.0, deadline=time.monotonic() + 20)
+    # Then the failure is a bad input naming the interface (root here, so not a permission problem)
+    assert info.value.kind in (ErrorKind.BAD_INPUT, ErrorKind.PERMISSION) and "no-such-if0" in str(info.value)

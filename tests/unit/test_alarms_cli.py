@@ -1,0 +1,101 @@
+"""`rmxdiag alarms`: output, exit codes by hint, and one-line exit 3 for every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alarms"
+
+
+def _rmxdiag(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon.cli", "alarms", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_registration_alarms_exit_2_and_explain() -> None:
+    # Given a saved report with registration alarms
+    result = _rmxdiag(str(FIXTURES / "report_tabs.txt"))
+    # Then exit 2, the hint, the meanings and the not-proof sentence are printed
+    assert result.returncode == 2, result.stderr
+    out = result.stdout
+    assert "RMX_ALARM_REGISTRATION" in out
+    assert "usually means: The TLS handshake with the Front End failed" in out
+    assert "An alarm alone is not proof" in out
+    assert "registration 2, certificate 0, ice 1, revocation 0, other 1" in out
+
+
+def test_json_document_of_several_files() -> None:
+    result = _rmxdiag(str(FIXTURES / "report_spaces.txt"), str(FIXTURES / "syslog_5424.log"), "--format", "json")
+    assert result.returncode == 2, result.stderr
+    doc = json.loads(result.stdout)
+    (target,) = doc["targets"]
+    (probe,) = target["probes"]
+    codes = {f["code"]: f for f in probe["findings"]}
+    assert codes["RMX_ALARM_CERTIFICATE"]["severity"] == "critical"  # "Certificate has expired"
+    assert probe["result"]["counts"] == {"registration": 2, "certificate": 2, "ice": 1, "revocation": 1,
+                                         "other": 0}
+    assert {s["kind"] for s in probe["result"]["sources"]} == {"report", "syslog"}
+    assert {h["code"] for h in target["hints"]} == {"RMX_ALARM_REGISTRATION", "RMX_ALARM_CERTIFICATE"}
+
+
+def test_certificate_warning_only_exits_1(tmp_path: Path) -> None:
+    report = tmp_path / "r.txt"
+    report.write_text("ID\tTime\tGMT Time\tCategory\tLevel\tDescription\n"
+                      "1\t2026-11-26 10:00\t2026-11-26 09:00\tGeneral\tMinor\t"
+                      "SIP TLS: Certificate is about to expire\n")
+    assert _rmxdiag(str(report)).returncode == 1
+
+
+def test_cleared_alarms_leave_nothing_active_exit_0(tmp_path: Path) -> None:
+    log = tmp_path / "s.log"
+    log.write_text("<134>Nov 26 21:00:00 rmx1 RMX: SIP TLS: Registration transport error\n"
+                   "<134>Nov 26 21:05:00 rmx1 RMX: SIP TLS: Registration transport error cleared\n")
+    result = _rmxdiag(str(log))
+    assert result.returncode == 0, result.stdout
+    assert "active RMX alarms: 0" in result.stdout
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda d: d / "missing.txt", "no such file"),
+    (lambda d: d, "not a regular file"),
+    (lambda d: (d / "empty.txt", (d / "empty.txt").write_bytes(b""))[0], "the file is empty"),
+    (lambda d: FIXTURES / "not_alarms.txt", "not an RMX alarm file"),
+    (lambda d: (d / "bin", (d / "bin").write_bytes(bytes(range(256)) * 10))[0], "not an RMX alarm file"),
+])
+def test_bad_input_exits_3_with_one_line(tmp_path: Path, make: object, expected: str) -> None:
+    # Given a bad input file, Then exit 3 with exactly one line naming the file, no traceback
+    path = make(tmp_path)  # type: ignore[operator]
+    result = _rmxdiag(str(path))
+    assert result.returncode == 3
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_file_exits_3(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads files regardless of their mode")
+    path = tmp_path / "secret.txt"
+    path.write_text("x")
+    path.chmod(0)
+    result = _rmxdiag(str(path))
+    assert result.returncode == 3 and "permission denied" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    (),  # nothing to read
+    ("--xml-api", "https://127.0.0.1:1/"),  # no credential files
+    ("--password-file", "/nonexistent"),  # credentials without an API
+])
+def test_usage_errors_exit_3_with_one_line(args: tuple[str, ...]) -> None:
+    result = _rmxdiag(*args)
+    assert result.returncode == 3
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -1,0 +1,283 @@
+"""Diagnosis rules, table-driven with hand-built findings: one case (at least) per hint code.
+
+Each case lists the outcomes of the probes of one target and the hints expected, in order, as
+(code, severity, probes cited in the evidence). Correlated findings must give ONE hint that
+cites every probe that saw the root cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from daemon.catalogue import CATALOGUE, Firmware
+from daemon.diagnosis import diagnose
+from daemon.report import Report, TargetReport, now_utc
+from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
+
+C, W, INF = Severity.CRITICAL, Severity.WARNING, Severity.INFO
+HANDSHAKE_ALARM = "SIP TLS: Registration handshake failure"
+ISSUER = "CN=Lab Issuing CA,O=rmxdiag lab"
+
+
+def f(code: str, severity: Severity = C, **evidence: Any) -> Finding:
+    """A finding with a readable message."""
+    return Finding(code, severity, code.lower().replace("_", " "), evidence)
+
+
+def out(probe: str, *findings: Finding, failure: tuple[str, str] | None = None) -> ProbeOutcome:
+    """An ok outcome of ``probe`` carrying ``findings``."""
+    return ProbeOutcome(probe, ProbeStatus.OK, 0.01, tuple(findings), failure=failure)
+
+
+def alarm(text: str = HANDSHAKE_ALARM, code: str = "RMX_ALARM_REGISTRATION", severity: Severity = C) -> Finding:
+    """An RMX alarm finding as the alarms probe reports it."""
+    return f(code, severity, alarm_texts=[text], alarm_category="registration")
+
+
+MTLS_OK = f("MTLS_OK", INF, registrar="fe:5061", tls_version="TLSv1.2", sip_status=200)
+UNKNOWN_CA = f("CLIENT_CERT_UNKNOWN_CA", C, registrar="fe:5061", stage="tls", alert=48, alert_name="unknown_ca",
+               direction="from_fe")
+MTLS_RESET = f("CLIENT_CERT_REJECTED", C, registrar="fe:5061", stage="tls", reason="reset_after_client_cert")
+CAP_RESET = f("CAPTURE_RESET_AFTER_CLIENT_CERT", C, connection="10.0.0.5:40000 -> 10.0.0.9:5061", reason="reset",
+              direction="from_fe")
+
+
+def cap_alert(number: int, direction: str = "from_fe") -> Finding:
+    """A capture alert finding."""
+    return f("CAPTURE_TLS_ALERT", C, alert=number, direction=direction, connection="10.0.0.5:40000 -> 10.0.0.9:5061")
+
+
+def mtls_alert(code: str, number: int) -> Finding:
+    """An mtls probe finding for an alert received from the Front End."""
+    return f(code, C, registrar="fe:5061", stage="tls", alert=number, direction="from_fe")
+
+
+@dataclass(frozen=True)
+class Case:
+    """Outcomes in, hints out: [(code, severity, probes cited)]."""
+
+    name: str
+    outcomes: tuple[ProbeOutcome, ...]
+    expected: tuple[tuple[str, Severity, frozenset[str]], ...]
+
+
+def case(name: str, outcomes: list[ProbeOutcome], *expected: tuple[str, Severity, str]) -> Case:
+    """Build a case; the probes cited are given as 'certificate,mtls'."""
+    return Case(name, tuple(outcomes), tuple((c, s, frozenset(p.split(","))) for c, s, p in expected))
+
+
+CASES = [
+    # --- the correlations of the issue ------------------------------------------------------------
+    case("alarm+mtls48+capture48+truncated_list->one_unknown_ca",
+         [out("mtls", UNKNOWN_CA), out("alarms", alarm()),
+          out("capture", cap_alert(48), f("CAPTURE_TRUNCATED_CA_LIST", W, rmx_issuer=ISSUER, ca_names=["CN=Other"]))],
+         ("CLIENT_CERT_UNKNOWN_CA", C, "mtls,capture,alarms")),
+    case("issuer_missing_from_the_mtls_ca_list_is_derived_evidence",
+         [out("certificate", f("CERT_SUMMARY", INF, subject="CN=rmx.lab.example", issuer=ISSUER)),
+          out("mtls", f("CLIENT_CERT_UNKNOWN_CA", C, alert=48, ca_names=["CN=Other Root"])),
+          out("capture", cap_alert(48)), out("alarms", alarm())],
+         ("CLIENT_CERT_UNKNOWN_CA", C, "mtls,capture,alarms,certificate+mtls")),
+    case("capture_alert48_alone_is_unknown_ca", [out("capture", cap_alert(48))],
+         ("CLIENT_CERT_UNKNOWN_CA", C, "capture")),
+    case("reset_with_chain_incomplete_is_unknown_ca",
+         [out("certificate", f("CERT_CHAIN_INCOMPLETE")), out("mtls", MTLS_RESET), out("capture", CAP_RESET)],
+         ("CLIENT_CERT_UNKNOWN_CA", C, "certificate,mtls,capture")),
+    case("capture_reset+mtls_reset->one_rejected", [out("mtls", MTLS_RESET), out("capture", CAP_RESET)],
+         ("CLIENT_CERT_REJECTED", C, "mtls,capture")),
+    case("capture_alert70+mtls_version->one", [out("mtls", mtls_alert("TLS_VERSION_MISMATCH", 70)),
+                                               out("capture", cap_alert(70))],
+         ("TLS_VERSION_MISMATCH", C, "mtls,capture")),
+    case("eku_missing_explains_alert46",
+         [out("certificate", f("CERT_EKU_MISSING", ekus=["serverAuth"])),
+          out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 46)), out("capture", cap_alert(46))],
+         ("CERT_EKU_MISSING", C, "certificate,mtls,capture")),
+    case("eku_missing_explains_openssl_alert43",
+         [out("certificate", f("CERT_EKU_MISSING")), out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 43))],
+         ("CERT_EKU_MISSING", C, "certificate,mtls")),
+    case("self_signed_explains_unknown_ca",
+         [out("certificate", f("CERT_SELF_SIGNED", subject="OU=Self Signed Certificate,O=Polycom MCU"),
+              f("CERT_NO_CDP", W)), out("mtls", UNKNOWN_CA), out("alarms", alarm())],
+         ("CERT_SELF_SIGNED", C, "certificate,mtls,alarms")),
+    case("expired_explains_alert45",
+         [out("certificate", f("CERT_EXPIRED", not_after="2020-01-01T00:00:00Z")),
+          out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 45)), out("capture", cap_alert(45))],
+         ("CERT_EXPIRED", C, "certificate,mtls,capture")),
+    case("alarm_with_healthy_probes_is_uncorroborated",
+         [out("certificate"), out("mtls", MTLS_OK), out("alarms", alarm())],
+         ("ALARM_UNCORROBORATED", INF, "alarms,mtls")),
+    case("probe_policy_refusal_neither_confirms_nor_refutes_an_alarm",
+         [out("mtls", f("TLS_LOCAL_POLICY", W, reason="local_policy_refused")), out("alarms", alarm())],
+         ("RMX_ALARM_REGISTRATION", C, "alarms"), ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("sip_error_warning_corroborates_the_alarm",
+         [out("mtls", f("SIP_ERROR_RESPONSE", W, sip_status=500)), out("alarms", alarm())],
+         ("SIP_ERROR_RESPONSE", C, "mtls,alarms")),
+    case("alarm_without_an_mtls_probe_stays_critical", [out("alarms", alarm())],
+         ("RMX_ALARM_REGISTRATION", C, "alarms")),
+    case("alarm_with_a_failed_mtls_probe_stays_critical",
+         [failed("mtls", ErrorKind.DEADLINE, "no result"), out("alarms", alarm())],
+         ("RMX_ALARM_REGISTRATION", C, "alarms")),
+    # --- one case per remaining hint code -----------------------------------------------------
+    case("is_request", [out("certificate", f("CERT_IS_REQUEST"))], ("CERT_IS_REQUEST", C, "certificate")),
+    case("cn_mismatch_explains_not_trusted",
+         [out("certificate", f("CERT_CN_MISMATCH", subject="CN=rmx-old")),
+          out("mtls", f("SIP_NOT_TRUSTED", sip_status=403, ms_diagnostics=[{"id": 1000, "reason": "x"}]))],
+         ("CERT_CN_MISMATCH", C, "certificate,mtls")),
+    case("san_present", [out("certificate", f("CERT_SAN_PRESENT", W))], ("CERT_SAN_PRESENT", W, "certificate")),
+    case("dns_mismatch", [out("certificate", f("CERT_DNS_MISMATCH"))], ("CERT_DNS_MISMATCH", C, "certificate")),
+    case("not_yet_valid_explains_1013",
+         [out("certificate", f("CERT_NOT_YET_VALID")),
+          out("mtls", f("SIP_ERROR_RESPONSE", W, sip_status=504, ms_diagnostics=[{"id": 1013, "reason": "skew"}]))],
+         ("CERT_NOT_YET_VALID", C, "certificate,mtls")),
+    case("expiring_soon", [out("certificate", f("CERT_EXPIRING_SOON", W))], ("CERT_EXPIRING_SOON", W, "certificate")),
+    case("weak_key", [out("certificate", f("CERT_WEAK_KEY", W))], ("CERT_WEAK_KEY", W, "certificate")),
+    case("sha512_breaking_the_handshake_becomes_critical",
+         [out("certificate", f("CERT_SIGNATURE_UNSUPPORTED", W)), out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 42))],
+         ("CERT_SIGNATURE_UNSUPPORTED", C, "certificate,mtls")),
+    case("key_mismatch_explains_alert51",
+         [out("certificate", f("CERT_KEY_MISMATCH")), out("capture", cap_alert(51, "from_fe"))],
+         ("CERT_KEY_MISMATCH", C, "certificate,capture")),
+    case("chain_incomplete", [out("certificate", f("CERT_CHAIN_INCOMPLETE"))],
+         ("CERT_CHAIN_INCOMPLETE", C, "certificate")),
+    case("no_cdp", [out("certificate", f("CERT_NO_CDP", W))], ("CERT_NO_CDP", W, "certificate")),
+    case("unreachable_cdp_explains_the_tls_stall",
+         [out("certificate", f("CERT_REVOCATION_UNREACHABLE", W)), out("mtls", f("REGISTRAR_TLS_TIMEOUT"))],
+         ("CERT_REVOCATION_UNREACHABLE", C, "certificate,mtls")),
+    case("pfx_bad_password", [out("certificate", f("PFX_BAD_PASSWORD"))], ("PFX_BAD_PASSWORD", C, "certificate")),
+    case("registrar_dns", [out("mtls", f("REGISTRAR_DNS_FAILURE"))], ("REGISTRAR_DNS_FAILURE", C, "mtls")),
+    case("unreachable+capture_syn+alarm->one",
+         [out("mtls", f("REGISTRAR_UNREACHABLE", stage="connect", reason="refused")),
+          out("capture", f("CAPTURE_NO_SERVER_RESPONSE")),
+          out("alarms", alarm("SIP TLS: Registration transport error"))],
+         ("REGISTRAR_UNREACHABLE", C, "mtls,capture,alarms")),
+    case("tls_timeout", [out("mtls", f("REGISTRAR_TLS_TIMEOUT"))], ("REGISTRAR_TLS_TIMEOUT", C, "mtls")),
+    case("fe_cert_untrusted+capture_alert_from_rmx",
+         [out("mtls", f("REGISTRAR_CERT_UNTRUSTED")), out("capture", cap_alert(48, "from_rmx"))],
+         ("REGISTRAR_CERT_UNTRUSTED", C, "mtls,capture")),
+    case("fe_name_mismatch", [out("mtls", f("REGISTRAR_CERT_NAME_MISMATCH"))],
+         ("REGISTRAR_CERT_NAME_MISMATCH", C, "mtls")),
+    case("fe_cert_expired", [out("mtls", f("REGISTRAR_CERT_EXPIRED"))], ("REGISTRAR_CERT_EXPIRED", C, "mtls")),
+    case("not_requested", [out("mtls", f("CLIENT_CERT_NOT_REQUESTED", W))], ("CLIENT_CERT_NOT_REQUESTED", W, "mtls")),
+    case("rejected_alert116", [out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 116))],
+         ("CLIENT_CERT_REJECTED", C, "mtls")),
+    case("handshake_failure+capture40", [out("mtls", mtls_alert("TLS_HANDSHAKE_FAILURE", 40)),
+                                         out("capture", cap_alert(40))],
+         ("TLS_HANDSHAKE_FAILURE", C, "mtls,capture")),
+    case("not_trusted+alarm->one",
+         [out("mtls", f("SIP_NOT_TRUSTED", sip_status=403, ms_diagnostics=[{"id": 4005, "reason": "not trusted"}])),
+          out("alarms", alarm())],
+         ("SIP_NOT_TRUSTED", C, "mtls,alarms")),
+    case("sip_no_response", [out("mtls", f("SIP_NO_RESPONSE"))], ("SIP_NO_RESPONSE", C, "mtls")),
+    case("sip_error", [out("mtls", f("SIP_ERROR_RESPONSE", W, sip_status=500))], ("SIP_ERROR_RESPONSE", W, "mtls")),
+    case("certificate_alarm_alone",
+         [out("alarms", alarm("SIP TLS: Certificate is about to expire", "RMX_ALARM_CERTIFICATE", W))],
+         ("RMX_ALARM_CERTIFICATE", W, "alarms")),
+    case("certificate_alarm_folds_into_expiry",
+         [out("certificate", f("CERT_EXPIRED")),
+          out("alarms", alarm("SIP TLS: Certificate has expired", "RMX_ALARM_CERTIFICATE", C))],
+         ("CERT_EXPIRED", C, "certificate,alarms")),
+    case("certificate_alarm_contradicted",
+         [out("certificate"), out("alarms", alarm("SIP TLS: Certificate has expired", "RMX_ALARM_CERTIFICATE", C))],
+         ("ALARM_UNCORROBORATED", INF, "alarms,certificate")),
+    case("capture_alert_without_a_known_cause", [out("capture", cap_alert(80))], ("CAPTURE_TLS_ALERT", C, "capture")),
+    case("empty_client_cert_explains_truncated_list_and_116",
+         [out("capture", f("CAPTURE_EMPTY_CLIENT_CERT"), f("CAPTURE_TRUNCATED_CA_LIST", W), cap_alert(116))],
+         ("CAPTURE_EMPTY_CLIENT_CERT", C, "capture")),
+    case("capture_reset_alone", [out("capture", CAP_RESET)], ("CAPTURE_RESET_AFTER_CLIENT_CERT", C, "capture")),
+    case("capture_no_server_response", [out("capture", f("CAPTURE_NO_SERVER_RESPONSE"))],
+         ("CAPTURE_NO_SERVER_RESPONSE", C, "capture")),
+    case("truncated_list_alone", [out("capture", f("CAPTURE_TRUNCATED_CA_LIST", W))],
+         ("CAPTURE_TRUNCATED_CA_LIST", W, "capture")),
+    case("two_independent_causes_stay_two",
+         [out("certificate", f("CERT_EXPIRING_SOON", W)), out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))],
+         ("SIP_NOT_TRUSTED", C, "mtls"), ("CERT_EXPIRING_SOON", W, "certificate")),
+    case("probe_policy_refusal", [out("mtls", f("TLS_LOCAL_POLICY", W, reason="local_policy_refused"))],
+         ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("alert40_after_client_cert_seen_by_probe_and_capture->one_rejected",
+         [out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 40)), out("capture", cap_alert(40))],
+         ("CLIENT_CERT_REJECTED", C, "mtls,capture")),
+    case("healthy_target_has_no_hint", [out("certificate"), out("mtls", MTLS_OK)]),
+]
+
+
+def _cited(evidence: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(line.split(":", 1)[0] for line in evidence)
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.name for c in CASES])
+def test_rule(c: Case) -> None:
+    # Given the outcomes of the probes of one target, When diagnosed
+    hints = diagnose(c.outcomes, Firmware.V8)
+    # Then exactly the expected root causes, each citing every probe that saw it
+    assert [(h.code, h.severity, _cited(h.evidence)) for h in hints] == list(c.expected)
+    for hint in hints:
+        assert hint.remediation and hint.title == CATALOGUE[hint.code].title
+
+
+def test_every_hint_code_has_a_rule_case() -> None:
+    # Given the catalogue, Then each code is the outcome of at least one case above
+    produced = {code for c in CASES for code, _s, _p in c.expected}
+    assert sorted(set(CATALOGUE) - produced) == []
+
+
+def test_the_issue_correlation_cites_all_four_pieces() -> None:
+    # Given the alarm, the probe's alert 48, the capture's alert 48 and the CA list without the issuer
+    hints = diagnose(CASES[1].outcomes)
+    # Then one hint holds four evidence lines, one of them the derived CA-list fact
+    (hint,) = hints
+    assert hint.code == "CLIENT_CERT_UNKNOWN_CA" and len(hint.evidence) == 4
+    assert hint.evidence[0].startswith("mtls: ") and "alert=48" in hint.evidence[0]
+    assert any("not the RMX issuer" in line and ISSUER in line for line in hint.evidence)
+    assert any(HANDSHAKE_ALARM in line for line in hint.evidence)
+    assert any("direction=from_fe" in line for line in hint.evidence)
+
+
+def test_an_issuer_in_the_ca_list_adds_no_evidence() -> None:
+    # Given the CA list names the issuer (spelt with other spacing and case)
+    hints = diagnose([out("certificate", f("CERT_SUMMARY", INF, issuer=ISSUER)),
+                      out("mtls", f("CLIENT_CERT_UNKNOWN_CA", C, alert=48,
+                                    ca_names=["cn=lab issuing ca, o=rmxdiag lab"]))])
+    # Then only the probe's own evidence is cited
+    assert [len(h.evidence) for h in hints] == [1]
+
+
+def test_uncorroborated_alarm_keeps_the_run_ok() -> None:
+    # Given a registration alarm contradicted by a clean handshake + SIP 200
+    outcomes = (out("mtls", MTLS_OK), out("alarms", alarm()))
+    report = Report(now_utc(), (TargetReport("rmx", outcomes, diagnose(outcomes)),))
+    # Then the verdict is OK (info hint only) and the evidence shows both sides
+    assert report.exit_code == 0
+    (hint,) = report.targets[0].hints
+    assert any("sip_status=200" in line for line in hint.evidence)
+
+
+def test_remediation_names_the_firmware_menus() -> None:
+    # Given the same findings, When diagnosed for 7.x and 8.x
+    outcomes = [out("certificate", f("CERT_SELF_SIGNED"))]
+    v7 = " ".join(diagnose(outcomes, Firmware.V7)[0].remediation)
+    v8 = " ".join(diagnose(outcomes, Firmware.V8)[0].remediation)
+    # Then 7.x points at the SIP Servers tab and 8.x at the Certification Repository
+    assert "SIP Servers tab" in v7 and "Certification Repository" not in v7
+    assert "Certification Repository" in v8
+
+
+def test_trusted_application_fix_names_the_cmdlets_in_order() -> None:
+    # Given an RMX that is not a trusted application
+    (hint,) = diagnose([out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))])
+    text = " ".join(hint.remediation)
+    # Then the steps create pool, computer, application, then publish the topology
+    positions = [text.index(c) for c in ("New-CsTrustedApplicationPool", "New-CsTrustedApplicationComputer",
+                                         "New-CsTrustedApplication ", "Enable-CsTopology")]
+    assert positions == sorted(positions)
+
+
+def test_fix_steps_name_this_rmx_and_its_issuer() -> None:
+    # Given the certificate probe's summary and a Front End that refuses the RMX
+    summary = f("CERT_SUMMARY", INF, subject="CN=rmx-hq.corp.example,O=Corp", issuer=ISSUER)
+    (not_trusted,) = diagnose([out("certificate", summary), out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))])
+    (unknown,) = diagnose([out("certificate", summary), out("mtls", UNKNOWN_CA)])
+    # Then the cmdlets name the certificate's CN and the trust step names the issuer
+    assert "New-CsTrustedApplicationComputer -Identity rmx-hq.corp.example -Pool" in " ".join(not_trusted.remediation)
+    assert unknown.remediation[0].endswith(f"The RMX certificate here is issued by {ISSUER}.")

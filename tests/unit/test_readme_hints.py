@@ -1,0 +1,26 @@
+"""The README's hint reference is exactly `rmxdiag hints --format markdown`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from support.readme import README, regenerate, section
+
+from daemon.catalogue import CATALOGUE
+
+
+def test_readme_reference_matches_the_hints_command() -> None:
+    # Given the markdown the CLI prints for the catalogue
+    printed = subprocess.run([sys.executable, "-m", "daemon.cli", "hints", "--format", "markdown"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    # Then the README section between the markers is the same text
+    assert section(README.read_text()) == printed, "run: .venv/bin/python -m tests.support.readme"
+    assert all(f"`{code}`" in printed for code in CATALOGUE)
+
+
+def test_regenerate_replaces_only_the_marked_section() -> None:
+    # Given a text with markers around stale content
+    text = "intro\n<!-- hints:start -->\nold\n<!-- hints:end -->\noutro\n"
+    # When regenerated, Then only the section changed
+    assert regenerate(text, "| new |\n") == "intro\n<!-- hints:start -->\n| new |\n<!-- hints:end -->\noutro\n"
