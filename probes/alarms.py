@@ -31,6 +31,7 @@ PROBE = "alarms"
 NOT_PROOF = ("An alarm alone is not proof: the RMX raises some alarms without a real cause; "
              "the other probes corroborate or contradict it.")
 _MAX_TEXTS = 10
+_MAX_SHOWN = 20  # per category in the text report
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ class AlarmsResult:
             if not alarms:
                 continue
             lines.append(f"{category}: {MEANINGS[category]}")
-            for a in alarms:
+            if len(alarms) > _MAX_SHOWN:
+                lines.append(f"  ({len(alarms)} active; the first {_MAX_SHOWN} are shown, JSON has all)")
+            for a in alarms[:_MAX_SHOWN]:
                 where = f"{a.file}:{a.line}" if a.file and a.line else (a.file or a.source)
                 extra = "; ".join(x for x in (f"cs id {a.cs_id}" if a.cs_id is not None else "",
                                               f"id {a.alarm_id}" if a.alarm_id else "",

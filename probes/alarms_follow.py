@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.alarms_lines import MAX_LINE, Skips
+from probes.model import ErrorKind, InputError
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +109,17 @@ class Follower:
     def poll(self) -> Iterator[bytes]:
         """New complete lines since the last poll; the state advances as lines are yielded."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: a FIFO put in place of the log must not hang the daemon (refused below).
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return  # between rename and re-creation: nothing to read yet
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot open ({exc.strerror or type(exc).__name__})",
+                             ErrorKind.FILE_UNREADABLE) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                return
+                raise InputError(f"{self.path}: not a regular file", ErrorKind.FILE_UNREADABLE)
             s = self.state
             if s.inode and (st.st_dev, st.st_ino) != (s.dev, s.inode):
                 yield from self._drain_rotated()
@@ -149,7 +154,7 @@ class Follower:
             if (st.st_dev, st.st_ino) != (s.dev, s.inode):
                 continue
             try:
-                fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW)
+                fd = os.open(entry, os.O_RDONLY | os.O_NONBLOCK)
             except OSError:
                 break
             try:

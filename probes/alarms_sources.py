@@ -38,7 +38,8 @@ class FileFormat(enum.StrEnum):
 def _open_checked(path: Path) -> int:
     """An fd on a regular file, or InputError naming the file and the problem."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: opening a FIFO must not hang; it is refused just below (no effect on files).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file", ErrorKind.FILE_UNREADABLE) from None
     except PermissionError:

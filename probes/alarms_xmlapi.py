@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ MAX_ANSWER = 1 << 20  # bytes; an RMX answer to these transactions is a few KiB
 MAX_DEPTH = 64
 MAX_ELEMENTS = 20_000
 _READ = 16384
+_MAX_SECRET = 4096
 
 
 class XmlApiError(Exception):
@@ -71,6 +73,11 @@ def read_secret(secret: SecretFile, what: str) -> str:
     """The secret's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT) naming only the file."""
     path = secret_path(secret.path)
     try:
+        st = path.stat()
+        # A secret is one short line: refuse devices/FIFOs (/dev/zero would never end) and big files.
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SECRET:
+            raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file must be a regular file of at most "
+                              f"{_MAX_SECRET} bytes")
         raw = SecretFile(path).read()
     except OSError as exc:
         raise XmlApiError(ErrorKind.FILE_UNREADABLE,

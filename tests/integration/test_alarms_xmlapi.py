@@ -190,3 +190,11 @@ def test_cli_never_prints_the_password(tmp_path: Path, creds: tuple[SecretFile, 
         if code == 0:
             doc = json.loads(result.stdout)
             assert doc["targets"][0]["probes"][0]["result"]["xml_api"]["active_alarms"] == 2
+
+
+def test_secret_that_is_a_device_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "user").write_text("u")
+    api = XmlApi("http://127.0.0.1:9/", SecretFile(tmp_path / "user"), SecretFile(Path("/dev/zero")))
+    with pytest.raises(XmlApiError) as info:
+        fetch_state(api)
+    assert info.value.kind is ErrorKind.BAD_INPUT and "/dev/zero" in str(info.value)

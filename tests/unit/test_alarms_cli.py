@@ -66,6 +66,7 @@ def test_cleared_alarms_leave_nothing_active_exit_0(tmp_path: Path) -> None:
     (lambda d: (d / "empty.txt", (d / "empty.txt").write_bytes(b""))[0], "the file is empty"),
     (lambda d: FIXTURES / "not_alarms.txt", "not an RMX alarm file"),
     (lambda d: (d / "bin", (d / "bin").write_bytes(bytes(range(256)) * 10))[0], "not an RMX alarm file"),
+    (lambda d: (d / "fifo", __import__("os").mkfifo(d / "fifo"))[0], "not a regular file"),  # must not hang
 ])
 def test_bad_input_exits_3_with_one_line(tmp_path: Path, make: object, expected: str) -> None:
     # Given a bad input file, Then exit 3 with exactly one line naming the file, no traceback

@@ -106,3 +106,14 @@ def test_metric_counts_cover_every_category(tmp_path: Path) -> None:
     assert alarms.metric_counts(outcome) == {"registration": 0, "certificate": 2, "ice": 0, "revocation": 0,
                                              "other": 0}
     assert alarms.metric_counts(alarms.run(Target("t"), Settings(state_dir=tmp_path), _ctx())) is None
+
+
+def test_followed_log_that_is_a_fifo_fails_cleanly(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "traps.log"
+    os.mkfifo(fifo)
+    target = Target("t", alarms=AlarmSources(snmptrapd_log=fifo))
+    outcome = alarms.run(target, Settings(state_dir=tmp_path / "state"), _ctx())
+    assert outcome.error is not None and outcome.error.kind is ErrorKind.FILE_UNREADABLE
+    assert "not a regular file" in outcome.error.detail
