@@ -22,8 +22,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The lab's exit code is its diagnosis: 1/2 mean it found the fault the scenario simulates, which
+# is the demo working; only 3 (the lab could not run) fails `make demo`.
 demo: $(STAMP)
-	$(BIN)/rmxdiag lab $(DEMO_ARGS)
+	$(BIN)/rmxdiag lab $(DEMO_ARGS) || [ $$? -le 2 ]
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

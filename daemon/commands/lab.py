@@ -1,17 +1,52 @@
-"""`rmxdiag lab`: not built yet (its issue is open); exits 3 so no check reads it as healthy."""
+"""`rmxdiag lab`: the embedded demo lab (a simulated Front End and RMX on loopback)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from daemon.commands._common import add_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Accept anything until the real options exist."""
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    """Options of ``rmxdiag lab``."""
+    from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS
+
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default=DEFAULT_SCENARIO, metavar="NAME",
+                        help=f"which fault to simulate (default {DEFAULT_SCENARIO}; see --list)")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and their expected root cause")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the generated PKI, alarm report and capture here (default: a temporary "
+                             "directory removed afterwards)")
+    parser.add_argument("--serve", action="store_true",
+                        help="also run the daemon against the lab and print the /metrics and /api/v1/report "
+                             "URLs until Ctrl-C")
+    add_format(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Say plainly that this subcommand is missing."""
-    sys.stderr.write("rmxdiag: error: 'lab' is not available in this build yet\n")
-    return 3
+    """Run one lab scenario and print its diagnosis; the exit code is the report's."""
+    from daemon import lab
+    from daemon.commands._common import emit
+
+    if args.list:
+        lab.list_scenarios(sys.stdout)
+        return 0
+    if args.serve:
+        from daemon import lab_serve
+        from probes.model import InputError
+
+        if not lab_serve.available():
+            raise InputError("--serve: this build has no daemon (rmxdiag serve) yet")
+    with lab.lab_workdir(args.workdir) as workdir:
+        run = lab.run_scenario(args.scenario, workdir)
+        banner = sys.stdout if args.format == "text" else sys.stderr
+        banner.write(lab.header(run))
+        banner.flush()
+        code = emit(lab.as_report(run), args.format)
+        (sys.stdout if args.format == "text" else sys.stderr).write(lab.footer(run))
+        if args.serve:
+            sys.stdout.flush()
+            return lab_serve.serve(args.scenario, workdir, sys.stderr if args.format == "json" else sys.stdout)
+    return code

@@ -1,0 +1,117 @@
+"""Every lab scenario, run through the real CLI, names its expected root cause (and healthy names none)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.lab import missing_for
+from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS
+
+RMXDIAG = [sys.executable, "-m", "daemon.cli"]
+
+
+def _lab(*args: str, cwd: Path, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
+    return subprocess.run([*RMXDIAG, "lab", *args], capture_output=True, text=True, timeout=90, cwd=cwd,
+                          env=env, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_names_its_root_cause(name: str, tmp_path: Path) -> None:
+    scenario = SCENARIOS[name]
+    if missing_for(scenario):
+        pytest.skip(f"probe(s) {missing_for(scenario)} not in this build")
+    # When the lab runs the scenario with JSON output and keeps its files
+    start = time.monotonic()
+    done = _lab("--scenario", name, "--format", "json", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    elapsed = time.monotonic() - start
+    # Then stdout is one report document, the banner went to stderr, and it was quick
+    doc = json.loads(done.stdout)
+    assert "rmxdiag LAB" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert elapsed < 60
+    (target,) = doc["targets"]
+    codes = [h["code"] for h in target["hints"]]
+    if scenario.expect is None:
+        # Healthy: every probe ran, nothing to fix, exit 0
+        assert done.returncode == 0, done.stderr
+        assert target["status"] == "ok" and codes == []
+        assert all(p["status"] == "ok" for p in target["probes"])
+    else:
+        # Faulty: the expected root cause is among the hints and the run is critical (exit 2)
+        assert scenario.expect in codes, f"{name}: {codes}"
+        assert done.returncode == 2 and target["status"] == "critical"
+        assert f"lab: expected root cause {scenario.expect} found" in done.stderr
+    # And the simulated RMX files are where the banner says
+    assert (tmp_path / "w" / "rmx-active-alarms.txt").read_text().startswith("ID\tTime\tGMT Time\tCategory")
+
+
+def test_default_text_run_prints_a_lab_banner_then_the_diagnosis(tmp_path: Path) -> None:
+    # When the lab runs with no option (what `make demo` does), with its own TMPDIR
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = _lab(cwd=tmp_path, tmpdir=scratch)
+    # Then the banner says it is a lab, and the default scenario's verdict follows
+    assert done.stdout.startswith("=" * 78 + "\nrmxdiag LAB - scenario 'untrusted-ca'")
+    assert "no real RMX or Lync" in done.stdout
+    if not missing_for(SCENARIOS[DEFAULT_SCENARIO]):
+        assert done.returncode == 2
+        assert "CRITICAL: lab-untrusted-ca:" in done.stdout
+        assert "fix:" in done.stdout
+    # And its temporary directory (keys included) was removed
+    assert list(scratch.iterdir()) == []
+
+
+def test_list_shows_every_scenario_with_its_expected_code(tmp_path: Path) -> None:
+    # When the scenarios are listed
+    done = _lab("--list", cwd=tmp_path)
+    # Then each has one line with its expected code, and the default is marked
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == len(SCENARIOS)
+    for line, scenario in zip(lines, SCENARIOS.values(), strict=True):
+        assert line.split()[:2] == [scenario.name, scenario.expect or "OK"]
+    assert sum("(default)" in line for line in lines) == 1
+
+
+def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
+    # When a scenario name is mistyped
+    done = _lab("--scenario", "untrusted", cwd=tmp_path)
+    # Then exit 3, one line, no traceback
+    assert done.returncode == 3
+    assert "untrusted" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_file_as_workdir_is_one_clear_line(tmp_path: Path) -> None:
+    # Given --workdir naming an existing regular file
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    # When the lab runs
+    done = _lab("--workdir", str(blocker), cwd=tmp_path)
+    # Then exit 3 with one line naming the path, no traceback
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines() == [
+        f"rmxdiag: error: {blocker}: cannot be used as the lab directory (File exists)"]
+
+
+@pytest.mark.slow
+def test_lab_needs_no_system_program(tmp_path: Path) -> None:
+    # Given a PATH with nothing but the venv (no tshark, no openssl)
+    env_path = str(Path(sys.executable).parent)
+    done = subprocess.run([*RMXDIAG, "lab", "--scenario", "untrusted-ca", "--format", "json"], capture_output=True,
+                          text=True, timeout=90, cwd=tmp_path, env={"PATH": env_path, "NO_COLOR": "1",
+                                                                     "TMPDIR": str(tmp_path)}, check=False)
+    # Then the lab still runs and diagnoses; the capture is simply not part of the run
+    doc = json.loads(done.stdout)
+    probes_run = [p["probe"] for p in doc["targets"][0]["probes"]]
+    assert "capture" not in probes_run and "mtls" in probes_run
+    if not missing_for(SCENARIOS["untrusted-ca"]):
+        assert done.returncode == 2
+        assert "CLIENT_CERT_UNKNOWN_CA" in [h["code"] for h in doc["targets"][0]["hints"]]

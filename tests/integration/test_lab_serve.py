@@ -1,0 +1,80 @@
+"""`rmxdiag lab --serve`: the real daemon serves the lab target until Ctrl-C, then everything stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from support.peers import children_of
+
+from daemon import lab_serve
+
+
+def _read_urls(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
+    """The "name : URL" lines printed before serving (a reader thread: pipes buffer whole chunks)."""
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while "report" not in found and time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        key, sep, value = line.strip().partition(": ")
+        if sep and value.startswith("http://"):
+            found[key.strip()] = value.strip()
+    return found
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 (a loopback URL we printed)
+        return str(answer.read().decode())
+
+
+@pytest.mark.slow
+def test_serve_exposes_metrics_and_report_until_ctrl_c(tmp_path: Path) -> None:
+    if not lab_serve.available():
+        pytest.skip("the daemon (rmxdiag serve) is not in this build")
+    # Given the lab serving the not-trusted-app scenario with its own TMPDIR
+    env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "lab", "--scenario", "not-trusted-app", "--serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)
+    try:
+        urls = _read_urls(proc, 60)
+        # Then it prints the /metrics and /api/v1/report URLs
+        assert set(urls) >= {"metrics", "report"}, urls
+        # And /metrics carries the diagnosis as a hint metric once the first sweep is in
+        deadline = time.monotonic() + 30
+        metrics = ""
+        while 'code="SIP_NOT_TRUSTED"' not in metrics and time.monotonic() < deadline:
+            time.sleep(0.5)
+            metrics = _get(urls["metrics"])
+        assert 'rmxdiag_hint_active{code="SIP_NOT_TRUSTED",severity="critical",target="lab-not-trusted-app"} 1.0' \
+            in metrics
+        report = json.loads(_get(urls["report"]))
+        assert report["targets"][0]["name"] == "lab-not-trusted-app"
+        assert "SIP_NOT_TRUSTED" in [h["code"] for h in report["targets"][0]["hints"]]
+        # When Ctrl-C arrives
+        os.killpg(proc.pid, signal.SIGINT)
+        # Then it stops cleanly, leaves no process and removes its temporary files
+        assert proc.wait(20) == 0
+        assert children_of(proc.pid) == []
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
