@@ -215,6 +215,9 @@ def read_response(tls: ssl.SSLSocket, deadline: float) -> sip.SipResponse | None
     """The first final SIP response (provisional 1xx skipped); None on EOF before one arrived."""
     buffer = b""
     while True:
+        # Checked on every message too: a flood of 1xx answers never waits, so _wait alone
+        # would never see the deadline pass.
+        _remaining(deadline)
         length = sip.frame(buffer)
         if length is not None:
             response = sip.parse_response(buffer[:length])
