@@ -91,7 +91,7 @@ _GRANDCHILD = _SLEEPER + " &"
     ("grandchild_keeps_pipe", _GRANDCHILD + "\nexec " + _SLEEPER, True),
     # tshark exits at once but its grandchild holds the output pipe: the deadline ends it.
     ("grandchild_then_exit", _GRANDCHILD + "\nexit 0", True),
-])
+], ids=["crash_after_partial_output", "stderr_flood", "grandchild_keeps_pipe", "grandchild_then_exit"])
 def test_misbehaving_tshark_is_bounded_and_leaves_nothing(name: str, body: str, warns: bool | None,
                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Given a tshark that crashes, floods stderr or leaves a grandchild, When a capture is inspected with
