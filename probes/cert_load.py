@@ -167,9 +167,11 @@ def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes
 
 
 # What cryptography raises for a certificate whose outer DER parsed but whose contents do not
-# (it decodes lazily): ValueError, InvalidVersion (not a ValueError) and TypeError (a Name
-# attribute of the wrong ASN.1 type). One tuple, so every boundary catches the same set.
-CERT_PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion)
+# (it decodes lazily): ValueError, and - none of them ValueErrors - InvalidVersion, TypeError (a
+# Name attribute of the wrong ASN.1 type), DuplicateExtension and UnsupportedGeneralNameType.
+# One tuple, so every boundary catches the same set.
+CERT_PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
+                     x509.UnsupportedGeneralNameType)
 
 
 def well_formed(certs: list[x509.Certificate], file: str) -> list[x509.Certificate]:
