@@ -47,6 +47,7 @@ def test_atheris_finds_no_escaping_exception(name: str, tmp_path: Path, atheris_
     report = proc.stderr.decode("utf-8", "replace")
     done = [line for line in report.splitlines() if "DONE" in line or line.startswith("Done ")]
     print(name, *done[-2:])
-    assert proc.returncode == 0, report[-3000:]
+    # On failure show the Python traceback atheris printed (the crash file may be cleaned up later).
+    assert proc.returncode == 0, report[report.find("Uncaught Python exception"):][:4000] or report[-3000:]
     assert done, report[-2000:]  # libFuzzer really ran to its bound
     assert not list(tmp_path.glob("crash-*"))

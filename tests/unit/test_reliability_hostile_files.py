@@ -150,10 +150,12 @@ def test_certificate_with_an_invalid_version_is_one_input_error(tmp_path: Path) 
         cert_load.load_certificate(path)
 
 
-def test_fuzz_found_inputs_stay_inside_their_boundaries(tmp_path: Path) -> None:
-    """Given the inputs atheris found (a Name with a BIT STRING attribute: TypeError; a P7B whose
-    certificate has malformed extensions: ValueError on access), Then classified, never raised."""
-    message = (FIXTURES / "reliability" / "certificate_msg_bitstring_name.bin").read_bytes()
+@pytest.mark.parametrize("fixture", ["certificate_msg_bitstring_name.bin", "certificate_msg_duplicate_extension.bin"])
+def test_fuzz_found_inputs_stay_inside_their_boundaries(fixture: str, tmp_path: Path) -> None:
+    """Given the inputs atheris found (a Name with a BIT STRING attribute: TypeError; a duplicated
+    extension: DuplicateExtension; a P7B whose certificate has malformed extensions: ValueError on
+    access), Then classified, never raised."""
+    message = (FIXTURES / "reliability" / fixture).read_bytes()
     fuzz_targets.tls_certificate_msg(message)
     ders = [d for tls13 in (False, True) for d in _certificate_list_or_empty(message, tls13)]
     assert ders
