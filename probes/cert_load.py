@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 MAX_BYTES = 1024 * 1024  # no certificate, key, bundle or PFX an RMX uses comes near 1 MiB
 LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
 
+# What cryptography raises for a certificate whose outer DER parsed but whose contents do not
+# (it decodes lazily): ValueError, and - none of them ValueErrors - InvalidVersion, TypeError (a
+# Name attribute of the wrong ASN.1 type), DuplicateExtension and UnsupportedGeneralNameType.
+# One tuple, so every boundary catches the same set.
+CERT_PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
+                     x509.UnsupportedGeneralNameType)
+# Loaders of whole files add UnsupportedAlgorithm (a PKCS#7 that is not signedData, an unknown PBE).
+_LOAD_ERRORS = (*CERT_PARSE_ERRORS, UnsupportedAlgorithm)
+
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
@@ -139,9 +148,7 @@ def load_pem_blocks(data: bytes, path: Path) -> tuple[list[x509.Certificate], li
                 p7.extend(pkcs7.load_pem_pkcs7_certificates(block))
             else:
                 raise InputError(f"{path}: unexpected PEM block '{label.decode()}'")
-        # x509.InvalidVersion (a version field other than v1/v3) is not a ValueError; PKCS#7 other
-        # than signedData raises UnsupportedAlgorithm.
-        except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm):
+        except _LOAD_ERRORS:
             raise InputError(f"{path}: the '{label.decode()}' PEM block is corrupt or truncated") from None
     return certs, requests, keys, p7
 
@@ -166,14 +173,6 @@ def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes
                          "(wrong password or corrupt key)", ErrorKind.BAD_PASSWORD) from None
 
 
-# What cryptography raises for a certificate whose outer DER parsed but whose contents do not
-# (it decodes lazily): ValueError, and - none of them ValueErrors - InvalidVersion, TypeError (a
-# Name attribute of the wrong ASN.1 type), DuplicateExtension and UnsupportedGeneralNameType.
-# One tuple, so every boundary catches the same set.
-CERT_PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
-                     x509.UnsupportedGeneralNameType)
-
-
 def well_formed(certs: list[x509.Certificate], file: str) -> list[x509.Certificate]:
     """``certs`` once each one's extensions decode; InputError naming the file otherwise.
 
@@ -191,7 +190,7 @@ def well_formed(certs: list[x509.Certificate], file: str) -> list[x509.Certifica
 def _der_cert_or_request(data: bytes, path: Path) -> Material | None:
     try:
         leaf = x509.load_der_x509_certificate(data)
-    except (ValueError, x509.InvalidVersion):
+    except CERT_PARSE_ERRORS:
         pass
     else:
         return Material(str(path), "der", leaf=well_formed([leaf], str(path))[0])
@@ -210,7 +209,7 @@ def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
     for attempt in attempts:
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
-        except (ValueError, UnsupportedAlgorithm):
+        except _LOAD_ERRORS:
             continue
         certs = ([cert] if cert is not None else []) + list(extra)
         return _assemble(str(path), "pfx", certs, key, chain_supplied=True)
@@ -303,7 +302,7 @@ def load_certificate(path: Path, password: bytes | None = None) -> Material:
     try:
         from cryptography.hazmat.primitives.serialization import pkcs7
         p7_certs = pkcs7.load_der_pkcs7_certificates(data)
-    except (ValueError, UnsupportedAlgorithm):  # a PKCS#7 that is not signedData
+    except _LOAD_ERRORS:
         p7_certs = []
     if p7_certs:
         return _assemble(str(path), "p7b", p7_certs, None, chain_supplied=True)
@@ -327,7 +326,7 @@ def load_chain(path: Path) -> list[x509.Certificate]:
     try:
         from cryptography.hazmat.primitives.serialization import pkcs7
         bundle = list(pkcs7.load_der_pkcs7_certificates(data))
-    except (ValueError, UnsupportedAlgorithm):
+    except _LOAD_ERRORS:
         raise InputError(f"{path}: not a certificate bundle (PEM, DER or P7B), or corrupt") from None
     return well_formed(bundle, str(path))
 
