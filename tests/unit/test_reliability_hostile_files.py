@@ -166,6 +166,9 @@ def test_fuzz_found_inputs_stay_inside_their_boundaries(fixture: str, tmp_path: 
             cert_load.load_certificate(path)
     with pytest.raises(InputError, match="malformed"):
         cert_load.load_certificate(FIXTURES / "reliability" / "p7b_malformed_extension.der")
+    for loader in (cert_load.load_certificate, cert_load.load_chain):  # a P7B holding a version-7 certificate
+        with pytest.raises(InputError, match="p7b_invalid_version"):
+            loader(FIXTURES / "reliability" / "p7b_invalid_version.der")
 
 
 def _certificate_list_or_empty(message: bytes, tls13: bool) -> list[bytes]:
