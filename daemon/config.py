@@ -17,8 +17,9 @@ import yaml
 
 import probes
 from daemon.catalogue import CATALOGUE, Firmware
+from daemon.config_files import ConfigError
 from daemon.config_model import ActionConfig, BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
-from daemon.config_yaml import LABEL_SAFE, ConfigError, Mapping, Node, Reader
+from daemon.config_yaml import LABEL_SAFE, Mapping, Node, Reader
 from probes.target import (
     AlarmSources,
     CaptureSources,
@@ -37,7 +38,7 @@ DEFAULT_PATH = Path("/etc/rmxdiag/rmxdiag.yaml")
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-_DAY = 3650
+_MAX_WARNING_DAYS = 3650
 _HOUR = 3600.0
 _DAY_SECONDS = 86400.0
 
@@ -78,7 +79,7 @@ def _settings(node: Node) -> Settings:
         concurrency=m.opt("concurrency", lambda n: n.integer(1, 1024), default.concurrency),
         deadline=m.opt("deadline", lambda n: n.number(0, _HOUR), default.deadline),
         state_dir=m.opt("state_dir", lambda n: n.directory(must_exist=False), default.state_dir),
-        expiry_warning_days=m.opt("expiry_warning_days", lambda n: n.integer(1, _DAY),
+        expiry_warning_days=m.opt("expiry_warning_days", lambda n: n.integer(1, _MAX_WARNING_DAYS),
                                   default.expiry_warning_days),
     )
     if settings.deadline > settings.interval:
@@ -123,7 +124,7 @@ def _target(node: Node, settings: Settings) -> Target:
         capture=m.opt("capture", _capture, CaptureSources()),
         interval=interval,
         deadline=deadline,
-        expiry_warning_days=m.opt("expiry_warning_days", lambda n: n.integer(1, _DAY),
+        expiry_warning_days=m.opt("expiry_warning_days", lambda n: n.integer(1, _MAX_WARNING_DAYS),
                                   settings.expiry_warning_days),
         check_revocation=m.opt("check_revocation", lambda n: n.boolean(), False),
     )

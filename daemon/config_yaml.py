@@ -8,20 +8,16 @@ Values never appear in error messages for secret-looking keys (they might be the
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from probes.model import InputError
+from daemon.config_files import ConfigError, credential_file, private_file, readable_file
 
 MAX_CONFIG_BYTES = 1024 * 1024
-# systemd caps a credential at 1 MiB; a key, password or token file larger than that is not one.
-MAX_SECRET_BYTES = 1024 * 1024
 
 LABEL_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -29,10 +25,6 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
 
 T = TypeVar("T")
-
-
-class ConfigError(InputError):
-    """A configuration problem: one line ``file[:line]: key.path: what is wrong``."""
 
 
 class Node:
@@ -158,7 +150,7 @@ class Node:
     def input_file(self) -> Path:
         """An existing, readable regular file (certificate, CA bundle, report, capture...)."""
         path = self.path_value()
-        self._check_file(path)
+        readable_file(path, self.fail)
         return path
 
     def directory(self, must_exist: bool = True) -> Path:
@@ -169,22 +161,12 @@ class Node:
         return path
 
     def secret_file(self) -> Path:
-        """Key material or a password/token file: a path, or ``{credential: NAME}``.
-
-        Outside ``$CREDENTIALS_DIRECTORY`` the file must be private to its owner (no group or
-        world read bit), not a symlink (it could be swapped for another file) and at most 1 MiB.
-        """
+        """Key material or a password/token file: a path, or ``{credential: NAME}`` (see config_files)."""
         if isinstance(self.node, yaml.MappingNode):
             spec = self.mapping()
             name = spec.required("credential").text(_CREDENTIAL_NAME, "a credential name (no '/')")
             spec.finish()
-            base = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not base:
-                raise self.fail(f"credential {name!r}: $CREDENTIALS_DIRECTORY is not set "
-                                "(use LoadCredential= in the systemd unit, or give a file path)")
-            path = Path(base) / name
-            self._check_file(path)
-            return path
+            return credential_file(name, self.fail)
         value = self._scalar()
         if not isinstance(value, str) or not value.strip():
             raise self.fail("expected the path of a file (or {credential: NAME})")
@@ -194,35 +176,11 @@ class Node:
             # copied into logs and terminals by the error message.
             raise self.fail("no such file (the value is not shown in case it is the secret itself; "
                             "give the path of a file that holds the secret)")
-        return self.check_secret(path)
+        return private_file(path, self.fail)
 
     def check_secret(self, path: Path) -> Path:
         """The secret-file checks of :meth:`secret_file` for a path found by other means."""
-        self._check_file(path)
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if creds and _inside(path, Path(creds)):
-            return path
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode):
-            raise self.fail(f"{path}: refusing a symlink for secret material (point at the file itself)")
-        if info.st_mode & 0o044:
-            raise self.fail(f"{path}: readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                            "run chmod 600 on it")
-        if info.st_size > MAX_SECRET_BYTES:
-            raise self.fail(f"{path}: larger than 1 MiB, not a key or password file")
-        return path
-
-    def _check_file(self, path: Path) -> None:
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            raise self.fail(f"{path}: no such file") from None
-        except OSError as exc:
-            raise self.fail(f"{path}: cannot access ({exc.strerror})") from None
-        if stat.S_ISDIR(info.st_mode):
-            raise self.fail(f"{path}: is a directory, expected a file")
-        if not os.access(path, os.R_OK):
-            raise self.fail(f"{path}: not readable by this user")
+        return private_file(path, self.fail)
 
 
 class Mapping:
@@ -338,6 +296,8 @@ class Reader:
         try:
             self._loader = _LOADER(text)
             node = self._loader.get_single_node()
+        except RecursionError:  # the composer recurses per nesting level: [[[[... stops it
+            raise ConfigError(f"{self.source}: nested too deeply to be a configuration file") from None
         except yaml.YAMLError:
             # Re-read with the pure-Python parser: its messages are the same whether or not
             # libyaml is installed, and errors are rare enough for the cost not to matter.
@@ -350,6 +310,8 @@ class Reader:
         try:
             self._loader = yaml.SafeLoader(text)
             node: yaml.Node | None = self._loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"{self.source}: nested too deeply to be a configuration file") from None
         except yaml.reader.ReaderError as exc:  # a control character: no mark, only a position
             row = text.count("\n", 0, max(exc.position, 0)) + 1
             raise ConfigError(f"{self.source}:{row}: invalid YAML: unacceptable character "
@@ -392,14 +354,6 @@ class Reader:
 
 # libyaml's parser composes ~5x faster than the pure-Python one and keeps the same line marks.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _inside(path: Path, base: Path) -> bool:
-    try:
-        path.absolute().relative_to(base.absolute())
-    except ValueError:
-        return False
-    return True
 
 
 def _is_ip(value: str) -> bool:

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.catalogue import CATALOGUE, Firmware, remediation
-from daemon.diagnosis_rules import CERTIFICATE_ALARM, REGISTRATION_ALARM, RULES, UNCORROBORATED, Seen, same_alert
+from daemon.diagnosis_rules import (
+    CERTIFICATE_ALARM,
+    REGISTRATION_ALARM,
+    RULES,
+    UNCORROBORATED,
+    Seen,
+    certificate_alarm_claims,
+    same_alert,
+)
 from daemon.report import Hint, sort_hints
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 
@@ -123,20 +131,29 @@ def _corroborating_root(alarm: Seen, roots: Sequence[_Root]) -> _Root | None:
         wire = [r for r in serious if r.probes() & set(_WIRE_PROBES)]
         pick = sorted(wire or serious, key=rank)
     else:
+        claims = certificate_alarm_claims(alarm.get("alarm_texts"))
         pick = sorted((r for r in roots if r.severity().rank >= Severity.WARNING.rank and (
-            "certificate" in r.probes() or r.code.startswith(("CLIENT_CERT_", "CERT_")))), key=rank)
+            "certificate" in r.probes() or r.code.startswith(("CLIENT_CERT_", "CERT_")))
+            and (claims is None or r.code in claims)), key=rank)
     return pick[0] if pick else None
 
 
 def _contradicted(alarm: Seen, roots: Sequence[_Root], ran: Sequence[ProbeOutcome]) -> bool:
     """True when the probes that can check ``alarm`` ran and saw a healthy path.
 
-    A registration alarm needs a clean MTLS handshake + SIP answer; a certificate alarm a clean
-    certificate check (and a clean handshake when the mtls probe ran). No critical root may exist.
+    A registration alarm needs a clean MTLS handshake + SIP answer and no critical root. A
+    certificate alarm whose claim is known (expired, about to expire, subject name...) is refuted
+    by a certificate check that ran and did not find that claim; an unknown one needs a clean
+    certificate check (and a clean handshake when the mtls probe ran) and no critical root.
     """
+    by_name = {o.probe: o for o in ran}
+    claims = certificate_alarm_claims(alarm.get("alarm_texts")) if alarm.code == CERTIFICATE_ALARM else None
+    if claims is not None:
+        checked = by_name.get("certificate")
+        return (checked is not None and checked.status is ProbeStatus.OK
+                and not any(f.code in claims for f in checked.findings))
     if any(r.severity() is Severity.CRITICAL for r in roots):
         return False
-    by_name = {o.probe: o for o in ran}
     needed = ["mtls"] if alarm.code == REGISTRATION_ALARM else ["certificate"]
     optional = [] if alarm.code == REGISTRATION_ALARM else ["mtls"]
     for name in needed + [n for n in optional if n in by_name]:
@@ -151,17 +168,21 @@ def _clean(outcome: ProbeOutcome) -> bool:
 
 
 def _healthy_evidence(ran: Sequence[ProbeOutcome], alarms: Sequence[Seen]) -> list[Seen]:
-    """What contradicts the alarms: the clean probes' own findings, or a line saying they were clean."""
+    """What contradicts the alarms: the informational findings of the probes that checked (the
+    handshake that succeeded, the certificate summary), or a line saying the probe found nothing."""
     wanted = {"mtls"} | ({"certificate"} if any(a.code == CERTIFICATE_ALARM for a in alarms) else set())
     lines: list[Seen] = []
     for outcome in ran:
-        if outcome.probe not in wanted or not _clean(outcome):
+        if outcome.probe not in wanted or outcome.status is not ProbeStatus.OK:
             continue
-        if outcome.findings:
-            lines.extend(Seen(outcome.probe, f) for f in outcome.findings)
+        if outcome.probe == "mtls" and not _clean(outcome):
+            continue
+        facts = [f for f in outcome.findings if f.severity is Severity.INFO]
+        if facts:
+            lines.extend(Seen(outcome.probe, f) for f in facts)
         else:
-            lines.append(Seen(outcome.probe, Finding(f"{outcome.probe.upper()}_OK", Severity.INFO,
-                                                     "ran and found no problem")))
+            said = "ran; none of its findings confirms the alarm" if outcome.findings else "ran and found no problem"
+            lines.append(Seen(outcome.probe, Finding(f"{outcome.probe.upper()}_OK", Severity.INFO, said)))
     return lines
 
 

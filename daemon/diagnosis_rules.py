@@ -163,3 +163,29 @@ RULES: tuple[Rule, ...] = (
 REGISTRATION_ALARM = "RMX_ALARM_REGISTRATION"
 CERTIFICATE_ALARM = "RMX_ALARM_CERTIFICATE"
 UNCORROBORATED = "ALARM_UNCORROBORATED"
+
+
+# What each RMX certificate alarm claims (DOMAIN.md §3), as the certificate findings that would
+# confirm it. Alarm texts are matched here only, loosely (field variants exist); checked in order.
+_CERTIFICATE_ALARM_CLAIMS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("about to expire", frozenset({"CERT_EXPIRING_SOON", "CERT_EXPIRED"})),
+    ("expired", frozenset({"CERT_EXPIRED", "CERT_NOT_YET_VALID"})),
+    ("subject name", frozenset({"CERT_CN_MISMATCH", "CERT_DNS_MISMATCH"})),
+    ("load or verify", frozenset({"PFX_BAD_PASSWORD", "CERT_KEY_MISMATCH", "CERT_CHAIN_INCOMPLETE",
+                                  "CERT_IS_REQUEST", "CERT_SELF_SIGNED", "CERT_SIGNATURE_UNSUPPORTED",
+                                  "CERT_EKU_MISSING", "CERT_WEAK_KEY"})),
+)
+
+
+def certificate_alarm_claims(texts: object) -> frozenset[str] | None:
+    """The certificate codes that would confirm these alarm texts (None: some text is unknown)."""
+    if not isinstance(texts, list) or not texts:
+        return None
+    claims: set[str] = set()
+    for text in texts:
+        lowered = str(text).lower()
+        match = next((codes for needle, codes in _CERTIFICATE_ALARM_CLAIMS if needle in lowered), None)
+        if match is None:
+            return None
+        claims |= match
+    return frozenset(claims)

@@ -81,7 +81,8 @@ def build_target(scenario: Scenario, material: Material, port: int, capture: Pat
         registrars=(Registrar(host="127.0.0.1", port=port, sni=POOL_FQDN, tls_min=scenario.rmx_tls[0],
                               tls_max=scenario.rmx_tls[1], sip_options=True),),
         alarms=AlarmSources(report_files=(material.alarm_report,)),
-        capture=CaptureSources(files=(capture,), port=port, keylog=keylog) if capture else CaptureSources(),
+        # The lab capture shows the Front End on 5061 (see daemon.lab_capture).
+        capture=CaptureSources(files=(capture,), port=5061, keylog=keylog) if capture else CaptureSources(),
         deadline=PROBE_DEADLINE,
     )
 
@@ -122,10 +123,13 @@ def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
     with frontend(scenario, material) as fe:
         port = fe.address[1] if fe else _closed_port()
         capture, keylog = None, None
-        if fe is not None and "capture" in present and shutil.which("tshark"):
-            from daemon.lab_capture import record_registration
+        if "capture" in present and shutil.which("tshark"):
+            from daemon import lab_capture
 
-            capture, keylog = record_registration(fe, material, scenario, workdir)
+            if fe is not None:
+                capture, keylog = lab_capture.record_registration(fe, material, scenario, workdir)
+            else:
+                capture = lab_capture.record_refused(port, workdir)
         yield LabSetup(scenario, workdir, port, build_target(scenario, material, port, capture, keylog),
                        capture, present)
 

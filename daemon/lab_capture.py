@@ -4,7 +4,9 @@ Capturing on ``lo`` needs root or CAP_NET_RAW, and the lab must need neither. Th
 already sees every byte of each connection in wire order, so the lab replays that transcript
 into a classic libpcap file (Ethernet/IPv4/TCP around the real TLS bytes; timestamps are 100 µs
 apart, not measured). tshark dissects it like any capture; the simulated RMX also writes an NSS
-key log so the SIP inside can be decoded.
+key log so the SIP inside can be decoded. The Front End side is written as port 5061 (the port a
+field capture shows) instead of the lab's ephemeral port, so ``rmxdiag pcap FILE`` reads it
+with its defaults.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import struct
 import time
 from pathlib import Path
 
-from daemon.lab_registrar import LabRegistrar, Transcript, set_tls_window
+from daemon.lab_registrar import LabRegistrar, Transcript
 from daemon.lab_scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
+from daemon.lab_wire import set_tls_window
 
 log = logging.getLogger("rmxdiag.lab.capture")
 
@@ -64,14 +67,21 @@ class _PcapWriter:
         self.out.close()
 
 
-def write_pcap(path: Path, transcript: Transcript) -> Path:
+CAPTURE_PORT = 5061
+
+
+def write_pcap(path: Path, transcript: Transcript, server_port: int | None = CAPTURE_PORT) -> Path:
     """Replay one connection transcript (handshake, data in wire order, its end) as a pcap."""
-    client, server = transcript.client, transcript.server
+    client = transcript.client
+    server = (transcript.server[0], server_port or transcript.server[1])
     seq = {"c2s": 1000, "s2c": 5000}
     ends = {"c2s": (client, server), "s2c": (server, client)}
     pcap = _PcapWriter(path, transcript.started)
     try:
         pcap.segment(client, server, seq["c2s"], 0, flags=_SYN)
+        if transcript.end == "refused":  # the kernel's answer to a SYN on a closed port
+            pcap.segment(server, client, 0, seq["c2s"] + 1, flags=_RST | _ACK)
+            return path
         pcap.segment(server, client, seq["s2c"], seq["c2s"] + 1, flags=_SYN | _ACK)
         seq = {"c2s": seq["c2s"] + 1, "s2c": seq["s2c"] + 1}
         pcap.segment(client, server, seq["c2s"], seq["s2c"], flags=_ACK)
@@ -142,3 +152,23 @@ def record_registration(fe: LabRegistrar, material: Material, scenario: Scenario
         log.warning("lab capture: the registrar recorded no connection; no capture written")
         return None, None
     return write_pcap(workdir / "rmx-frontend.pcap", transcript), keylog if keylog.exists() else None
+
+
+def record_refused(port: int, workdir: Path, timeout: float = 3.0) -> Path | None:
+    """Let the simulated RMX try a Front End that is down; write the SYN / RST pair it saw, if refused."""
+    client = socket.socket()
+    try:
+        client.settimeout(timeout)
+        client.bind(("127.0.0.1", 0))
+        local = client.getsockname()
+        client.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        transcript = Transcript((str(local[0]), int(local[1])), ("127.0.0.1", port), end="refused")
+        return write_pcap(workdir / "rmx-frontend.pcap", transcript)
+    except OSError as exc:
+        log.info("simulated RMX: connection to the closed port failed otherwise (%s): no capture", exc)
+        return None
+    finally:
+        client.close()
+    log.warning("lab capture: something answers on port %d, which should be closed; no capture", port)
+    return None

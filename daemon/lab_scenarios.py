@@ -28,7 +28,11 @@ class Scenario:
     name: str
     summary: str
     expect: str | None
-    rmx_cert: str = "good"  # good | foreign-ca | wrong-cn | server-eku-only | expired | factory | csr
+    # good | foreign-ca | wrong-cn | server-eku-only | expired | expiring | factory | csr
+    rmx_cert: str = "good"
+    rmx_sends_chain: bool = True  # False: the RMX holds (and sends) its leaf only
+    intermediate_known: bool = True  # False: neither the Front End nor rmxdiag's bundle has the issuing CA
+    fe_issuer: str = "enterprise"  # "private": the Front End's certificate comes from a CA the RMX lacks
     trusted_names: tuple[str, ...] = (RMX_FQDN,)
     fe_tls: tuple[str, str] = ("1.0", "1.3")  # the Front End's TLS window
     rmx_tls: tuple[str, str] = ("1.2", "1.2")  # what the RMX firmware speaks
@@ -62,6 +66,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              registrar_up=False, alarms=("SIP TLS: Registration transport error",)),
     Scenario("tls-version-mismatch", "old RMX firmware offers TLS 1.0 only; the Front End requires 1.2",
              "TLS_VERSION_MISMATCH", fe_tls=("1.2", "1.3"), rmx_tls=("1.0", "1.0"), alarms=(_HANDSHAKE,)),
+    Scenario("expiring-soon", "the RMX certificate expires in 10 days (everything still works)",
+             "CERT_EXPIRING_SOON", rmx_cert="expiring", alarms=("SIP TLS: Certificate is about to expire",),
+             needs=("certificate",)),
+    # The catalogue's CLIENT_CERT_UNKNOWN_CA covers "the RMX does not send its intermediates"; the
+    # certificate probe's missing-intermediate finding is its evidence.
+    Scenario("missing-intermediate", "the RMX sends its leaf only and the Front End lacks the issuing CA: reset",
+             "CLIENT_CERT_UNKNOWN_CA", rmx_sends_chain=False, intermediate_known=False, alarms=(_HANDSHAKE,),
+             needs=("certificate", "mtls")),
+    Scenario("rmx-lacks-fe-root", "the Front End's certificate comes from a CA the RMX does not trust",
+             "REGISTRAR_CERT_UNTRUSTED", fe_issuer="private", alarms=(_HANDSHAKE,)),
     Scenario("request-pasted-as-certificate", "the certificate request (CSR) was installed instead of the "
              "issued certificate", "CERT_IS_REQUEST", rmx_cert="csr",
              alarms=("SIP TLS: Failed to load or verify certificate files",), needs=("certificate",)),
@@ -105,6 +119,8 @@ def _rmx_identity(kind: str, issuing: pki.Issued, foreign: pki.Issued) -> tuple[
         "foreign-ca": lambda: pki.issue(subject, foreign, cdp=[LAB_CDP]),
         "wrong-cn": lambda: pki.issue(pki.name("rmx-old.lab.example", O="Contoso"), issuing, cdp=[LAB_CDP]),
         "server-eku-only": lambda: pki.issue(subject, issuing, ekus=(pki.SERVER_AUTH,), cdp=[LAB_CDP]),
+        "expiring": lambda: pki.issue(subject, issuing, cdp=[LAB_CDP], not_before=now - dt.timedelta(days=355),
+                                      not_after=now + dt.timedelta(days=10)),
         "expired": lambda: pki.issue(subject, issuing, cdp=[LAB_CDP], not_before=now - dt.timedelta(days=395),
                                      not_after=now - dt.timedelta(days=30)),
         "factory": lambda: pki.factory_self_signed(RMX_FQDN),
@@ -137,11 +153,20 @@ def write_material(scenario: Scenario, workdir: Path, lab_pki: LabPKI | None = N
     """Write the lab PKI files and the RMX alarm report for ``scenario`` under ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     lp = lab_pki or make_pki()
-    fe_paths = lp.fe.write(workdir, "frontend")
-    enterprise = pki.pem(lp.root.cert) + pki.pem(lp.issuing.cert)
+    fe = lp.fe
+    if scenario.fe_issuer == "private":
+        # A Front End certificate from an internal CA that was never given to the RMX.
+        private = pki.root_ca("Contoso Lync Internal Root CA", key=pki.new_key(fresh=True))
+        fe = pki.issue(pki.name(FE_FQDN, O="Contoso"), private, sans=[POOL_FQDN, FE_FQDN],
+                       ip_sans=["127.0.0.1"], cdp=[LAB_CDP], key=lp.fe.key)
+    fe_paths = fe.write(workdir, "frontend")
+    # The Front End sends its intermediates (and root) itself, as a Windows server does.
+    fe_paths["cert"] = _pem_write(workdir / "frontend-fullchain.pem", fe.cert_pem + fe.chain_pem)
+    enterprise = pki.pem(lp.root.cert) + (pki.pem(lp.issuing.cert) if scenario.intermediate_known else b"")
     fe_trust = _pem_write(workdir / "frontend-trusted-roots.pem", enterprise)
     ca_bundle = _pem_write(workdir / "enterprise-ca-bundle.pem", enterprise)
     installed, key_pem, chain_pem = _rmx_identity(scenario.rmx_cert, lp.issuing, lp.foreign)
+    chain_pem = chain_pem if scenario.rmx_sends_chain else None
     rmx_cert = _pem_write(workdir / "rmx-cert.pem", installed)
     rmx_key = _pem_write(workdir / "rmx-key.pem", key_pem, private=True)
     chain = _pem_write(workdir / "rmx-chain.pem", chain_pem) if chain_pem else None

@@ -14,15 +14,43 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
-from probes.alarms_lines import PREFILTER, Skips, iter_stream_lines
+from probes.alarms_lines import CHUNK, MAX_LINE, PREFILTER, Skips
 
 MIN_SIZE = 8 * 1024 * 1024  # below this the Python prefilter is as fast (no process start)
-_BATCH = 4096
 
 
 class GrepFailed(Exception):
     """grep could not do the prefilter (the caller falls back to Python)."""
+
+
+def _batches(pipe: IO[bytes], skips: Skips) -> Iterator[list[bytes]]:
+    """Lines from grep's output as they arrive (read1: no waiting for a full chunk, so parsing
+    overlaps grep's scan), split in C; a partial line over MAX_LINE is dropped and counted."""
+    read1 = getattr(pipe, "read1", None) or pipe.read
+    carry = b""
+    dropping = False
+    while True:
+        block = read1(CHUNK)
+        if not block:
+            break
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = b"" if dropping else data
+        else:
+            lines = data[:cut].split(b"\n")
+            carry = data[cut + 1:]
+            if dropping:  # the first piece is the tail of an over-long line
+                lines, dropping = lines[1:], False
+            if lines:
+                yield lines
+        if len(carry) > MAX_LINE:
+            skips.overlong += 1
+            carry, dropping = b"", True
+    if carry and not dropping:
+        yield [carry]
 
 
 def grep_path() -> str | None:
@@ -46,14 +74,7 @@ def grep_prefiltered(path: Path, skips: Skips, literals: tuple[bytes, ...] = PRE
                             stdin=subprocess.DEVNULL, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
     assert proc.stdout is not None  # noqa: S101 (PIPE was requested)
     try:
-        batch: list[bytes] = []
-        for line in iter_stream_lines(proc.stdout, skips):
-            batch.append(line)
-            if len(batch) >= _BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from _batches(proc.stdout, skips)
         if proc.wait(timeout=30) > 1:  # 0: matches, 1: no match, 2: trouble
             raise GrepFailed(f"grep exited with {proc.returncode}")
     finally:

@@ -126,6 +126,9 @@ class TrapLogParser:
         self.header_time: str | None = None
         self._pending: str | None = None
         self._pending_line: int | None = None
+        # SNMPv1: snmptrapd logs "Enterprise Specific Trap (N)" on its own line before the
+        # varbinds; N carries raise (N) vs clear (N + 10000) for the next varbind line.
+        self._v1_state: AlarmState | None = None
 
     def feed(self, text: str, line_no: int | None = None) -> tuple[bool, list[Alarm]]:
         """(recognised as snmptrapd output, the RMX alarms completed by this line)."""
@@ -140,6 +143,7 @@ class TrapLogParser:
         if _HEADER.match(text):
             m = _HEADER_TIME.match(text)
             self.header_time = m.group(1) if m else None
+            self._v1_state = None
             return True, out
         last = text.rsplit("\t", 1)[-1]
         if _HEX_FULL_ROW.search(text) and "Hex-STRING:" in last:
@@ -159,11 +163,12 @@ class TrapLogParser:
 
     def _parse(self, text: str, line_no: int | None) -> tuple[bool, Alarm | None]:
         fields: dict[int, tuple[str | None, str]] = {}
-        state: AlarmState | None = None
+        state = self._v1_state
         saw_varbind = False
         v1 = _V1_SPECIFIC.search(text)
         if v1 is not None:
             state = AlarmState.CLEARED if int(v1.group(1)) >= self.oids.clear_offset else AlarmState.RAISED
+            self._v1_state = state
         for part in text.split("\t"):
             m = _VARBIND.match(part)
             if m is None:
@@ -178,7 +183,7 @@ class TrapLogParser:
             if index is not None:
                 fields[index] = (kind, value)
         if 1 not in fields:
-            return saw_varbind, None
+            return saw_varbind or v1 is not None, None
         description = _string(*fields[1])
         if not description.strip():
             return True, None

@@ -7,7 +7,7 @@ Direction: the RMX is the client of the SIP TLS connection unless ``rmx_ip`` say
 
 from __future__ import annotations
 
-import re
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,10 +17,13 @@ from cryptography import x509
 
 from probes.capture_events import PacketEvent
 from probes.capture_names import alert_name, dn_to_rfc4514, version_name
+from probes.capture_result import CaptureResult, ConnectionSummary, parse_ms_diagnostics
 from probes.cert_load import CERT_PARSE_ERRORS
 from probes.model import Finding, Severity
 
 MAX_LISTED = 200  # connection summaries kept for the report; counters cover every connection
+MAX_LISTED_OK = 50  # of which at most this many healthy ones: problems are what a reader looks for
+RECENTLY_CLOSED = 4096  # closed 4-tuples remembered so a trailing RST/FIN does not open a phantom connection
 MAX_HISTORY = 40  # tokens per connection history
 # A SYN or ClientHello counts as "never answered" only when the client gave up, retransmitted, or
 # the capture went on this long after it; otherwise the capture merely ended too early.
@@ -28,8 +31,6 @@ ANSWER_GRACE = 3.0
 _HS_NAMES = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
              8: "EncryptedExtensions", 11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest",
              14: "ServerHelloDone", 15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished"}
-_MS_DIAG = re.compile(r'^\s*(\d+)(?:\.(\d+))?\s*(?:;(.*))?$')
-_PARAM = re.compile(r'\s*([A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
 @dataclass
@@ -83,105 +84,7 @@ class _Conn:
             self.history.append("…")
 
 
-@dataclass(frozen=True)
-class ConnectionSummary:
-    """What one connection showed: an outcome enum, the history and the facts seen."""
-
-    connection: str
-    outcome: str  # ok | alert | empty_client_cert | reset_after_client_cert | no_syn_ack | refused |
-    #               no_server_hello | closed_after_client_hello | incomplete | not_tls
-    history: tuple[str, ...]
-    offered_versions: tuple[str, ...]
-    version: str | None
-    cipher: str | None
-    sni: str | None
-    server_chain: tuple[tuple[str, str], ...]
-    client_chain: tuple[tuple[str, str], ...]
-    ca_names: tuple[str, ...] | None
-    rmx_issuer_in_ca_list: bool | None
-    alerts: tuple[dict[str, Any], ...]
-    retransmissions: int
-    sip: tuple[dict[str, Any], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON shape of one connection summary."""
-        return {
-            "connection": self.connection, "outcome": self.outcome, "history": list(self.history),
-            "offered_versions": list(self.offered_versions), "tls_version": self.version,
-            "cipher": self.cipher, "sni": self.sni,
-            "server_chain": [{"subject": s, "issuer": i} for s, i in self.server_chain],
-            "client_chain": [{"subject": s, "issuer": i} for s, i in self.client_chain],
-            "ca_names": None if self.ca_names is None else list(self.ca_names),
-            "rmx_issuer_in_ca_list": self.rmx_issuer_in_ca_list, "alerts": list(self.alerts),
-            "retransmissions": self.retransmissions, "sip": list(self.sip),
-        }
-
-    def line(self) -> str:
-        """One text line: connection, outcome, version and the handshake history."""
-        facts = [self.outcome]
-        if self.version:
-            facts.append(self.version)
-        if self.retransmissions:
-            facts.append(f"{self.retransmissions} retransmissions")
-        facts.extend(f"SIP {s['status']}" for s in self.sip if s.get("status"))
-        return f"{self.connection}: {', '.join(facts)}: {' '.join(self.history) or '-'}"
-
-
-@dataclass(frozen=True)
-class CaptureResult:
-    """The result of a capture inspection: files, counters, connection summaries, warnings."""
-
-    files: tuple[str, ...]
-    port: int
-    events: int
-    connections: int
-    outcomes: dict[str, int]
-    alerts: dict[str, int]  # "alert_name from_side" -> count
-    summaries: tuple[ConnectionSummary, ...]
-    omitted: int  # connections analysed but not listed (over MAX_LISTED)
-    warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """Details for the JSON report."""
-        return {"files": list(self.files), "port": self.port, "events": self.events,
-                "connections": self.connections, "outcomes": dict(self.outcomes), "alerts": dict(self.alerts),
-                "connection_summaries": [s.to_json() for s in self.summaries],
-                "omitted_connections": self.omitted, "warnings": list(self.warnings)}
-
-    def counts_line(self) -> str:
-        """The aggregate counts as one line."""
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "none"
-        alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items()))
-        return (f"{self.connections} connection(s) on port {self.port} ({self.events} events): {outcomes}"
-                + (f"; alerts: {alerts}" if alerts else ""))
-
-    def text_lines(self) -> list[str]:
-        """Details for the text report: one line per connection, then the counts and warnings."""
-        lines = [s.line() for s in self.summaries]
-        if self.omitted:
-            lines.append(f"… {self.omitted} more connection(s) not listed")
-        lines.append(self.counts_line())
-        lines.extend(f"warning: {w}" for w in self.warnings)
-        return lines
-
-
-def parse_ms_diagnostics(headers: str) -> list[dict[str, Any]]:
-    """Every ``ms-diagnostics`` (and ``-public``) header value of a raw SIP header block."""
-    found: list[dict[str, Any]] = []
-    for raw in headers.replace("\r\n", "\n").split("\n"):
-        name, sep, value = raw.partition(":")
-        if not sep or name.strip().lower() not in ("ms-diagnostics", "ms-diagnostics-public"):
-            continue
-        match = _MS_DIAG.match(value)
-        if not match:
-            found.append({"id": None, "sub": None, "reason": value.strip(), "source": None})
-            continue
-        params = {k.lower(): v.strip().strip('"') for k, v in _PARAM.findall(match.group(3) or "")}
-        found.append({"id": int(match.group(1)), "sub": int(match.group(2)) if match.group(2) else None,
-                      "reason": params.get("reason", ""), "source": params.get("source")})
-    return found
-
-
+@functools.lru_cache(maxsize=256)  # the same few chains repeat in every connection of a capture
 def _names(der: bytes) -> tuple[str, str, bytes]:
     cert = x509.load_der_x509_certificate(der)
     return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.issuer.public_bytes()
@@ -198,7 +101,9 @@ class CaptureAnalyzer:
         self.events = 0
         self._live: dict[tuple[str, int, str, int], _Conn] = {}
         self._done: list[ConnectionSummary] = []
+        self._listed_ok = 0
         self._omitted = 0
+        self._closed: dict[tuple[str, int, str, int], None] = {}  # insertion-ordered, bounded
         self._outcomes: Counter[str] = Counter()
         self._alerts: Counter[str] = Counter()
         self._findings: dict[tuple[str, ...], tuple[Finding, int]] = {}
@@ -216,7 +121,10 @@ class CaptureAnalyzer:
         else:
             return
         conn = self._live.get(key)
-        if conn is None or (ev.syn and not ev.ack and from_client and (conn.syn_ack or conn.client_hello)):
+        new_syn = ev.syn and not ev.ack and from_client and not ev.retransmission
+        if conn is None and not new_syn and key in self._closed:
+            return  # the tail (final RST/FIN) of a connection already summarised
+        if conn is None or (new_syn and (conn.syn_ack or conn.client_hello)):
             if conn is not None:  # port reuse: a new SYN after a finished connection
                 self._close(key, conn)
             client, server = f"{key[0]}:{key[1]}", f"{key[2]}:{key[3]}"
@@ -340,10 +248,15 @@ class CaptureAnalyzer:
 
     def _close(self, key: tuple[str, int, str, int], conn: _Conn, at_end: bool = False) -> None:
         del self._live[key]
+        self._closed[key] = None
+        if len(self._closed) > RECENTLY_CLOSED:
+            del self._closed[next(iter(self._closed))]
         summary = self._summarise(conn, self._last_ts if at_end else None)
         self._outcomes[summary.outcome] += 1
-        if len(self._done) < MAX_LISTED:
+        healthy = summary.outcome in ("ok", "tls13_encrypted")
+        if len(self._done) < MAX_LISTED and (not healthy or self._listed_ok < MAX_LISTED_OK):
             self._done.append(summary)
+            self._listed_ok += healthy
         else:
             self._omitted += 1
 
@@ -401,8 +314,11 @@ class CaptureAnalyzer:
         if conn.client_hello and not conn.server_hello:
             return "closed_after_client_hello"
         if conn.server_hello:
-            done = conn.server_ccs or conn.chosen == 0x0304 or bool(conn.sip)
-            return "ok" if done else "incomplete"
+            if conn.sip or (conn.server_ccs and conn.chosen != 0x0304):
+                return "ok"
+            # TLS 1.3 encrypts everything after the ServerHello (a rejection alert included): without a
+            # key log the capture cannot tell success from a late rejection.
+            return "tls13_encrypted" if conn.chosen == 0x0304 else "incomplete"
         return "not_tls" if conn.syn_ack else "incomplete"
 
     def _findings_for(self, conn: _Conn, outcome: str) -> None:

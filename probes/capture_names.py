@@ -1,13 +1,11 @@
 """Small pure decoders for capture analysis: TLS names, a CertificateRequest scan, DER names.
 
 tshark 4.0 leaves ``tls.handshake.dname`` empty in fields/JSON output (measured, DOMAIN.md §4), so
-the CA names of a CertificateRequest are read from the raw TCP bytes here. TLS <= 1.2 handshake
-records are plaintext, which is where the CA list is visible on the wire.
+the CA names of a CertificateRequest are read from the raw TCP bytes here, like the hellos and the
+certificate lists. TLS <= 1.2 handshake records are plaintext, which is where these are visible.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 ALERTS: dict[int, str] = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
@@ -147,26 +145,6 @@ def _names(data: bytes, start: int, end: int) -> list[bytes] | None:
     return names
 
 
-def certificate_request_names(data: bytes) -> list[bytes] | None:
-    """The DER CA names of the first TLS 1.2 CertificateRequest found in ``data``, else None.
-
-    ``data`` is a TCP payload (or tshark's reassembled PDU) that may hold several records; every
-    length of the candidate structure must agree, which rules out accidental matches.
-    """
-    for start in _candidates(data):
-        names = _parse_request(data, start)
-        if names is not None:
-            return names
-    return None
-
-
-def _candidates(data: bytes) -> Iterator[int]:
-    pos = data.find(b"\x0d")
-    while pos != -1:
-        yield pos
-        pos = data.find(b"\x0d", pos + 1)
-
-
 def _parse_request(data: bytes, pos: int) -> list[bytes] | None:
     if pos + 4 > len(data):
         return None
@@ -187,3 +165,136 @@ def _parse_request(data: bytes, pos: int) -> list[bytes] | None:
     if cursor + dn_len != end:
         return None
     return _names(data, cursor, end)
+
+
+def hello_body_facts(body: bytes, client: bool) -> dict[str, object]:
+    """SNI and supported_versions of a ClientHello (``client``) or ServerHello message body."""
+    try:
+        return _hello(body, client)
+    except (IndexError, ValueError):
+        return {}
+
+
+def request_body_names(body: bytes) -> list[bytes] | None:
+    """The DER CA names of a TLS 1.2 CertificateRequest message body, None when malformed."""
+    return _parse_request(b"\x0d" + len(body).to_bytes(3, "big") + body, 0)
+
+
+def _hello(msg: bytes, client: bool) -> dict[str, object]:
+    facts: dict[str, object] = {"legacy": int.from_bytes(msg[0:2], "big")}
+    pos = 2 + 32
+    pos += 1 + msg[pos]  # session id
+    if client:
+        pos += 2 + int.from_bytes(msg[pos:pos + 2], "big")  # cipher suites
+        pos += 1 + msg[pos]  # compression methods
+    else:
+        facts["cipher"] = int.from_bytes(msg[pos:pos + 2], "big")
+        pos += 2 + 1  # chosen cipher suite and compression method
+    if pos + 2 > len(msg):
+        return facts
+    end = pos + 2 + int.from_bytes(msg[pos:pos + 2], "big")
+    pos += 2
+    while pos + 4 <= min(end, len(msg)):
+        ext, size = int.from_bytes(msg[pos:pos + 2], "big"), int.from_bytes(msg[pos + 2:pos + 4], "big")
+        value = msg[pos + 4:pos + 4 + size]
+        if ext == 0 and client and len(value) > 5 and value[2] == 0:
+            name_len = int.from_bytes(value[3:5], "big")
+            facts["sni"] = value[5:5 + name_len].decode("ascii", "replace")
+        elif ext == 43:
+            raw = value[1:1 + value[0]] if client else value[:2]
+            facts["versions"] = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw) - 1, 2)]
+        pos += 4 + size
+    return facts
+
+
+def _walk_records(data: bytes, start: int) -> list[tuple[int, bytes]] | None:
+    """Complete TLS records from ``start`` to the exact end of ``data``, else None."""
+    records, pos = [], start
+    while pos < len(data):
+        if pos + 5 > len(data) or data[pos] not in (20, 21, 22, 23) or data[pos + 1] != 3 or data[pos + 2] > 4:
+            return None
+        end = pos + 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
+        if end > len(data):
+            return None
+        records.append((data[pos], data[pos + 5:end]))
+        pos = end
+    return records
+
+
+def segment_records(data: bytes) -> list[tuple[int, bytes]]:
+    """The complete TLS records of a TCP payload, which may start with the tail of an earlier record."""
+    for start in range(len(data)):
+        if data[start] in (20, 21, 22, 23) and data[start + 1:start + 2] == b"\x03":
+            found = _walk_records(data, start)
+            if found:
+                return found
+    return []
+
+
+def handshake_messages(records: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Plaintext handshake messages (type, body) of the records, up to a ChangeCipherSpec."""
+    stream = b""
+    for content_type, body in records:
+        if content_type == 20:
+            break  # what follows is encrypted
+        if content_type == 22:
+            stream += body
+    messages, pos = [], 0
+    while pos + 4 <= len(stream):
+        end = pos + 4 + int.from_bytes(stream[pos + 1:pos + 4], "big")
+        if end > len(stream):
+            break
+        messages.append((stream[pos], stream[pos + 4:end]))
+        pos = end
+    return messages
+
+
+def certificate_list(body: bytes) -> list[bytes]:
+    """The DER certificates of a TLS <= 1.2 Certificate message body (empty list when none)."""
+    total = int.from_bytes(body[:3], "big")
+    certs, pos, end = [], 3, min(3 + total, len(body))
+    while pos + 3 <= end:
+        size = int.from_bytes(body[pos:pos + 3], "big")
+        if pos + 3 + size > end:
+            break
+        certs.append(body[pos + 3:pos + 3 + size])
+        pos += 3 + size
+    return certs
+
+
+def segment_records_prefix(data: bytes) -> list[tuple[int, bytes]]:
+    """Complete TLS records of a TCP payload, tolerating a record tail before and a partial record after.
+
+    tshark dissects the complete records of a segment and keeps a trailing partial record for
+    reassembly in a later frame; this mirrors that on the raw bytes.
+    """
+    exact = segment_records(data)
+    if exact:
+        return exact
+    for start in range(len(data)):
+        if data[start] in (20, 21, 22, 23) and data[start + 1:start + 2] == b"\x03" \
+                and data[start + 2:start + 3] in (b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"):
+            records, pos = [], start
+            while pos + 5 <= len(data) and data[pos] in (20, 21, 22, 23) and data[pos + 1] == 3:
+                end = pos + 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
+                if end > len(data):
+                    break
+                records.append((data[pos], data[pos + 5:end]))
+                pos = end
+            if records:
+                return records
+    return []
+
+
+def exact_messages(body: bytes) -> list[tuple[int, bytes]] | None:
+    """Handshake messages exactly filling a record body, None when it does not parse (encrypted)."""
+    messages, pos = [], 0
+    while pos < len(body):
+        if pos + 4 > len(body):
+            return None
+        end = pos + 4 + int.from_bytes(body[pos + 1:pos + 4], "big")
+        if end > len(body):
+            return None
+        messages.append((body[pos], body[pos + 4:end]))
+        pos = end
+    return messages if messages else None

@@ -81,7 +81,8 @@ def _measure(path: Path, grep: str, label: str, goal: bool) -> tuple[list[Row], 
     if facts["matched"] != grep_count:
         print(f"MISMATCH ({label}): grep counted {grep_count}, we matched {facts['matched']} of {facts['lines']}")
         return [], False
-    times = interleaved({"grep": grep_argv, "ours": ours_argv}, runs=5)
+    start_argv = [sys.executable, "-c", "import probes.alarms_syslog"]
+    times = interleaved({"grep": grep_argv, "ours": ours_argv, "start": start_argv}, runs=5)
     ratio = times["ours"] / times["grep"]
     size_mib = path.stat().st_size / 2**20
     rss_mib = facts["rss_kib"] / 1024
@@ -90,6 +91,7 @@ def _measure(path: Path, grep: str, label: str, goal: bool) -> tuple[list[Row], 
             f"{grep_count:,} lines match"),
         Row(f"[{label}] rmxdiag parse+classify+active", times["ours"], "s", f"{facts['events']:,} alarm events",
             ratio, "<= 3.00x grep" if goal else "(informative)", (ratio <= 3.0) if goal else None),
+        Row(f"[{label}]   of which interpreter start + import", times["start"], "s"),
         Row(f"[{label}] peak RSS of the parser ({size_mib:.0f} MiB file)", rss_mib, "MB",
             f"{facts['active']} active at end", rss_mib / size_mib, "< 0.5x file (flat)", rss_mib < 0.5 * size_mib),
     ], True
@@ -112,17 +114,15 @@ def main() -> int:
                 return 1
             rows += more
             path.unlink()
-        # Flat memory: the same mix at a tenth of the size must peak at about the same RSS.
+        # Flat memory: the same mix at a fifth of the size (still over the grep threshold, same code
+        # path) must peak at about the same RSS.
         small = Path(tmp) / "small.log"
-        generate(small, LINES // 10, *MIXES[0][1:])
+        generate(small, LINES // 5, *MIXES[0][1:])
         small_rss = json.loads(subprocess.run([sys.executable, "-c", _CHILD, str(small)], capture_output=True,
                                               text=True, check=True).stdout)["rss_kib"] / 1024
-        big_rss = rows[2].value
-        rows.append(Row("peak RSS 1M lines vs 100k lines", big_rss, "MB", f"100k: {small_rss:.1f} MB",
+        big_rss = rows[3].value
+        rows.append(Row("peak RSS 1M lines vs 200k lines", big_rss, "MB", f"200k: {small_rss:.1f} MB",
                         big_rss / small_rss, "<= 1.5x (flat)", big_rss <= 1.5 * small_rss))
-    python_start = interleaved({"py": [sys.executable, "-c", "import probes.alarms_syslog, probes.alarms"]},
-                               runs=5)["py"]
-    rows.append(Row("interpreter start + imports (inside ours)", python_start, "s"))
     return print_table(f"alarms: {LINES:,}-line RMX syslog files (typical: 2% alarms + 1% near misses; "
                        "heavy: 5% + 12%)", rows)
 

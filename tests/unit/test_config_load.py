@@ -191,3 +191,23 @@ targets:
     a, b = load_config(config).targets
     assert (a.name, a.firmware, b.name, b.firmware) == ("rmx-a", "7.x", "rmx-b", "8.x")
     assert a.registrars == b.registrars and b.ca_bundle == tmp_path / "ca.pem"
+
+
+def test_absurd_nesting_is_one_config_error(tmp_path: Path) -> None:
+    # Given a file of 100,000 nested lists (the YAML composer recurses once per level)
+    config = tmp_path / "deep.yaml"
+    config.write_text("targets: " + "[" * 100_000 + "\n")
+    # When loaded, Then one ConfigError line, not a RecursionError
+    with pytest.raises(ConfigError, match=r"deep\.yaml: (nested too deeply|invalid YAML)"):
+        load_config(config)
+
+
+def test_a_fifo_is_not_accepted_as_a_report_file(tmp_path: Path) -> None:
+    # Given a named pipe where an alarm report file is expected
+    os.mkfifo(tmp_path / "alerts.txt")
+    config = tmp_path / "c.yaml"
+    config.write_text("targets:\n  - name: rmx\n    alarms: {report_files: [alerts.txt]}\n")
+    # When loaded (without opening it), Then one line says it is not a regular file
+    with pytest.raises(ConfigError, match=r"c\.yaml:3: targets\[0\]\.alarms\.report_files\[0\]: .*alerts\.txt: "
+                                          r"not a regular file$"):
+        load_config(config)
