@@ -26,7 +26,7 @@ import requests
 
 from daemon.config_model import Config
 from probes import capture
-from probes.capture_analysis import CaptureResult
+from probes.capture_result import CaptureResult
 from probes.target import Registrar, Settings, Target
 from tests.conftest import LabPKI
 from tests.support import mtls as peers

@@ -18,8 +18,8 @@ from pathlib import Path
 from daemon import pki
 from probes import alarms_report, alarms_snmp, alarms_syslog, alarms_xmlapi, cert_load, mtls_tls, mtls_wire, sip
 from probes.capture_analysis import analyse
-from probes.capture_analysis import parse_ms_diagnostics as capture_ms_diagnostics
 from probes.capture_events import PacketEvent, TlsRecord
+from probes.capture_result import parse_ms_diagnostics as capture_ms_diagnostics
 from probes.model import InputError
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="rmxdiag-fuzz-"))  # under $TMPDIR (pytest gives each run its own)
