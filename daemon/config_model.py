@@ -81,6 +81,9 @@ class Config:
     notify: NotifyConfig | None = None
     actions: tuple[ActionConfig, ...] = ()
     reports_keep: int = 50
+    # False: no scheduled runs; targets run only on GET /probe and alerts (Prometheus-driven,
+    # hashmod-sharded deployments where each daemon must not probe every target itself).
+    schedule: bool = True
 
     def target(self, name: str) -> Target | None:
         """The target called ``name``, or None."""

@@ -98,8 +98,14 @@ def cert_not_after(outcome: ProbeOutcome) -> Iterator[tuple[str, int, float]]:
                     yield str(row[0]), int(row[1]), stamp
         return
     if outcome.probe == "certificate":
-        for position, stamp in _chain(field_of(result, "chain", "certificates")):
-            yield "client", position, stamp
+        # The certificate probe: ``summary`` describes the RMX leaf (position 0), ``chain`` the
+        # CA certificates supplied with it (positions 1..n).
+        leaf = _timestamp(field_of(field_of(result, "summary"), "not_after"))
+        if leaf is not None:
+            yield "client", 0, leaf
+        for position, stamp in _chain(field_of(result, "chain")):
+            if position + 1 < 16:
+                yield "client", position + 1, stamp
         return
     if outcome.probe == "mtls":
         for role, names in (("server", ("server_chain", "fe_chain", "peer_chain")),

@@ -89,8 +89,13 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    body = exporter.render(lambda: daemon.holder.current)
-    return web.Response(body=body, headers={"Content-Type": exporter.CONTENT_TYPE})
+    snap = daemon.holder.current
+    cached = daemon.rendered
+    # Snapshots are immutable: an unchanged one (HA Prometheus pairs, idle periods) reuses its text.
+    if cached is None or cached[0] is not snap:
+        cached = (snap, exporter.render(lambda: snap))
+        daemon.rendered = cached
+    return web.Response(body=cached[1], headers={"Content-Type": exporter.CONTENT_TYPE})
 
 
 def _scrape_timeout(request: web.Request) -> float:
@@ -262,23 +267,43 @@ class HttpServer:
         assert aio_server is not None  # noqa: S101 (set by setup())
 
         def factory() -> asyncio.BaseProtocol:
-            if len(aio_server.connections) >= server.max_connections:
+            # Read the cap at each accept: a reload may change it (listen/TLS need a restart).
+            if len(aio_server.connections) >= self.daemon.config.server.max_connections:
                 self.refused += 1
                 return _Refuse()
             return aio_server()
 
         loop = asyncio.get_running_loop()
         ctx = tls_context(server)
+        # A TLS peer that leaves without close_notify would keep its socket for the default 30 s
+        # shutdown timeout: bound it like the handshake.
         self._server = await loop.create_server(
-            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None)
+            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None,
+            ssl_shutdown_timeout=server.header_timeout if ctx else None)
         self.port = int(sock.getsockname()[1])
 
     async def stop(self) -> None:
         """Stop accepting, then close connections."""
         if self._server is not None:
             self._server.close()
+        handlers = self._runner.server.connections if self._runner and self._runner.server else []
+        transports = [h.transport for h in handlers if h.transport is not None]
         if self._runner is not None:
             await self._runner.cleanup()
+        # cleanup() closes gracefully; a TLS close may still wait for the peer: end it now.
+        for transport in transports:
+            transport.abort()
+        # Connections aiohttp never saw (TLS handshakes in progress, refused ones mid-close) are
+        # only known to the event loop's transport registry (a selector-loop detail, read defensively).
+        registry: Any = getattr(asyncio.get_running_loop(), "_transports", {})
+        for transport in list(registry.values()):
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            try:
+                mine = sock is not None and sock.getsockname()[1] == self.port
+            except OSError:
+                continue
+            if mine:
+                transport.abort()
 
 
 def bind(listen: str) -> socket.socket:

@@ -74,13 +74,16 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._results: collections.deque[tuple[str, TargetState]] = collections.deque()
 
-    def apply(self, targets: tuple[Target, ...], settings: Settings) -> None:
-        """Adopt a (re)loaded target list; new targets run soon, kept ones keep their schedule."""
+    def apply(self, targets: tuple[Target, ...], settings: Settings, *, schedule: bool = True) -> None:
+        """Adopt a (re)loaded target list; new targets run soon, kept ones keep their schedule.
+
+        ``schedule=False`` keeps the targets (for /probe and alerts) but runs none on its own.
+        """
         now = time.monotonic()
         self.settings = settings
         self.targets = {t.name: t for t in targets}
         self._due = {n: self._due.get(n, now + random.uniform(0, FIRST_RUN_SPREAD))  # noqa: S311 (jitter)
-                     for n in self.targets}
+                     for n in self.targets} if schedule else {}
         self.holder.set_targets(self.targets)
         self.cache.clear()  # cached parses may refer to changed files
         if self._pool is None or self._workers != settings.concurrency:
@@ -128,7 +131,7 @@ class Scheduler:
         self.runs += 1
         self.last_progress = time.monotonic()
         target = self.targets.get(name)
-        if target is not None:
+        if target is not None and name in self._due:
             self._due[name] = time.monotonic() + self._interval(target)
         self._wake.set()
 

@@ -32,7 +32,7 @@ from daemon.engine import DEADLINE_GRACE, run_target
 from daemon.http import HttpServer, bind, tls_context
 from daemon.report import TargetReport
 from daemon.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
-from daemon.snapshot import SnapshotHolder, TargetState
+from daemon.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.webhook import Troubleshooter, TroubleshootRunner, firing_targets
 from probes.model import ErrorKind, failed
 from probes.target import SecretFile, Settings, Target
@@ -121,6 +121,7 @@ class Daemon:
         self.http = HttpServer(self)
         self.started = time.monotonic()
         self.reloads_failed = 0
+        self.rendered: tuple[Snapshot, bytes] | None = None  # /metrics text of the last snapshot
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._probe_pool_size = max(4, config.settings.concurrency)
@@ -129,7 +130,7 @@ class Daemon:
     # -- configuration ---------------------------------------------------------------------------
     def _apply(self, config: Config) -> None:
         self.config = config
-        self.scheduler.apply(config.targets, config.settings)
+        self.scheduler.apply(config.targets, config.settings, schedule=config.schedule)
         self.troubleshooter.configure(config)
 
     def reload(self) -> bool:
@@ -143,6 +144,10 @@ class Daemon:
         except Exception as exc:  # any other failure must also keep the running config
             log.debug("reload traceback", exc_info=True)
             return self._reload_failed(f"{path}: {type(exc).__name__}")
+        old = self.config
+        if (config.settings.listen, config.server.tls_cert, config.server.tls_key) != (
+                old.settings.listen, old.server.tls_cert, old.server.tls_key):
+            log.warning("settings.listen and the HTTPS files take effect at the next restart only")
         self._apply(config)
         self.holder.set_config_ok(True)
         log.info("configuration reloaded from %s: %d targets", path, len(config.targets))
@@ -165,7 +170,9 @@ class Daemon:
     # -- on-demand probing -----------------------------------------------------------------------
     async def probe_now(self, target: Target, budget: float) -> TargetState:
         """Run ``target`` now within ``budget`` seconds (the /probe endpoint)."""
-        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE)))
+        # The engine returns at most DEADLINE_GRACE after the probe deadline; keep a further margin
+        # so that the probes' own deadline outcomes (not the fallback below) reach Prometheus.
+        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE - 0.3)))
         loop = asyncio.get_running_loop()
         async with self._probe_slots:
             try:

@@ -14,6 +14,7 @@ import requests
 from daemon.config_model import BasicAuth, Config, ServerConfig
 from probes.model import ProbeOutcome, ProbeStatus
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
+from tests.conftest import LabPKI
 from tests.support.daemon import engine_runner, mtls_probe, running
 from tests.support.peers import need
 
@@ -190,3 +191,42 @@ def test_slowloris_body_deadline_and_size_cap(tmp_path: Path) -> None:
             closed, answer = _closed_within(big, 3.0)
         # Then it is refused with 413 before the body is read at all
         assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+
+
+def test_https_is_not_stalled_by_a_silent_client(tmp_path: Path, lab_pki: LabPKI) -> None:
+    # Given HTTPS with the lab's server certificate
+    files = lab_pki.fe.write(tmp_path / "web", "web")
+    full = tmp_path / "web" / "full.pem"
+    full.write_bytes(lab_pki.fe.cert_pem + lab_pki.fe.chain_pem)
+    ca = lab_pki.ca_bundle(tmp_path)
+    config = _config(tmp_path, server=ServerConfig(tls_cert=full, tls_key=files["key"], header_timeout=2.0))
+    with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
+        # When one client connects and never starts its handshake
+        with socket.create_connection(("127.0.0.1", d.port)) as silent:
+            # Then another HTTPS scrape (verified against the lab CA) answers at once
+            start = time.monotonic()
+            answer = requests.get(f"https://127.0.0.1:{d.port}/-/healthy", verify=str(ca), timeout=5)
+            assert answer.status_code == 200 and time.monotonic() - start < 1.0
+            # And the silent client is dropped at the handshake deadline (header_timeout)
+            closed, _ = _closed_within(silent, 4.0)
+            assert closed
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(tmp_path: Path) -> None:
+    # Given a cap of 5 connections
+    config = _config(tmp_path, server=ServerConfig(max_connections=5, header_timeout=5.0))
+    with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
+        idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(5)]
+        try:
+            time.sleep(0.2)
+            # When a sixth connects
+            with socket.create_connection(("127.0.0.1", d.port)) as extra:
+                closed, _ = _closed_within(extra, 2.0)
+            # Then it is closed without being served
+            assert closed
+        finally:
+            for s in idle:
+                s.close()
+        # And once the others are gone, requests are served again
+        time.sleep(0.2)
+        assert requests.get(d.url + "/-/healthy", timeout=5).status_code == 200

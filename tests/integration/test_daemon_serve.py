@@ -67,6 +67,20 @@ def test_undecryptable_pfx_at_start_exits_78_without_the_password(tmp_path: Path
     assert str(pfx) in result.stderr and "pfx-canary-wrong" not in result.stderr + result.stdout
 
 
+def test_a_listen_address_in_use_exits_78_naming_the_config(tmp_path: Path) -> None:
+    # Given the configured port already taken
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        config = _config(tmp_path, busy.getsockname()[1])
+        # When the daemon starts
+        result = _serve(config)
+    # Then it exits 78 with one line naming the file and the setting
+    assert result.returncode == 78, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert str(config) in line and "settings.listen" in line and "Traceback" not in result.stderr
+
+
 def _recv_until(sock: socket.socket, wanted: str, timeout: float = 15.0) -> list[str]:
     seen: list[str] = []
     deadline = time.monotonic() + timeout
@@ -133,3 +147,42 @@ def test_notify_reload_and_stop_as_a_service(tmp_path: Path) -> None:
         notify.close()
     assert "Traceback" not in stderr
     assert "reload failed, keeping the previous configuration" in stderr
+
+
+def test_an_event_loop_stall_stops_the_watchdog_pings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.config_model import Config
+    from probes.target import Registrar, Settings, Target
+    from tests.support.daemon import engine_runner, mtls_probe, running
+
+    # Given a daemon with a 0.4 s watchdog (pings every 0.2 s) and our notify socket
+    name = f"rmxdiag-stall-{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind("\0" + name)
+        config = Config(tmp_path / "c.yaml", Settings(state_dir=tmp_path / "s"),
+                        (Target("t", registrars=(Registrar("fe"),)),))
+        with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
+            _recv_until(notify, "WATCHDOG=1", timeout=3)
+
+            # When the event loop is blocked for 1.5 s
+            def stall() -> None:
+                time.sleep(1.5)
+            d.loop.call_soon_threadsafe(stall)
+            time.sleep(0.3)  # the stall has begun
+            while True:  # drain what was sent before it
+                notify.settimeout(0.05)
+                try:
+                    notify.recv(4096)
+                except TimeoutError:
+                    break
+            notify.settimeout(1.0)
+            during: list[str] = []
+            try:
+                during = notify.recv(4096).decode().splitlines()
+            except TimeoutError:
+                pass
+            # Then no ping arrives while it is blocked, and pings resume afterwards
+            assert "WATCHDOG=1" not in during
+            _recv_until(notify, "WATCHDOG=1", timeout=3)

@@ -1,0 +1,142 @@
+"""Small daemon parts: report store, exporter adapters, sd_notify, alert parsing, actions."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import stat
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import actions, exporter_adapters, sdnotify
+from daemon.config_model import ActionConfig
+from daemon.report import Hint
+from daemon.store import ReportStore
+from daemon.webhook import firing_targets
+from probes.model import ProbeOutcome, ProbeStatus, Severity
+
+HINT = Hint("SIP_NOT_TRUSTED", Severity.CRITICAL, "title", ("e",), ("fix",))
+
+
+def test_store_is_bounded_private_and_atomic(tmp_path: Path) -> None:
+    # Given a store keeping 3 reports
+    store = ReportStore(tmp_path / "reports", keep=3)
+    # When 5 are saved
+    ids = [store.save("20261126T000000Z", "rmx", {"n": i}) for i in range(5)]
+    # Then the newest 3 remain, each 0600, no temporary files, and names cannot escape the directory
+    assert store.ids() == ids[2:]
+    assert all(stat.S_IMODE((tmp_path / "reports" / f"{i}.json").stat().st_mode) == 0o600 for i in ids[2:])
+    assert not list((tmp_path / "reports").glob(".*"))
+    assert store.load(ids[-1]) == {"n": 4} and store.load("../../etc/passwd") is None
+
+
+def test_store_write_failure_is_counted_and_leaves_old_reports(tmp_path: Path) -> None:
+    # Given a stored report and a file size limit too small for the next one
+    store = ReportStore(tmp_path / "reports", keep=5)
+    first = store.save("20261126T000000Z", "rmx", {"n": 0})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    pid = os.fork()
+    if pid == 0:  # the child hits the limit (SIGXFSZ ignored so write() fails with EFBIG)
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10, hard))
+        ok = store.save("20261126T000001Z", "rmx", {"big": "x" * 1000}) is None and store.write_errors == 1
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    # Then the save failed cleanly: counted, the old report intact, no temporary file left
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.ids() == [first] and not list((tmp_path / "reports").glob(".*"))
+    assert (soft, hard) == resource.getrlimit(resource.RLIMIT_FSIZE)
+
+
+@dataclass(frozen=True)
+class _Result:
+    fields: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        return self.fields.get(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {}
+
+    def text_lines(self) -> list[str]:
+        return []
+
+
+def _outcome(probe: str, **fields: Any) -> ProbeOutcome:
+    return ProbeOutcome(probe, ProbeStatus.OK, 0.1, result=_Result(fields))  # type: ignore[arg-type]
+
+
+def test_adapters_skip_missing_or_unsafe_values() -> None:
+    # Given results with missing fields, odd types and label-unsafe values
+    empty = _outcome("mtls")
+    odd = _outcome("mtls", phases={"tls": "fast", "sip": -1, "connect": 0.5}, tls_version="TLSv9 \"x\"",
+                   sip_status=True, cert_not_after=[("client", 0, "not a date"), ("evil", 0, 1.0),
+                                                    ("server", 1, "2030-01-01T00:00:00Z")])
+    alarms = _outcome("alarms", active=[{"category": "registration"}, {"category": "registration"},
+                                        {"category": "Bad Label!"}])
+    # Then only well-formed values become samples
+    assert list(exporter_adapters.mtls_phases(empty)) == [] and exporter_adapters.tls_version(empty) is None
+    assert list(exporter_adapters.mtls_phases(odd)) == [("connect", 0.5)]
+    assert exporter_adapters.tls_version(odd) is None and exporter_adapters.sip_status(odd) is None
+    stamp = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    assert list(exporter_adapters.cert_not_after(odd)) == [("server", 1, stamp)]
+    assert list(exporter_adapters.alarm_counts(alarms)) == [("registration", 2.0)]
+    # And the certificate probe's leaf summary is position 0, its supplied CA chain 1..n
+    cert = _outcome("certificate", summary={"not_after": "2030-01-01T00:00:00Z"},
+                    chain=({"not_after": "2030-01-01T00:00:00Z"}, {"subject": "no date"}))
+    assert list(exporter_adapters.cert_not_after(cert)) == [("client", 0, stamp), ("client", 1, stamp)]
+    counts = _outcome("alarms", counts={"registration": 1, "certificate": 0})
+    assert list(exporter_adapters.alarm_counts(counts)) == [("registration", 1.0), ("certificate", 0.0)]
+
+
+def test_sd_notify_reaches_an_abstract_socket_and_reads_the_watchdog() -> None:
+    # Given a datagram socket in the abstract namespace
+    name = f"rmxdiag-unit-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        # When READY and STATUS are sent
+        assert sdnotify.notify("READY=1", "STATUS=ok", environ={"NOTIFY_SOCKET": "@" + name})
+        # Then one datagram carries both lines
+        assert sock.recv(1024) == b"READY=1\nSTATUS=ok"
+    assert not sdnotify.notify("READY=1", environ={})
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "20000000"}) == 10.0
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "1"}) is None
+
+
+def test_firing_targets_reads_only_firing_alerts() -> None:
+    payload = {"alerts": [{"status": "firing", "labels": {"target": "a"}},
+                          {"status": "resolved", "labels": {"target": "b"}},
+                          {"status": "firing", "labels": {"target": "a"}},
+                          {"status": "firing", "labels": {"instance": "c"}}, "junk"]}
+    assert firing_targets(payload, "target") == ["a"]
+    with pytest.raises(ValueError):
+        firing_targets({"no": "alerts"}, "target")
+
+
+def test_action_timeout_kills_the_process_group_and_env_is_minimal(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a command that prints its environment then sleeps past the timeout
+    script = tmp_path / "slow.py"
+    script.write_text("import os, sys, time\nprint(sorted(os.environ), flush=True)\ntime.sleep(30)\n")
+    action = ActionConfig("SIP_NOT_TRUSTED", command=(sys.executable, str(script)), timeout=0.5, dry_run=False)
+    monkeypatch.setenv("RMXDIAG_TEST_CANARY", "leak")
+    start = time.monotonic()
+    result = actions.execute(action, "rmx", HINT)
+    # Then it is stopped at the timeout and the daemon's environment did not reach it
+    assert result.outcome is actions.Outcome.TIMEOUT and time.monotonic() - start < 5
+    dry = actions.execute(ActionConfig("SIP_NOT_TRUSTED", command=("/bin/false",)), "rmx", HINT)
+    assert dry.outcome is actions.Outcome.DRY_RUN
+    env_script = tmp_path / "env.py"
+    env_script.write_text("import os\nprint(' '.join(sorted(os.environ)))\n")
+    shown = actions.execute(ActionConfig("SIP_NOT_TRUSTED", command=(sys.executable, str(env_script)),
+                                         dry_run=False), "rmx", HINT)
+    assert shown.outcome is actions.Outcome.OK and "RMXDIAG_HINT_CODE" in shown.detail
+    assert "RMXDIAG_TEST_CANARY" not in shown.detail
