@@ -2,7 +2,8 @@
 
 Two targets share one Kamailio MTLS registrar: ``rmx-ok`` presents the trusted RMX certificate
 (200 to OPTIONS), ``rmx-bad`` a certificate from the same CA with another CN (403 +
-ms-diagnostics, i.e. SIP_NOT_TRUSTED). Prometheus scrapes /metrics and /probe and loads the
+ms-diagnostics; the diagnosis names the wrong CN, CERT_CN_MISMATCH, as the root cause of that
+403). Prometheus scrapes /metrics and /probe and loads the
 shipped rules; every PromQL expression of the dashboard and of the rules is evaluated against it.
 An alert sent through Alertmanager (shipped receiver example) reaches the webhook and the
 triggered run's report appears.
@@ -150,7 +151,7 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
         assert 'rmxdiag_probe_success{probe="mtls",target="rmx-bad"} 0.0' in text
         assert 'rmxdiag_sip_response_status{target="rmx-ok"} 200.0' in text
         assert 'rmxdiag_sip_response_status{target="rmx-bad"} 403.0' in text
-        assert 'rmxdiag_hint_active{code="SIP_NOT_TRUSTED",severity="critical",target="rmx-bad"} 1.0' in text
+        assert 'rmxdiag_hint_active{code="CERT_CN_MISMATCH",severity="critical",target="rmx-bad"} 1.0' in text
         assert 'rmxdiag_tls_version_info{target="rmx-ok",version="TLSv1.' in text
         assert 'rmxdiag_mtls_phase_duration_seconds{phase="tls",target="rmx-ok"}' in text
         assert 'rmxdiag_cert_not_after_timestamp_seconds{position="0",role="server",target="rmx-ok"}' in text
@@ -180,7 +181,7 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
 
         # When an alert for rmx-bad (and one naming an unconfigured host) goes through Alertmanager
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        alerts = [{"labels": {"alertname": "RmxdiagHintCritical", "target": name, "code": "SIP_NOT_TRUSTED",
+        alerts = [{"labels": {"alertname": "RmxdiagHintCritical", "target": name, "code": "CERT_CN_MISMATCH",
                               "severity": "critical"}, "startsAt": now} for name in ("rmx-bad", "evil.example")]
         posted = requests.post(f"http://127.0.0.1:{am_port}/api/v2/alerts", json=alerts, timeout=10)
         assert posted.status_code == 200, posted.text
@@ -191,7 +192,7 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
         assert len(runs) == 1 and runs[0].endswith("-rmx-bad"), runs
         doc = requests.get(url + f"/api/v1/report/runs/{runs[0]}", timeout=5).json()
         assert doc["trigger"] == "alertmanager"
-        assert [h["code"] for h in doc["targets"][0]["hints"]][:1] == ["SIP_NOT_TRUSTED"]
+        assert [h["code"] for h in doc["targets"][0]["hints"]][:1] == ["CERT_CN_MISMATCH"]
     log = (tmp_path / "daemon.log").read_text()
     assert "troubleshooting run" in log and "target=rmx-bad" in log
     assert "Traceback" not in log and TOKEN not in log
