@@ -115,6 +115,10 @@ class SnapshotCollector(Collector):
                                           "1 when the last configuration (re)load succeeded")
             reload_ok.add_metric([], 1.0 if snap.config_ok else 0.0)
             yield reload_ok
+            write_errors = CounterMetricFamily("rmxdiag_report_write_errors",
+                                               "Troubleshooting reports that could not be stored (disk full...)")
+            write_errors.add_metric([], float(snap.report_write_errors))
+            yield write_errors
             build = InfoMetricFamily("rmxdiag_build", "rmxdiag build information")
             build.add_metric([], {"version": __version__})
             yield build

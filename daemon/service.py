@@ -18,6 +18,7 @@ import logging
 import signal
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -245,6 +246,13 @@ class Daemon:
         await self.http.stop()
         self.scheduler.close()
         self.troubleshooter.close()
+        # A running capture would hold the exit until its deadline (the interpreter joins the probe
+        # threads): end its tshark group now. Not imported at all when no capture ever ran.
+        capture_files = sys.modules.get("probes.capture_files")
+        if capture_files is not None:
+            stopped = capture_files.stop_children()
+            if stopped:
+                log.info("stopped %d running capture process group(s)", stopped)
 
     async def serve_until_stopped(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads."""

@@ -32,6 +32,7 @@ class Snapshot:
     targets: Mapping[str, TargetState] = field(default_factory=lambda: MappingProxyType({}))
     order: tuple[str, ...] = ()  # configured target names, in config order
     config_ok: bool = True
+    report_write_errors: int = 0  # stored-report writes that failed (disk full, RLIMIT_FSIZE)
     actions: Mapping[ActionKey, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def states(self) -> list[tuple[str, TargetState]]:
@@ -74,6 +75,11 @@ class SnapshotHolder:
         """Record the outcome of the last (re)load."""
         with self._lock:
             self.current = replace(self.current, config_ok=ok)
+
+    def count_report_write_error(self) -> None:
+        """Add one failed report write (the store keeps the old reports; this makes it visible)."""
+        with self._lock:
+            self.current = replace(self.current, report_write_errors=self.current.report_write_errors + 1)
 
     def count_action(self, target: str, code: str, outcome: str) -> None:
         """Add one remediation action outcome to the counters."""

@@ -137,6 +137,8 @@ class Troubleshooter:
                     "target": after.to_json(),
                 }
         run_id = self.store.save(started.strftime("%Y%m%dT%H%M%SZ"), target.name, document) if self.store else None
+        if self.store is not None and run_id is None:
+            self.holder.count_report_write_error()
         head = report.hints[0] if report.hints else None
         log.info("troubleshooting run %s: target=%s status=%s hints=%d%s", run_id or "(not stored)", target.name,
                  report.status, len(report.hints), f" root_cause={head.code}" if head else "")

@@ -83,7 +83,7 @@ def _issuers(target: Target) -> list[bytes]:
         return []
     try:
         cert = x509.load_pem_x509_certificate(source.path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, x509.InvalidVersion):
         return []  # the certificate probe reports an unreadable certificate
     return [cert.issuer.public_bytes()]
 

@@ -18,6 +18,7 @@ from cryptography import x509
 from probes.capture_events import PacketEvent
 from probes.capture_names import alert_name, dn_to_rfc4514, version_name
 from probes.capture_result import CaptureResult, ConnectionSummary, parse_ms_diagnostics
+from probes.cert_load import CERT_PARSE_ERRORS
 from probes.model import Finding, Severity
 
 MAX_LISTED = 200  # connection summaries kept for the report; counters cover every connection
@@ -223,7 +224,7 @@ class CaptureAnalyzer:
         for position, der in enumerate(ev.certificates):
             try:
                 subject, issuer, issuer_der = _names(der)
-            except ValueError:
+            except CERT_PARSE_ERRORS:
                 subject, issuer, issuer_der = "<unparsable certificate>", "", b""
             chain.append((subject, issuer))
             if from_client and position == 0:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,37 @@ _PCAP_MAGICS = {bytes.fromhex(m) for m in ("a1b2c3d4", "d4c3b2a1", "a1b23c4d", "
 _PCAPNG_MAGIC = bytes.fromhex("0a0d0d0a")
 _MAX_LINE = 32 * 1024 * 1024  # one event line (certificates in hex) is far below this
 DROP_IN = "systemd/rmxdiag.service.d/capture.conf"
+
+
+# Children running right now, so a stopping daemon can end them at once instead of waiting for
+# their deadlines (a capture deadline can be minutes; SIGTERM must stop the service in seconds).
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _tracked(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        yield proc
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+
+
+def stop_children() -> int:
+    """Kill the process group of every running worker/capture (daemon shutdown); how many.
+
+    Their owners then see EOF or an exit status at once and finish with a warning, so the probe
+    threads end within a second instead of at their deadlines.
+    """
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return len(running)
 
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
@@ -53,7 +85,8 @@ def _run_bounded(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            code: int | None = proc.wait(timeout)
+            with _tracked(proc):
+                code: int | None = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             code = None
         finally:
@@ -137,6 +170,8 @@ def stream_events(path: Path, port: int, tshark: str, keylog: Path | None,
         finished = False
         try:
             assert proc.stdout is not None  # noqa: S101 (Popen with PIPE)
+            with _RUNNING_LOCK:
+                _RUNNING.add(proc)
             for line in _lines(proc.stdout.fileno(), deadline):
                 if line is None:
                     yield (f"{path}: deadline reached, tshark stopped; results up to that point")
@@ -153,6 +188,8 @@ def stream_events(path: Path, port: int, tshark: str, keylog: Path | None,
                 tail = [ln for ln in errors.read()[-4000:].decode("utf-8", "replace").splitlines() if ln.strip()]
                 yield f"{path}: extraction stopped early ({tail[-1][:200] if tail else 'no detail'})"
         finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
             kill_group(proc)
             if proc.stdout is not None:
                 proc.stdout.close()

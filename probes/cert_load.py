@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from probes.model import ErrorKind, InputError
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
 
 MAX_BYTES = 1024 * 1024  # no certificate, key, bundle or PFX an RMX uses comes near 1 MiB
 LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
+
+# What cryptography raises for a certificate whose outer DER parsed but whose contents do not
+# (it decodes lazily): ValueError, and - none of them ValueErrors - InvalidVersion, TypeError (a
+# Name attribute of the wrong ASN.1 type), DuplicateExtension and UnsupportedGeneralNameType.
+# One tuple, so every boundary catches the same set.
+CERT_PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
+                     x509.UnsupportedGeneralNameType)
+# Loaders of whole files add UnsupportedAlgorithm (a PKCS#7 that is not signedData, an unknown PBE).
+_LOAD_ERRORS = (*CERT_PARSE_ERRORS, UnsupportedAlgorithm)
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
@@ -138,14 +148,13 @@ def load_pem_blocks(data: bytes, path: Path) -> tuple[list[x509.Certificate], li
                 p7.extend(pkcs7.load_pem_pkcs7_certificates(block))
             else:
                 raise InputError(f"{path}: unexpected PEM block '{label.decode()}'")
-        except ValueError:
+        except _LOAD_ERRORS:
             raise InputError(f"{path}: the '{label.decode()}' PEM block is corrupt or truncated") from None
     return certs, requests, keys, p7
 
 
 def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes:
     """A private key from PEM or DER (encrypted ones with ``password``); InputError otherwise."""
-    from cryptography.exceptions import UnsupportedAlgorithm
 
     loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
               else serialization.load_der_private_key)
@@ -164,11 +173,27 @@ def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes
                          "(wrong password or corrupt key)", ErrorKind.BAD_PASSWORD) from None
 
 
+def well_formed(certs: list[x509.Certificate], file: str) -> list[x509.Certificate]:
+    """``certs`` once each one's extensions decode; InputError naming the file otherwise.
+
+    cryptography parses extensions lazily: a certificate whose outer DER is fine but whose
+    extensions are not would otherwise raise ValueError later, deep inside the checks.
+    """
+    for cert in certs:
+        try:
+            _ = cert.extensions, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        except CERT_PARSE_ERRORS:
+            raise InputError(f"{file}: a certificate's names or extensions are malformed (corrupt file?)") from None
+    return certs
+
+
 def _der_cert_or_request(data: bytes, path: Path) -> Material | None:
     try:
-        return Material(str(path), "der", leaf=x509.load_der_x509_certificate(data))
-    except ValueError:
+        leaf = x509.load_der_x509_certificate(data)
+    except CERT_PARSE_ERRORS:
         pass
+    else:
+        return Material(str(path), "der", leaf=well_formed([leaf], str(path))[0])
     try:
         return Material(str(path), "request", request=x509.load_der_x509_csr(data))
     except ValueError:
@@ -184,7 +209,7 @@ def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
     for attempt in attempts:
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
-        except ValueError:
+        except _LOAD_ERRORS:
             continue
         certs = ([cert] if cert is not None else []) + list(extra)
         return _assemble(str(path), "pfx", certs, key, chain_supplied=True)
@@ -248,7 +273,7 @@ def _path_order(leaf: x509.Certificate | None, cas: list[x509.Certificate]) -> l
 
 def _assemble(file: str, form: str, certs: list[x509.Certificate], key: PrivateKeyTypes | None,
               chain_supplied: bool) -> Material:
-    leaf, cas, others = split_leaf(certs, key)
+    leaf, cas, others = split_leaf(well_formed(certs, file), key)
     if leaf is None:
         raise InputError(f"{file}: holds only CA certificates, no end-entity certificate for the RMX")
     return Material(file, form, leaf=leaf, chain=tuple(cas), key=key,
@@ -277,7 +302,7 @@ def load_certificate(path: Path, password: bytes | None = None) -> Material:
     try:
         from cryptography.hazmat.primitives.serialization import pkcs7
         p7_certs = pkcs7.load_der_pkcs7_certificates(data)
-    except ValueError:
+    except _LOAD_ERRORS:
         p7_certs = []
     if p7_certs:
         return _assemble(str(path), "p7b", p7_certs, None, chain_supplied=True)
@@ -294,15 +319,16 @@ def load_chain(path: Path) -> list[x509.Certificate]:
             raise InputError(f"{path}: holds a certificate request, not CA certificates")
         if not certs and not p7:
             raise InputError(f"{path}: holds no certificate")
-        return certs + p7
+        return well_formed(certs + p7, str(path))
     found = _der_cert_or_request(data, path)
     if found is not None and found.leaf is not None:
         return [found.leaf]
     try:
         from cryptography.hazmat.primitives.serialization import pkcs7
-        return list(pkcs7.load_der_pkcs7_certificates(data))
-    except ValueError:
+        bundle = list(pkcs7.load_der_pkcs7_certificates(data))
+    except _LOAD_ERRORS:
         raise InputError(f"{path}: not a certificate bundle (PEM, DER or P7B), or corrupt") from None
+    return well_formed(bundle, str(path))
 
 
 def load_dir7x(path: Path) -> Material:

@@ -12,7 +12,7 @@ from typing import Any
 from cryptography import x509
 
 from probes.cert_checks import aia_urls, cdp_urls
-from probes.cert_load import Material
+from probes.cert_load import Material, well_formed
 from probes.model import ErrorKind, Finding, InputError, Severity
 
 DNS_TIMEOUT = 5.0
@@ -128,4 +128,9 @@ def fetch_presented(address: str, deadline: float) -> Material:
     if not der:
         raise InputError(f"certificate fetch from {address}: the server presented no certificate",
                          ErrorKind.UPSTREAM)
-    return Material(address, "fetch", leaf=x509.load_der_x509_certificate(der))
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        raise InputError(f"certificate fetch from {address}: the server's certificate does not parse",
+                         ErrorKind.UPSTREAM) from None
+    return Material(address, "fetch", leaf=well_formed([leaf], address)[0])

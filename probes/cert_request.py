@@ -71,7 +71,7 @@ def load_request(path: Path) -> x509.CertificateSigningRequest:
         pass
     try:
         x509.load_der_x509_certificate(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise InputError(f"{path}: not a certificate request (PEM or DER), or truncated/corrupt") from None
     raise InputError(f"{path}: is an issued certificate, not a request: use `rmxdiag cert {path}`")
 

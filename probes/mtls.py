@@ -140,13 +140,15 @@ def _from_host(target_fqdn: str | None, client: ClientContext) -> str:
 def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
           cache: dict[Any, Any] | None = None, from_host: str | None = None,
           client_specs: Sequence[ClientSpec] | None = None,
-          srv_nameserver: tuple[str, int] | None = None) -> ProbeOutcome:
+          srv_nameserver: tuple[str, int] | None = None,
+          nameserver: tuple[str, int] | None = None) -> ProbeOutcome:
     """Probe every registrar (SRV domains expanded) before the absolute ``deadline``.
 
     Raises :class:`InputError` for unusable client files (the CLI exits 3); network trouble is
     never an exception but a classified outcome. ``client_specs`` (one per registrar) overrides
     ``spec`` where registrars need different TLS ranges; ``srv_nameserver`` (ip, port) answers
-    the SRV lookups instead of the system resolvers.
+    the SRV lookups instead of the system resolvers; ``nameserver`` (ip, port) answers the
+    A/AAAA lookups of registrar hosts (split DNS; tests with a silent or NXDOMAIN server).
     """
     started = time.monotonic()
     cache = cache if cache is not None else {}
@@ -178,7 +180,8 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
             return item
         endpoint, client, sip_options = item
         attempt = mtls_conn.probe_once(endpoint.host, endpoint.port, endpoint.sni, client, deadline,
-                                       sip_options=sip_options, from_host=_from_host(from_host, client))
+                                       sip_options=sip_options, from_host=_from_host(from_host, client),
+                                       nameserver=nameserver)
         return _result(endpoint, attempt, client, cache)
 
     if sum(not isinstance(item, RegistrarResult) for item in planned) <= 1:

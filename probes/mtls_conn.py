@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes import mtls_outcome as oc
-from probes import sip
+from probes import mtls_srv, sip
 from probes.mtls_outcome import Reason, Stage
 from probes.mtls_tls import ClientContext
 
@@ -138,17 +138,24 @@ def _wait(sock: socket.socket, write: bool, deadline: float) -> None:
         _remaining(deadline)  # raises when time is up; else a spurious wake-up, caller retries
 
 
-def resolve(host: str, port: int, deadline: float) -> list[tuple[int, tuple[Any, ...]]]:
+def resolve(host: str, port: int, deadline: float,
+            nameserver: tuple[str, int] | None = None) -> list[tuple[int, tuple[Any, ...]]]:
     """(family, sockaddr) of each address of ``host`` (at most 4, resolver order).
 
     An IP literal skips DNS; getaddrinfo runs in a bounded thread pool so a silent DNS server
-    cannot hold the probe past its deadline (it only holds one pool thread).
+    cannot hold the probe past its deadline (it only holds one pool thread). ``nameserver``
+    (ip, port): ask that DNS server instead, in this thread (raises SrvLookupError).
     """
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
         return [((socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), port))]
     except ValueError:
         pass
+    if nameserver is not None:
+        addresses = mtls_srv.host_addresses(host, deadline, nameserver)
+        found: list[tuple[int, tuple[Any, ...]]] = [
+            (int(socket.AF_INET6 if ":" in a else socket.AF_INET), (a, port)) for a in addresses]
+        return found[:4]
     future = _RESOLVERS.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
     try:
         infos = future.result(timeout=_remaining(deadline))
@@ -208,6 +215,9 @@ def read_response(tls: ssl.SSLSocket, deadline: float) -> sip.SipResponse | None
     """The first final SIP response (provisional 1xx skipped); None on EOF before one arrived."""
     buffer = b""
     while True:
+        # Checked on every message too: a flood of 1xx answers never waits, so _wait alone
+        # would never see the deadline pass.
+        _remaining(deadline)
         length = sip.frame(buffer)
         if length is not None:
             response = sip.parse_response(buffer[:length])
@@ -289,8 +299,12 @@ def _classify_error(attempt: Attempt, exc: BaseException | None) -> None:
 
 
 def probe_once(host: str, port: int, sni: str | None, client: ClientContext, deadline: float, *,
-               sip_options: bool, from_host: str, settle_seconds: float = 0.3) -> Attempt:
-    """Probe one registrar: each stage timed, the outcome classified, never raising for the network."""
+               sip_options: bool, from_host: str, settle_seconds: float = 0.3,
+               nameserver: tuple[str, int] | None = None) -> Attempt:
+    """Probe one registrar: each stage timed, the outcome classified, never raising for the network.
+
+    ``nameserver`` (ip, port): resolve ``host`` there instead of through getaddrinfo.
+    """
     attempt = Attempt()
     mark = time.monotonic()
 
@@ -304,9 +318,13 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
     sock: socket.socket | None = None
     try:
         try:
-            addresses = resolve(host, port, deadline)
+            addresses = resolve(host, port, deadline, nameserver)
         except OSError as exc:
             attempt.reason, attempt.errno = oc.resolve_reason(exc), exc.errno
+            return attempt
+        except mtls_srv.SrvLookupError as exc:
+            attempt.reason = Reason.DNS_TIMEOUT if exc.timeout else Reason.DNS_FAILURE
+            attempt.detail = str(exc)
             return attempt
         except UnicodeError as exc:  # a name IDNA cannot encode (label too long, bad characters)
             attempt.reason, attempt.detail = Reason.DNS_FAILURE, f"not a valid DNS name ({type(exc).__name__})"

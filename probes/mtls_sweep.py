@@ -25,6 +25,7 @@ class SweepJob:
     registrars: tuple[Registrar, ...]
     spec: ClientSpec
     from_host: str | None = None
+    nameserver: tuple[str, int] | None = None  # A/AAAA lookups there instead of getaddrinfo
 
 
 def _one(job: SweepJob, deadline: float, cache: dict[Any, Any]) -> ProbeOutcome:
@@ -33,7 +34,8 @@ def _one(job: SweepJob, deadline: float, cache: dict[Any, Any]) -> ProbeOutcome:
         # Queued behind slow targets until the shared deadline: say so, never "unreachable".
         return failed(mtls.NAME, ErrorKind.DEADLINE, f"{job.name}: not started before the sweep deadline")
     try:
-        return mtls.probe(job.registrars, job.spec, deadline=deadline, cache=cache, from_host=job.from_host)
+        return mtls.probe(job.registrars, job.spec, deadline=deadline, cache=cache, from_host=job.from_host,
+                          nameserver=job.nameserver)
     except InputError as exc:
         return failed(mtls.NAME, exc.kind, str(exc), time.monotonic() - started)
     except Exception as exc:  # one bad target must not sink the sweep

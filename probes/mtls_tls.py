@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.capture_names import dn_to_rfc4514
+from probes.cert_load import CERT_PARSE_ERRORS
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
 
@@ -142,7 +143,7 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         raise InputError(f"{spec.cert}: --key is required with --cert")
     try:
         certs = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise InputError(f"{spec.cert}: not a PEM certificate") from exc
     key_password = _secret(spec.password)
     try:
@@ -156,7 +157,7 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
     if spec.chain is not None:
         try:
             chain = x509.load_pem_x509_certificates(_read(spec.chain, "chain"))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise InputError(f"{spec.chain}: not a PEM certificate bundle") from exc
     return key, [*certs, *chain]
 
@@ -288,7 +289,7 @@ def chain_info(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[CertInfo, 
         if not isinstance(info, CertInfo):
             try:
                 info = cert_info(x509.load_der_x509_certificate(der), position)
-            except ValueError:
+            except CERT_PARSE_ERRORS:
                 info = CertInfo(position, "(unparsable certificate)", "", "", "", "", 0.0, ())
             cache[key] = info
         out.append(info)
