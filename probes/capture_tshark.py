@@ -17,6 +17,8 @@ Output protocol on stdout, one line each: ``E <event json>``, ``W <warning>``, `
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -294,7 +296,20 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
         def _parse_single_packet(self, packet: bytes) -> Any:
             return json.loads(packet)["_source"]["layers"]
 
-    class _Pipe(PipeCapture):  # type: ignore[misc]
+    class _SignalAware:
+        # pyshark raises TSharkCrashException only for a positive exit code: a tshark killed by a
+        # signal (negative code) read as a clean, empty capture, and a crash right after EOF raced
+        # its check (it killed the still-unreaped process itself). Let the process finish on its
+        # own for a moment after EOF and report a death by signal as the crash it is.
+        async def _cleanup_subprocess(self, process: Any) -> Any:
+            if process.returncode is None and getattr(self, "_eof_reached", False):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(process.wait(), 1.0)
+            if process.returncode is not None and process.returncode < 0:
+                raise TSharkCrashException(f"tshark (pid {process.pid}) was killed by signal {-process.returncode}")
+            return await super()._cleanup_subprocess(process)  # type: ignore[misc]
+
+    class _Pipe(_SignalAware, PipeCapture):  # type: ignore[misc]
         def _setup_tshark_output_parser(self) -> Any:
             return _FastJson(self._get_tshark_version())
 
@@ -307,7 +322,7 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
                 self._pipe = -1
             super(PipeCapture, self).close()
 
-    class _File(FileCapture):  # type: ignore[misc]
+    class _File(_SignalAware, FileCapture):  # type: ignore[misc]
         def _setup_tshark_output_parser(self) -> Any:
             return _FastJson(self._get_tshark_version())
 
@@ -324,6 +339,7 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
                     display_filter=f"tcp.port == {port} && ({DISPLAY_FILTER})",
                     override_prefs=prefs, custom_parameters=params)
     count = 0
+    warned = False
 
     def on_packet(raw: dict[str, Any]) -> None:
         nonlocal count
@@ -341,6 +357,7 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
         # ~2x less Python time than `for pkt in cap`, which runs the event loop once per packet.
         cap.apply_on_packets(on_packet)
     except TSharkCrashException as exc:
+        warned = True
         emit("W tshark stopped early: " + _last_line(str(exc)))
     except KeyError:
         # A header-only stream (no packet passed the prefilter) makes pyshark's JSON parser fail.
@@ -350,7 +367,7 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
         try:
             cap.close()
         except TSharkCrashException as exc:  # a damaged file raises again on close (CAPTURE-NOTES.md)
-            if count == 0:
+            if not warned and (count == 0 or "killed by signal" in str(exc)):
                 emit("W tshark stopped early: " + _last_line(str(exc)))
     if tcpdump is not None:
         stderr = tcpdump.stderr.read().decode("utf-8", "replace") if tcpdump.stderr else ""
