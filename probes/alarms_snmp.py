@@ -15,6 +15,7 @@ one line, as names (MIB loaded), ``SNMPv2-SMI::enterprises.…`` or ``iso.3.6…
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from probes.alarms_lines import ParseResult, decode_line, split_lines
@@ -205,18 +206,21 @@ def _level(kind: str | None, value: str) -> str:
 
 def parse_snmptrapd(data: bytes, file: str | None = None, oids: SnmpOids | None = None) -> ParseResult:
     """Parse an snmptrapd log held in memory: every RMX raise/clear, in order."""
-    parser = TrapLogParser(oids, file)
     result = ParseResult()
-    for line_no, raw in enumerate(split_lines(data), 1):
+    return feed_trap_lines(result, split_lines(data), TrapLogParser(oids, file))
+
+
+def feed_trap_lines(result: ParseResult, lines: Iterable[bytes], parser: TrapLogParser) -> ParseResult:
+    """Run snmptrapd log lines (from memory or a stream) through ``parser`` into ``result``."""
+    for line_no, raw in enumerate(lines, 1):
         result.lines = line_no
         text = decode_line(raw, result.skips)
         if text is None:
             result.skip(line_no)
             continue
         recognised, alarms = parser.feed(text, line_no)
-        if recognised:
-            result.recognised = True
-        elif text.strip():
+        result.recognised = result.recognised or recognised
+        if not recognised and text.strip():
             result.skips.unrecognised += 1
             result.skip(line_no)
         for alarm in alarms:

@@ -17,7 +17,7 @@ from probes.alarms_follow import Follower
 from probes.alarms_lines import PREFILTER, ParseResult, decode_line, iter_stream_lines
 from probes.alarms_model import ActiveSet, Alarm
 from probes.alarms_report import looks_like_report, parse_report
-from probes.alarms_snmp import TrapLogParser, looks_like_snmptrapd
+from probes.alarms_snmp import TrapLogParser, feed_trap_lines, looks_like_snmptrapd
 from probes.alarms_syslog import looks_like_syslog, parse_syslog_file, parse_syslog_line
 from probes.model import ErrorKind, InputError
 
@@ -93,23 +93,7 @@ def _parse_trap_stream(stream: object, name: str) -> ParseResult:
     from typing import BinaryIO, cast
 
     result = ParseResult()
-    parser = TrapLogParser(file=name)
-    for line_no, raw in enumerate(iter_stream_lines(cast(BinaryIO, stream), result.skips), 1):
-        result.lines = line_no
-        text = decode_line(raw, result.skips)
-        if text is None:
-            result.skip(line_no)
-            continue
-        recognised, alarms = parser.feed(text, line_no)
-        result.recognised = result.recognised or recognised
-        if not recognised and text.strip():
-            result.skips.unrecognised += 1
-            result.skip(line_no)
-        for alarm in alarms:
-            result.add(alarm)
-    for alarm in parser.flush():
-        result.add(alarm)
-    return result
+    return feed_trap_lines(result, iter_stream_lines(cast(BinaryIO, stream), result.skips), TrapLogParser(file=name))
 
 
 @dataclass

