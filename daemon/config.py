@@ -130,6 +130,11 @@ def _target(node: Node, settings: Settings) -> Target:
         check_revocation=m.opt("check_revocation", lambda n: n.boolean(), False),
     )
     m.finish()
+    cert = target.certificate
+    if target.registrars and cert is not None and cert.kind == "pem" and cert.key is None:
+        # The MTLS probe presents this certificate to the Front End: without its key it cannot.
+        raise m.required("certificate").fail(
+            "a 'key' is required when registrars are set (the MTLS probe presents this certificate)")
     wanted = {"certificate": target.certificate is not None, "mtls": bool(target.registrars),
               "alarms": target.alarms.configured, "capture": target.capture.configured}
     if not any(wanted.get(name, False) for name in probes.PROBES):

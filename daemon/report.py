@@ -64,15 +64,16 @@ class TargetReport:
 
     @property
     def status(self) -> TargetStatus:
-        """Worst hint; ``unknown`` when nothing is wrong but some probe could not run."""
+        """Critical hint first; then ``unknown`` when a probe could not run (a warning must not hide
+        that a check did not happen); then the worst remaining hint."""
         worst = max((h.severity.rank for h in self.hints), default=-1)
         if worst == Severity.CRITICAL.rank:
             return TargetStatus.CRITICAL
-        if worst == Severity.WARNING.rank:
-            return TargetStatus.WARNING
         ran = [p for p in self.probes if p.status is not ProbeStatus.SKIPPED]
         if not ran or any(p.status is ProbeStatus.FAILED for p in ran):
             return TargetStatus.UNKNOWN
+        if worst == Severity.WARNING.rank:
+            return TargetStatus.WARNING
         return TargetStatus.OK
 
     def to_json(self) -> dict[str, Any]:
@@ -102,9 +103,9 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """Nagios convention: critical 2, else warning 1, else unknown 3, else 0."""
+        """Nagios convention: critical 2, else unknown 3 (a check could not run), else warning 1, else 0."""
         statuses = {t.status for t in self.targets}
-        for status in (TargetStatus.CRITICAL, TargetStatus.WARNING, TargetStatus.UNKNOWN):
+        for status in (TargetStatus.CRITICAL, TargetStatus.UNKNOWN, TargetStatus.WARNING):
             if status in statuses:
                 return _EXIT[status]
         return 0
@@ -132,13 +133,14 @@ _STATUS_COLOUR = {TargetStatus.OK: "green", TargetStatus.WARNING: "yellow",
 
 def _verdict(target: TargetReport) -> str:
     status = target.status
+    if status is TargetStatus.UNKNOWN:
+        reasons = [f"{p.probe}: {p.error.detail}" for p in target.probes if p.error]
+        more = f" (+{len(target.hints)} hint(s) below)" if target.hints else ""
+        return f"UNKNOWN: {target.name}: could not run " + ("; ".join(reasons) or "any probe") + more
     if target.hints:
         head = target.hints[0]
         return f"{status.upper()}: {target.name}: {head.title} [{head.code}]" + (
             f" (+{len(target.hints) - 1} more)" if len(target.hints) > 1 else "")
-    if status is TargetStatus.UNKNOWN:
-        reasons = [f"{p.probe}: {p.error.detail}" for p in target.probes if p.error]
-        return f"UNKNOWN: {target.name}: could not run " + ("; ".join(reasons) or "any probe")
     return f"OK: {target.name}: no problem found"
 
 

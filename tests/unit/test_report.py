@@ -83,3 +83,14 @@ def test_text_puts_verdict_first_then_fix_steps() -> None:
     assert lines[0].startswith("CRITICAL: rmx: The RMX uses a self-signed certificate")
     assert text.index("CERT_SELF_SIGNED") < text.index("CERT_SAN_PRESENT")
     assert "fix:" in text and "\x1b[" not in text  # no colour when not a TTY
+
+
+def test_a_probe_that_could_not_run_is_not_hidden_behind_a_warning() -> None:
+    # Given a warning from one probe while another could not run at all
+    outcomes = (_outcome(Finding("CERT_NO_CDP", Severity.WARNING, "no CDP")),
+                failed("mtls", ErrorKind.BAD_INPUT, "rmx.key: unreadable"))
+    target = TargetReport("rmx", outcomes, diagnose(outcomes))
+    # Then the verdict is unknown (exit 3), not a plain warning; a critical hint still wins
+    assert target.status is TargetStatus.UNKNOWN and Report(WHEN, (target,)).exit_code == 3
+    critical = (*outcomes, _outcome(Finding("CERT_EXPIRED", Severity.CRITICAL, "expired")))
+    assert TargetReport("rmx", critical, diagnose(critical)).status is TargetStatus.CRITICAL
