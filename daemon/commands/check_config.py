@@ -20,10 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """0 and a summary when the file is valid; 3 and one ``file:line:`` line when it is not."""
+    from daemon.service import StartupError, preflight
+
     try:
         config = load(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
+        # The same secret checks `rmxdiag serve` makes at start (password files, PFX decryption,
+        # HTTPS files): "valid" here means the daemon will start with it.
+        preflight(config)
+    except (ConfigError, StartupError) as exc:
+        sys.stderr.write(f"rmxdiag: error: {exc}\n")
         return EXIT_UNKNOWN
     sys.stdout.write("\n".join(describe(config)) + "\n")
     return 0

@@ -37,7 +37,7 @@ def execute(args: argparse.Namespace) -> int:
     try:
         config = load(args)
     except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
+        sys.stderr.write(f"rmxdiag: error: {exc}\n")
         return EXIT_UNKNOWN
     unknown = [name for name in args.target if config.target(name) is None]
     if unknown:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.config import FIXTURES, materialise_example, materialise_fixture_files
+from support.config import FIXTURES, materialise_example, materialise_fixture_files, touch
 
 from daemon import pki
 
@@ -48,9 +48,22 @@ def factory_target(tmp_path: Path) -> Path:
     return config
 
 
+def _real_secrets(directory: Path, pfx_password: bytes = b"rmx-pass") -> None:
+    """Replace the example's placeholder PFX and HTTPS files by real ones (check-config opens them)."""
+    from daemon import pki
+
+    rmx = pki.issue(pki.name("rmx-hq.example.com"), pki.root_ca())
+    touch(directory / "certs/rmx-hq.pfx", secret=True, content=rmx.pfx(b"rmx-pass"))
+    touch(directory / "secrets/rmx-hq.pfx.pass", secret=True, content=pfx_password + b"\n")
+    web = pki.issue(pki.name("rmxdiag.example.com"), None)
+    touch(directory / "certs/rmxdiag-web.pem", content=web.cert_pem)
+    touch(directory / "secrets/rmxdiag-web.key", secret=True, content=web.key_pem)
+
+
 def test_check_config_shows_what_would_be_probed(tmp_path: Path) -> None:
-    # Given the documented example with its files
+    # Given the documented example with its files (real PFX and HTTPS key pair)
     config = materialise_example(tmp_path)
+    _real_secrets(tmp_path)
     # When checked
     done = rmxdiag("check-config", "-c", str(config))
     # Then exit 0 and each target's probes and sources are listed
@@ -59,6 +72,19 @@ def test_check_config_shows_what_would_be_probed(tmp_path: Path) -> None:
     assert "target rmx-hq: firmware 8.x" in done.stdout and "probes: certificate, mtls, alarms, capture" in done.stdout
     assert "mtls: pool01.example.com:5061, SNI pool01.example.com, TLS 1.0-1.2, then SIP OPTIONS" in done.stdout
     assert "target rmx-branch: firmware 7.x" in done.stdout and "[dry run]" in done.stdout
+
+
+def test_check_config_refuses_what_serve_would_refuse(tmp_path: Path) -> None:
+    # Given the example whose PFX password file holds the wrong password
+    config = materialise_example(tmp_path)
+    _real_secrets(tmp_path, pfx_password=b"wrong-pass")
+    # When checked
+    done = rmxdiag("check-config", "-c", str(config))
+    # Then exit 3 with one line naming the PFX, as `rmxdiag serve` would refuse to start
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.startswith(f"rmxdiag: error: {tmp_path / 'certs/rmx-hq.pfx'}: PFX of target rmx-hq cannot be "
+                                  "decrypted")
+    assert done.stderr.count("\n") == 1 and "wrong-pass" not in done.stderr
 
 
 def test_check_config_invalid_is_one_line_and_exit_3(tmp_path: Path) -> None:
@@ -70,16 +96,16 @@ def test_check_config_invalid_is_one_line_and_exit_3(tmp_path: Path) -> None:
     done = rmxdiag("check-config", "-c", str(config))
     # Then one line naming file:line and the key, exit 3, and the value never shown
     assert done.returncode == 3 and done.stdout == ""
-    assert done.stderr == (f"{config}:7: targets[0].certificate.password: inline secrets are refused: put the value "
-                           "in a file readable only by rmxdiag and give its path as password_file "
-                           "(or credential: NAME)\n")
+    assert done.stderr == (f"rmxdiag: error: {config}:7: targets[0].certificate.password: inline secrets are "
+                           "refused: put the value in a file readable only by rmxdiag and give its path as "
+                           "password_file (or credential: NAME)\n")
     assert "hunter2" not in done.stderr
 
 
 def test_config_path_comes_from_the_environment(tmp_path: Path) -> None:
     # Given $RMXDIAG_CONFIG pointing at a missing file, When checked, Then that path is named
     done = rmxdiag("check-config", env={"RMXDIAG_CONFIG": str(tmp_path / "none.yaml")})
-    assert done.returncode == 3 and done.stderr == f"{tmp_path / 'none.yaml'}: no such file\n"
+    assert done.returncode == 3 and done.stderr == f"rmxdiag: error: {tmp_path / 'none.yaml'}: no such file\n"
 
 
 def test_run_with_a_bad_config_is_one_line_and_exit_3(tmp_path: Path) -> None:
@@ -87,7 +113,8 @@ def test_run_with_a_bad_config_is_one_line_and_exit_3(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("targets:\n  - name: rmx\n    registrar: [{host: fe}]\n")
     done = rmxdiag("run", "-c", str(config))
-    assert (done.returncode, done.stdout, done.stderr) == (3, "", f"{config}:3: targets[0].registrar: unknown key\n")
+    expected = f"rmxdiag: error: {config}:3: targets[0].registrar: unknown key\n"
+    assert (done.returncode, done.stdout, done.stderr) == (3, "", expected)
 
 
 def test_run_unknown_target_is_exit_3(factory_target: Path) -> None:
