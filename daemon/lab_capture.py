@@ -12,6 +12,7 @@ with its defaults.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -107,6 +108,8 @@ def _rmx_context(material: Material, scenario: Scenario, keylog: Path) -> ssl.SS
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(material.ca_bundle)
     set_tls_window(ctx, *scenario.rmx_tls)
+    # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it.
+    os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     ctx.keylog_filename = str(keylog)
     try:
         ctx.load_cert_chain(material.rmx_cert, material.rmx_key)

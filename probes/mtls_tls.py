@@ -214,6 +214,9 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         chain = tuple(certs)
     if spec.keylog is not None:
         try:
+            # A key log decrypts every session written to it: create it readable by us only
+            # (OpenSSL would create it with the umask, usually 0644).
+            os.close(os.open(spec.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
             ctx.keylog_filename = str(spec.keylog)
         except OSError as exc:
             raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",

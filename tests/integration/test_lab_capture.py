@@ -44,6 +44,7 @@ def test_healthy_capture_decodes_to_mtls_and_sip_200(tmp_path: Path) -> None:
     assert all(r[3] in ("", "0", "False") for r in rows)
     # And with the key log the SIP inside decodes to the 200 answer
     assert keylog is not None
+    assert keylog.stat().st_mode & 0o777 == 0o600, "the key log decrypts the lab SIP: owner-only"
     sip = _tshark(pcap, port, "-d", f"tls.port=={port},sip", "-o", f"tls.keylog_file:{keylog}", "-Y", "sip.Status-Code",
                   "-T", "fields",
                   "-e", "sip.Status-Code")

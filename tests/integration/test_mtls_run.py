@@ -161,6 +161,7 @@ def test_keylog_written_for_tshark(fe: Fe, files: dict[str, Path], tmp_path: Pat
     assert code == 0
     text = keylog.read_text()
     assert "CLIENT_TRAFFIC_SECRET_0 " in text and "SERVER_HANDSHAKE_TRAFFIC_SECRET " in text
+    assert keylog.stat().st_mode & 0o777 == 0o600, "a key log decrypts the session: owner-only"
 
 
 def test_cli_fault_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
