@@ -255,7 +255,10 @@ def live_capture(interface: str, duration: float, port: int, *, max_packets: int
         # dumpcap reports a privilege problem only as text; this is the one place that reads it.
         if re.search(r"permission|not permitted", text, re.IGNORECASE):
             raise _missing_privilege(interface)
-        detail = next((ln for ln in text.splitlines() if ln.strip() and "root" not in ln), "no detail")
+        # dumpcap prints its "Capturing on 'IF'" progress line first; the error comes after it.
+        lines = [ln for ln in text.splitlines()
+                 if ln.strip() and "root" not in ln and not ln.startswith("Capturing on")]
+        detail = lines[-1] if lines else "no detail"
         raise InputError(f"live capture on {interface} failed: {detail.strip()[:200]}", ErrorKind.BAD_INPUT)
     return out
 

@@ -15,7 +15,10 @@ from probes.model import InputError
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port") from None
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
     return value

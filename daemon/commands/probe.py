@@ -41,9 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _split(value: str, srv: bool) -> tuple[str, int]:
     host, port = value, 5061
-    if value.startswith("["):  # [v6]:port
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":"):
+    if value.startswith("["):  # [v6] or [v6]:port, nothing else
+        host, closed, rest = value[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise InputError(f"HOST[:PORT]: {value!r} is not [IPv6] or [IPv6]:PORT")
+        if rest:
             port = _port(rest[1:], value)
     elif value.count(":") == 1:
         host, raw = value.split(":")

@@ -227,3 +227,13 @@ def test_tarpit_member_does_not_starve_the_pool(fe: Fe, files: dict[str, Path]) 
     reasons = sorted(str(r.reason) for r in out.result.registrars)
     assert reasons == ["no_answer", "ok"] and out.failure == ("tls", "no_answer")
     assert 1.4 <= elapsed < 1.9
+
+
+@pytest.mark.parametrize("host", ["[::1", "[::1]junk", "[::1]:x"])
+def test_cli_malformed_bracketed_host_is_refused(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given a bracketed IPv6 HOST that is not [v6] or [v6]:PORT, Then one input error line and exit 3
+    (it used to probe ::1 on 5061, silently dropping what followed the bracket)."""
+    code = main(["probe", host, "--timeout", "1"])
+    captured = capsys.readouterr()
+    assert code == 3 and captured.out == ""
+    assert captured.err.startswith("rmxdiag: error: HOST[:PORT]:") and captured.err.count("\n") == 1
