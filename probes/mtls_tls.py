@@ -132,15 +132,19 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
         except ValueError as exc:
-            raise InputError(f"{spec.pfx}: cannot open the PFX with the password given (or it is corrupt)",
-                             ErrorKind.BAD_PASSWORD) from exc
+            if spec.password is None:
+                raise InputError(f"{spec.pfx}: the PFX is protected by a password: give --password-file "
+                                 "(or it is corrupt)", ErrorKind.BAD_PASSWORD) from exc
+            raise InputError(f"{spec.pfx}: cannot open the PFX with the password in {spec.password.path} "
+                             "(wrong password or corrupt file)", ErrorKind.BAD_PASSWORD) from exc
         if key is None or cert is None:
             raise InputError(f"{spec.pfx}: the PFX holds no private key and certificate pair")
         return key, [cert, *extra]
     if spec.cert is None:
         return None
     if spec.key is None:
-        raise InputError(f"{spec.cert}: --key is required with --cert")
+        raise InputError(f"{spec.cert}: the certificate needs its private key to be presented "
+                         "(--key, or key: in the config)")
     try:
         certs = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
     except (ValueError, x509.InvalidVersion) as exc:

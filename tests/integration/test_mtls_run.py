@@ -237,3 +237,21 @@ def test_cli_malformed_bracketed_host_is_refused(host: str, capsys: pytest.Captu
     captured = capsys.readouterr()
     assert code == 3 and captured.out == ""
     assert captured.err.startswith("rmxdiag: error: HOST[:PORT]:") and captured.err.count("\n") == 1
+
+
+def test_cli_pfx_password_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Given a password-protected PFX, When probed without or with a wrong password file,
+    Then one line says which (give --password-file / wrong password in FILE), exit 3, no secret."""
+    from daemon import pki
+
+    pfx = tmp_path / "rmx.pfx"
+    pfx.write_bytes(pki.issue(pki.name("rmx.lab.example"), pki.root_ca()).pfx(b"Right-Secret-42"))
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_bytes(b"Wrong-Secret-17\n")
+    wrong.chmod(0o600)
+    assert main(["probe", "127.0.0.1:1", "--pfx", str(pfx)]) == 3
+    assert "give --password-file" in capsys.readouterr().err
+    assert main(["probe", "127.0.0.1:1", "--pfx", str(pfx), "--password-file", str(wrong)]) == 3
+    err = capsys.readouterr().err
+    assert f"with the password in {wrong}" in err and err.count("\n") == 1
+    assert "Secret" not in err
