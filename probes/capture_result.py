@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-_MS_DIAG = re.compile(r'^\s*(\d+)(?:\.(\d+))?\s*(?:;(.*))?$')
-_PARAM = re.compile(r'\s*([A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+from probes.sip import parse_ms_diagnostics as parse_value
 
 
 @dataclass(frozen=True)
@@ -93,17 +91,16 @@ class CaptureResult:
 
 
 def parse_ms_diagnostics(headers: str) -> list[dict[str, Any]]:
-    """Every ``ms-diagnostics`` (and ``-public``) header value of a raw SIP header block."""
+    """Every ``ms-diagnostics`` (and ``-public``) header value of a raw SIP header block.
+
+    Values are parsed by the probe's parser (:func:`probes.sip.parse_ms_diagnostics`); an
+    unparsable value keeps its text as ``reason`` with ``id`` None.
+    """
     found: list[dict[str, Any]] = []
     for raw in headers.replace("\r\n", "\n").split("\n"):
         name, sep, value = raw.partition(":")
-        if not sep or name.strip().lower() not in ("ms-diagnostics", "ms-diagnostics-public"):
-            continue
-        match = _MS_DIAG.match(value)
-        if not match:
-            found.append({"id": None, "sub": None, "reason": value.strip(), "source": None})
-            continue
-        params = {k.lower(): v.strip().strip('"') for k, v in _PARAM.findall(match.group(3) or "")}
-        found.append({"id": int(match.group(1)), "sub": int(match.group(2)) if match.group(2) else None,
-                      "reason": params.get("reason", ""), "source": params.get("source")})
+        header = name.strip().lower()
+        if sep and header in ("ms-diagnostics", "ms-diagnostics-public"):
+            diag = parse_value(value, public=header.endswith("-public"))
+            found.append({**diag.to_json(), "id": diag.id if diag.parsed else None})
     return found

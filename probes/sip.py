@@ -36,6 +36,7 @@ class MsDiagnostic:
     source: str | None
     public: bool = False
     raw: str = ""
+    parsed: bool = True  # False: the value was not <id>[.<sub>];... (kept whole as ``reason``)
 
     def to_json(self) -> dict[str, Any]:
         """The evidence shape of the brief: id, sub, reason, source."""
@@ -164,7 +165,7 @@ def parse_ms_diagnostics(value: str, public: bool = False) -> MsDiagnostic:
     """``<id>[.<sub>];reason="...";source="..."``; an unparsable value keeps its text as reason."""
     match = _DIAG.match(value)
     if not match:
-        return MsDiagnostic(0, None, value.strip(), None, public, value)
+        return MsDiagnostic(0, None, value.strip(), None, public, value, parsed=False)
     params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else (m.group(3) or "").strip())
               for m in _PARAM.finditer(match.group(3) or "")}
     reason = params.get("reason", "").replace('\\"', '"')
