@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.capture_names import dn_to_rfc4514
-from probes.cert_load import CERT_PARSE_ERRORS
+from probes.cert_load import CERT_PARSE_ERRORS, read_capped, read_password
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
 
 TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
                 "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -103,25 +102,13 @@ def client_context(spec: ClientSpec, cache: dict[Any, Any]) -> ClientContext:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: {what} is larger than {MAX_FILE_BYTES} bytes")
-        return path.read_bytes()
-    except IsADirectoryError as exc:
-        raise InputError(f"{path}: {what} is a directory", ErrorKind.FILE_UNREADABLE) from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror})", ErrorKind.FILE_UNREADABLE) from exc
+    # The certificate probe's reader: a regular file of at most 1 MiB, checked before reading.
+    return read_capped(path, what)
 
 
 def _secret(secret: SecretFile | None) -> bytes | None:
-    """The password of a SecretFile; an unreadable file is bad input naming the file (never the value)."""
-    if secret is None:
-        return None
-    try:
-        return secret.read()
-    except OSError as exc:
-        raise InputError(f"{secret.path}: cannot read the password file ({exc.strerror})",
-                         ErrorKind.FILE_UNREADABLE) from exc
+    """The password of a SecretFile; bad input names the file (never the value)."""
+    return None if secret is None else read_password(secret.path)
 
 
 def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | None:
