@@ -20,6 +20,7 @@ from daemon.catalogue import CATALOGUE, Firmware
 from daemon.config_files import ConfigError
 from daemon.config_model import ActionConfig, BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
 from daemon.config_yaml import LABEL_SAFE, Mapping, Node, Reader
+from daemon.engine import applicable
 from probes.target import (
     AlarmSources,
     CaptureSources,
@@ -135,9 +136,7 @@ def _target(node: Node, settings: Settings) -> Target:
         # The MTLS probe presents this certificate to the Front End: without its key it cannot.
         raise m.required("certificate").fail(
             "a 'key' is required when registrars are set (the MTLS probe presents this certificate)")
-    wanted = {"certificate": target.certificate is not None, "mtls": bool(target.registrars),
-              "alarms": target.alarms.configured, "capture": target.capture.configured}
-    if not any(wanted.get(name, False) for name in probes.PROBES):
+    if not applicable(target):  # the engine's own rule of which probes a target gives work to
         raise node.fail("nothing to probe: give at least one of " + ", ".join(
             {"mtls": "registrars"}.get(name, name) for name in probes.PROBES))
     return target
