@@ -34,13 +34,13 @@ from daemon.report import TargetReport
 from daemon.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.webhook import Troubleshooter, TroubleshootRunner, firing_targets
-from probes.model import ErrorKind, failed
+from probes.cert_load import read_capped
+from probes.model import ErrorKind, InputError, failed
 from probes.target import SecretFile, Settings, Target
 
 log = logging.getLogger("rmxdiag.daemon")
 
 ConfigLoader = Callable[[Path], Config]
-_PFX_CAP = 1024 * 1024
 
 
 class StartupError(Exception):
@@ -86,14 +86,11 @@ def preflight(config: Config) -> None:
         if source is not None and source.kind == "pfx" and source.path is not None:
             password = _secret(source.password, f"the PFX password file of target {target.name}")
             try:
-                with source.path.open("rb") as handle:
-                    data = handle.read(_PFX_CAP + 1)
-                if len(data) > _PFX_CAP:
-                    raise StartupError(f"{source.path}: PFX file of target {target.name} is larger than 1 MiB")
+                # The certificate probe's checked reader: a regular file of at most 1 MiB.
+                data = read_capped(source.path, f"PFX of target {target.name}")
                 pkcs12.load_key_and_certificates(data, password or None)
-            except OSError as exc:
-                raise StartupError(f"{source.path}: PFX of target {target.name} cannot be read "
-                                   f"({exc.strerror or type(exc).__name__})") from None
+            except InputError as exc:
+                raise StartupError(str(exc)) from None
             except (ValueError, TypeError):
                 # cryptography raises ValueError for a wrong password and a corrupt file alike.
                 raise StartupError(f"{source.path}: PFX of target {target.name} cannot be decrypted "
