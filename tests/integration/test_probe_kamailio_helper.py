@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.support.kamailio import (
     kamailio_fe,  # noqa: F401 (the fixture, used by name)
     kamailio_registrar,
 )
+from tests.support.lab import options_exchange
 
 pytestmark = pytest.mark.peer
 
@@ -29,18 +29,7 @@ def _options(fe: Registrar, client: pki.Issued, ca: Path, tmp: Path) -> bytes:
     paths = client.write(tmp, "client")
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(paths["cert"], paths["key"])
-    with socket.create_connection((fe.host, fe.port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="pool.lab.example") as tls:
-        tls.sendall(b"OPTIONS sip:pool.lab.example SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK1\r\n"
-                    b"From: <sip:rmx.lab.example>;tag=1\r\nTo: <sip:pool.lab.example>\r\nCall-ID: helper-1\r\n"
-                    b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = tls.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data
+    return options_exchange((fe.host, fe.port), ctx)
 
 
 def test_trusted_peer_gets_200_and_others_403(tmp_path: Path, lab_pki: LabPKI) -> None:
