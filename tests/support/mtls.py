@@ -8,7 +8,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +87,10 @@ def syn_blackhole() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
-    """A plain TCP server: reads the client's first bytes, sends ``reply``, then holds the connection.
-
-    ``b"SIP/2.0 400 ..."`` makes a plain SIP-over-TCP port; a TLS record header with a short
-    body makes a server that starts the handshake and then stalls (the CRL-fetch shape).
-    """
+def _accepting(handle: Callable[[socket.socket, threading.Event], None], *,
+               threaded: bool = False) -> Iterator[int]:
+    """A loopback listener whose accept loop hands each connection to ``handle(conn, stop)``
+    (in its own thread when ``threaded``); yields the port, then stops and joins the loop."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -105,11 +103,10 @@ def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
                 conn, _ = listener.accept()
             except OSError:
                 continue
-            with conn, contextlib.suppress(OSError):
-                conn.settimeout(2)
-                conn.recv(4096)
-                conn.sendall(reply)
-                stop.wait(hold)
+            if threaded:
+                threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
+            else:
+                handle(conn, stop)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -119,6 +116,24 @@ def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
         stop.set()
         thread.join(10)
         listener.close()
+
+
+@contextlib.contextmanager
+def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
+    """A plain TCP server: reads the client's first bytes, sends ``reply``, then holds the connection.
+
+    ``b"SIP/2.0 400 ..."`` makes a plain SIP-over-TCP port; a TLS record header with a short
+    body makes a server that starts the handshake and then stalls (the CRL-fetch shape).
+    """
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(2)
+            conn.recv(4096)
+            conn.sendall(reply)
+            stop.wait(hold)
+
+    with _accepting(handle) as port:
+        yield port
 
 
 def closed_port() -> int:
@@ -134,38 +149,22 @@ def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2,
     paths = server.write(files_dir, "drip")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(paths["cert"], paths["key"])
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
-                tls.settimeout(5)
-                tls.recv(4096)
-                if not interval:
-                    tls.sendall(answer)
-                    stop.wait(2)
-                for byte in answer if interval else b"":
-                    if stop.is_set():
-                        break
-                    tls.sendall(bytes([byte]))
-                    time.sleep(interval)
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(5)
+            tls.recv(4096)
+            if not interval:
+                tls.sendall(answer)
+                stop.wait(2)
+            for byte in answer if interval else b"":
+                if stop.is_set():
+                    break
+                tls.sendall(bytes([byte]))
+                time.sleep(interval)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(10)
-        listener.close()
+    with _accepting(handle) as port:
+        yield port
 
 
 @contextlib.contextmanager
@@ -175,13 +174,7 @@ def reset_after_client_cert(upstream_port: int) -> Iterator[int]:
     It reads TLS 1.2 plaintext records from the client and resets (SO_LINGER 0) on a handshake
     record carrying message type 11, like Schannel dropping a peer it refuses (DOMAIN.md §4).
     """
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def relay(client: socket.socket) -> None:
+    def relay(client: socket.socket, stop: threading.Event) -> None:
         with client, socket.create_connection(("127.0.0.1", upstream_port), timeout=5) as up:
             client.settimeout(0.05)
             up.settimeout(0.05)
@@ -201,19 +194,5 @@ def reset_after_client_cert(upstream_port: int) -> Iterator[int]:
                         return
                     client.sendall(data)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=relay, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(10)
-        listener.close()
+    with _accepting(relay, threaded=True) as port:
+        yield port
