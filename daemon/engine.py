@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import probes
-from daemon.catalogue import Firmware
-from daemon.diagnosis import diagnose
+from daemon.diagnosis.catalogue import Firmware
+from daemon.diagnosis.diagnose import diagnose
 from daemon.report import Report, TargetReport, now_utc
 from probes.model import ErrorKind, ProbeOutcome, failed
 from probes.target import ProbeContext, Settings, Target

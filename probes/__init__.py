@@ -12,10 +12,10 @@ import importlib
 from types import ModuleType
 
 PROBES: dict[str, str] = {
-    "certificate": "probes.certificate",
-    "mtls": "probes.mtls",
-    "alarms": "probes.alarms",
-    "capture": "probes.capture",
+    "certificate": "probes.certificate.probe",
+    "mtls": "probes.mtls.probe",
+    "alarms": "probes.alarms.probe",
+    "capture": "probes.capture.probe",
 }
 
 

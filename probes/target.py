@@ -1,6 +1,6 @@
 """The typed description of what to probe: one RMX target and the global settings.
 
-The config loader (``daemon.config``) builds these from YAML; the CLI builds them from flags;
+The config loader (``daemon.config.load``) builds these from YAML; the CLI builds them from flags;
 tests build them directly. Probes read only these types, so they never depend on the loader.
 Secrets are referenced by path and read at use; their values never live in these objects.
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import pki
+from daemon.lab import pki
 
 
 @dataclass

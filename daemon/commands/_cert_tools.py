@@ -16,10 +16,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from daemon.catalogue import Firmware
 from daemon.commands._common import emit, single_report
-from probes.cert_checks import Policy
-from probes.cert_load import Material, load_certificate, load_chain, load_key, read_capped, read_password
+from daemon.diagnosis.catalogue import Firmware
+from probes.certificate.checks import Policy
+from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
 from probes.model import Finding, InputError, ProbeOutcome, ProbeStatus, Severity
 
 # What the RMX 8.x Certification Repository import says for each cause (DOMAIN.md §2).
@@ -53,7 +53,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 def lint_csr(args: argparse.Namespace, path: Path) -> int:
     """`cert csr FILE`: the request judged with the certificate rules before it goes to the CA."""
-    from probes.cert_request import lint_request, load_request
+    from probes.certificate.request import lint_request, load_request
 
     started = time.monotonic()
     findings, result = lint_request(load_request(path), _policy(args), str(path))
@@ -98,8 +98,8 @@ def _material(args: argparse.Namespace, path: Path) -> Material:
 
 def extract(args: argparse.Namespace, path: Path) -> int:
     """`cert extract FILE`: print the leaf as Base-64 PEM; say which certificates are CAs."""
-    from probes.cert_chain import is_self_signed
-    from probes.cert_checks import analyse
+    from probes.certificate.chain import is_self_signed
+    from probes.certificate.checks import analyse
 
     material = _material(args, path)
     if material.bad_password or material.request is not None:
@@ -114,7 +114,7 @@ def extract(args: argparse.Namespace, path: Path) -> int:
               for c in material.chain]
     result = ExtractResult(str(path), pem, tuple(roles))
     if args.output is not None:
-        from probes.cert_pfx import write_private
+        from probes.certificate.pfx import write_private
 
         write_private(args.output, pem.encode(), args.force)
     if args.format == "json":
@@ -149,9 +149,9 @@ class PfxResult:
 def assemble(args: argparse.Namespace, path: Path) -> int:
     """`cert pfx CERT --key KEY ... -o OUT`: check, build, re-open and write the PFX."""
     from daemon.commands.cert import options_from
-    from probes.cert_checks import analyse
-    from probes.cert_pfx import blocking_problems, build, write_private
-    from probes.certificate import judge
+    from probes.certificate.checks import analyse
+    from probes.certificate.pfx import blocking_problems, build, write_private
+    from probes.certificate.probe import judge
 
     if args.output is None or args.password_file is None:
         raise InputError("pfx: needs -o OUT and --password-file F (the PFX password)")
@@ -210,7 +210,7 @@ class PreflightResult:
 def preflight(args: argparse.Namespace, path: Path) -> int:
     """`cert preflight FILE.pfx`: the install-time rejections plus every `rmxdiag cert` check."""
     from daemon.commands.cert import options_from, source_from
-    from probes.certificate import inspect
+    from probes.certificate.probe import inspect
 
     if not args.fqdn:
         raise InputError("preflight: needs --fqdn (the RMX compares the certificate with its service DNS name)")

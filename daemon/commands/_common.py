@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from daemon.catalogue import Firmware
+from daemon.diagnosis.catalogue import Firmware
 from daemon.report import Report, TargetReport, now_utc, render_json, render_text
 from probes.model import ProbeOutcome
 
@@ -25,7 +25,7 @@ def add_firmware(parser: argparse.ArgumentParser) -> None:
 
 def single_report(name: str, outcomes: Sequence[ProbeOutcome], firmware: Firmware) -> Report:
     """Diagnose the outcomes of one object and wrap them into a one-target report."""
-    from daemon.diagnosis import diagnose
+    from daemon.diagnosis.diagnose import diagnose
 
     target = TargetReport(name, tuple(outcomes), diagnose(outcomes, firmware))
     return Report(now_utc(), (target,))

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from daemon.config_model import Config
+from daemon.config.model import Config
 
 
 def add_config(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_config(parser: argparse.ArgumentParser) -> None:
 
 def config_path(args: argparse.Namespace) -> Path:
     """The configuration file the user chose (flag, environment, default)."""
-    from daemon.config import DEFAULT_PATH
+    from daemon.config.load import DEFAULT_PATH
 
     chosen: Path | None = args.config
     if chosen is None:
@@ -28,6 +28,6 @@ def config_path(args: argparse.Namespace) -> Path:
 
 def load(args: argparse.Namespace) -> Config:
     """The validated configuration (``ConfigError`` -- an ``InputError`` -- when it is not)."""
-    from daemon.config import load_config
+    from daemon.config.load import load_config
 
     return load_config(config_path(args))

@@ -37,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Read, classify, report; the exit code follows the hints."""
-    from daemon.catalogue import Firmware
     from daemon.commands._common import emit, single_report
-    from probes import alarms
-    from probes.alarms_sources import FileFormat
+    from daemon.diagnosis.catalogue import Firmware
+    from probes.alarms import probe as alarms
+    from probes.alarms.sources import FileFormat
     from probes.model import InputError
     from probes.target import SecretFile, XmlApi
 

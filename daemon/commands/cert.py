@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from daemon.commands._common import add_firmware, add_format
 
 if TYPE_CHECKING:
-    from probes.certificate import CertOptions
+    from probes.certificate.probe import CertOptions
     from probes.target import CertificateSource
 
 ACTIONS = {
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> CertOptions:
     """The judgement options of the command line."""
-    from probes.certificate import CertOptions
+    from probes.certificate.probe import CertOptions
     from probes.model import InputError
 
     if args.expiry_warning_days < 0:
@@ -106,9 +106,9 @@ def inspect_file(args: argparse.Namespace, path: Path) -> int:
     import time
     from datetime import UTC, datetime
 
-    from daemon.catalogue import Firmware
     from daemon.commands._common import emit, single_report
-    from probes.certificate import inspect
+    from daemon.diagnosis.catalogue import Firmware
+    from probes.certificate.probe import inspect
 
     options = options_from(args)
     outcome = inspect(source_from(args, path), options, datetime.now(UTC), time.monotonic() + 30.0)

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from daemon.commands._config_arg import add_config, load
-from daemon.config import ConfigError
-from daemon.config_model import Config
+from daemon.config.load import ConfigError
+from daemon.config.model import Config
 from probes.target import Target
 
 EXIT_UNKNOWN = 3
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """0 and a summary when the file is valid; 3 and one ``file:line:`` line when it is not."""
-    from daemon.service import StartupError, preflight
+    from daemon.serve.service import StartupError, preflight
 
     try:
         config = load(args)

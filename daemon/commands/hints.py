@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from daemon.catalogue import CATALOGUE, Firmware, remediation
 from daemon.commands._common import add_firmware
+from daemon.diagnosis.catalogue import CATALOGUE, Firmware, remediation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

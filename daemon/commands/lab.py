@@ -11,7 +11,7 @@ from daemon.commands._common import add_format
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rmxdiag lab``."""
-    from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS
+    from daemon.lab.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default=DEFAULT_SCENARIO, metavar="NAME",
                         help=f"which fault to simulate (default {DEFAULT_SCENARIO}; see --list)")
@@ -27,14 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Run one lab scenario and print its diagnosis; the exit code is the report's."""
-    from daemon import lab
     from daemon.commands._common import emit
+    from daemon.lab import run as lab
 
     if args.list:
         lab.list_scenarios(sys.stdout)
         return 0
     if args.serve:
-        from daemon import lab_serve
+        from daemon.lab import serve as lab_serve
         from probes.model import InputError
 
         if not lab_serve.available():

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from daemon.catalogue import Firmware
 from daemon.commands._common import add_firmware, add_format, emit, single_report
+from daemon.diagnosis.catalogue import Firmware
 from probes.model import InputError
 
 
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Inspect the captures, print the summary lines, counts and hints; exit by the hints."""
-    from probes import capture
+    from probes.capture import probe as capture
 
     if bool(args.files) == bool(args.interface):
         raise InputError("rmxdiag pcap: give capture files/directories or --interface, not both or neither")

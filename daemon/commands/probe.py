@@ -70,8 +70,8 @@ def _check_file(path: Path | None, option: str) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Run the probe, print the report, return the Nagios exit code."""
-    from daemon.catalogue import Firmware
-    from probes import mtls
+    from daemon.diagnosis.catalogue import Firmware
+    from probes.mtls import probe as mtls
 
     if args.pfx and (args.cert or args.key or args.chain):
         raise InputError("--pfx: give either --pfx or --cert/--key[/--chain], not both")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from daemon.commands._common import add_format, emit
 from daemon.commands._config_arg import add_config, load
-from daemon.config import ConfigError
+from daemon.config.load import ConfigError
 
 EXIT_UNKNOWN = 3
 PROGRESS_AFTER = 1.0  # seconds: quick runs print nothing extra

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Load the config, start the daemon and serve until SIGTERM."""
-    from daemon.service import Daemon, StartupError, load_config
+    from daemon.serve.service import Daemon, StartupError, load_config
 
     # The CLI already configured stderr logging (warning, or more with -v); a daemon logs its
     # one-line run summaries at info, so lower the threshold unless -v asked for even more.

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from probes.alarms_lines import PREFILTER
+from probes.alarms.lines import PREFILTER
 from tests.bench.common import Row, interleaved, print_table
 
 LINES = 1_000_000
@@ -65,7 +65,7 @@ def generate(path: Path, lines: int = LINES, alarm_share: float = 0.02, near_mis
 _CHILD = (
     "import json, resource, sys\n"
     "from pathlib import Path\n"
-    "from probes.alarms_syslog import parse_syslog_file\n"
+    "from probes.alarms.syslog import parse_syslog_file\n"
     "r = parse_syslog_file(Path(sys.argv[1]))\n"
     "active = r.active.alarms()\n"
     "print(json.dumps({'lines': r.lines, 'matched': r.matched, 'events': r.events, 'active': len(active),"
@@ -81,7 +81,7 @@ def _measure(path: Path, grep: str, label: str, goal: bool) -> tuple[list[Row], 
     if facts["matched"] != grep_count:
         print(f"MISMATCH ({label}): grep counted {grep_count}, we matched {facts['matched']} of {facts['lines']}")
         return [], False
-    start_argv = [sys.executable, "-c", "import probes.alarms_syslog"]
+    start_argv = [sys.executable, "-c", "import probes.alarms.syslog"]
     times = interleaved({"grep": grep_argv, "ours": ours_argv, "start": start_argv}, runs=5)
     ratio = times["ours"] / times["grep"]
     size_mib = path.stat().st_size / 2**20

@@ -17,7 +17,7 @@ def _rmxdiag() -> list[str]:
 
 def main() -> int:
     """Measure and print the table; non-zero when a goal is missed."""
-    from daemon import pki
+    from daemon.lab import pki
 
     with tempfile.TemporaryDirectory(prefix="rmxdiag-bench-") as tmp:
         small = Path(tmp) / "small.pem"

@@ -65,9 +65,9 @@ def _tcp_probe(target: Any, settings: Any, ctx: Any) -> Any:
 
 def child(port: int, ports_file: str) -> None:
     """Run the daemon with 1,000 targets until stdin closes."""
-    from daemon.config_model import Config
+    from daemon.config.model import Config
     from daemon.engine import run_target
-    from daemon.service import Daemon
+    from daemon.serve.service import Daemon
     from probes.target import Registrar, Settings, Target
     ports = json.loads(Path(ports_file).read_text())
     targets = []
@@ -178,10 +178,10 @@ def _baseline_render(text: str) -> float:
 
 def _collector_render_ms() -> tuple[float, str]:
     """Median ms of the exporter rendering a 1,000-target snapshot of the bench's shape (idle process)."""
-    from daemon.diagnosis import diagnose
-    from daemon.exporter import render
+    from daemon.diagnosis.diagnose import diagnose
     from daemon.report import TargetReport
-    from daemon.snapshot import SnapshotHolder, TargetState
+    from daemon.serve.exporter import render
+    from daemon.serve.snapshot import SnapshotHolder, TargetState
     from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
     holder = SnapshotHolder()
     names = [f"rmx-{i:04d}" for i in range(TARGETS)]

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from daemon.catalogue import CATALOGUE, Firmware, remediation
-from daemon.config import load_config
-from daemon.diagnosis import diagnose, evidence_line
+from daemon.config.load import load_config
+from daemon.diagnosis.catalogue import CATALOGUE, Firmware, remediation
+from daemon.diagnosis.diagnose import diagnose, evidence_line
 from daemon.report import Hint, sort_hints
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 from tests.bench.common import Row, interleaved, print_table

@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from daemon.lab_registrar import LabRegistrar
-from daemon.lab_scenarios import SCENARIOS
-from daemon.lab_wire import sip_response
+from daemon.lab.registrar import LabRegistrar
+from daemon.lab.scenarios import SCENARIOS
+from daemon.lab.wire import sip_response
 from tests.bench.common import Row, interleaved, print_table
 from tests.support.lab import client_context, make_files, options_exchange
 

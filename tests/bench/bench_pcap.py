@@ -66,7 +66,7 @@ def _timed(argv: list[str]) -> tuple[float, float, int]:
 
 
 def _pki(directory: Path) -> dict[str, Path]:
-    from daemon import pki
+    from daemon.lab import pki
 
     root = pki.root_ca()
     issuing = pki.intermediate_ca(root)

@@ -20,13 +20,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon import pki
-from probes import mtls
-from probes.mtls_sweep import SweepJob, sweep
+from daemon.lab import pki
+from probes.mtls import probe as mtls
 from probes.target import Registrar
 from tests.bench.common import Row, print_table
 from tests.support.kamailio import kamailio_registrar
 from tests.support.mtls import tarpit
+from tests.support.mtls_sweep import SweepJob, sweep
 from tests.support.peers import free_port, kill_group, wait_for_port
 
 POOL = "pool.lab.example"

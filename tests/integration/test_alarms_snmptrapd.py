@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from support.alarms import snmptrapd
 
-from probes import alarms
-from probes.alarms_model import AlarmCategory, AlarmState
-from probes.alarms_snmp import parse_snmptrapd
+from probes.alarms import probe as alarms
+from probes.alarms.model import AlarmCategory, AlarmState
+from probes.alarms.snmp import parse_snmptrapd
 from probes.target import AlarmSources, ProbeContext, Settings, Target
 
 pytestmark = pytest.mark.peer

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from support.alarms import LOGIN_OK, ok_answer, rmx_default, xml_api_server
 
-from probes import alarms
-from probes.alarms_xmlapi import MAX_ANSWER, XmlApiError, fetch_state
+from probes.alarms import probe as alarms
+from probes.alarms.xmlapi import MAX_ANSWER, XmlApiError, fetch_state
 from probes.model import ErrorKind, ProbeOutcome
 from probes.target import SecretFile, XmlApi
 

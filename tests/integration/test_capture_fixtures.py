@@ -22,7 +22,7 @@ def test_extraction_matches_committed_events(name: str) -> None:
     tshark = need("tshark")
     need("tcpdump")
     spec = MANIFEST[name]
-    argv = [sys.executable, "-m", "probes.capture_tshark", str(FIXTURES / name), str(spec["port"]), tshark]
+    argv = [sys.executable, "-m", "probes.capture.tshark", str(FIXTURES / name), str(spec["port"]), tshark]
     if "keylog" in spec:
         argv.append(str(FIXTURES / spec["keylog"]))
     # When the worker extracts it again

@@ -22,9 +22,9 @@ from support.capture import (
 )
 from support.peers import free_port
 
-from daemon import pki
-from probes import capture
-from probes.capture_analysis import CaptureResult
+from daemon.lab import pki
+from probes.capture import probe as capture
+from probes.capture.analysis import CaptureResult
 from probes.model import Finding, ProbeOutcome
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]

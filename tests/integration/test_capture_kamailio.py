@@ -12,9 +12,9 @@ import pytest
 from support.capture import no_orphans, recording
 from support.kamailio import MS_DIAG_REASON, kamailio_registrar
 
-from daemon import pki
-from probes import capture
-from probes.capture_analysis import CaptureResult
+from daemon.lab import pki
+from probes.capture import probe as capture
+from probes.capture.analysis import CaptureResult
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import pytest
 from support.capture import no_orphans, python_client, recording, tcp_server
 from support.peers import need
 
-from probes import capture
-from probes.capture_analysis import CaptureResult
+from probes.capture import probe as capture
+from probes.capture.analysis import CaptureResult
 from probes.model import ErrorKind, InputError
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]

@@ -19,7 +19,7 @@ from conftest import LabPKI
 from support.cert import CANARY, FQDN, findings, password_file, problems, report, rmxdiag, write
 from support.peers import free_port
 
-from daemon import pki
+from daemon.lab import pki
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 CDP = ["http://127.0.0.1:9/lab.crl"]

@@ -12,7 +12,7 @@ from conftest import LabPKI
 from cryptography.hazmat.primitives import serialization
 from support.cert import CANARY, FQDN, assert_one_line_error, password_file, problems, rmxdiag, write
 
-from daemon import pki
+from daemon.lab import pki
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from conftest import LabPKI
 from support.cert import CANARY, FQDN, password_file
 from support.peers import free_port, need, started, wait_for_port
 
-from daemon import pki
-from probes import certificate
+from daemon.lab import pki
+from probes.certificate import probe as certificate
 from probes.model import ErrorKind, ProbeStatus
 from probes.target import CertificateSource, ProbeContext, SecretFile, Settings, Target
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from support.cert import CANARY, FQDN, assert_one_line_error, password_file, problems, report, rmxdiag, write
 from support.peers import need
 
-from daemon import pki
+from daemon.lab import pki
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 

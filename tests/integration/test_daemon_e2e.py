@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from daemon import pki
+from daemon.lab import pki
 from tests.conftest import LabPKI
 from tests.support.kamailio import KamailioFactory, kamailio_fe  # noqa: F401 (fixture)
 from tests.support.peers import free_port, need, started, wait_for_port

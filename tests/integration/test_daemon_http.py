@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from daemon.config_model import BasicAuth, Config, ServerConfig
+from daemon.config.model import BasicAuth, Config, ServerConfig
 from probes.model import ProbeOutcome, ProbeStatus
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.conftest import LabPKI
@@ -159,7 +159,7 @@ def test_slowloris_body_deadline_and_size_cap(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("tok-canary\n")
     token.chmod(0o600)
-    from daemon.config_model import WebhookConfig
+    from daemon.config.model import WebhookConfig
     config = _config(tmp_path, server=ServerConfig(header_timeout=1.0, body_timeout=1.0, max_connections=400),
                      webhook=WebhookConfig(token=SecretFile(token)))
     with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:

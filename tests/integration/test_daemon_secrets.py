@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon.config_model import BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
+from daemon.config.model import BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
 from probes.target import Registrar, SecretFile, Settings, Target
 from tests.support.daemon import engine_runner, mtls_probe, running
 

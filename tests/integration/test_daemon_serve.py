@@ -150,7 +150,7 @@ def test_notify_reload_and_stop_as_a_service(tmp_path: Path) -> None:
 
 
 def test_an_event_loop_stall_stops_the_watchdog_pings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon.config_model import Config
+    from daemon.config.model import Config
     from probes.target import Registrar, Settings, Target
     from tests.support.daemon import engine_runner, mtls_probe, running
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon.config_model import ActionConfig, Config, NotifyConfig, WebhookConfig
+from daemon.config.model import ActionConfig, Config, NotifyConfig, WebhookConfig
 from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.support.daemon import engine_runner, mtls_probe, running, troubleshoot_runner

@@ -9,9 +9,9 @@ from pathlib import Path
 from support.lab import open_fds
 from support.peers import need
 
-from daemon.lab import frontend, run_scenario
-from daemon.lab_capture import record_registration
-from daemon.lab_scenarios import SCENARIOS, write_material
+from daemon.lab.capture import record_registration
+from daemon.lab.run import frontend, run_scenario
+from daemon.lab.scenarios import SCENARIOS, write_material
 
 
 def _tshark(pcap: Path, port: int, *args: str) -> list[list[str]]:

@@ -13,7 +13,7 @@ import pytest
 from support.lab import LabFiles, client_context, headers, lab_threads, make_files, open_fds, options_exchange
 from support.peers import need
 
-from daemon.lab_registrar import LabRegistrar, Transcript, running
+from daemon.lab.registrar import LabRegistrar, Transcript, running
 
 TLS12, TLS13 = "1.2", "1.3"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.catalogue import CATALOGUE
-from daemon.lab import missing_for
-from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS
+from daemon.diagnosis.catalogue import CATALOGUE
+from daemon.lab.run import missing_for
+from daemon.lab.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 RMXDIAG = [sys.executable, "-m", "daemon.cli"]
 

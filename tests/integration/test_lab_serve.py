@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.peers import children_of
 
-from daemon import lab_serve
+from daemon.lab import serve as lab_serve
 
 
 def _read_urls(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:

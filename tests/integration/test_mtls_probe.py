@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon import pki
 from daemon.cli import main
-from probes import mtls
+from daemon.lab import pki
 from probes.model import ProbeOutcome
-from probes.mtls_result import RegistrarResult
+from probes.mtls import probe as mtls
+from probes.mtls.result import RegistrarResult
 from probes.target import Registrar
 from tests.conftest import LabPKI
 from tests.support import mtls as peers

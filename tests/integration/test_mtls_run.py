@@ -16,15 +16,15 @@ import dns.rrset
 import pytest
 
 from daemon.cli import main
-from probes import mtls
 from probes.model import ErrorKind, ProbeStatus
-from probes.mtls_sweep import SweepJob, sweep
-from probes.mtls_tls import ClientContext
+from probes.mtls import probe as mtls
+from probes.mtls.tls import ClientContext
 from probes.target import CertificateSource, ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support.kamailio import Registrar as Fe
 from tests.support.kamailio import kamailio_registrar
+from tests.support.mtls_sweep import SweepJob, sweep
 
 pytestmark = pytest.mark.peer
 POOL = "pool.lab.example"
@@ -242,7 +242,7 @@ def test_cli_malformed_bracketed_host_is_refused(host: str, capsys: pytest.Captu
 def test_cli_pfx_password_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Given a password-protected PFX, When probed without or with a wrong password file,
     Then one line says which (give --password-file / wrong password in FILE), exit 3, no secret."""
-    from daemon import pki
+    from daemon.lab import pki
 
     pfx = tmp_path / "rmx.pfx"
     pfx.write_bytes(pki.issue(pki.name("rmx.lab.example"), pki.root_ca()).pfx(b"Right-Secret-42"))

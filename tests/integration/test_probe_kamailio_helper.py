@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import pki
-from probes import mtls
+from daemon.lab import pki
+from probes.mtls import probe as mtls
 from probes.target import Registrar as ProbeRegistrar
 from tests.conftest import LabPKI
 from tests.support.kamailio import (

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon.config_model import Config
-from probes import capture
-from probes.capture_result import CaptureResult
+from daemon.config.model import Config
+from probes.capture import probe as capture
+from probes.capture.result import CaptureResult
 from probes.target import Registrar, Settings, Target
 from tests.conftest import LabPKI
 from tests.support import mtls as peers

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from daemon.config_model import Config, ServerConfig, WebhookConfig
+from daemon.config.model import Config, ServerConfig, WebhookConfig
 from probes.target import Registrar, SecretFile, Settings, Target
 from tests.support.daemon import engine_runner, mtls_probe, running
 

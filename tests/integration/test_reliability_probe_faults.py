@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from probes import mtls
 from probes.model import ProbeOutcome
-from probes.mtls_outcome import Reason
-from probes.mtls_sweep import SweepJob, sweep
+from probes.mtls import probe as mtls
+from probes.mtls.outcome import Reason
 from probes.target import Registrar
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support import reliability as hostile
+from tests.support.mtls_sweep import SweepJob, sweep
 
 pytestmark = pytest.mark.peer
 DEADLINE = 1.5

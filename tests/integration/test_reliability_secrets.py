@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from daemon.service import load_config
+from daemon.serve.service import load_config
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support import secrets as canary

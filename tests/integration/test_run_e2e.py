@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import pki
-from probes import mtls
+from daemon.lab import pki
+from probes.mtls import probe as mtls
 from probes.target import Registrar
 from tests.conftest import LabPKI
 from tests.support.capture import recording

@@ -10,7 +10,7 @@ from typing import Any
 
 from cryptography import x509
 
-from daemon import pki
+from daemon.lab import pki
 
 # The password canary: it must never appear in any output, whatever the input.
 CANARY = "canary-Pw-7f3e91x"

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from daemon.config_model import Config
+from daemon.config.model import Config
 from daemon.engine import ProbeRunner, run_target
-from daemon.http import bind
 from daemon.report import TargetReport
-from daemon.scheduler import TargetRunner
-from daemon.service import Daemon, load_config
+from daemon.serve.http import bind
+from daemon.serve.scheduler import TargetRunner
+from daemon.serve.service import Daemon, load_config
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 from probes.target import ProbeContext, Settings, Target
 

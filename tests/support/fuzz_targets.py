@@ -15,12 +15,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon import pki
-from probes import alarms_report, alarms_snmp, alarms_syslog, alarms_xmlapi, cert_load, mtls_tls, mtls_wire, sip
-from probes.capture_analysis import analyse
-from probes.capture_events import PacketEvent, TlsRecord
-from probes.capture_result import parse_ms_diagnostics as capture_ms_diagnostics
+from daemon.lab import pki
+from probes import sip
+from probes import tlswire as mtls_wire
+from probes.alarms import report as alarms_report
+from probes.alarms import snmp as alarms_snmp
+from probes.alarms import syslog as alarms_syslog
+from probes.alarms import xmlapi as alarms_xmlapi
+from probes.capture.analysis import analyse
+from probes.capture.events import PacketEvent, TlsRecord
+from probes.capture.result import parse_ms_diagnostics as capture_ms_diagnostics
+from probes.certificate import load as cert_load
 from probes.model import InputError
+from probes.mtls import tls as mtls_tls
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="rmxdiag-fuzz-"))  # under $TMPDIR (pytest gives each run its own)
 atexit.register(shutil.rmtree, _SCRATCH, True)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import pki
+from daemon.lab import pki
 from tests.support.peers import free_port, kill_group, need
 
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules"

@@ -9,8 +9,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.lab_scenarios import SCENARIOS, Material, make_pki, write_material
-from daemon.lab_wire import set_tls_window
+from daemon.lab.scenarios import SCENARIOS, Material, make_pki, write_material
+from daemon.lab.wire import set_tls_window
 
 OPTIONS = (b"OPTIONS sip:pool.lab.example;transport=tls SIP/2.0\r\n"
            b"Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKtest\r\n"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon import pki
+from daemon.lab import pki
 from tests.support.peers import free_port, need, started, wait_for_port
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 
-from daemon import pki
+from daemon.lab import pki
 
 Handler = Callable[[socket.socket, threading.Event], None]
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN

@@ -6,10 +6,10 @@ import os
 import stat
 from pathlib import Path
 
-from probes.alarms_follow import Follower
-from probes.alarms_lines import MAX_LINE
-from probes.alarms_model import AlarmCategory
-from probes.alarms_sources import FileFormat, FollowedSource
+from probes.alarms.follow import Follower
+from probes.alarms.lines import MAX_LINE
+from probes.alarms.model import AlarmCategory
+from probes.alarms.sources import FileFormat, FollowedSource
 
 
 def _append(path: Path, *lines: str) -> None:

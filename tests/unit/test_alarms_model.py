@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from probes.alarms_lines import PREFILTER
-from probes.alarms_model import (
+from probes.alarms.lines import PREFILTER
+from probes.alarms.model import (
     RULES,
     ActiveSet,
     AlarmCategory,

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.alarms_lines import MAX_LINE, Skips, iter_prefiltered, iter_stream_lines
-from probes.alarms_model import AlarmCategory, AlarmState
-from probes.alarms_report import parse_report
-from probes.alarms_snmp import SnmpOids, parse_snmptrapd
-from probes.alarms_sources import FileFormat, detect
-from probes.alarms_syslog import parse_syslog
+from probes.alarms.lines import MAX_LINE, Skips, iter_prefiltered, iter_stream_lines
+from probes.alarms.model import AlarmCategory, AlarmState
+from probes.alarms.report import parse_report
+from probes.alarms.snmp import SnmpOids, parse_snmptrapd
+from probes.alarms.sources import FileFormat, detect
+from probes.alarms.syslog import parse_syslog
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alarms"
 
@@ -195,8 +195,8 @@ def test_snmptrapd_wrapped_trap_at_end_of_input_is_flushed() -> None:
 
 def test_grep_accelerated_and_python_prefilter_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a syslog file big enough for the grep accelerator, with alarms, clears and noise
-    import probes.alarms_grep as accel
-    from probes.alarms_syslog import parse_syslog_file, parse_syslog_stream
+    import probes.alarms.grep as accel
+    from probes.alarms.syslog import parse_syslog_file, parse_syslog_stream
     from tests.bench.bench_alarms import generate
 
     path = tmp_path / "big.log"
@@ -215,8 +215,8 @@ def test_grep_accelerated_and_python_prefilter_agree(tmp_path: Path, monkeypatch
 
 
 def test_grep_missing_falls_back_to_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import probes.alarms_grep as accel
-    from probes.alarms_syslog import parse_syslog_file
+    import probes.alarms.grep as accel
+    from probes.alarms.syslog import parse_syslog_file
 
     path = tmp_path / "s.log"
     path.write_bytes(_fixture("syslog_3164.log"))
@@ -230,7 +230,7 @@ def test_grep_missing_falls_back_to_python(tmp_path: Path, monkeypatch: pytest.M
 @given(st.binary(max_size=3000) | st.text(alphabet='<>/="&;!?[]ABCDEFIMNOSTU_ \n', max_size=400).map(str.encode))
 def test_xml_answer_parser_raises_only_its_own_error(data: bytes) -> None:
     # Given arbitrary bytes as an XML API answer, Then only XmlApiError (a clean probe error) escapes
-    from probes.alarms_xmlapi import XmlApiError, parse_answer
+    from probes.alarms.xmlapi import XmlApiError, parse_answer
 
     try:
         assert isinstance(parse_answer(data), dict)
@@ -248,7 +248,7 @@ def test_snmptrapd_v1_trap_specific_number_says_clear() -> None:
 
 def test_grep_output_batches_in_small_pieces_drop_monster_lines() -> None:
     # Given grep output arriving 100 bytes at a time, with a 10 KiB line in the middle
-    from probes.alarms_grep import _batches
+    from probes.alarms.grep import _batches
 
     data = b"a registra\n" + b"m" * 10_000 + b"\nb certificate\nc ocsp"
 
@@ -275,14 +275,14 @@ def test_grep_output_batches_in_small_pieces_drop_monster_lines() -> None:
 def test_batch_framing_equals_line_framing(lines: list[str]) -> None:
     # Given any mix of syslog-looking lines, When framed in one batch pass and one by one,
     # Then both agree on framed/timestamp/message for every line
-    from probes.alarms_syslog import _frame, frames
+    from probes.alarms.syslog import _frame, frames
 
     lines = [line.replace("\n", " ") for line in lines]
     assert list(frames(lines)) == [_frame(line) for line in lines]
 
 
 def test_batch_framing_equals_line_framing_on_fixtures() -> None:
-    from probes.alarms_syslog import _frame, frames
+    from probes.alarms.syslog import _frame, frames
 
     lines = (_fixture("syslog_3164.log") + _fixture("syslog_5424.log")).decode().splitlines()
     assert list(frames(lines)) == [_frame(line) for line in lines]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from probes import alarms
+from probes.alarms import probe as alarms
 from probes.model import ErrorKind, ProbeStatus
 from probes.target import AlarmSources, ProbeContext, SecretFile, Settings, Target, XmlApi
 

@@ -11,9 +11,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.capture_analysis import MAX_LISTED, CaptureAnalyzer, analyse, parse_ms_diagnostics
-from probes.capture_events import PacketEvent, TlsRecord
-from probes.capture_names import (
+from probes.capture.analysis import MAX_LISTED, CaptureAnalyzer, analyse, parse_ms_diagnostics
+from probes.capture.events import PacketEvent, TlsRecord
+from probes.capture.names import (
     certificate_list,
     dn_to_rfc4514,
     exact_messages,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import LabPKI
 
-from daemon import pki
-from probes.cert_chain import is_self_signed, walk
-from probes.cert_checks import Policy, analyse
-from probes.cert_load import Material, is_pfx, split_leaf
-from probes.cert_request import lint_request
+from daemon.lab import pki
+from probes.certificate.chain import is_self_signed, walk
+from probes.certificate.checks import Policy, analyse
+from probes.certificate.load import Material, is_pfx, split_leaf
+from probes.certificate.request import lint_request
 from probes.model import InputError, Severity
 
 

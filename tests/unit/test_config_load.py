@@ -11,7 +11,7 @@ import pytest
 import yaml
 from support.config import EXAMPLE, FIXTURES, materialise_example, materialise_fixture_files, touch
 
-from daemon.config import ConfigError, load_config
+from daemon.config.load import ConfigError, load_config
 
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
 

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.config import ConfigError, load_config
-from daemon.config_model import Config
+from daemon.config.load import ConfigError, load_config
+from daemon.config.model import Config
 
 KEYS = ["settings", "targets", "server", "webhook", "notify", "actions", "reports", "name", "fqdn", "firmware",
         "certificate", "pfx", "password_file", "cert", "key", "registrars", "host", "port", "srv_domain", "tls_min",

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from daemon import actions, exporter_adapters, sdnotify
-from daemon.config_model import ActionConfig
+from daemon.config.model import ActionConfig
 from daemon.report import Hint
-from daemon.store import ReportStore
-from daemon.webhook import firing_targets
+from daemon.serve import actions, exporter_adapters, sdnotify
+from daemon.serve.store import ReportStore
+from daemon.serve.webhook import firing_targets
 from probes.model import ProbeOutcome, ProbeStatus, Severity
 
 HINT = Hint("SIP_NOT_TRUSTED", Severity.CRITICAL, "title", ("e",), ("fix",))

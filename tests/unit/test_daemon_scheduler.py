@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from daemon.report import TargetReport
-from daemon.scheduler import Scheduler
-from daemon.snapshot import SnapshotHolder
+from daemon.serve.scheduler import Scheduler
+from daemon.serve.snapshot import SnapshotHolder
 from probes.target import Settings, Target
 
 RELEASE = threading.Event()

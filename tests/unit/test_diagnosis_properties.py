@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.catalogue import CATALOGUE, Firmware
-from daemon.diagnosis import diagnose, evidence_line
+from daemon.diagnosis.catalogue import CATALOGUE, Firmware
+from daemon.diagnosis.diagnose import diagnose, evidence_line
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
 
 PROBES = ("certificate", "mtls", "alarms", "capture")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from daemon.catalogue import CATALOGUE, Firmware
-from daemon.diagnosis import diagnose
+from daemon.diagnosis.catalogue import CATALOGUE, Firmware
+from daemon.diagnosis.diagnose import diagnose
 from daemon.report import Report, TargetReport, now_utc
 from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
 

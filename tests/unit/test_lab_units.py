@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from daemon.catalogue import CATALOGUE
-from daemon.lab_scenarios import DEFAULT_SCENARIO, SCENARIOS, write_alarm_report
-from daemon.lab_wire import sip_response, take_sip_message
+from daemon.diagnosis.catalogue import CATALOGUE
+from daemon.lab.scenarios import DEFAULT_SCENARIO, SCENARIOS, write_alarm_report
+from daemon.lab.wire import sip_response, take_sip_message
 
 REQUEST = (b"OPTIONS sip:pool.lab.example SIP/2.0\r\nv: SIP/2.0/TLS 10.0.0.5:5061;branch=z9hG4bKx\r\n"
            b"f: <sip:rmx.lab.example>;tag=a\r\nt: <sip:pool.lab.example>\r\ni: call-1\r\nCSeq: 3 OPTIONS\r\n"

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 
-from daemon.catalogue import CATALOGUE
-from probes import mtls_outcome as oc
-from probes.mtls_outcome import Reason, Stage
+from daemon.diagnosis.catalogue import CATALOGUE
+from probes.mtls import outcome as oc
+from probes.mtls.outcome import Reason, Stage
 
 
 @pytest.mark.parametrize("stage", list(Stage))

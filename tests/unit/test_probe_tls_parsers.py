@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
-from daemon import pki
-from probes import mtls_tls, mtls_wire
-from probes.capture_names import dn_to_rfc4514
+from daemon.lab import pki
+from probes import tlswire as mtls_wire
+from probes.capture.names import dn_to_rfc4514
+from probes.mtls import tls as mtls_tls
 
 
 def _u(n: int, size: int) -> bytes:

@@ -7,7 +7,7 @@ import sys
 
 from support.readme import README, regenerate, section
 
-from daemon.catalogue import CATALOGUE
+from daemon.diagnosis.catalogue import CATALOGUE
 
 
 def test_readme_reference_matches_the_hints_command() -> None:

@@ -12,9 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes import alarms_report, alarms_xmlapi, cert_load, sip
-from probes.capture_analysis import analyse
-from probes.capture_events import PacketEvent, TlsRecord
+from probes import sip
+from probes.alarms import report as alarms_report
+from probes.alarms import xmlapi as alarms_xmlapi
+from probes.capture.analysis import analyse
+from probes.capture.events import PacketEvent, TlsRecord
+from probes.certificate import load as cert_load
 from probes.model import ErrorKind, InputError
 from tests.support import fuzz_targets
 
@@ -172,7 +175,7 @@ def test_fuzz_found_inputs_stay_inside_their_boundaries(fixture: str, tmp_path: 
 
 
 def _certificate_list_or_empty(message: bytes, tls13: bool) -> list[bytes]:
-    from probes import mtls_wire
+    from probes import tlswire as mtls_wire
     try:
         return mtls_wire.certificate_list(message, tls13)
     except ValueError:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from daemon.catalogue import CATALOGUE, Firmware, remediation
-from daemon.diagnosis import diagnose
+from daemon.diagnosis.catalogue import CATALOGUE, Firmware, remediation
+from daemon.diagnosis.diagnose import diagnose
 from daemon.report import Report, TargetReport, TargetStatus, render_json, render_text
 from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
 

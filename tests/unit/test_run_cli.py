@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.config import FIXTURES, materialise_example, materialise_fixture_files, touch
 
-from daemon import pki
+from daemon.lab import pki
 
 ALARM = ("Active Alarms\n\nID\tTime\tGMT Time\tCategory\tLevel\tDescription\n"
          "1\t26/11/2026 10:00:00\t26/11/2026 09:00:00\tGeneral\tMajor\tSIP TLS: Registration handshake failure\n")
@@ -50,7 +50,7 @@ def factory_target(tmp_path: Path) -> Path:
 
 def _real_secrets(directory: Path, pfx_password: bytes = b"rmx-pass") -> None:
     """Replace the example's placeholder PFX and HTTPS files by real ones (check-config opens them)."""
-    from daemon import pki
+    from daemon.lab import pki
 
     rmx = pki.issue(pki.name("rmx-hq.example.com"), pki.root_ca())
     touch(directory / "certs/rmx-hq.pfx", secret=True, content=rmx.pfx(b"rmx-pass"))

@@ -1,0 +1,1 @@
+"""The configuration: YAML with line numbers, a closed typed schema, file checks."""

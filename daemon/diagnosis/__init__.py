@@ -1,0 +1,1 @@
+"""The diagnosis: the hint catalogue and the pure rules from findings to hints."""

@@ -1,0 +1,209 @@
+"""`rmxdiag lab`: the whole product against a simulated Front End, with no RMX and no Lync.
+
+One run: generate the scenario's PKI and RMX alarm report, start the lab registrar on loopback,
+let a simulated RMX try to register once (its bytes become the lab capture when tshark can read
+it), then run the real engine on a target that points at all of this and print the diagnosis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import probes
+from daemon.engine import run_target
+from daemon.lab.registrar import LabRegistrar
+from daemon.lab.scenarios import DEFAULT_SCENARIO, POOL_FQDN, RMX_FQDN, SCENARIOS, Material, Scenario, write_material
+from daemon.report import Report, TargetReport, now_utc
+from probes.model import ErrorKind, InputError
+from probes.target import AlarmSources, CaptureSources, CertificateSource, Registrar, Settings, Target
+
+log = logging.getLogger("rmxdiag.lab")
+
+PROBE_DEADLINE = 8.0  # seconds per probe; the whole lab run stays well under a minute
+
+
+def available_probes() -> list[str]:
+    """The probes present in this build (the lab runs whatever exists, and says what is missing)."""
+    return [name for name, module in probes.PROBES.items() if importlib.util.find_spec(module) is not None]
+
+
+def missing_for(scenario: Scenario) -> list[str]:
+    """The probes this scenario's expected root cause needs but this build lacks."""
+    present = set(available_probes())
+    return [name for name in scenario.needs if name not in present]
+
+
+@dataclass(frozen=True)
+class LabRun:
+    """What one lab run did: its scenario, where things are, and the engine's report."""
+
+    scenario: Scenario
+    workdir: Path
+    registrar: str  # "127.0.0.1:port"
+    report: TargetReport
+    probes_missing: tuple[str, ...]
+    capture: Path | None
+
+    @property
+    def found_expected(self) -> bool:
+        """True when the report names exactly what the scenario was built to show."""
+        codes = {h.code for h in self.report.hints}
+        if self.scenario.expect is None:
+            return not any(h.severity.rank > 0 for h in self.report.hints)
+        return self.scenario.expect in codes
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound then released), for the registrar-down scenario."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_target(scenario: Scenario, material: Material, port: int, capture: Path | None,
+                 keylog: Path | None) -> Target:
+    """The target an admin would configure for this RMX, pointing at the lab's files and registrar."""
+    return Target(
+        name=f"lab-{scenario.name}",
+        fqdn=RMX_FQDN,
+        firmware="8.x",
+        certificate=CertificateSource("pem", path=material.rmx_cert, key=material.rmx_key, chain=material.rmx_chain),
+        ca_bundle=material.ca_bundle,
+        registrars=(Registrar(host="127.0.0.1", port=port, sni=POOL_FQDN, tls_min=scenario.rmx_tls[0],
+                              tls_max=scenario.rmx_tls[1], sip_options=True),),
+        alarms=AlarmSources(report_files=(material.alarm_report,)),
+        # The lab capture shows the Front End on 5061 (see daemon.lab.capture).
+        capture=CaptureSources(files=(capture,), port=5061, keylog=keylog) if capture else CaptureSources(),
+        deadline=PROBE_DEADLINE,
+    )
+
+
+@contextlib.contextmanager
+def frontend(scenario: Scenario, material: Material) -> Iterator[LabRegistrar | None]:
+    """The simulated Front End of the scenario (None when the scenario has it down)."""
+    if not scenario.registrar_up:
+        yield None
+        return
+    registrar = LabRegistrar(material.fe_cert, material.fe_key, material.fe_trust, scenario.trusted_names,
+                             tls_min=scenario.fe_tls[0], tls_max=scenario.fe_tls[1], reject="reset")
+    registrar.start()
+    try:
+        yield registrar
+    finally:
+        registrar.stop()
+
+
+@dataclass(frozen=True)
+class LabSetup:
+    """A scenario brought up: its files, its running Front End (or a dead port) and its target."""
+
+    scenario: Scenario
+    workdir: Path
+    port: int
+    target: Target
+    capture: Path | None
+    probes_present: tuple[str, ...]
+
+
+@contextlib.contextmanager
+def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
+    """Write the scenario's files, start its Front End and record the capture; stop it all on exit."""
+    scenario = SCENARIOS[name]
+    material = write_material(scenario, workdir)
+    present = tuple(available_probes())
+    with frontend(scenario, material) as fe:
+        port = fe.address[1] if fe else _closed_port()
+        capture, keylog = None, None
+        if "capture" in present and shutil.which("tshark"):
+            from daemon.lab import capture as lab_capture
+
+            if fe is not None:
+                capture, keylog = lab_capture.record_registration(fe, material, scenario, workdir)
+            else:
+                capture = lab_capture.record_refused(port, workdir)
+        yield LabSetup(scenario, workdir, port, build_target(scenario, material, port, capture, keylog),
+                       capture, present)
+
+
+def lab_settings(workdir: Path) -> Settings:
+    """Settings of a lab run (state kept in the lab's own directory)."""
+    return Settings(listen="127.0.0.1:0", interval=15.0, state_dir=workdir, deadline=PROBE_DEADLINE)
+
+
+def run_scenario(name: str, workdir: Path) -> LabRun:
+    """Run one scenario end to end in ``workdir`` and return what happened."""
+    with scenario_setup(name, workdir) as setup:
+        report = run_target(setup.target, lab_settings(workdir), on_demand=True, only=setup.probes_present)
+    return LabRun(setup.scenario, workdir, f"127.0.0.1:{setup.port}", report,
+                  tuple(p for p in probes.PROBES if p not in setup.probes_present), setup.capture)
+
+
+@contextlib.contextmanager
+def lab_workdir(requested: Path | None) -> Iterator[Path]:
+    """``requested`` (created if needed, kept), or a temporary directory removed afterwards."""
+    if requested is not None:
+        try:
+            requested.mkdir(parents=True, exist_ok=True)
+            (requested / ".rmxdiag-lab-probe").touch()
+            (requested / ".rmxdiag-lab-probe").unlink()
+        except OSError as exc:
+            raise InputError(f"{requested}: cannot be used as the lab directory "
+                             f"({exc.strerror or type(exc).__name__})", ErrorKind.FILE_UNREADABLE) from None
+        yield requested
+        return
+    with tempfile.TemporaryDirectory(prefix="rmxdiag-lab-") as tmp:
+        yield Path(tmp)
+
+
+def header(run: LabRun) -> str:
+    """The banner that says plainly this is a lab, what it simulates and what to expect."""
+    s = run.scenario
+    lines = [
+        "=" * 78,
+        f"rmxdiag LAB - scenario '{s.name}': {s.summary}",
+        "This is a simulation on 127.0.0.1: no real RMX or Lync/Skype for Business is involved.",
+        f"  simulated Front End : {run.registrar} (pool {POOL_FQDN})"
+        + ("" if s.registrar_up else " - deliberately down"),
+        f"  simulated RMX files : {run.workdir} (certificate, key, alarm report"
+        + (", capture)" if run.capture else ")"),
+        f"  expected root cause : {s.expect or 'none (healthy)'}",
+    ]
+    if run.probes_missing:
+        lines.append(f"  probes not in this build: {', '.join(run.probes_missing)}")
+    lines.append("=" * 78)
+    return "\n".join(lines) + "\n"
+
+
+def footer(run: LabRun) -> str:
+    """One line saying whether the diagnosis matched the scenario."""
+    missing = missing_for(run.scenario)
+    if missing:
+        return (f"lab: this build lacks the {', '.join(missing)} probe(s) this scenario needs; "
+                "the expected root cause cannot be shown yet\n")
+    verdict = "found" if run.found_expected else "NOT found (please report this as a bug)"
+    return f"lab: expected root cause {run.scenario.expect or '(none: healthy)'} {verdict}\n"
+
+
+def list_scenarios(out: TextIO) -> None:
+    """``--list``: one line per scenario with its expected root cause."""
+    width = max(len(n) for n in SCENARIOS)
+    for s in SCENARIOS.values():
+        missing = missing_for(s)
+        note = f"  [needs probe(s) not in this build: {', '.join(missing)}]" if missing else ""
+        default = " (default)" if s.name == DEFAULT_SCENARIO else ""
+        out.write(f"{s.name:<{width}}  {s.expect or 'OK':<24}  {s.summary}{default}{note}\n")
+
+
+def as_report(run: LabRun) -> Report:
+    """The one-target report document of the run."""
+    return Report(now_utc(), (run.report,))
+

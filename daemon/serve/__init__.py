@@ -1,0 +1,1 @@
+"""The daemon: HTTP endpoint, scheduler, snapshot, exporter, webhook, actions, report store."""

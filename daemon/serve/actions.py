@@ -1,0 +1,128 @@
+"""Remediation actions bound to hint codes: an argv command or an HTTP request, dry-run by default.
+
+The action gets the hint and the target as JSON (stdin for a command, the body of an HTTP
+request) and as ``RMXDIAG_*`` environment variables; nothing else of the daemon's environment
+is passed to a command (so no secret can leak into it). Commands run without a shell, in their
+own session, and their whole process group is killed at the timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from daemon.config.model import ActionConfig
+from daemon.report import Hint
+
+log = logging.getLogger("rmxdiag.actions")
+
+_OUTPUT_CAP = 4096  # bytes of command output kept in the report
+
+
+class Outcome(enum.StrEnum):
+    """Closed set of action outcomes (a metric label)."""
+
+    DRY_RUN = "dry_run"
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What one action did, for the stored report."""
+
+    code: str
+    kind: str  # "command" | "http"
+    outcome: Outcome
+    detail: str
+    duration_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Report shape."""
+        return {"code": self.code, "kind": self.kind, "outcome": str(self.outcome), "detail": self.detail,
+                "duration_seconds": round(self.duration_seconds, 3)}
+
+
+def matching(actions: tuple[ActionConfig, ...], target: str,
+             hints: tuple[Hint, ...]) -> list[tuple[ActionConfig, Hint]]:
+    """The (action, hint) pairs that apply: opt-in per code, optionally limited to some targets."""
+    pairs = []
+    for hint in hints:
+        for action in actions:
+            if action.code == hint.code and (not action.targets or target in action.targets):
+                pairs.append((action, hint))
+    return pairs
+
+
+def _payload(target: str, hint: Hint) -> dict[str, Any]:
+    return {"target": target, "hint": hint.to_json()}
+
+
+def _environment(target: str, hint: Hint) -> dict[str, str]:
+    # A minimal environment: the daemon's own variables (credentials directory, notify socket...)
+    # are not the action's business.
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "RMXDIAG_TARGET": target,
+            "RMXDIAG_HINT_CODE": hint.code, "RMXDIAG_HINT_SEVERITY": str(hint.severity)}
+
+
+def _run_command(action: ActionConfig, target: str, hint: Hint) -> tuple[Outcome, str]:
+    proc = subprocess.Popen(list(action.command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603 (argv from the operator's config, no shell)
+                            stderr=subprocess.STDOUT, env=_environment(target, hint), start_new_session=True,
+                            close_fds=True)
+    try:
+        out, _ = proc.communicate(json.dumps(_payload(target, hint)).encode(), timeout=action.timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return Outcome.TIMEOUT, f"killed after {action.timeout:g}s"
+    text = out[-_OUTPUT_CAP:].decode(errors="replace").strip()
+    if proc.returncode == 0:
+        return Outcome.OK, text or "exit 0"
+    return Outcome.FAILED, f"exit {proc.returncode}" + (f": {text}" if text else "")
+
+
+def _run_http(action: ActionConfig, target: str, hint: Hint) -> tuple[Outcome, str]:
+    assert action.http_url is not None  # noqa: S101 (checked by the caller)
+    try:
+        response = requests.request(action.http_method, action.http_url, json=_payload(target, hint),
+                                    timeout=action.timeout, allow_redirects=False)
+    except requests.Timeout:
+        return Outcome.TIMEOUT, f"no answer within {action.timeout:g}s"
+    except requests.RequestException as exc:
+        return Outcome.FAILED, type(exc).__name__
+    if 200 <= response.status_code < 300:
+        return Outcome.OK, f"HTTP {response.status_code}"
+    return Outcome.FAILED, f"HTTP {response.status_code}"
+
+
+def execute(action: ActionConfig, target: str, hint: Hint) -> ActionResult:
+    """Run (or, in dry-run mode, describe) one action; never raises."""
+    kind = "command" if action.command else "http"
+    start = time.monotonic()
+    if action.dry_run:
+        what = " ".join(action.command) if action.command else f"{action.http_method} {action.http_url}"
+        return ActionResult(hint.code, kind, Outcome.DRY_RUN, f"would run: {what}", 0.0)
+    try:
+        if action.command:
+            outcome, detail = _run_command(action, target, hint)
+        elif action.http_url:
+            outcome, detail = _run_http(action, target, hint)
+        else:
+            outcome, detail = Outcome.FAILED, "neither a command nor an http_url is configured"
+    except OSError as exc:
+        outcome, detail = Outcome.FAILED, f"could not start: {exc.strerror or type(exc).__name__}"
+    result = ActionResult(hint.code, kind, outcome, detail, time.monotonic() - start)
+    log.info("remediation action for %s on %s: %s (%s)", hint.code, target, outcome, kind)
+    return result

@@ -1,0 +1,319 @@
+"""The HTTP endpoint (aiohttp): metrics, multi-target probing, reports, reload, the alert webhook.
+
+Abuse limits, each measured against aiohttp 3.x (RELIABILITY-NOTES.md):
+- header deadline: aiohttp's keep-alive timer starts when a connection opens and closes it when
+  no complete request arrived in time, so ``keepalive_timeout`` = ``header_timeout`` closes
+  slowloris clients (and idle keep-alive connections after the same time);
+- body deadline: aiohttp does not bound a body that never arrives, so the handler reads under
+  its own ``asyncio.timeout``; lingering is off so an abandoned body is not drained;
+- body cap: a declared ``Content-Length`` over the cap is answered 413 before reading anything,
+  and ``client_max_size`` stops a chunked body at the cap;
+- connection cap: the protocol factory hands out a closing protocol beyond ``max_connections``;
+- TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop).
+Credentials are compared in constant time and read from their files at use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from daemon.config.model import Config, ServerConfig
+from daemon.report import Report, now_utc
+from daemon.serve import exporter
+from daemon.serve.snapshot import Snapshot, TargetState
+
+if TYPE_CHECKING:
+    from daemon.serve.service import Daemon
+
+log = logging.getLogger("rmxdiag.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+_NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
+DEFAULT_SCRAPE_TIMEOUT = 10.0
+
+
+def _unauthorized() -> web.Response:
+    return web.Response(status=401, text="unauthorized\n",
+                        headers={"WWW-Authenticate": 'Basic realm="rmxdiag", charset="UTF-8"'})
+
+
+def basic_auth_ok(server: ServerConfig, header: str | None) -> bool:
+    """True when no users are configured, or ``header`` carries one user's exact credentials."""
+    if not server.basic_auth:
+        return True
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    ok = False
+    for entry in server.basic_auth:
+        try:
+            expected = entry.password.read()
+        except OSError:
+            continue
+        # Evaluate both comparisons for every user: no early exit that times the user name.
+        same_user = hmac.compare_digest(user, entry.username.encode())
+        same_password = hmac.compare_digest(password, expected)
+        ok |= same_user and same_password
+    return ok
+
+
+def bearer_ok(expected: bytes, header: str | None) -> bool:
+    """Constant-time check of an ``Authorization: Bearer`` header."""
+    if not expected or not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), expected)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    config = request.app[DAEMON].config
+    if request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
+        return _unauthorized()
+    return await handler(request)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    snap = daemon.holder.current
+    cached = daemon.rendered
+    # Snapshots are immutable: an unchanged one (HA Prometheus pairs, idle periods) reuses its text.
+    if cached is None or cached[0] is not snap:
+        cached = (snap, exporter.render(lambda: snap))
+        daemon.rendered = cached
+    return web.Response(body=cached[1], headers={"Content-Type": exporter.CONTENT_TYPE})
+
+
+def _scrape_timeout(request: web.Request) -> float:
+    raw = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_SCRAPE_TIMEOUT
+    return value if 0 < value < 3600 else DEFAULT_SCRAPE_TIMEOUT
+
+
+async def _probe(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    name = request.query.get("target", "")
+    target = daemon.config.target(name)
+    if target is None:
+        return web.Response(status=404, text="unknown target (not in the configuration)\n")
+    # Answer before Prometheus gives up: keep half a second for rendering and transfer.
+    budget = max(0.5, _scrape_timeout(request) - 0.5)
+    state = await daemon.probe_now(target, budget)
+    snap = Snapshot(targets={name: state}, order=(name,))
+    body = exporter.render(lambda: snap, global_metrics=False)
+    return web.Response(body=body, headers={"Content-Type": exporter.CONTENT_TYPE})
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(doc, indent=2) + "\n", content_type="application/json")
+
+
+async def _report(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    snap = daemon.holder.current
+    name = request.query.get("target")
+    states: list[tuple[str, TargetState]] = snap.states()
+    if name is not None:
+        if name not in snap.order:
+            return _json({"error": "unknown target"}, 404)
+        states = [(n, s) for n, s in states if n == name]
+        if not states:
+            return _json({"error": "no run of this target has finished yet"}, 503)
+    return _json(Report(now_utc(), tuple(s.report for _, s in states)).to_json())
+
+
+async def _runs(request: web.Request) -> web.Response:
+    store = request.app[DAEMON].troubleshooter.store
+    return _json({"runs": store.ids() if store else []})
+
+
+async def _run(request: web.Request) -> web.Response:
+    store = request.app[DAEMON].troubleshooter.store
+    doc = store.load(request.match_info["run_id"]) if store else None
+    return _json(doc) if doc is not None else _json({"error": "no such run"}, 404)
+
+
+async def _healthy(_request: web.Request) -> web.Response:
+    return web.Response(text="Healthy\n")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    if daemon.ready():
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready\n")
+
+
+async def _reload(request: web.Request) -> web.Response:
+    ok = await request.app[DAEMON].reload_async()
+    if ok:
+        return web.Response(text="reloaded\n")
+    return web.Response(status=500, text="reload failed; the previous configuration stays active (see the log)\n")
+
+
+async def read_body(request: web.Request, server: ServerConfig) -> bytes | web.Response:
+    """The request body under the size cap and the body deadline, or the error response to send."""
+    declared = request.content_length
+    if declared is not None and declared > server.max_body_bytes:
+        return web.Response(status=413, text="request body too large\n", headers={"Connection": "close"})
+    try:
+        async with asyncio.timeout(server.body_timeout):
+            body = await request.content.read(server.max_body_bytes + 1)
+            # Keep reading until EOF (a body may arrive in several chunks) but never past the cap.
+            while len(body) <= server.max_body_bytes:
+                more = await request.content.read(server.max_body_bytes + 1 - len(body))
+                if not more:
+                    break
+                body += more
+    except TimeoutError:
+        return web.Response(status=408, text="request body not received in time\n", headers={"Connection": "close"})
+    if len(body) > server.max_body_bytes:
+        return web.Response(status=413, text="request body too large\n", headers={"Connection": "close"})
+    return body
+
+
+async def _alerts(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    config = daemon.config
+    if config.webhook.token is None:
+        return web.Response(status=404, text="the alert webhook is not configured\n")
+    try:
+        expected = config.webhook.token.read()
+    except OSError:
+        log.error("the webhook token file %s cannot be read", config.webhook.token.path)
+        expected = b""
+    if not bearer_ok(expected, request.headers.get("Authorization")):
+        return web.Response(status=401, text="unauthorized\n", headers={"Connection": "close"})
+    body = await read_body(request, config.server)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        names = daemon.troubleshooter_names(json.loads(body))
+    except ValueError as exc:
+        return web.Response(status=400, text=f"bad alert payload: {str(exc)[:120]}\n")
+    decisions = daemon.troubleshooter.trigger(names)
+    return _json({"status": "accepted", "targets": decisions}, 202)
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    """The aiohttp application with every endpoint of DESIGN.md."""
+    app = web.Application(middlewares=[_auth], client_max_size=daemon.config.server.max_body_bytes,
+                          handler_args={"max_field_size": 8190, "max_line_size": 8190})
+    app[DAEMON] = daemon
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/probe", _probe)
+    app.router.add_get("/api/v1/report", _report)
+    app.router.add_get("/api/v1/report/runs", _runs)
+    app.router.add_get("/api/v1/report/runs/{run_id}", _run)
+    app.router.add_get("/-/healthy", _healthy)
+    app.router.add_get("/-/ready", _ready)
+    app.router.add_post("/-/reload", _reload)
+    app.router.add_post("/api/v1/alerts", _alerts)
+    return app
+
+
+class _Refuse(asyncio.Protocol):
+    """Given to connections beyond the cap: closed at once, nothing read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
+    """The server TLS context, or None for plain HTTP (ssl errors propagate to the caller)."""
+    if server.tls_cert is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(server.tls_cert, server.tls_key)
+    return ctx
+
+
+class HttpServer:
+    """Owns the listening socket, the aiohttp runner and the connection cap."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.refused = 0
+        self.port = 0
+
+    async def start(self, config: Config, sock: socket.socket) -> None:
+        """Serve on ``sock`` (already bound and listening)."""
+        server = config.server
+        self._runner = web.AppRunner(build_app(self.daemon), handle_signals=False, access_log=None,
+                                     keepalive_timeout=server.header_timeout, lingering_time=0,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        aio_server = self._runner.server
+        assert aio_server is not None  # noqa: S101 (set by setup())
+
+        def factory() -> asyncio.BaseProtocol:
+            # Read the cap at each accept: a reload may change it (listen/TLS need a restart).
+            if len(aio_server.connections) >= self.daemon.config.server.max_connections:
+                self.refused += 1
+                return _Refuse()
+            return aio_server()
+
+        loop = asyncio.get_running_loop()
+        ctx = tls_context(server)
+        # A TLS peer that leaves without close_notify would keep its socket for the default 30 s
+        # shutdown timeout: bound it like the handshake.
+        self._server = await loop.create_server(
+            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None,
+            ssl_shutdown_timeout=server.header_timeout if ctx else None)
+        self.port = int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop accepting, then close connections."""
+        if self._server is not None:
+            self._server.close()
+        handlers = self._runner.server.connections if self._runner and self._runner.server else []
+        transports = [h.transport for h in handlers if h.transport is not None]
+        if self._runner is not None:
+            await self._runner.cleanup()
+        # cleanup() closes gracefully; a TLS close may still wait for the peer: end it now.
+        for transport in transports:
+            transport.abort()
+        # Connections aiohttp never saw (TLS handshakes in progress, refused ones mid-close) are
+        # only known to the event loop's transport registry (a selector-loop detail, read defensively).
+        registry: Any = getattr(asyncio.get_running_loop(), "_transports", {})
+        for transport in list(registry.values()):
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            try:
+                mine = sock is not None and sock.getsockname()[1] == self.port
+            except OSError:
+                continue
+            if mine:
+                transport.abort()
+
+
+def bind(listen: str) -> socket.socket:
+    """A listening socket for ``host:port`` (IPv6 as ``[addr]:port``); OSError when it fails."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 (the operator chose to listen everywhere)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,266 @@
+"""The daemon: config (re)load, scheduler, alert-driven runs and the HTTP endpoint on one loop.
+
+Start-up failures (bad config, unreadable secret, undecryptable PFX, TLS files that do not
+load, a listen address that cannot be bound) raise :class:`StartupError` with one line naming the
+file; ``rmxdiag serve`` turns it into exit 78 (EX_CONFIG), which the unit's
+``RestartPreventExitStatus=78`` keeps from becoming a restart loop. A reload is all-or-nothing:
+any failure keeps the running configuration and sets ``rmxdiag_config_last_reload_successful`` 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import importlib
+import logging
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from daemon.config.model import Config
+from daemon.engine import DEADLINE_GRACE, run_target
+from daemon.report import TargetReport
+from daemon.serve import sdnotify
+from daemon.serve.http import HttpServer, bind, tls_context
+from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
+from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
+from daemon.serve.webhook import Troubleshooter, TroubleshootRunner, firing_targets
+from probes.certificate.load import read_capped
+from probes.model import ErrorKind, InputError, failed
+from probes.target import SecretFile, Settings, Target
+
+log = logging.getLogger("rmxdiag.daemon")
+
+ConfigLoader = Callable[[Path], Config]
+
+
+class StartupError(Exception):
+    """The daemon cannot start or adopt a configuration; the message is one line naming the file."""
+
+
+def load_config(path: Path) -> Config:
+    """The YAML loader (``daemon.config.load.load_config``); its ConfigError becomes StartupError."""
+    loader: Any = importlib.import_module("daemon.config.load")
+    try:
+        config: Config = loader.load_config(path)
+    except loader.ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    return config
+
+
+def _secret(secret: SecretFile | None, what: str) -> bytes | None:
+    if secret is None:
+        return None
+    try:
+        return secret.read()
+    except OSError as exc:
+        raise StartupError(f"{secret.path}: {what} cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def preflight(config: Config) -> None:
+    """Check every secret and TLS file the configuration refers to (StartupError naming the file)."""
+    _secret(config.webhook.token, "the webhook token file")
+    if config.notify is not None:
+        _secret(config.notify.token, "the notification token file")
+    for user in config.server.basic_auth:
+        _secret(user.password, f"the password file of user {user.username!r}")
+    try:
+        tls_context(config.server)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"{config.server.tls_cert}: the HTTPS certificate/key do not load "
+                           f"({type(exc).__name__})") from None
+    for target in config.targets:
+        if target.alarms.xml_api is not None:
+            _secret(target.alarms.xml_api.user, f"the XML API user file of target {target.name}")
+            _secret(target.alarms.xml_api.password, f"the XML API password file of target {target.name}")
+        source = target.certificate
+        if source is not None and source.kind == "pfx" and source.path is not None:
+            password = _secret(source.password, f"the PFX password file of target {target.name}")
+            try:
+                # The certificate probe's checked reader: a regular file of at most 1 MiB.
+                data = read_capped(source.path, f"PFX of target {target.name}")
+                pkcs12.load_key_and_certificates(data, password or None)
+            except InputError as exc:
+                raise StartupError(str(exc)) from None
+            except (ValueError, TypeError):
+                # cryptography raises ValueError for a wrong password and a corrupt file alike.
+                raise StartupError(f"{source.path}: PFX of target {target.name} cannot be decrypted "
+                                   f"with the password in {source.password.path if source.password else '(none)'}"
+                                   " (wrong password or corrupt file)") from None
+
+
+def troubleshoot_runner(target: Target, settings: Settings) -> TargetReport:
+    """The production alert-driven run: every probe, on demand (a live capture is allowed)."""
+    return run_target(target, settings, on_demand=True, only=sorted(installed_probes()))
+
+
+class Daemon:
+    """One running rmxdiag daemon (usable in-process by tests: :meth:`start` / :meth:`stop`)."""
+
+    def __init__(self, config: Config, *, loader: ConfigLoader = load_config,
+                 runner: TargetRunner = default_runner,
+                 troubleshoot: TroubleshootRunner = troubleshoot_runner) -> None:
+        self.config = config
+        self.loader = loader
+        self.runner = runner
+        self.holder = SnapshotHolder()
+        self.scheduler = Scheduler(self.holder, runner)
+        self.troubleshooter = Troubleshooter(self.holder, troubleshoot)
+        self.http = HttpServer(self)
+        self.started = time.monotonic()
+        self.reloads_failed = 0
+        self.rendered: tuple[Snapshot, bytes] | None = None  # /metrics text of the last snapshot
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._probe_pool_size = max(4, config.settings.concurrency)
+        self._probe_slots = asyncio.Semaphore(self._probe_pool_size)
+
+    # -- configuration ---------------------------------------------------------------------------
+    def _apply(self, config: Config) -> None:
+        self.config = config
+        self.scheduler.apply(config.targets, config.settings, schedule=config.schedule)
+        self.troubleshooter.configure(config)
+
+    def reload(self) -> bool:
+        """Load the config file again; adopt it only when it is entirely valid (blocking)."""
+        path = self.config.source
+        try:
+            config = self.loader(path)
+            preflight(config)
+        except StartupError as exc:
+            return self._reload_failed(str(exc))
+        except Exception as exc:  # any other failure must also keep the running config
+            log.debug("reload traceback", exc_info=True)
+            return self._reload_failed(f"{path}: {type(exc).__name__}")
+        old = self.config
+        if (config.settings.listen, config.server.tls_cert, config.server.tls_key) != (
+                old.settings.listen, old.server.tls_cert, old.server.tls_key):
+            log.warning("settings.listen and the HTTPS files take effect at the next restart only")
+        self._apply(config)
+        self.holder.set_config_ok(True)
+        log.info("configuration reloaded from %s: %d targets", path, len(config.targets))
+        return True
+
+    def _reload_failed(self, message: str) -> bool:
+        self.reloads_failed += 1
+        self.holder.set_config_ok(False)
+        log.error("reload failed, keeping the previous configuration: %s", message)
+        return False
+
+    async def reload_async(self) -> bool:
+        """:meth:`reload` off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.reload)
+
+    def troubleshooter_names(self, payload: Any) -> list[str]:
+        """Target names in the firing alerts of an Alertmanager payload (ValueError if malformed)."""
+        return firing_targets(payload, self.config.webhook.target_label)
+
+    # -- on-demand probing -----------------------------------------------------------------------
+    async def probe_now(self, target: Target, budget: float) -> TargetState:
+        """Run ``target`` now within ``budget`` seconds (the /probe endpoint)."""
+        # The engine returns at most DEADLINE_GRACE after the probe deadline; keep a further margin
+        # so that the probes' own deadline outcomes (not the fallback below) reach Prometheus.
+        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE - 0.3)))
+        loop = asyncio.get_running_loop()
+        async with self._probe_slots:
+            try:
+                report = await asyncio.wait_for(
+                    loop.run_in_executor(None, self.runner, limited, self.config.settings, self.scheduler.cache),
+                    budget)
+            except TimeoutError:
+                report = TargetReport(target.name, (failed("engine", ErrorKind.DEADLINE,
+                                                           f"no result within {budget:g}s"),))
+            except Exception as exc:  # a bug in the engine or a probe module: one outcome, not a 500
+                log.error("on-demand run of %s failed with a bug: %s", target.name, type(exc).__name__)
+                log.debug("on-demand run traceback", exc_info=True)
+                report = TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
+                                                           f"internal error ({type(exc).__name__})"),))
+        state = TargetState(report, time.time())
+        self.holder.put(target.name, state)
+        return state
+
+    def ready(self) -> bool:
+        """Ready once running with a valid config and a scheduler that makes progress."""
+        return bool(self._tasks) and self.scheduler.healthy()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Bind (unless given a socket), serve HTTP, start scheduling; StartupError on failure."""
+        preflight(self.config)
+        if sock is None:
+            try:
+                sock = bind(self.config.settings.listen)
+            except (OSError, ValueError) as exc:
+                raise StartupError(f"{self.config.source}: settings.listen {self.config.settings.listen!r} "
+                                   f"cannot be bound ({getattr(exc, 'strerror', None) or type(exc).__name__})"
+                                   ) from None
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(cf.ThreadPoolExecutor(max_workers=self._probe_pool_size + 4,
+                                                        thread_name_prefix="rmxdiag"))
+        self._apply(self.config)
+        await self.http.start(self.config, sock)
+        self._tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
+                       asyncio.create_task(self._watchdog())]
+        sdnotify.notify("READY=1", f"STATUS=serving on port {self.http.port}, {len(self.config.targets)} targets")
+        log.info("rmxdiag serving on port %d with %d targets", self.http.port, len(self.config.targets))
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        while not self._stop.is_set():
+            # Ping only while the loop runs and the scheduler makes progress: a stalled loop or a
+            # wedged pool stops the pings and systemd restarts the service.
+            if interval is not None and self.scheduler.healthy():
+                sdnotify.notify("WATCHDOG=1")
+            snap = self.holder.current
+            sdnotify.notify(f"STATUS={len(snap.targets)}/{len(snap.order)} targets probed, "
+                            f"{self.scheduler.runs} runs, {self.troubleshooter.started} alert-driven runs")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval or 10.0)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_until_stopped` to return (signal-safe on the loop)."""
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Stop serving and scheduling; probe threads end at their own deadlines."""
+        sdnotify.notify("STOPPING=1")
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.http.stop()
+        self.scheduler.close()
+        self.troubleshooter.close()
+        # A running capture would hold the exit until its deadline (the interpreter joins the probe
+        # threads): end its tshark group now. Not imported at all when no capture ever ran.
+        capture_files = sys.modules.get("probes.capture.files")
+        if capture_files is not None:
+            stopped = capture_files.stop_children()
+            if stopped:
+                log.info("stopped %d running capture process group(s)", stopped)
+
+    async def serve_until_stopped(self) -> None:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._sighup()))
+        await self._stop.wait()
+        await self.stop()
+
+    async def _sighup(self) -> None:
+        sdnotify.notify("RELOADING=1")
+        await self.reload_async()
+        sdnotify.notify("READY=1")

@@ -1,0 +1,169 @@
+"""Alert-driven troubleshooting: Alertmanager webhook v4 -> one run per configured target.
+
+Only alerts whose ``target_label`` names a CONFIGURED target start anything (an alert can never
+make the daemon connect to a host of its choosing). A target triggered again within the cooldown
+starts nothing; at most ``MAX_PENDING`` runs wait, further ones are dropped with a log line (the
+webhook still answers 202: Alertmanager retries only on 5xx, and a retry would not help).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from daemon.config.model import Config
+from daemon.report import Report, TargetReport, now_utc
+from daemon.serve import actions
+from daemon.serve.snapshot import SnapshotHolder
+from daemon.serve.store import ReportStore
+from probes.target import Settings, Target
+
+log = logging.getLogger("rmxdiag.webhook")
+
+MAX_PENDING = 32
+RUN_WORKERS = 4
+
+TroubleshootRunner = Callable[[Target, Settings], TargetReport]
+
+
+def firing_targets(payload: Any, label: str) -> list[str]:
+    """Values of ``label`` in the firing alerts of a v4 payload (order kept, duplicates removed)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        raise ValueError("not an Alertmanager webhook payload (no alerts list)")
+    names: list[str] = []
+    for alert in payload["alerts"][:1000]:
+        if not isinstance(alert, dict) or alert.get("status") != "firing":
+            continue
+        labels = alert.get("labels")
+        value = labels.get(label) if isinstance(labels, dict) else None
+        if isinstance(value, str) and value not in names:
+            names.append(value)
+    return names
+
+
+def _without_live_capture(target: Target) -> Target:
+    return dataclasses.replace(target, capture=dataclasses.replace(target.capture, interface=None))
+
+
+class Troubleshooter:
+    """Starts, bounds and records alert-driven runs."""
+
+    def __init__(self, holder: SnapshotHolder, runner: TroubleshootRunner) -> None:
+        self.holder = holder
+        self.runner = runner
+        self._pool = cf.ThreadPoolExecutor(max_workers=RUN_WORKERS, thread_name_prefix="troubleshoot")
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._pending = 0
+        self.started = 0
+        self.dropped = 0
+        self.config: Config | None = None
+        self.store: ReportStore | None = None
+
+    def configure(self, config: Config) -> None:
+        """Adopt a (re)loaded configuration."""
+        self.config = config
+        self.store = ReportStore(config.settings.state_dir / "reports", config.reports_keep)
+
+    def trigger(self, names: list[str]) -> dict[str, str]:
+        """Start a run for each configured, not-cooling-down target; what happened to each name."""
+        config = self.config
+        decisions: dict[str, str] = {}
+        if config is None:
+            return decisions
+        now = time.monotonic()
+        for name in names:
+            target = config.target(name)
+            if target is None:
+                decisions[name] = "unknown_target"
+                log.warning("alert names target %r, which is not configured: ignored", name[:64])
+                continue
+            with self._lock:
+                last = self._last.get(name)
+                if last is not None and now - last < config.webhook.cooldown:
+                    decisions[name] = "cooldown"
+                    continue
+                if self._pending >= MAX_PENDING:
+                    self.dropped += 1
+                    decisions[name] = "overloaded"
+                    log.warning("too many troubleshooting runs waiting: alert for %s dropped", name)
+                    continue
+                self._last[name] = now
+                self._pending += 1
+                self.started += 1
+            if not config.webhook.live_capture:
+                target = _without_live_capture(target)
+            self._pool.submit(self._troubleshoot, config, target)
+            decisions[name] = "started"
+        return decisions
+
+    def _troubleshoot(self, config: Config, target: Target) -> None:
+        try:
+            self._run(config, target)
+        except Exception as exc:  # a bug must not kill the worker thread silently
+            log.error("troubleshooting run of %s failed with a bug: %s", target.name, type(exc).__name__)
+            log.debug("troubleshooting bug traceback", exc_info=True)
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def _run(self, config: Config, target: Target) -> None:
+        started = now_utc()
+        report = self.runner(target, config.settings)
+        results = []
+        for action, hint in actions.matching(config.actions, target.name, report.hints):
+            result = actions.execute(action, target.name, hint)
+            self.holder.count_action(target.name, hint.code, str(result.outcome))
+            results.append(result)
+        document: dict[str, Any] = Report(started, (report,)).to_json()
+        document["trigger"] = "alertmanager"
+        if results:
+            document["actions"] = [r.to_json() for r in results]
+            executed = {r.code for r in results if r.outcome is actions.Outcome.OK}
+            if executed:
+                # Re-probe after a real action and say, per code, whether the hint cleared.
+                after = self.runner(target, config.settings)
+                still = {h.code for h in after.hints}
+                document["after_actions"] = {
+                    "status": str(after.status),
+                    "cleared": {code: code not in still for code in sorted(executed)},
+                    "target": after.to_json(),
+                }
+        run_id = self.store.save(started.strftime("%Y%m%dT%H%M%SZ"), target.name, document) if self.store else None
+        if self.store is not None and run_id is None:
+            self.holder.count_report_write_error()
+        head = report.hints[0] if report.hints else None
+        log.info("troubleshooting run %s: target=%s status=%s hints=%d%s", run_id or "(not stored)", target.name,
+                 report.status, len(report.hints), f" root_cause={head.code}" if head else "")
+        if config.notify is not None:
+            self._notify(config, target.name, report, run_id)
+
+    def _notify(self, config: Config, name: str, report: TargetReport, run_id: str | None) -> None:
+        notify = config.notify
+        assert notify is not None  # noqa: S101 (checked by the caller)
+        head = report.hints[0] if report.hints else None
+        body = {"target": name, "status": str(report.status), "run_id": run_id,
+                "root_cause": head.to_json() if head else None,
+                "text": (f"rmxdiag {name}: {report.status}: {head.title} [{head.code}]. Fix: "
+                         + " / ".join(head.remediation)) if head else f"rmxdiag {name}: {report.status}"}
+        headers = {}
+        try:
+            if notify.token is not None:
+                headers["Authorization"] = "Bearer " + notify.token.read().decode()
+            response = requests.post(notify.url, json=body, headers=headers, timeout=notify.timeout,
+                                     allow_redirects=False)
+            if response.status_code >= 300:
+                log.warning("notification for %s answered HTTP %d", name, response.status_code)
+        except (OSError, requests.RequestException, UnicodeDecodeError) as exc:
+            log.warning("notification for %s failed: %s", name, type(exc).__name__)
+
+    def close(self) -> None:
+        """Stop taking runs; running ones end at their deadlines."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

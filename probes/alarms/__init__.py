@@ -1,0 +1,1 @@
+"""The alarms probe: RMX alarms from reports, snmptrapd, syslog and the XML API."""

@@ -1,0 +1,1 @@
+"""The capture probe: TLS handshakes, alerts and SIP in pcap/pcapng files (via tshark)."""

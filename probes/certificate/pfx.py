@@ -1,0 +1,107 @@
+"""Assembling a PFX the RMX imports in one go, and writing files without clobbering anything.
+
+The PFX is built only after the key, the chain and the validity are checked, and it is re-opened
+with the same password before it is written (0600, never over an existing file unless forced).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from probes.certificate.chain import display_name, is_self_signed, iso, spki, walk
+from probes.model import Finding, InputError, Severity
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """An assembled, re-opened PFX: its bytes and the order of its certificates."""
+
+    data: bytes
+    leaf: x509.Certificate
+    cas: tuple[x509.Certificate, ...]
+
+
+def blocking_problems(leaf: x509.Certificate, key: PrivateKeyTypes, candidates: list[x509.Certificate],
+                      now: datetime) -> tuple[list[Finding], list[x509.Certificate]]:
+    """(findings that forbid assembly, the CA path nearest first) for leaf + key + candidate CAs."""
+    base: dict[str, Any] = {"subject": leaf.subject.rfc4514_string(), "serial": format(leaf.serial_number, "X")}
+    out: list[Finding] = []
+    if spki(leaf) != key.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo):
+        out.append(Finding("CERT_KEY_MISMATCH", Severity.CRITICAL,
+                           "refused: the private key does not belong to this certificate", base))
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        code = "CERT_EXPIRED" if now > leaf.not_valid_after_utc else "CERT_NOT_YET_VALID"
+        out.append(Finding(code, Severity.CRITICAL,
+                           f"refused: the certificate is valid only {iso(leaf.not_valid_before_utc)} -> "
+                           f"{iso(leaf.not_valid_after_utc)}", base))
+    if is_self_signed(leaf):
+        out.append(Finding("CERT_SELF_SIGNED", Severity.CRITICAL,
+                           "refused: a self-signed certificate is not what the Front End trusts", base))
+        return out, []
+    path, problems = walk(leaf, candidates, [], bundle_given=False, chain_supplied=True, now=now)
+    if problems:
+        out.append(Finding("CERT_CHAIN_INCOMPLETE", Severity.CRITICAL, "refused: " + "; ".join(problems),
+                           {**base, "missing": problems, "path": [display_name(c.subject) for c in path]}))
+    return out, path[1:]
+
+
+def build(leaf: x509.Certificate, key: PrivateKeyTypes, cas: list[x509.Certificate], password: bytes) -> Assembly:
+    """The PFX bytes (leaf, key, CAs nearest first), verified by opening them again."""
+    if not password:
+        raise InputError("--password-file: the password is empty; the RMX import asks for one")
+    # PBES1 3DES + SHA-1 MAC: what older OpenSSL builds (RMX firmware) and Windows 2012 import;
+    # the AES PBES2 default of newer tools is refused by them.
+    encryption = (serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(50000)
+                  .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())  # noqa: S303 -- MAC compat, see above
+                  .build(password))
+    friendly = (display_name(leaf.subject)).encode()[:64]
+    data = pkcs12.serialize_key_and_certificates(friendly, key, leaf, cas, encryption)  # type: ignore[arg-type]
+    try:
+        key2, leaf2, cas2 = pkcs12.load_key_and_certificates(data, password)
+    except ValueError:
+        raise InputError("the assembled PFX does not open again with the same password (not written)") from None
+    if leaf2 != leaf or key2 is None or spki(leaf) != key2.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) or list(cas2) != cas:
+        raise InputError("the assembled PFX re-opened with different contents (not written)")
+    return Assembly(data, leaf, tuple(cas))
+
+
+def write_private(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` with mode 0600; an existing file is kept unless ``force``."""
+    if path.exists() and not force:
+        raise InputError(f"{path}: exists; not overwritten (use --force)")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic "create only if absent": a file that appeared meanwhile is kept
+    except FileExistsError:
+        raise InputError(f"{path}: exists; not overwritten (use --force)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

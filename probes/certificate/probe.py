@@ -1,0 +1,205 @@
+"""The certificate probe: load the RMX certificate, judge it, and check what needs the network.
+
+I/O lives here (files, the RMX's own TLS listener, DNS, CDP/OCSP fetches); the judgement is the
+pure :func:`probes.certificate.checks.analyse`. :func:`inspect` is the direct entry point (CLI, tests);
+:func:`run` is the scheduler's, which never raises and caches parsed files across runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from probes.certificate.checks import Policy, analyse, describe
+from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
+from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
+from probes.target import CertificateSource, ProbeContext, Settings, Target
+
+PROBE = "certificate"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CertOptions:
+    """How to judge the certificate (the CLI flags / target fields)."""
+
+    fqdn: str | None = None
+    signaling_ip: str | None = None
+    ca_bundle: Path | None = None
+    firmware: str = "8.x"
+    expiry_warning_days: int = 30
+    check_revocation: bool = False
+    allow_san: bool = False
+
+
+@dataclass(frozen=True)
+class CertificateResult:
+    """What was inspected: the leaf summary, the supplied CA certificates and informational notes.
+
+    ``summary`` is None when there was no certificate to describe (a request, a PFX that did not
+    open). ``key`` is ``matches``, ``mismatch`` or ``not supplied``.
+    """
+
+    file: str
+    form: str
+    summary: dict[str, Any] | None
+    chain: tuple[dict[str, Any], ...] = ()
+    key: str = "not supplied"
+    notes: tuple[str, ...] = ()
+    extra_leaves: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """Details for the JSON report."""
+        return {"file": self.file, "form": self.form, "certificate": self.summary,
+                "chain": list(self.chain), "private_key": self.key, "notes": list(self.notes),
+                "other_end_entity_certificates": list(self.extra_leaves)}
+
+    def text_lines(self) -> list[str]:
+        """The certificate summary an admin reads after the problems."""
+        lines = [f"file: {self.file} ({self.form})"]
+        s = self.summary
+        if s is not None:
+            lines += [f"subject:   {s['subject']}", f"issuer:    {s['issuer']}", f"serial:    {s['serial']}",
+                      f"valid:     {s['not_before']} -> {s['not_after']}",
+                      f"SAN:       {', '.join(s['sans']) or 'none'}",
+                      f"EKU:       {', '.join(s['ekus']) or 'none (extension absent)'}",
+                      f"signature: {s['signature_algorithm']}",
+                      f"key:       {s['key_type']}" + (f" {s['key_bits']} bits" if s['key_bits'] else "")
+                      + f"; private key {self.key}",
+                      f"CDP:       {', '.join(s['cdp_urls']) or 'none'}",
+                      f"AIA:       {', '.join(s['aia_urls'] + s['ocsp_urls']) or 'none'}"]
+        for entry in self.chain:
+            lines.append(f"CA cert:   {entry['subject']} (expires {entry['not_after']})")
+        lines += [f"other end-entity certificate: {e}" for e in self.extra_leaves]
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+
+def _stat_key(path: Path | None) -> tuple[str, int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), info.st_mtime_ns, info.st_size)
+
+
+def load_source(source: CertificateSource, deadline: float, cache: dict[Any, Any] | None = None) -> Material:
+    """The material of a configured source (cached by path, mtime and size for file kinds)."""
+    if source.kind == "fetch":
+        if not source.fetch_address:
+            raise InputError("certificate: kind 'fetch' needs fetch_address (host:port)")
+        from probes.certificate.net import fetch_presented
+
+        return fetch_presented(source.fetch_address, deadline)
+    if source.path is None:
+        raise InputError(f"certificate: kind '{source.kind}' needs a path")
+    pw_path = source.password.path if source.password else None
+    files = [source.path, source.key, source.chain, pw_path]
+    if source.kind == "dir7x":
+        files += [source.path / n for n in ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")]
+    # One slot per source, replaced when any file's (path, mtime_ns, size) changes: a daemon that
+    # runs for months keeps one parsed copy per configured certificate, not one per version.
+    slot, signature = ("certificate-material", source), tuple(_stat_key(p) for p in files)
+    return _cached(cache, slot, signature, lambda: _load_files(source, pw_path))
+
+
+def _cached(cache: dict[Any, Any] | None, slot: Any, signature: Any, load: Callable[[], T]) -> T:
+    if cache is not None:
+        hit = cache.get(slot)
+        if hit is not None and hit[0] == signature:
+            value: T = hit[1]
+            return value
+    value = load()
+    if cache is not None:
+        cache[slot] = (signature, value)
+    return value
+
+
+def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
+    assert source.path is not None  # noqa: S101 -- checked by the caller
+    password = read_password(pw_path) if pw_path is not None else None
+    if source.kind == "dir7x" and not source.path.is_dir():
+        raise InputError(f"{source.path}: kind 'dir7x' needs a directory")
+    material = load_certificate(source.path, password)
+    if material.leaf is None:
+        return material
+    chain = list(material.chain)
+    if source.chain is not None:
+        chain += load_chain(source.chain)
+    key = material.key
+    if source.key is not None:
+        key = load_key(read_capped(source.key, "private key"), source.key, password)
+    return Material(material.file, material.form, leaf=material.leaf, chain=tuple(chain), key=key,
+                    chain_supplied=material.chain_supplied or source.chain is not None,
+                    extra_leaves=material.extra_leaves)
+
+
+def _anchors(path: Path | None, cache: dict[Any, Any] | None) -> tuple[Any, ...]:
+    if path is None:
+        return ()
+    return _cached(cache, ("certificate-anchors", path), _stat_key(path), lambda: tuple(load_chain(path)))
+
+
+def judge(material: Material, options: CertOptions, now: datetime, deadline: float,
+          cache: dict[Any, Any] | None = None) -> tuple[list[Finding], CertificateResult]:
+    """Findings (pure checks + DNS + revocation when asked) and the result for one material."""
+    policy = Policy(fqdn=options.fqdn, firmware=options.firmware, expiry_warning_days=options.expiry_warning_days,
+                    anchors=_anchors(options.ca_bundle, cache), bundle_given=options.ca_bundle is not None,
+                    allow_san=options.allow_san)
+    findings = analyse(material, policy, now)
+    leaf = material.leaf
+    # The network checks (and their imports) only when asked for: start-up time matters to checks.
+    if leaf is not None and options.fqdn and options.signaling_ip:
+        from probes.certificate.net import dns_findings
+
+        findings += dns_findings(options.fqdn, options.signaling_ip, deadline)
+    if leaf is not None and options.check_revocation:
+        from probes.certificate.net import revocation_findings
+
+        findings += revocation_findings(leaf, deadline)
+    key_state = "not supplied"
+    if material.key is not None:
+        key_state = "DOES NOT MATCH" if any(f.code == "CERT_KEY_MISMATCH" for f in findings) else "matches"
+    result = CertificateResult(
+        file=material.file, form=material.form, summary=describe(leaf) if leaf is not None else None,
+        chain=tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
+                     "not_after": describe(c)["not_after"]} for c in material.chain),
+        key=key_state,
+        notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
+        extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves))
+    return findings, result
+
+
+def inspect(source: CertificateSource, options: CertOptions, now: datetime, deadline: float,
+            cache: dict[Any, Any] | None = None) -> ProbeOutcome:
+    """Direct entry point: the outcome for one certificate source; InputError for bad input."""
+    started = time.monotonic()
+    material = load_source(source, deadline, cache)
+    findings, result = judge(material, options, now, deadline, cache)
+    return ProbeOutcome(PROBE, ProbeStatus.OK, time.monotonic() - started, tuple(findings), result=result)
+
+
+def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
+    """Scheduler entry point: never raises; bad input and bugs become a failed envelope."""
+    started = time.monotonic()
+    if target.certificate is None:
+        from probes.model import skipped
+        return skipped(PROBE)
+    options = CertOptions(fqdn=target.fqdn, signaling_ip=target.signaling_ip, ca_bundle=target.ca_bundle,
+                          firmware=target.firmware, expiry_warning_days=target.expiry_warning_days,
+                          check_revocation=target.check_revocation)
+    try:
+        return inspect(target.certificate, options, ctx.now, ctx.deadline, ctx.cache)
+    except InputError as exc:
+        return failed(PROBE, exc.kind, str(exc), time.monotonic() - started)
+    except Exception as exc:  # the scheduler must never die of a probe
+        log.debug("certificate probe bug", exc_info=True)
+        return failed(PROBE, ErrorKind.PROBE_BUG, f"internal error ({type(exc).__name__})", time.monotonic() - started)

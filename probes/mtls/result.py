@@ -1,0 +1,271 @@
+"""Typed results of the MTLS probe, their findings, JSON and the text handshake ladder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from probes.model import Finding, Severity
+from probes.mtls import outcome as oc
+from probes.mtls.outcome import Reason, Stage
+from probes.mtls.tls import CertInfo
+from probes.sip import MsDiagnostic
+
+_REASON_TEXT: dict[Reason, str] = {
+    Reason.DNS_FAILURE: "the name does not resolve",
+    Reason.DNS_TIMEOUT: "the resolver did not answer before the deadline",
+    Reason.REFUSED: "the connection was refused (RST to SYN)",
+    Reason.TIMEOUT: "no answer before the deadline",
+    Reason.UNREACHABLE: "no route to the registrar",
+    Reason.NO_TLS_ANSWER: "TCP connected but not one TLS byte came back",
+    Reason.STALLED: "the Front End started the handshake, then stalled",
+    Reason.NOT_TLS: "the port answered with something that is not TLS",
+    Reason.CLOSED: "the connection was closed without an alert",
+    Reason.RESET: "the connection was reset without an alert",
+    Reason.CLOSED_AFTER_CLIENT_CERT: "the Front End closed the connection right after our certificate",
+    Reason.RESET_AFTER_CLIENT_CERT: "the Front End reset the connection right after our certificate",
+    Reason.SERVER_CERT_UNTRUSTED: "we cannot verify the Front End chain (untrusted root / missing intermediate)",
+    Reason.SERVER_CERT_NAME_MISMATCH: "the Front End certificate does not carry the name we connect to",
+    Reason.SERVER_CERT_EXPIRED: "the Front End certificate has expired",
+    Reason.SERVER_CERT_NOT_YET_VALID: "the Front End certificate is not yet valid",
+    Reason.SERVER_CERT_INVALID: "the Front End certificate failed verification",
+    Reason.LOCAL_VERSION_REFUSED: "OUR TLS range refused the version the Front End chose",
+    Reason.LOCAL_POLICY_REFUSED: "OUR security policy refused the Front End's key, signature or cipher",
+    Reason.HANDSHAKE_ERROR: "the handshake failed",
+    Reason.NOT_TRUSTED: "the Front End refuses the RMX as a trusted server",
+    Reason.ERROR_RESPONSE: "the registrar answered with a SIP error",
+    Reason.BAD_RESPONSE: "the registrar's answer is not a valid SIP response",
+}
+
+
+@dataclass(frozen=True)
+class RegistrarResult:
+    """The probe of one registrar address.
+
+    ``registrar``: "host:port" as configured (an SRV member for SIP domains); ``address``: the
+    "ip:port" connected to (None before connect); ``stage``/``reason``: where and why it stopped
+    (reason ``ok`` = healthy); ``phases``: seconds per phase reached (resolve, connect, tls,
+    sip); ``tls_version``/``cipher``: None unless the handshake completed; ``alert``: the fatal
+    alert number with ``alert_direction`` from_fe/from_rmx (None: no alert); ``verify_code``: our
+    X509_V_ERR code when we rejected the FE chain; ``client_cert_requested``: None when the
+    handshake did not get that far; ``ca_names``: the CertificateRequest CA list (RFC 4514; None
+    when no request was seen); ``rmx_issuer_listed``: None when there is no list, no client
+    certificate, or the list is empty ("any CA"); ``server_chain``: the chain the FE presented,
+    also when verification failed; ``sip_*``: None without a SIP answer; ``ladder``: the handshake
+    as (direction, message) steps.
+    """
+
+    registrar: str
+    address: str | None
+    sni: str | None
+    stage: Stage
+    reason: Reason
+    phases: tuple[tuple[str, float], ...]
+    tls_version: str | None
+    cipher: str | None
+    alert: int | None
+    alert_direction: str | None
+    after_handshake: bool
+    verify_code: int | None
+    verify_message: str | None
+    ssl_reason: str | None
+    errno: int | None
+    client_cert_requested: bool | None
+    client_cert_sent: bool
+    client_cert_empty: bool
+    ca_names: tuple[str, ...] | None
+    rmx_issuer: str | None
+    rmx_issuer_listed: bool | None
+    server_chain: tuple[CertInfo, ...]
+    sip_status: int | None
+    sip_reason_phrase: str | None
+    sip_server: str | None
+    ms_diagnostics: tuple[MsDiagnostic, ...]
+    ladder: tuple[tuple[str, str], ...]
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage asked for succeeded."""
+        return self.reason is Reason.OK
+
+    @property
+    def hint(self) -> oc.HintRef | None:
+        """The catalogue hint of this outcome (None when healthy)."""
+        return oc.hint_for(self.stage, self.reason, after_client_cert=self.client_cert_sent)
+
+    def describe(self) -> str:
+        """One human sentence for the outcome."""
+        if self.ok:
+            return f"{self.registrar}: MTLS ({self.tls_version}) " + (
+                f"and OPTIONS ({self.sip_status} {self.sip_reason_phrase}) succeeded" if self.sip_status
+                else "handshake succeeded")
+        if self.alert is not None:
+            who = "the Front End sent" if self.alert_direction == "from_fe" else "we sent"
+            when = " after the handshake (TLS 1.3 late rejection)" if self.after_handshake else (
+                " after our certificate" if self.client_cert_sent else "")
+            text = f"{who} alert {self.alert} {oc.ALERT_NAMES.get(self.alert, '?')}{when}"
+        elif self.sip_status is not None:
+            text = f"SIP {self.sip_status} {self.sip_reason_phrase or ''}".rstrip()
+            if self.ms_diagnostics:
+                text += "; ms-diagnostics: " + " | ".join(d.raw for d in self.ms_diagnostics)
+        else:
+            text = _REASON_TEXT.get(self.reason, str(self.reason))
+            if self.verify_message:
+                text += f" ({self.verify_message})"
+        return f"{self.registrar}: {self.stage} failed: {text}" + (f" [{self.detail}]" if self.detail else "")
+
+    def evidence(self) -> dict[str, Any]:
+        """The evidence keys of the findings conventions (JSON-serialisable)."""
+        ev: dict[str, Any] = {"registrar": self.registrar, "stage": str(self.stage), "reason": str(self.reason)}
+        if self.alert is not None:
+            ev.update(alert=self.alert, alert_name=oc.ALERT_NAMES.get(self.alert, "unknown"),
+                      direction=self.alert_direction, after_handshake=self.after_handshake)
+        optional = {"tls_version": self.tls_version, "sip_status": self.sip_status, "sni": self.sni,
+                    "verify_code": self.verify_code, "verify_message": self.verify_message,
+                    "ssl_reason": self.ssl_reason, "errno": self.errno, "sip_server": self.sip_server}
+        ev.update({k: v for k, v in optional.items() if v is not None})
+        if self.ms_diagnostics:
+            ev["ms_diagnostics"] = [d.to_json() for d in self.ms_diagnostics]
+        hint = self.hint
+        code = hint.code if hint else ""
+        # Only the facts that bear on this outcome: the FE leaf for FE-certificate outcomes, the
+        # CertificateRequest CA list for client-certificate rejections (the full result has both).
+        if self.server_chain and (code.startswith("REGISTRAR_CERT") or self.reason is Reason.LOCAL_POLICY_REFUSED
+                                  or hint is None):
+            leaf = self.server_chain[0]
+            ev.update(subject=leaf.subject, issuer=leaf.issuer, serial=leaf.serial,
+                      not_before=leaf.not_before, not_after=leaf.not_after, sans=list(leaf.sans))
+        if code.startswith("CLIENT_CERT"):
+            if self.ca_names is not None:
+                ev["ca_names"] = list(self.ca_names)
+            if self.rmx_issuer is not None:
+                ev["rmx_issuer"] = self.rmx_issuer
+            ev["client_cert_empty"] = self.client_cert_empty
+        return ev
+
+    def findings(self) -> list[Finding]:
+        """The findings of this registrar: its failure hint, or MTLS_OK, plus MTLS observations."""
+        out = []
+        hint = self.hint
+        if hint is not None:
+            out.append(Finding(hint.code, hint.severity, self.describe(), self.evidence()))
+        else:
+            out.append(Finding("MTLS_OK", Severity.INFO, self.describe(), self.evidence()))
+        if self.client_cert_requested is False:
+            out.append(Finding("CLIENT_CERT_NOT_REQUESTED", Severity.WARNING,
+                               f"{self.registrar}: the server sent no CertificateRequest (not MTLS)",
+                               {"registrar": self.registrar, "tls_version": self.tls_version}))
+        if self.rmx_issuer_listed is False:
+            out.append(Finding("CAPTURE_TRUNCATED_CA_LIST", Severity.WARNING,
+                               f"{self.registrar}: the CertificateRequest CA list does not name the RMX issuer",
+                               {"registrar": self.registrar, "ca_names": list(self.ca_names or ()),
+                                "rmx_issuer": self.rmx_issuer}))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything above, for the JSON report."""
+        return {
+            "registrar": self.registrar, "address": self.address, "sni": self.sni,
+            "stage": str(self.stage), "reason": str(self.reason),
+            "hint": self.hint.code if self.hint else None,
+            "phases": {k: round(v, 6) for k, v in self.phases}, "tls_version": self.tls_version,
+            "cipher": self.cipher, "alert": self.alert, "alert_direction": self.alert_direction,
+            "after_handshake": self.after_handshake, "verify_code": self.verify_code,
+            "verify_message": self.verify_message, "ssl_reason": self.ssl_reason, "errno": self.errno,
+            "client_cert_requested": self.client_cert_requested, "client_cert_sent": self.client_cert_sent,
+            "client_cert_empty": self.client_cert_empty,
+            "ca_names": list(self.ca_names) if self.ca_names is not None else None,
+            "rmx_issuer": self.rmx_issuer, "rmx_issuer_listed": self.rmx_issuer_listed,
+            "server_chain": [c.to_json() for c in self.server_chain],
+            "sip_status": self.sip_status, "sip_reason": self.sip_reason_phrase, "sip_server": self.sip_server,
+            "ms_diagnostics": [d.to_json() for d in self.ms_diagnostics],
+            "ladder": [{"direction": d, "message": m} for d, m in self.ladder], "detail": self.detail,
+        }
+
+    def text_lines(self) -> list[str]:
+        """The handshake ladder (consecutive messages of one side on one line) and where it stopped."""
+        lines = [f"{self.registrar}" + (f" ({self.address})" if self.address else "") + ":"]
+        for direction, group in _grouped(self.ladder):
+            arrow = "RMX ──▶ FE " if direction == "from_rmx" else "RMX ◀── FE "
+            lines.append(f"  {arrow} {', '.join(group)}")
+        if self.sip_status is not None:
+            lines.append("  RMX ──▶ FE  OPTIONS")
+            lines.append(f"  RMX ◀── FE  SIP {self.sip_status} {self.sip_reason_phrase or ''}".rstrip())
+        mark = "✓" if self.ok else "✗"
+        lines.append(f"  {mark} {self.stage}: {self.reason}  "
+                     + " ".join(f"{k}={v * 1000:.1f}ms" for k, v in self.phases))
+        for cert in self.server_chain:
+            lines.append(f"  FE cert[{cert.position}] {cert.subject} (issuer {cert.issuer}; until {cert.not_after})")
+        if self.ca_names:
+            lines.append(f"  CertificateRequest CAs: {'; '.join(self.ca_names)}")
+        return lines
+
+
+def _grouped(ladder: tuple[tuple[str, str], ...]) -> list[tuple[str, list[str]]]:
+    groups: list[tuple[str, list[str]]] = []
+    for direction, message in ladder:
+        if groups and groups[-1][0] == direction:
+            groups[-1][1].append(message)
+        else:
+            groups.append((direction, [message]))
+    return groups
+
+
+@dataclass(frozen=True)
+class MtlsResult:
+    """The MTLS probe of one target: every registrar probed, and the client chain presented.
+
+    Exporter fields (of :attr:`primary`, the first failing registrar, else the first one):
+    ``phases`` -> ``rmxdiag_mtls_phase_duration_seconds{phase}``; ``tls_version`` ->
+    ``rmxdiag_tls_version_info{version}`` (None: no handshake); ``sip_status`` ->
+    ``rmxdiag_sip_response_status`` (None: no answer); ``cert_not_after`` -> (role, position,
+    unix time) rows for ``rmxdiag_cert_not_after_timestamp_seconds{role,position}`` with role
+    ``client`` (our chain) and ``server`` (the primary registrar's presented chain).
+    """
+
+    registrars: tuple[RegistrarResult, ...]
+    client_chain: tuple[CertInfo, ...]
+
+    @property
+    def primary(self) -> RegistrarResult | None:
+        """The registrar the single-valued metrics describe."""
+        failing = [r for r in self.registrars if not r.ok]
+        return failing[0] if failing else (self.registrars[0] if self.registrars else None)
+
+    @property
+    def phases(self) -> dict[str, float]:
+        """Seconds per phase of the primary registrar."""
+        return dict(self.primary.phases) if self.primary else {}
+
+    @property
+    def tls_version(self) -> str | None:
+        """Negotiated TLS version of the primary registrar."""
+        return self.primary.tls_version if self.primary else None
+
+    @property
+    def sip_status(self) -> int | None:
+        """SIP status of the primary registrar's OPTIONS answer."""
+        return self.primary.sip_status if self.primary else None
+
+    @property
+    def cert_not_after(self) -> tuple[tuple[str, int, float], ...]:
+        """(role, position, not_after unix time) for both chains."""
+        rows = [("client", c.position, c.not_after_ts) for c in self.client_chain]
+        if self.primary:
+            rows += [("server", c.position, c.not_after_ts) for c in self.primary.server_chain]
+        return tuple(rows)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report's ``result`` of the mtls probe."""
+        return {"registrars": [r.to_json() for r in self.registrars],
+                "client_chain": [c.to_json() for c in self.client_chain],
+                "phases": {k: round(v, 6) for k, v in self.phases.items()},
+                "tls_version": self.tls_version, "sip_status": self.sip_status}
+
+    def text_lines(self) -> list[str]:
+        """The ladder of every registrar."""
+        lines: list[str] = []
+        for registrar in self.registrars:
+            lines += registrar.text_lines()
+        return lines

@@ -1,0 +1,290 @@
+"""TLS pieces of the MTLS probe: the cached client context and certificate summaries.
+
+The wire formats (Certificate, CertificateRequest, DER names) are parsed in
+:mod:`probes.tlswire`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import ssl
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from probes.capture.names import dn_to_rfc4514
+from probes.certificate.load import CERT_PARSE_ERRORS, read_capped, read_password
+from probes.model import ErrorKind, InputError
+from probes.target import SecretFile
+
+TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
+                "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What the client context is built from (the RMX's identity, trust and TLS range).
+
+    No certificate at all (``pfx`` and ``cert`` None) is allowed: it shows how the registrar
+    treats a peer without one. ``tls_min`` below 1.2 switches to legacy mode: TLS 1.0/1.1 and
+    SHA-1 need OpenSSL security level 0 (OpenSSL 3 refuses them at its default level 1+).
+    """
+
+    pfx: Path | None = None
+    password: SecretFile | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    chain: Path | None = None
+    ca_bundle: Path | None = None
+    tls_min: str = "1.2"
+    tls_max: str = "1.3"
+    keylog: Path | None = None
+
+    @property
+    def legacy(self) -> bool:
+        """True when TLS 1.0/1.1 (and with them SHA-1 and small keys) are allowed."""
+        return self.tls_min in ("1.0", "1.1")
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """A ready client SSLContext and the parsed client chain it presents (leaf first).
+
+    ``chain_infos``, ``issuer_der``, ``issuer_text`` and ``cn`` are derived once at build time so
+    no probe re-parses the client certificate.
+    """
+
+    context: ssl.SSLContext
+    chain: tuple[x509.Certificate, ...]
+    chain_infos: tuple[CertInfo, ...] = ()
+    issuer_der: bytes | None = None
+    issuer_text: str | None = None
+    cn: str | None = None
+
+
+def _stat_key(path: Path | None) -> tuple[Any, ...]:
+    if path is None:
+        return ()
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def cache_key(spec: ClientSpec) -> tuple[Any, ...]:
+    """A key that changes when any input file changes (path, inode, size, mtime)."""
+    files = (spec.pfx, spec.password.path if spec.password else None, spec.cert, spec.key, spec.chain,
+             spec.ca_bundle)
+    return ("mtls-client-context", *(_stat_key(p) for p in files), spec.tls_min, spec.tls_max,
+            str(spec.keylog) if spec.keylog else None)
+
+
+def client_context(spec: ClientSpec, cache: dict[Any, Any]) -> ClientContext:
+    """The client context for ``spec``, built once per unchanged set of files."""
+    key = cache_key(spec)
+    found = cache.get(key)
+    if isinstance(found, ClientContext):
+        return found
+    built = build_client_context(spec)
+    cache[key] = built
+    return built
+
+
+def _read(path: Path, what: str) -> bytes:
+    # The certificate probe's reader: a regular file of at most 1 MiB, checked before reading.
+    return read_capped(path, what)
+
+
+def _secret(secret: SecretFile | None) -> bytes | None:
+    """The password of a SecretFile; bad input names the file (never the value)."""
+    return None if secret is None else read_password(secret.path)
+
+
+def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | None:
+    """(private key, [leaf, chain...]) from the PFX or the PEM files; None when no certificate."""
+    if spec.pfx is not None:
+        data = _read(spec.pfx, "PFX")
+        password = _secret(spec.password)
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
+        except ValueError as exc:
+            if spec.password is None:
+                raise InputError(f"{spec.pfx}: the PFX is protected by a password: give --password-file "
+                                 "(or it is corrupt)", ErrorKind.BAD_PASSWORD) from exc
+            raise InputError(f"{spec.pfx}: cannot open the PFX with the password in {spec.password.path} "
+                             "(wrong password or corrupt file)", ErrorKind.BAD_PASSWORD) from exc
+        if key is None or cert is None:
+            raise InputError(f"{spec.pfx}: the PFX holds no private key and certificate pair")
+        return key, [cert, *extra]
+    if spec.cert is None:
+        return None
+    if spec.key is None:
+        raise InputError(f"{spec.cert}: the certificate needs its private key to be presented "
+                         "(--key, or key: in the config)")
+    try:
+        certs = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise InputError(f"{spec.cert}: not a PEM certificate") from exc
+    key_password = _secret(spec.password)
+    try:
+        key = serialization.load_pem_private_key(_read(spec.key, "private key"), key_password or None)
+    except TypeError as exc:
+        raise InputError(f"{spec.key}: the private key is encrypted; give --password-file") from exc
+    except ValueError as exc:
+        raise InputError(f"{spec.key}: not a PEM private key, or a wrong password for it",
+                         ErrorKind.BAD_PASSWORD if key_password else ErrorKind.BAD_INPUT) from exc
+    chain: list[x509.Certificate] = []
+    if spec.chain is not None:
+        try:
+            chain = x509.load_pem_x509_certificates(_read(spec.chain, "chain"))
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise InputError(f"{spec.chain}: not a PEM certificate bundle") from exc
+    return key, [*certs, *chain]
+
+
+def _load_into(ctx: ssl.SSLContext, key: Any, certs: Sequence[x509.Certificate], origin: Path) -> None:
+    """Load key + chain into ``ctx`` via a 0600 temp file whose key is encrypted with a one-time password."""
+    otp = secrets.token_hex(16).encode()
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(otp))
+    pem_certs = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    fd, name = tempfile.mkstemp(prefix="rmxdiag-", suffix=".pem")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem_certs + pem_key)
+        ctx.load_cert_chain(name, password=otp)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise InputError(f"{origin}: the private key does not match the certificate") from exc
+        raise InputError(f"{origin}: OpenSSL refused the certificate ({exc.reason}); "
+                         "for SHA-1 or small keys use --tls-min 1.0 (legacy mode)") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def build_client_context(spec: ClientSpec) -> ClientContext:
+    """Build the client SSLContext: verification on, hostname checked, TLS range, identity."""
+    for value in (spec.tls_min, spec.tls_max):
+        if value not in TLS_VERSIONS:
+            raise InputError(f"--tls-min/--tls-max: {value!r} is not one of {', '.join(TLS_VERSIONS)}")
+    if TLS_VERSIONS[spec.tls_min] > TLS_VERSIONS[spec.tls_max]:
+        raise InputError(f"--tls-min {spec.tls_min} is above --tls-max {spec.tls_max}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
+    with warnings.catch_warnings():
+        # Python deprecates TLS 1.0/1.1, but old RMX firmware speaks only them: the user asked.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if spec.legacy:
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = TLS_VERSIONS[spec.tls_min]
+        ctx.maximum_version = TLS_VERSIONS[spec.tls_max]
+    if spec.ca_bundle is not None:
+        _read(spec.ca_bundle, "CA bundle")
+        try:
+            ctx.load_verify_locations(cafile=str(spec.ca_bundle))
+        except ssl.SSLError as exc:
+            raise InputError(f"{spec.ca_bundle}: not a PEM CA bundle ({exc.reason})") from exc
+    else:
+        ctx.load_default_certs()
+    chain: tuple[x509.Certificate, ...] = ()
+    identity = _load_identity(spec)
+    if identity is not None:
+        key, certs = identity
+        _load_into(ctx, key, certs, spec.pfx or spec.cert or Path("?"))
+        chain = tuple(certs)
+    if spec.keylog is not None:
+        try:
+            # A key log decrypts every session written to it: create it readable by us only
+            # (OpenSSL would create it with the umask, usually 0644).
+            os.close(os.open(spec.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            ctx.keylog_filename = str(spec.keylog)
+        except OSError as exc:
+            raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",
+                             ErrorKind.FILE_UNREADABLE) from exc
+    if not chain:
+        return ClientContext(ctx, chain)
+    cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return ClientContext(ctx, chain, tuple(cert_info(c, i) for i, c in enumerate(chain)),
+                         chain[0].issuer.public_bytes(), chain[0].issuer.rfc4514_string(),
+                         str(cns[0].value) if cns else None)
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """What the report shows of one certificate of a chain (``position`` 0 = leaf)."""
+
+    position: int
+    subject: str
+    issuer: str
+    serial: str
+    not_before: str
+    not_after: str
+    not_after_ts: float
+    sans: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The evidence keys of the brief."""
+        return {"position": self.position, "subject": self.subject, "issuer": self.issuer,
+                "serial": self.serial, "not_before": self.not_before, "not_after": self.not_after,
+                "sans": list(self.sans)}
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cert_info(cert: x509.Certificate, position: int) -> CertInfo:
+    """Summarise one parsed certificate."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = tuple([*san.get_values_for_type(x509.DNSName),
+                      *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))])
+    except (x509.ExtensionNotFound, ValueError):
+        sans = ()
+    return CertInfo(position, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
+                    format(cert.serial_number, "x"), _iso(cert.not_valid_before_utc),
+                    _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans)
+
+
+def ca_names(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[str, ...]:
+    """RFC 4514 strings of CertificateRequest CA names; each DER decoded once per cache lifetime."""
+    out = []
+    for der in ders:
+        key = ("mtls-ca-name", der)
+        text = cache.get(key)
+        if not isinstance(text, str):
+            try:
+                # One DER Name decoder for the probe and the capture analysis (RFC 4514, as cryptography).
+                text = dn_to_rfc4514(der)
+            except ValueError:
+                text = "(undecodable name)"
+            cache[key] = text
+        out.append(text)
+    return tuple(out)
+
+
+def chain_info(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[CertInfo, ...]:
+    """Summaries of a presented chain; each DER is parsed once per cache lifetime."""
+    out = []
+    for position, der in enumerate(ders):
+        key = ("mtls-peer-cert", der, position)
+        info = cache.get(key)
+        if not isinstance(info, CertInfo):
+            try:
+                info = cert_info(x509.load_der_x509_certificate(der), position)
+            except CERT_PARSE_ERRORS:
+                info = CertInfo(position, "(unparsable certificate)", "", "", "", "", 0.0, ())
+            cache[key] = info
+        out.append(info)
+    return tuple(out)
