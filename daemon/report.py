@@ -1,4 +1,4 @@
-"""Hints, per-target reports, the JSON document of DESIGN.md, the text rendering and exit codes."""
+"""Hints, per-target reports, the JSON report document (schema 1), the text rendering and exit codes."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Hint:
     remediation: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md report shape of a hint."""
+        """The report's JSON shape of a hint."""
         return {
             "code": self.code,
             "severity": str(self.severity),
@@ -77,7 +77,7 @@ class TargetReport:
         return TargetStatus.OK
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md report shape of one target."""
+        """The report's JSON shape of one target."""
         return {
             "name": self.name,
             "status": str(self.status),
@@ -94,7 +94,7 @@ class Report:
     targets: tuple[TargetReport, ...]
 
     def to_json(self) -> dict[str, Any]:
-        """The whole DESIGN.md document."""
+        """The whole JSON report document (schema 1)."""
         return {
             "schema": SCHEMA_VERSION,
             "generated_at": self.generated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

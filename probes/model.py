@@ -67,7 +67,7 @@ class InputError(Exception):
 class Finding:
     """One observed fact that matters: a stable ``code`` plus evidence a human can check.
 
-    ``code`` is API (hint codes of DESIGN.md or probe-specific observation codes); ``evidence``
+    ``code`` is API (a hint code of the catalogue or a probe-specific observation code); ``evidence``
     holds JSON-serialisable values (subjects, serials, alert numbers, header values).
     """
 
@@ -77,7 +77,7 @@ class Finding:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md report shape of a finding."""
+        """The report's JSON shape of a finding."""
         return {
             "code": self.code,
             "severity": str(self.severity),
@@ -94,7 +94,7 @@ class ProbeError:
     detail: str
 
     def to_json(self) -> dict[str, str]:
-        """The DESIGN.md report shape of an error."""
+        """The report's JSON shape of an error."""
         return {"kind": str(self.kind), "detail": self.detail}
 
 
@@ -135,7 +135,7 @@ class ProbeOutcome:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md report shape of one probe run (plus ``result`` and ``failure``)."""
+        """The report's JSON shape of one probe run (plus ``result`` and ``failure``)."""
         doc: dict[str, Any] = {
             "probe": self.probe,
             "status": str(self.status),

@@ -22,7 +22,8 @@ from probes.certificate.checks import Policy
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
 from probes.model import Finding, InputError, ProbeOutcome, ProbeStatus, Severity
 
-# What the RMX 8.x Certification Repository import says for each cause (DOMAIN.md §2).
+# What the RMX 8.x Certification Repository import says for each cause
+# (its 'Invalid password.', 'Certificate expired.' ... messages).
 IMPORT_ERRORS = {
     "PFX_BAD_PASSWORD": "Invalid password.",
     "CERT_EXPIRED": "Certificate expired.",

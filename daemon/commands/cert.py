@@ -35,7 +35,7 @@ Passwords are only read from files (first line). Exit: 0 ok, 1 warning, 2 critic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The DESIGN.md options plus those of the helpers."""
+    """The certificate options plus those of the helpers."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.usage = "rmxdiag cert [ACTION] FILE [options]   (ACTION: " + "|".join(ACTIONS) + ")"
     parser.epilog = _EPILOG

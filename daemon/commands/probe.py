@@ -14,7 +14,7 @@ _VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The DESIGN.md CLI contract of ``probe``."""
+    """The CLI contract of ``probe`` (see the README's CLI reference)."""
     parser.add_argument("registrar", metavar="HOST[:PORT]",
                         help="Front End pool FQDN or IP (port 5061 by default); with --srv, a SIP domain")
     parser.add_argument("--srv", action="store_true",

@@ -1,7 +1,7 @@
 """``rmxdiag run``: one troubleshooting run of every probe of the configured targets.
 
 Prints a verdict line per target first, then the root-cause hints (most severe first) with their
-evidence and numbered fix steps, then the details; ``--format json`` prints the DESIGN.md
+evidence and numbered fix steps, then the details; ``--format json`` prints the JSON
 document. The exit code is the Nagios one (3 for a bad config, which is one ``file:line:`` line).
 """
 

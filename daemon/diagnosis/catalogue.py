@@ -1,6 +1,7 @@
 """The hint catalogue: every hint code, its severity, meaning and remediation, in one place.
 
-Codes are API (DESIGN.md): add, never rename. ``rmxdiag hints`` and the README's hint reference
+Codes are API (reports, metrics labels, alert rules use them): add, never rename.
+``rmxdiag hints`` and the README's hint reference
 are both generated from :data:`CATALOGUE`. Remediation steps may name firmware-specific RMX
 menus through placeholders resolved by :func:`remediation`.
 """

@@ -4,7 +4,7 @@ Each :class:`Rule` names a root-cause hint code, the observations that show it i
 (``fires``) and the other observations it explains (``explains``), which become evidence of that
 one hint instead of hints of their own. Rules run in order and an observation belongs to the
 first rule that takes it, so a certificate defect (self-signed, expired, wrong EKU) is named
-before the handshake symptom it causes (DOMAIN.md §5). Pure data and predicates: no I/O.
+before the handshake symptom it causes (symptom -> cause -> fix). Pure data and predicates: no I/O.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ RULES: tuple[Rule, ...] = (
     Rule("CLIENT_CERT_UNKNOWN_CA", any_of(code("CLIENT_CERT_UNKNOWN_CA"), alert(48, sent_by=FE)),
          (alert(48, sent_by=FE), _ISSUER_NOT_LISTED, reset_after_client_cert, ms_diagnostics(1010))),
     # A reset after the client certificate plus evidence that the FE cannot chain the RMX issuer:
-    # the reset is Schannel's way of saying unknown_ca (DOMAIN.md §4).
+    # the reset is Schannel's way of saying unknown_ca (field traces show WSAECONNRESET, ms-diagnostics 1047).
     Rule("CLIENT_CERT_UNKNOWN_CA", reset_after_client_cert,
          (_ISSUER_NOT_LISTED, reset_after_client_cert, ms_diagnostics(1010, 1047)), requires=_ISSUER_NOT_LISTED),
     # An unreachable CDP/OCSP stalls the FE's check of the RMX certificate (~30 s, then RST).
@@ -165,7 +165,7 @@ CERTIFICATE_ALARM = "RMX_ALARM_CERTIFICATE"
 UNCORROBORATED = "ALARM_UNCORROBORATED"
 
 
-# What each RMX certificate alarm claims (DOMAIN.md §3), as the certificate findings that would
+# What each RMX certificate alarm claims, as the certificate findings that would
 # confirm it. Alarm texts are matched here only, loosely (field variants exist); checked in order.
 _CERTIFICATE_ALARM_CLAIMS: tuple[tuple[str, frozenset[str]], ...] = (
     ("about to expire", frozenset({"CERT_EXPIRING_SOON", "CERT_EXPIRED"})),

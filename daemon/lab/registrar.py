@@ -1,7 +1,7 @@
 """A loopback MTLS SIP registrar that answers like a Lync / Skype for Business Front End.
 
 Used by ``rmxdiag lab`` (and tests) so a newcomer sees the product work with no RMX and no Lync.
-What it reproduces (DOMAIN.md §1, §4):
+What it reproduces (how a Front End treats a peer, and what the wire shows):
 
 - it asks for a client certificate and names its trusted CAs in the CertificateRequest;
 - an untrusted client chain gets a TCP reset, no alert, as Schannel does (``reject="reset"``);
@@ -312,7 +312,7 @@ class LabRegistrar:
             method = message.split(b" ", 1)[0].decode("ascii", "replace")
             if not trusted:
                 # The Front End takes the peer's identity from its certificate: a name that is no
-                # trusted application computer is refused (DOMAIN.md §1).
+                # trusted application computer is refused (the Known Servers Table).
                 diag = (f'ms-diagnostics: 1010;reason="Certificate trust with the peer could not be established: '
                         f'{name or "no subject CN"} is not a trusted application computer of this pool";'
                         f'source="{self.fqdn}"')

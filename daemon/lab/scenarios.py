@@ -2,8 +2,9 @@
 
 A scenario says what the RMX holds (its certificate), how the simulated Front End is set up (what
 it trusts, which names are trusted application computers, its TLS window, whether it runs at all),
-which alarms the RMX shows (DOMAIN.md §3 texts) and the root cause rmxdiag must name. The material
-(PKI files, alarm report) is written by :func:`write_material`; nothing here opens a socket.
+which alarms the RMX shows (the Active Alarms texts of the RMX administrator's guides) and the
+root cause rmxdiag must name. The material (PKI files, alarm report) is written by
+:func:`write_material`; nothing here opens a socket.
 """
 
 from __future__ import annotations

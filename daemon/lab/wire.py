@@ -32,7 +32,7 @@ UNTRUSTED_CHAIN_CODES = frozenset({
 
 # OpenSSL answers a client certificate without the clientAuth EKU (verify code 26, invalid
 # purpose) with unsupported_certificate (43); Schannel-era peers send certificate_unknown (46),
-# the alert DOMAIN.md §4 associates with a wrong EKU. Swapped only while the alert is plaintext.
+# the alert a missing Client Authentication EKU typically causes. Swapped only while the alert is plaintext.
 SCHANNEL_ALERT_FOR_VERIFY_CODE = {26: 46}
 MAX_SIP_MESSAGE = 64 * 1024
 

@@ -27,7 +27,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Families:
-    """The metric families of one scrape, in the DESIGN.md order."""
+    """The metric families of one scrape, in the order the README's metrics table lists them."""
 
     def __init__(self) -> None:
         g = GaugeMetricFamily

@@ -1,6 +1,6 @@
 """The HTTP endpoint (aiohttp): metrics, multi-target probing, reports, reload, the alert webhook.
 
-Abuse limits, each measured against aiohttp 3.x (RELIABILITY-NOTES.md):
+Abuse limits, each measured against aiohttp 3.x on Debian 12:
 - header deadline: aiohttp's keep-alive timer starts when a connection opens and closes it when
   no complete request arrived in time, so ``keepalive_timeout`` = ``header_timeout`` closes
   slowloris clients (and idle keep-alive connections after the same time);
@@ -213,7 +213,7 @@ async def _alerts(request: web.Request) -> web.Response:
 
 
 def build_app(daemon: Daemon) -> web.Application:
-    """The aiohttp application with every endpoint of DESIGN.md."""
+    """The aiohttp application with every endpoint the README lists."""
     app = web.Application(middlewares=[_auth], client_max_size=daemon.config.server.max_body_bytes,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
     app[DAEMON] = daemon

@@ -1,6 +1,6 @@
 """sd_notify without a dependency: one datagram to ``$NOTIFY_SOCKET`` (abstract when it starts with @).
 
-Measured on systemd 252 (RELIABILITY-NOTES.md): the protocol is a single AF_UNIX datagram of
+Measured on systemd 252: the protocol is a single AF_UNIX datagram of
 ``KEY=value`` lines. Outside systemd the variable is unset and every call is a no-op.
 """
 

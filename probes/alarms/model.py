@@ -3,7 +3,8 @@
 Classification is ONE table (:data:`RULES`): a regular expression over the *normalised* alarm
 text (lower case, every dash variant and every run of punctuation/space folded into one space),
 the category it means, and what such an alarm usually means on an RMX registered with Lync/SfB
-(DOMAIN.md §3, §5). A new firmware wording is one more line in that table. First match wins, so
+(from the RMX administrator's guides and field reports). A new firmware wording is one more
+line in that table. First match wins, so
 specific wordings come before generic ones.
 """
 
@@ -50,7 +51,7 @@ class Rule:
     name: str  # stable short name (shown in JSON), e.g. "registration_handshake_failure"
     pattern: re.Pattern[str]  # searched in the normalised text
     category: AlarmCategory
-    meaning: str  # what this alarm usually means (DOMAIN.md §3, §5)
+    meaning: str  # what this alarm usually means
 
 
 def _r(name: str, regex: str, category: AlarmCategory, meaning: str) -> Rule:

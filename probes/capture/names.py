@@ -1,6 +1,6 @@
 """Small pure decoders for capture analysis: TLS names, a CertificateRequest scan, DER names.
 
-tshark 4.0 leaves ``tls.handshake.dname`` empty in fields/JSON output (measured, DOMAIN.md §4), so
+tshark 4.0 leaves ``tls.handshake.dname`` empty in fields/JSON output (measured with tshark 4.0.17), so
 the CA names of a CertificateRequest are read from the raw TCP bytes here, like the hellos and the
 certificate lists. TLS <= 1.2 handshake records are plaintext, which is where these are visible.
 """

@@ -1,7 +1,8 @@
 """Extraction with pyshark over tshark: one capture file -> a stream of :class:`PacketEvent`.
 
 This module runs as a **child process** (``python -m probes.capture.tshark FILE PORT TSHARK
-[KEYLOG]``) started by :mod:`probes.capture.files` in its own session, because (CAPTURE-NOTES.md):
+[KEYLOG]``) started by :mod:`probes.capture.files` in its own session,
+because (measured with pyshark 0.6 / tshark 4.0.17):
 pyshark installs an asyncio child watcher that breaks captures in other threads, its sync API
 fails inside a running event loop, and a child process bounds memory and can be killed as a
 whole process group together with the tshark and tcpdump it starts.
@@ -366,7 +367,7 @@ def extract(path: str, port: int, tshark: str, keylog: str | None, emit: Callabl
     finally:
         try:
             cap.close()
-        except TSharkCrashException as exc:  # a damaged file raises again on close (CAPTURE-NOTES.md)
+        except TSharkCrashException as exc:  # a damaged file raises again on close
             if not warned and (count == 0 or "killed by signal" in str(exc)):
                 emit("W tshark stopped early: " + _last_line(str(exc)))
     if tcpdump is not None:

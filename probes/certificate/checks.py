@@ -1,4 +1,4 @@
-"""Pure analysis of RMX certificate material against the Lync/SfB rules (DOMAIN.md §2).
+"""Pure analysis of RMX certificate material against the Lync/SfB rules (the README's certificate checks).
 
 No I/O and no clock: the caller passes the loaded :class:`~probes.certificate.load.Material`, a
 :class:`Policy` and ``now``. Every finding whose code is a catalogue code becomes a hint; the

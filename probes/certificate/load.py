@@ -203,7 +203,7 @@ def _der_cert_or_request(data: bytes, path: Path) -> Material | None:
 def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
     from cryptography.hazmat.primitives.serialization import pkcs12
 
-    # A wrong password and a corrupt file both raise ValueError (RELIABILITY-NOTES): report both
+    # A wrong password and a corrupt file both raise ValueError: report both
     # as "does not open", which is what the RMX import says too.
     attempts = [password] if password is not None else [None, b""]
     for attempt in attempts:

@@ -110,7 +110,7 @@ def test_report_health_and_ready(tmp_path: Path) -> None:
                                        timeout=5).status_code == 200)
         # When the report of one target is asked
         doc = requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"}, timeout=5).json()
-        # Then it is the DESIGN.md document for that target only
+        # Then it is the report document for that target only
         assert doc["schema"] == 1 and [t["name"] for t in doc["targets"]] == ["rmx-bad"]
         assert doc["targets"][0]["hints"][0]["code"] == "SIP_NOT_TRUSTED"
         assert requests.get(d.url + "/api/v1/report", params={"target": "nope"}, timeout=5).status_code == 404

@@ -14,7 +14,7 @@ Usage::
 or the pytest fixture ``kamailio_fe`` (a factory taking the same keyword arguments), see
 :func:`kamailio_fe`.
 
-Measured constraints (DESIGN.md): Debian 12's Kamailio 5.6.3 with OpenSSL 3 crashes within a
+Measured constraints: Debian 12's Kamailio 5.6.3 with OpenSSL 3 crashes within a
 few hundred TLS connections with several children, so it runs with ``children=1`` (start several
 instances for parallelism); ``-x tlsf`` because the default debug allocator triples its CPU per
 handshake; foreground ``-DD -E`` so the process group can be killed as a whole. Kamailio cannot

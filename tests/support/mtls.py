@@ -172,7 +172,7 @@ def reset_after_client_cert(upstream_port: int) -> Iterator[int]:
     """A TCP relay to ``upstream_port`` that RSTs both sides when the client sends its Certificate.
 
     It reads TLS 1.2 plaintext records from the client and resets (SO_LINGER 0) on a handshake
-    record carrying message type 11, like Schannel dropping a peer it refuses (DOMAIN.md §4).
+    record carrying message type 11, like Schannel dropping a peer it refuses.
     """
     def relay(client: socket.socket, stop: threading.Event) -> None:
         with client, socket.create_connection(("127.0.0.1", upstream_port), timeout=5) as up:

@@ -27,7 +27,7 @@ def test_every_outcome_maps_to_a_catalogue_hint_with_its_severity(stage: Stage, 
                                              (48, "CLIENT_CERT_UNKNOWN_CA"), (70, "TLS_VERSION_MISMATCH"),
                                              (116, "CLIENT_CERT_REJECTED"), (99, "TLS_HANDSHAKE_FAILURE")])
 def test_alert_numbers(alert: int, code: str) -> None:
-    """Given an FE alert before our certificate, When mapped, Then the DOMAIN.md §5 hint."""
+    """Given an FE alert before our certificate, When mapped, Then the hint the symptom table names."""
     hint = oc.hint_for(Stage.TLS, oc.alert_reason(alert))
     assert hint is not None and hint.code == code
 

@@ -28,7 +28,7 @@ def _outcome(*findings: Finding, status: ProbeStatus = ProbeStatus.OK) -> ProbeO
 
 
 def test_catalogue_holds_every_design_code() -> None:
-    # Given the DESIGN.md catalogue, then every code is present with remediation steps
+    # Given the hint catalogue, then every code is present with remediation steps
     missing = [c for c in DESIGN_CODES if c not in CATALOGUE]
     assert missing == []
     assert all(CATALOGUE[c].steps for c in DESIGN_CODES)

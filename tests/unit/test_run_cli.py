@@ -139,7 +139,7 @@ def test_run_json_is_the_report_document(factory_target: Path) -> None:
     # When one target is run as JSON
     done = rmxdiag("run", "-c", str(factory_target), "--target", "rmx-factory", "--format", "json")
     doc = json.loads(done.stdout)
-    # Then the DESIGN.md document with the alarm folded into the self-signed root cause
+    # Then the report document with the alarm folded into the self-signed root cause
     assert done.returncode == 2
     (target,) = doc["targets"]
     assert doc["schema"] == 1 and target["name"] == "rmx-factory" and target["status"] == "critical"
