@@ -2,13 +2,14 @@
 
 The CLI (`rmxdiag run`), the daemon's scheduler, the ``/probe`` endpoint, alert-driven runs and
 the lab all call :func:`run_target` / :func:`run_targets`. A probe that raises becomes a
-``probe_bug`` outcome and one that overruns its deadline a ``deadline`` outcome: the engine never
-lets a probe take a run down.
+``probe_bug`` outcome (bad input a ``failed`` one of its kind) and one that overruns its deadline
+a ``deadline`` outcome, here and nowhere else: the engine never lets a probe take a run down.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,8 @@ import probes
 from daemon.diagnosis.catalogue import Firmware
 from daemon.diagnosis.diagnose import diagnose
 from daemon.report import Report, TargetReport, now_utc
-from probes.model import ErrorKind, ProbeOutcome, failed
+from probes import ProbeRunner
+from probes.model import ErrorKind, InputError, ProbeOutcome, failed, skipped
 from probes.target import ProbeContext, Settings, Target
 
 log = logging.getLogger("rmxdiag.engine")
@@ -27,35 +29,31 @@ log = logging.getLogger("rmxdiag.engine")
 # Grace beyond a probe's own deadline before the engine stops waiting for it.
 DEADLINE_GRACE = 0.5
 
-ProbeRunner = Callable[[Target, Settings, ProbeContext], ProbeOutcome]
 
-
-def applicable(target: Target) -> list[str]:
-    """The probes that have something to do for ``target``, in report order."""
-    wanted = {
-        "certificate": target.certificate is not None,
-        "mtls": bool(target.registrars),
-        "alarms": target.alarms.configured,
-        "capture": target.capture.configured,
-    }
-    return [name for name in probes.PROBES if wanted.get(name, False)]
-
-
-def _runner(name: str) -> ProbeRunner:
-    run: ProbeRunner = probes.load(name).run
-    return run
-
-
-def _guarded(name: str, runner: ProbeRunner, target: Target, settings: Settings,
-             ctx: ProbeContext) -> ProbeOutcome:
+def guarded(name: str, call: Callable[[], ProbeOutcome], target: str) -> ProbeOutcome:
+    """The one envelope boundary of every probe run: bad input and bugs become failed outcomes."""
     start = time.monotonic()
     try:
-        return runner(target, settings, ctx)
-    except Exception as exc:  # the envelope boundary: a probe bug is an outcome, not a crash
-        log.error("probe %s on target %s failed with a bug: %s", name, target.name, type(exc).__name__)
+        return call()
+    except InputError as exc:  # bad input (or an upstream the probe explains): one line, no traceback
+        return failed(name, exc.kind, str(exc), time.monotonic() - start)
+    except Exception as exc:  # a probe bug is an outcome, not a crash
+        log.error("probe %s on target %s failed with a bug: %s", name, target, type(exc).__name__)
         log.debug("probe bug traceback", exc_info=True)
         return failed(name, ErrorKind.PROBE_BUG, f"internal error in the {name} probe ({type(exc).__name__})",
                       time.monotonic() - start)
+
+
+def run_probe(name: str, target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
+    """One registered probe on ``target`` in the caller's thread: skipped when it has nothing to do.
+
+    The same envelope as :func:`run_target` (failed, never raising) without the overrun watch;
+    ``ctx.deadline`` still bounds the probe's own waits.
+    """
+    probe = probes.get(name)
+    if not probe.applies_to(target):
+        return skipped(name)
+    return guarded(name, functools.partial(probe.run, target, settings, ctx), target.name)
 
 
 def run_target(
@@ -73,14 +71,15 @@ def run_target(
     ``only`` restricts the probes by name; ``runners`` replaces probe entry points (tests of
     the engine itself use it to inject probes that hang or raise).
     """
-    names = [n for n in (list(runners) if runners else applicable(target)) if only is None or n in only]
+    names = [n for n in (list(runners) if runners else probes.applicable(target)) if only is None or n in only]
     ctx = ProbeContext(now=now or now_utc(), deadline=time.monotonic() + target.deadline,
                        cache=cache if cache is not None else {}, on_demand=on_demand)
     outcomes: dict[str, ProbeOutcome] = {}
     if names:
         pool = cf.ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"probe-{target.name}")
-        futures = {pool.submit(_guarded, n, (runners or {}).get(n) or _runner(n), target, settings, ctx): n
-                   for n in names}
+        calls = {n: functools.partial((runners or {}).get(n) or probes.get(n).run, target, settings, ctx)
+                 for n in names}
+        futures = {pool.submit(guarded, n, call, target.name): n for n, call in calls.items()}
         done, pending = cf.wait(futures, timeout=target.deadline + DEADLINE_GRACE)
         for future in done:
             outcomes[futures[future]] = future.result()

@@ -9,7 +9,7 @@ JSON and metrics are derived from these types; there is no parallel hierarchy.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,8 +98,34 @@ class ProbeError:
         return {"kind": str(self.kind), "detail": self.detail}
 
 
+class Metric(enum.StrEnum):
+    """The per-probe metric families of the exporter contract (names are API: never rename)."""
+
+    MTLS_PHASE_SECONDS = "rmxdiag_mtls_phase_duration_seconds"  # labels: phase
+    TLS_VERSION = "rmxdiag_tls_version_info"  # labels: version
+    SIP_STATUS = "rmxdiag_sip_response_status"  # labels: none
+    CERT_NOT_AFTER = "rmxdiag_cert_not_after_timestamp_seconds"  # labels: role, position
+    ACTIVE_ALARMS = "rmxdiag_rmx_active_alarms"  # labels: category
+
+
+MAX_CHAIN_POSITION = 15  # chain positions 0..15 bound the label cardinality of CERT_NOT_AFTER
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample a probe result contributes to ``/metrics``.
+
+    ``labels`` are the family's own labels after ``target``, in the order listed on :class:`Metric`;
+    every value comes from a closed enum, the configuration or a bounded integer, never free text.
+    """
+
+    metric: Metric
+    labels: tuple[str, ...]
+    value: float
+
+
 class ProbeResult(Protocol):
-    """A probe-specific result (frozen dataclass) that can show itself in reports."""
+    """A probe-specific result (frozen dataclass) that can show itself in reports and metrics."""
 
     def to_json(self) -> dict[str, Any]:
         """Details for the JSON report (under the probe's ``result`` key)."""
@@ -108,6 +134,18 @@ class ProbeResult(Protocol):
     def text_lines(self) -> list[str]:
         """Details for the text report, one line per entry, no trailing newline."""
         ...
+
+    def samples(self) -> Iterable[Sample]:
+        """The metric samples of this result (typed from its own fields)."""
+        ...
+
+
+class NoSamples:
+    """Base of the results that add no metric sample (the CLI helpers' results, the capture's)."""
+
+    def samples(self) -> Iterator[Sample]:
+        """No sample."""
+        yield from ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
-from probes.model import Finding, InputError, ProbeOutcome, ProbeStatus, Severity
+from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
 
 # What the RMX 8.x Certification Repository import says for each cause
 # (its 'Invalid password.', 'Certificate expired.' ... messages).
@@ -63,7 +63,7 @@ def lint_csr(args: argparse.Namespace, path: Path) -> int:
 
 
 @dataclass(frozen=True)
-class ExtractResult:
+class ExtractResult(NoSamples):
     """The leaf to paste and the role of every certificate the CA answer held."""
 
     file: str
@@ -130,7 +130,7 @@ def extract(args: argparse.Namespace, path: Path) -> int:
 
 
 @dataclass(frozen=True)
-class PfxResult:
+class PfxResult(NoSamples):
     """What was written: the file and the order of its certificates."""
 
     output: str
@@ -187,7 +187,7 @@ def assemble(args: argparse.Namespace, path: Path) -> int:
 
 
 @dataclass(frozen=True)
-class PreflightResult:
+class PreflightResult(NoSamples):
     """The RMX 8.x import verdict and the certificate summary behind it."""
 
     verdict: str  # accept | reject

@@ -36,7 +36,7 @@ def execute(args: argparse.Namespace) -> int:
 
 def describe(config: Config) -> list[str]:
     """What the daemon and ``rmxdiag run`` would do with ``config``, one line per fact."""
-    from daemon.engine import applicable
+    from probes import applicable
 
     s = config.settings
     lines = [f"{config.source}: valid, {len(config.targets)} target(s)",

@@ -33,12 +33,6 @@ def execute(args: argparse.Namespace) -> int:
     if args.list:
         lab.list_scenarios(sys.stdout)
         return 0
-    if args.serve:
-        from daemon.lab import serve as lab_serve
-        from probes.model import InputError
-
-        if not lab_serve.available():
-            raise InputError("--serve: this build has no daemon (rmxdiag serve) yet")
     with lab.lab_workdir(args.workdir) as workdir:
         run = lab.run_scenario(args.scenario, workdir)
         banner = sys.stdout if args.format == "text" else sys.stderr
@@ -47,6 +41,8 @@ def execute(args: argparse.Namespace) -> int:
         code = emit(lab.as_report(run), args.format)
         (sys.stdout if args.format == "text" else sys.stderr).write(lab.footer(run))
         if args.serve:
+            from daemon.lab import serve as lab_serve
+
             sys.stdout.flush()
             return lab_serve.serve(args.scenario, workdir, sys.stderr if args.format == "json" else sys.stdout)
     return code

@@ -20,7 +20,6 @@ from daemon.config.files import ConfigError
 from daemon.config.model import ActionConfig, BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
 from daemon.config.yaml_lines import LABEL_SAFE, Mapping, Node, Reader
 from daemon.diagnosis.catalogue import CATALOGUE, Firmware
-from daemon.engine import applicable
 from probes.target import (
     AlarmSources,
     CaptureSources,
@@ -136,7 +135,7 @@ def _target(node: Node, settings: Settings) -> Target:
         # The MTLS probe presents this certificate to the Front End: without its key it cannot.
         raise m.required("certificate").fail(
             "a 'key' is required when registrars are set (the MTLS probe presents this certificate)")
-    if not applicable(target):  # the engine's own rule of which probes a target gives work to
+    if not probes.applicable(target):  # each probe says which targets give it work
         raise node.fail("nothing to probe: give at least one of " + ", ".join(
             {"mtls": "registrars"}.get(name, name) for name in probes.PROBES))
     return target

@@ -8,7 +8,6 @@ it), then run the real engine on a target that points at all of this and print t
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import shutil
 import socket
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import probes
 from daemon.engine import run_target
 from daemon.lab.registrar import LabRegistrar
 from daemon.lab.scenarios import DEFAULT_SCENARIO, POOL_FQDN, RMX_FQDN, SCENARIOS, Material, Scenario, write_material
@@ -31,17 +29,6 @@ log = logging.getLogger("rmxdiag.lab")
 PROBE_DEADLINE = 8.0  # seconds per probe; the whole lab run stays well under a minute
 
 
-def available_probes() -> list[str]:
-    """The probes present in this build (the lab runs whatever exists, and says what is missing)."""
-    return [name for name, module in probes.PROBES.items() if importlib.util.find_spec(module) is not None]
-
-
-def missing_for(scenario: Scenario) -> list[str]:
-    """The probes this scenario's expected root cause needs but this build lacks."""
-    present = set(available_probes())
-    return [name for name in scenario.needs if name not in present]
-
-
 @dataclass(frozen=True)
 class LabRun:
     """What one lab run did: its scenario, where things are, and the engine's report."""
@@ -50,7 +37,6 @@ class LabRun:
     workdir: Path
     registrar: str  # "127.0.0.1:port"
     report: TargetReport
-    probes_missing: tuple[str, ...]
     capture: Path | None
 
     @property
@@ -111,7 +97,6 @@ class LabSetup:
     port: int
     target: Target
     capture: Path | None
-    probes_present: tuple[str, ...]
 
 
 @contextlib.contextmanager
@@ -119,11 +104,10 @@ def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
     """Write the scenario's files, start its Front End and record the capture; stop it all on exit."""
     scenario = SCENARIOS[name]
     material = write_material(scenario, workdir)
-    present = tuple(available_probes())
     with frontend(scenario, material) as fe:
         port = fe.address[1] if fe else _closed_port()
         capture, keylog = None, None
-        if "capture" in present and shutil.which("tshark"):
+        if shutil.which("tshark"):
             from daemon.lab import capture as lab_capture
 
             if fe is not None:
@@ -131,7 +115,7 @@ def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
             else:
                 capture = lab_capture.record_refused(port, workdir)
         yield LabSetup(scenario, workdir, port, build_target(scenario, material, port, capture, keylog),
-                       capture, present)
+                       capture)
 
 
 def lab_settings(workdir: Path) -> Settings:
@@ -142,9 +126,8 @@ def lab_settings(workdir: Path) -> Settings:
 def run_scenario(name: str, workdir: Path) -> LabRun:
     """Run one scenario end to end in ``workdir`` and return what happened."""
     with scenario_setup(name, workdir) as setup:
-        report = run_target(setup.target, lab_settings(workdir), on_demand=True, only=setup.probes_present)
-    return LabRun(setup.scenario, workdir, f"127.0.0.1:{setup.port}", report,
-                  tuple(p for p in probes.PROBES if p not in setup.probes_present), setup.capture)
+        report = run_target(setup.target, lab_settings(workdir), on_demand=True)
+    return LabRun(setup.scenario, workdir, f"127.0.0.1:{setup.port}", report, setup.capture)
 
 
 @contextlib.contextmanager
@@ -177,18 +160,12 @@ def header(run: LabRun) -> str:
         + (", capture)" if run.capture else ")"),
         f"  expected root cause : {s.expect or 'none (healthy)'}",
     ]
-    if run.probes_missing:
-        lines.append(f"  probes not in this build: {', '.join(run.probes_missing)}")
     lines.append("=" * 78)
     return "\n".join(lines) + "\n"
 
 
 def footer(run: LabRun) -> str:
     """One line saying whether the diagnosis matched the scenario."""
-    missing = missing_for(run.scenario)
-    if missing:
-        return (f"lab: this build lacks the {', '.join(missing)} probe(s) this scenario needs; "
-                "the expected root cause cannot be shown yet\n")
     verdict = "found" if run.found_expected else "NOT found (please report this as a bug)"
     return f"lab: expected root cause {run.scenario.expect or '(none: healthy)'} {verdict}\n"
 
@@ -197,10 +174,8 @@ def list_scenarios(out: TextIO) -> None:
     """``--list``: one line per scenario with its expected root cause."""
     width = max(len(n) for n in SCENARIOS)
     for s in SCENARIOS.values():
-        missing = missing_for(s)
-        note = f"  [needs probe(s) not in this build: {', '.join(missing)}]" if missing else ""
         default = " (default)" if s.name == DEFAULT_SCENARIO else ""
-        out.write(f"{s.name:<{width}}  {s.expect or 'OK':<24}  {s.summary}{default}{note}\n")
+        out.write(f"{s.name:<{width}}  {s.expect or 'OK':<24}  {s.summary}{default}\n")
 
 
 def as_report(run: LabRun) -> Report:

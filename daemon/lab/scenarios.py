@@ -39,27 +39,23 @@ class Scenario:
     rmx_tls: tuple[str, str] = ("1.2", "1.2")  # what the RMX firmware speaks
     registrar_up: bool = True
     alarms: tuple[str, ...] = ()
-    # Probes without which the expected root cause cannot be shown.
-    needs: tuple[str, ...] = ("mtls",)
 
 
 _HANDSHAKE = "SIP TLS: Registration handshake failure"
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("healthy", "CA-signed certificate, trusted CA, trusted application: OPTIONS gets 200", None,
-             needs=("certificate", "mtls", "alarms")),
+    Scenario("healthy", "CA-signed certificate, trusted CA, trusted application: OPTIONS gets 200", None),
     Scenario("untrusted-ca", "RMX certificate from a CA the Front End does not trust: Schannel resets",
              "CLIENT_CERT_UNKNOWN_CA", rmx_cert="foreign-ca", alarms=(_HANDSHAKE,)),
     Scenario("name-mismatch", "certificate CN is an old name, not the RMX signaling FQDN", "CERT_CN_MISMATCH",
              rmx_cert="wrong-cn",
-             alarms=("SIP TLS: Certificate subject name is not valid or DNS failed to resolve this name",),
-             needs=("certificate",)),
+             alarms=("SIP TLS: Certificate subject name is not valid or DNS failed to resolve this name",)),
     Scenario("missing-client-eku", "certificate has Server Authentication only, no Client Authentication",
-             "CERT_EKU_MISSING", rmx_cert="server-eku-only", alarms=(_HANDSHAKE,), needs=("certificate",)),
+             "CERT_EKU_MISSING", rmx_cert="server-eku-only", alarms=(_HANDSHAKE,)),
     Scenario("expired", "the RMX certificate expired last month", "CERT_EXPIRED", rmx_cert="expired",
-             alarms=("SIP TLS: Certificate has expired", _HANDSHAKE), needs=("certificate",)),
+             alarms=("SIP TLS: Certificate has expired", _HANDSHAKE)),
     Scenario("factory-self-signed", "the RMX still presents its factory self-signed SHA-1 certificate",
-             "CERT_SELF_SIGNED", rmx_cert="factory", alarms=(_HANDSHAKE,), needs=("certificate",)),
+             "CERT_SELF_SIGNED", rmx_cert="factory", alarms=(_HANDSHAKE,)),
     Scenario("not-trusted-app", "MTLS works but the RMX is no trusted application computer: 403",
              "SIP_NOT_TRUSTED", trusted_names=("dma.lab.example",),
              alarms=("SIP TLS: Registration server not responding",)),
@@ -68,18 +64,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("tls-version-mismatch", "old RMX firmware offers TLS 1.0 only; the Front End requires 1.2",
              "TLS_VERSION_MISMATCH", fe_tls=("1.2", "1.3"), rmx_tls=("1.0", "1.0"), alarms=(_HANDSHAKE,)),
     Scenario("expiring-soon", "the RMX certificate expires in 10 days (everything still works)",
-             "CERT_EXPIRING_SOON", rmx_cert="expiring", alarms=("SIP TLS: Certificate is about to expire",),
-             needs=("certificate",)),
+             "CERT_EXPIRING_SOON", rmx_cert="expiring", alarms=("SIP TLS: Certificate is about to expire",)),
     # The catalogue's CLIENT_CERT_UNKNOWN_CA covers "the RMX does not send its intermediates"; the
     # certificate probe's missing-intermediate finding is its evidence.
     Scenario("missing-intermediate", "the RMX sends its leaf only and the Front End lacks the issuing CA: reset",
-             "CLIENT_CERT_UNKNOWN_CA", rmx_sends_chain=False, intermediate_known=False, alarms=(_HANDSHAKE,),
-             needs=("certificate", "mtls")),
+             "CLIENT_CERT_UNKNOWN_CA", rmx_sends_chain=False, intermediate_known=False, alarms=(_HANDSHAKE,)),
     Scenario("rmx-lacks-fe-root", "the Front End's certificate comes from a CA the RMX does not trust",
              "REGISTRAR_CERT_UNTRUSTED", fe_issuer="private", alarms=(_HANDSHAKE,)),
     Scenario("request-pasted-as-certificate", "the certificate request (CSR) was installed instead of the "
              "issued certificate", "CERT_IS_REQUEST", rmx_cert="csr",
-             alarms=("SIP TLS: Failed to load or verify certificate files",), needs=("certificate",)),
+             alarms=("SIP TLS: Failed to load or verify certificate files",)),
 )}
 
 # The default shows the product's point: the classic failure, named from several angles at once.

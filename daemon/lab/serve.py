@@ -9,18 +9,12 @@ for any unreadable file).
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from daemon.config.model import Config
 from daemon.lab.run import lab_settings, scenario_setup
-
-
-def available() -> bool:
-    """True when this build has the daemon (``rmxdiag serve``)."""
-    return importlib.util.find_spec("daemon.serve.service") is not None
 
 
 def urls(port: int, target: str) -> dict[str, str]:
@@ -30,10 +24,10 @@ def urls(port: int, target: str) -> dict[str, str]:
             "probe": f"{base}/probe?target={target}"}
 
 
-async def _serve(config: object, out: TextIO, target: str) -> None:
-    # Imported by name: the daemon lives on its own branch until the lead merges it.
-    service: Any = importlib.import_module("daemon.serve.service")
-    daemon = service.Daemon(config)
+async def _serve(config: Config, out: TextIO, target: str) -> None:
+    from daemon.serve.service import Daemon
+
+    daemon = Daemon(config)
     await daemon.start()
     for name, url in urls(daemon.http.port, target).items():
         out.write(f"  {name:<8}: {url}\n")
@@ -44,8 +38,6 @@ async def _serve(config: object, out: TextIO, target: str) -> None:
 
 def serve(name: str, workdir: Path, out: TextIO = sys.stdout) -> int:
     """Bring the scenario up and serve it with the daemon until SIGINT/SIGTERM; 0 on a clean stop."""
-    from daemon.config.model import Config
-
     with scenario_setup(name, workdir) as setup:
         config = Config(source=workdir / "rmxdiag-lab.yaml", settings=lab_settings(workdir),
                         targets=(setup.target,))

@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import Metric as MetricFamily
 from prometheus_client.registry import Collector
 
 from daemon import __version__
-from daemon.serve import exporter_adapters as adapt
 from daemon.serve.snapshot import Snapshot, TargetState
-from probes.model import ProbeStatus
+from probes.model import Metric, ProbeStatus
 
 log = logging.getLogger("rmxdiag.exporter")
 
@@ -37,29 +37,33 @@ class _Families:
                           labels=["target", "probe"])
         self.failure = g("rmxdiag_probe_failure_info", "Where and why the probe's last run failed (closed enums)",
                          labels=["target", "probe", "stage", "reason"])
-        self.phase = g("rmxdiag_mtls_phase_duration_seconds", "Duration of each phase of the MTLS probe",
+        self.phase = g(Metric.MTLS_PHASE_SECONDS.value, "Duration of each phase of the MTLS probe",
                        labels=["target", "phase"])
-        self.tls = g("rmxdiag_tls_version_info", "TLS version negotiated with the registrar",
+        self.tls = g(Metric.TLS_VERSION.value, "TLS version negotiated with the registrar",
                      labels=["target", "version"])
-        self.sip = g("rmxdiag_sip_response_status", "SIP status code of the OPTIONS answer", labels=["target"])
-        self.not_after = g("rmxdiag_cert_not_after_timestamp_seconds",
+        self.sip = g(Metric.SIP_STATUS.value, "SIP status code of the OPTIONS answer", labels=["target"])
+        self.not_after = g(Metric.CERT_NOT_AFTER.value,
                            "notAfter of each certificate of the RMX (client) and Front End (server) chains",
                            labels=["target", "role", "position"])
         self.hint = g("rmxdiag_hint_active", "1 for each diagnosed hint", labels=["target", "code", "severity"])
-        self.alarms = g("rmxdiag_rmx_active_alarms", "Active RMX alarms per category", labels=["target", "category"])
+        self.alarms = g(Metric.ACTIVE_ALARMS.value, "Active RMX alarms per category", labels=["target", "category"])
         self.last_run = g("rmxdiag_last_run_timestamp_seconds", "When the target's last run finished",
                           labels=["target"])
         self.actions = CounterMetricFamily("rmxdiag_remediation_actions",
                                            "Remediation actions by outcome (dry_run, ok, failed, timeout)",
                                            labels=["target", "code", "outcome"])
+        # The families a probe result's samples land in (probes.model.Metric names them).
+        self.by_metric = {Metric.MTLS_PHASE_SECONDS: self.phase, Metric.TLS_VERSION: self.tls,
+                          Metric.SIP_STATUS: self.sip, Metric.CERT_NOT_AFTER: self.not_after,
+                          Metric.ACTIVE_ALARMS: self.alarms}
 
-    def all(self) -> list[Metric]:
+    def all(self) -> list[MetricFamily]:
         return [self.success, self.duration, self.failure, self.phase, self.tls, self.sip, self.not_after,
                 self.hint, self.alarms, self.last_run, self.actions]
 
 
 def _add_target(f: _Families, name: str, state: TargetState) -> None:
-    seen_certs: set[tuple[str, int]] = set()
+    seen: set[tuple[Metric, tuple[str, ...]]] = set()
     for outcome in state.report.probes:
         if outcome.status is ProbeStatus.SKIPPED:
             continue
@@ -69,26 +73,18 @@ def _add_target(f: _Families, name: str, state: TargetState) -> None:
             f.failure.add_metric([name, outcome.probe, outcome.failure[0], outcome.failure[1]], 1.0)
         elif outcome.error is not None:
             f.failure.add_metric([name, outcome.probe, "probe", str(outcome.error.kind)], 1.0)
+        if outcome.result is None:
+            continue
         try:
-            if outcome.probe == "mtls":
-                for phase, seconds in adapt.mtls_phases(outcome):
-                    f.phase.add_metric([name, phase], seconds)
-                version = adapt.tls_version(outcome)
-                if version is not None:
-                    f.tls.add_metric([name, version], 1.0)
-                status = adapt.sip_status(outcome)
-                if status is not None:
-                    f.sip.add_metric([name], float(status))
-            for role, position, stamp in adapt.cert_not_after(outcome):
-                if (role, position) not in seen_certs:  # the certificate probe's view of the RMX chain wins
-                    seen_certs.add((role, position))
-                    f.not_after.add_metric([name, role, str(position)], stamp)
-            if outcome.probe == "alarms":
-                for category, count in adapt.alarm_counts(outcome):
-                    f.alarms.add_metric([name, category], count)
-        except Exception as exc:  # an odd result shape must cost one sample set, never the scrape
+            for sample in outcome.result.samples():
+                # One series per label set: the first probe in report order wins (the certificate
+                # probe's view of the RMX chain over the mtls probe's).
+                if (sample.metric, sample.labels) not in seen:
+                    seen.add((sample.metric, sample.labels))
+                    f.by_metric[sample.metric].add_metric([name, *sample.labels], sample.value)
+        except Exception as exc:  # a result bug must cost its own samples, never the scrape
             log.warning("skipping %s result metrics of %s: %s", outcome.probe, name, type(exc).__name__)
-            log.debug("result adapter traceback", exc_info=True)
+            log.debug("result samples traceback", exc_info=True)
     for hint in state.report.hints:
         f.hint.add_metric([name, hint.code, str(hint.severity)], 1.0)
     f.last_run.add_metric([name], state.finished)
@@ -101,7 +97,7 @@ class SnapshotCollector(Collector):
         self._source = source
         self._global = global_metrics
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[MetricFamily]:
         """Fresh families from one snapshot read."""
         snap = self._source()
         f = _Families()

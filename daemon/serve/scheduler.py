@@ -13,8 +13,6 @@ import asyncio
 import collections
 import concurrent.futures as cf
 import contextlib
-import functools
-import importlib.util
 import logging
 import random
 import time
@@ -34,25 +32,14 @@ JITTER = 0.1  # +-10% of the interval, so targets sharing an interval spread out
 FIRST_RUN_SPREAD = 0.2  # seconds: the first sweep starts at once, spread over at most this
 
 
-@functools.cache
 def installed_probes() -> frozenset[str]:
-    """Probe names whose module is present in this build (a partial install loses one probe, not all)."""
-    found = set()
-    for name, module in probes.PROBES.items():
-        try:
-            present = importlib.util.find_spec(module) is not None
-        except ImportError:
-            present = False
-        if present:
-            found.add(name)
-        else:
-            log.warning("probe %s is not installed (%s missing): targets run without it", name, module)
-    return frozenset(found)
+    """Every registered probe: an installed wheel always carries all of them."""
+    return frozenset(probes.PROBES)
 
 
 def default_runner(target: Target, settings: Settings, cache: dict[Any, Any]) -> TargetReport:
-    """The production runner: every applicable, installed probe of ``target`` through the engine."""
-    return run_target(target, settings, cache=cache, only=sorted(installed_probes()))
+    """The production runner: every applicable probe of ``target`` through the engine."""
+    return run_target(target, settings, cache=cache)
 
 
 class Scheduler:

@@ -1,1 +1,18 @@
-"""The alarms probe: RMX alarms from reports, snmptrapd, syslog and the XML API."""
+"""The alarms probe: RMX alarms from reports, snmptrapd, syslog and the XML API.
+
+This package module stays light: the registry asks it whether a target gives the probe work;
+:mod:`probes.alarms.probe` does the work.
+"""
+
+from __future__ import annotations
+
+from probes import LazyProbe
+from probes.target import Target
+
+
+def applies_to(target: Target) -> bool:
+    """A target with at least one alarm source."""
+    return target.alarms.configured
+
+
+PROBE = LazyProbe("alarms", applies_to, "probes.alarms.probe")

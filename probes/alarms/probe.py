@@ -7,14 +7,13 @@ text says the certificate expired) are catalogue hints; ICE/revocation alarms an
 count are informational (``ALARMS_*``). An alarm alone is not proof: the diagnosis rules
 corroborate it with the other probes.
 
-Entry points: :func:`run` (scheduler; never raises) and :func:`check` (CLI and tests).
+Entry points: :func:`run` (scheduler, through the engine) and :func:`check` (CLI and tests).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from probes.alarms.lines import ParseResult
 from probes.alarms.model import MEANINGS, Alarm, AlarmCategory, AlarmState, normalise, says_expired
 from probes.alarms.sources import FileFormat, FollowedSource, read_file
 from probes.alarms.xmlapi import McuState, XmlApiError, fetch_state
-from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
+from probes.model import ErrorKind, Finding, Metric, ProbeOutcome, ProbeStatus, Sample, Severity, failed
 from probes.target import ProbeContext, Settings, Target, XmlApi
 
-log = logging.getLogger(__name__)
 PROBE = "alarms"
 NOT_PROOF = ("An alarm alone is not proof: the RMX raises some alarms without a real cause; "
              "the other probes corroborate or contradict it.")
@@ -90,6 +88,11 @@ class AlarmsResult:
         return {"active": [a.to_json() | {"meaning": a.meaning} for a in self.active],
                 "counts": dict(self.counts), "sources": [s.to_json() for s in self.sources],
                 "xml_api": self.mcu.to_json() if self.mcu else None, "note": NOT_PROOF}
+
+    def samples(self) -> Iterator[Sample]:
+        """Active alarms per category, every category (0 included: a cleared one drops to 0)."""
+        for category in AlarmCategory:
+            yield Sample(Metric.ACTIVE_ALARMS, (str(category),), float(self.counts.get(str(category), 0)))
 
     def text_lines(self) -> list[str]:
         """The active alarms by category with what each usually means."""
@@ -175,17 +178,6 @@ def outcome(active: Sequence[Alarm], sources: Sequence[SourceSummary], mcu: McuS
                         result=result)
 
 
-def metric_counts(outcome: ProbeOutcome) -> dict[str, int] | None:
-    """Active alarms per category for ``rmxdiag_rmx_active_alarms{target,category}``.
-
-    Every category is present (0 included) so a cleared category drops to 0 instead of
-    vanishing; None when the probe did not produce a result (skipped or failed).
-    """
-    if isinstance(outcome.result, AlarmsResult):
-        return dict(outcome.result.counts)
-    return None
-
-
 def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat | None = None,
           deadline: float | None = None) -> ProbeOutcome:
     """Direct entry point (CLI, tests): whole files + optional XML API. InputError for bad files."""
@@ -212,23 +204,8 @@ def _url(api: XmlApi) -> str:
 
 
 def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
-    """Scheduler entry point: never raises; followed logs keep their state across runs."""
+    """Scheduler entry point: followed logs keep their state across runs (XmlApiError, InputError)."""
     started = time.monotonic()
-    if not target.alarms.configured:
-        return ProbeOutcome(PROBE, ProbeStatus.SKIPPED, 0.0)
-    try:
-        return _run(target, settings, ctx, started)
-    except InputError as exc:
-        return failed(PROBE, exc.kind, str(exc), time.monotonic() - started)
-    except XmlApiError as exc:
-        return failed(PROBE, exc.kind, str(exc), time.monotonic() - started)
-    except Exception as exc:  # the scheduler must survive a probe bug
-        log.debug("alarms probe bug", exc_info=True)
-        return failed(PROBE, ErrorKind.PROBE_BUG, f"internal error ({type(exc).__name__})",
-                      time.monotonic() - started)
-
-
-def _run(target: Target, settings: Settings, ctx: ProbeContext, started: float) -> ProbeOutcome:
     src = target.alarms
     actives: list[Sequence[Alarm]] = []
     sources: list[SourceSummary] = []

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from xml.etree.ElementTree import ParseError
 from xml.sax.saxutils import escape
 
-from probes.model import ErrorKind
+from probes.model import ErrorKind, InputError
 from probes.target import SecretFile, XmlApi
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,11 @@ _READ = 16384
 _MAX_SECRET = 4096
 
 
-class XmlApiError(Exception):
+class XmlApiError(InputError):
     """The XML API could not be used; ``kind`` is the probe error kind, the message one line."""
 
     def __init__(self, kind: ErrorKind, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
+        super().__init__(detail, kind)
 
 
 @dataclass(frozen=True)

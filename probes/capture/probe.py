@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,11 +15,10 @@ from cryptography import x509
 
 from probes.capture.analysis import CaptureAnalyzer
 from probes.capture.files import check_capture, expand, find_tshark, live_capture, stream_events
-from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed, skipped
+from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, skipped
 from probes.target import ProbeContext, Settings, Target
 
 NAME = "capture"
-log = logging.getLogger(__name__)
 
 
 def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = None, keylog: Path | None = None,
@@ -89,23 +87,16 @@ def _issuers(target: Target) -> list[bytes]:
 
 
 def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
-    """Scheduler entry point: files/directory always; a live capture only in on-demand runs."""
+    """Scheduler entry point (through the engine): files/directory always; a live capture on demand only."""
     sources = target.capture
-    start = time.monotonic()
-    try:
-        issuers = _issuers(target)
-        if sources.interface and ctx.on_demand:
-            return inspect_live(sources.interface, sources.duration, port=sources.port,
-                                max_packets=sources.max_packets, max_bytes=sources.max_bytes,
-                                rmx_ip=target.signaling_ip, keylog=sources.keylog, deadline=ctx.deadline,
-                                rmx_issuers=issuers)
-        paths = [*sources.files, *([sources.directory] if sources.directory else [])]
-        if not paths:
-            return skipped(NAME)
-        return inspect(paths, sources.port, rmx_ip=target.signaling_ip, keylog=sources.keylog,
-                       deadline=ctx.deadline, rmx_issuers=issuers)
-    except InputError as exc:
-        return failed(NAME, exc.kind, str(exc), time.monotonic() - start)
-    except Exception as exc:
-        log.debug("capture probe bug", exc_info=True)
-        return failed(NAME, ErrorKind.PROBE_BUG, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
+    issuers = _issuers(target)
+    if sources.interface and ctx.on_demand:
+        return inspect_live(sources.interface, sources.duration, port=sources.port,
+                            max_packets=sources.max_packets, max_bytes=sources.max_bytes,
+                            rmx_ip=target.signaling_ip, keylog=sources.keylog, deadline=ctx.deadline,
+                            rmx_issuers=issuers)
+    paths = [*sources.files, *([sources.directory] if sources.directory else [])]
+    if not paths:
+        return skipped(NAME)  # only an interface, and this is a scheduled run
+    return inspect(paths, sources.port, rmx_ip=target.signaling_ip, keylog=sources.keylog,
+                   deadline=ctx.deadline, rmx_issuers=issuers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from probes.model import NoSamples
 from probes.sip import parse_ms_diagnostics as parse_value
 
 
@@ -53,7 +54,7 @@ class ConnectionSummary:
 
 
 @dataclass(frozen=True)
-class CaptureResult:
+class CaptureResult(NoSamples):  # its counts are per file and free-form: report only
     """The result of a capture inspection: files, counters, connection summaries, warnings."""
 
     files: tuple[str, ...]

@@ -2,14 +2,13 @@
 
 I/O lives here (files, the RMX's own TLS listener, DNS, CDP/OCSP fetches); the judgement is the
 pure :func:`probes.certificate.checks.analyse`. :func:`inspect` is the direct entry point (CLI, tests);
-:func:`run` is the scheduler's, which never raises and caches parsed files across runs.
+:func:`run` is the scheduler's (the engine wraps its errors) and caches parsed files across runs.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any, TypeVar
 
 from probes.certificate.checks import Policy, analyse, describe
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
-from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, failed
+from probes.model import MAX_CHAIN_POSITION, Finding, InputError, Metric, ProbeOutcome, ProbeStatus, Sample, Severity
 from probes.target import CertificateSource, ProbeContext, Settings, Target
 
 PROBE = "certificate"
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,8 @@ class CertificateResult:
     """What was inspected: the leaf summary, the supplied CA certificates and informational notes.
 
     ``summary`` is None when there was no certificate to describe (a request, a PFX that did not
-    open). ``key`` is ``matches``, ``mismatch`` or ``not supplied``.
+    open). ``key`` is ``matches``, ``mismatch`` or ``not supplied``. ``not_after`` holds the unix
+    notAfter of the leaf (position 0), then of each supplied CA certificate (nearest first).
     """
 
     file: str
@@ -53,6 +52,12 @@ class CertificateResult:
     key: str = "not supplied"
     notes: tuple[str, ...] = ()
     extra_leaves: tuple[str, ...] = field(default=())
+    not_after: tuple[float, ...] = ()
+
+    def samples(self) -> Iterator[Sample]:
+        """The notAfter of the RMX chain as the certificate probe loaded it (role ``client``)."""
+        for position, stamp in enumerate(self.not_after[:MAX_CHAIN_POSITION + 1]):
+            yield Sample(Metric.CERT_NOT_AFTER, ("client", str(position)), stamp)
 
     def to_json(self) -> dict[str, Any]:
         """Details for the JSON report."""
@@ -174,7 +179,8 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
                      "not_after": describe(c)["not_after"]} for c in material.chain),
         key=key_state,
         notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
-        extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves))
+        extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves),
+        not_after=tuple(c.not_valid_after_utc.timestamp() for c in (leaf, *material.chain)) if leaf else ())
     return findings, result
 
 
@@ -188,18 +194,10 @@ def inspect(source: CertificateSource, options: CertOptions, now: datetime, dead
 
 
 def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
-    """Scheduler entry point: never raises; bad input and bugs become a failed envelope."""
-    started = time.monotonic()
+    """Scheduler entry point (through the engine): the target's certificate, parsed files cached."""
     if target.certificate is None:
-        from probes.model import skipped
-        return skipped(PROBE)
+        raise InputError(f"target {target.name}: no certificate configured")
     options = CertOptions(fqdn=target.fqdn, signaling_ip=target.signaling_ip, ca_bundle=target.ca_bundle,
                           firmware=target.firmware, expiry_warning_days=target.expiry_warning_days,
                           check_revocation=target.check_revocation)
-    try:
-        return inspect(target.certificate, options, ctx.now, ctx.deadline, ctx.cache)
-    except InputError as exc:
-        return failed(PROBE, exc.kind, str(exc), time.monotonic() - started)
-    except Exception as exc:  # the scheduler must never die of a probe
-        log.debug("certificate probe bug", exc_info=True)
-        return failed(PROBE, ErrorKind.PROBE_BUG, f"internal error ({type(exc).__name__})", time.monotonic() - started)
+    return inspect(target.certificate, options, ctx.now, ctx.deadline, ctx.cache)

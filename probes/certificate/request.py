@@ -25,11 +25,11 @@ from probes.certificate.checks import (
     signature_info,
 )
 from probes.certificate.load import load_pem_blocks, read_capped
-from probes.model import Finding, InputError, Severity
+from probes.model import Finding, InputError, NoSamples, Severity
 
 
 @dataclass(frozen=True)
-class RequestResult:
+class RequestResult(NoSamples):
     """The facts of a request, for the report."""
 
     file: str

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import ErrorKind, InputError, ProbeOutcome, ProbeStatus, failed
+from probes.model import InputError, ProbeOutcome, ProbeStatus
 from probes.mtls import conn as mtls_conn
 from probes.mtls import srv as mtls_srv
 from probes.mtls.outcome import Reason, Stage
@@ -199,17 +199,9 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
 
 
 def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
-    """Scheduler entry point: probe every registrar of ``target`` within ``ctx.deadline``; never raises."""
-    started = time.monotonic()
+    """Scheduler entry point (through the engine): every registrar of ``target`` within ``ctx.deadline``."""
     if not target.registrars:
-        return ProbeOutcome(NAME, ProbeStatus.SKIPPED, 0.0)
-    try:
-        specs = [spec_for_target(target, r) for r in target.registrars]
-        return probe(target.registrars, specs[0], deadline=ctx.deadline, cache=ctx.cache,
-                     from_host=target.fqdn, client_specs=specs)
-    except InputError as exc:
-        return failed(NAME, exc.kind, str(exc), time.monotonic() - started)
-    except Exception as exc:  # the scheduler must never die of a probe bug
-        log.debug("mtls probe bug for %s", target.name, exc_info=True)
-        return failed(NAME, ErrorKind.PROBE_BUG, f"{type(exc).__name__} in the mtls probe",
-                      time.monotonic() - started)
+        raise InputError(f"target {target.name}: no registrar configured")
+    specs = [spec_for_target(target, r) for r in target.registrars]
+    return probe(target.registrars, specs[0], deadline=ctx.deadline, cache=ctx.cache,
+                 from_host=target.fqdn, client_specs=specs)

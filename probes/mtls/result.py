@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import Finding, Severity
+from probes.model import MAX_CHAIN_POSITION, Finding, Metric, Sample, Severity
 from probes.mtls import outcome as oc
 from probes.mtls.outcome import Reason, Stage
 from probes.mtls.tls import CertInfo
 from probes.sip import MsDiagnostic
+
+# What ssl.SSLSocket.version() can return: the closed set of rmxdiag_tls_version_info{version}.
+TLS_VERSION_LABELS = frozenset({"SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})
 
 _REASON_TEXT: dict[Reason, str] = {
     Reason.DNS_FAILURE: "the name does not resolve",
@@ -216,12 +220,9 @@ def _grouped(ladder: tuple[tuple[str, str], ...]) -> list[tuple[str, list[str]]]
 class MtlsResult:
     """The MTLS probe of one target: every registrar probed, and the client chain presented.
 
-    Exporter fields (of :attr:`primary`, the first failing registrar, else the first one):
-    ``phases`` -> ``rmxdiag_mtls_phase_duration_seconds{phase}``; ``tls_version`` ->
-    ``rmxdiag_tls_version_info{version}`` (None: no handshake); ``sip_status`` ->
-    ``rmxdiag_sip_response_status`` (None: no answer); ``cert_not_after`` -> (role, position,
-    unix time) rows for ``rmxdiag_cert_not_after_timestamp_seconds{role,position}`` with role
-    ``client`` (our chain) and ``server`` (the primary registrar's presented chain).
+    :meth:`samples` describes :attr:`primary` (the first failing registrar, else the first one):
+    its phase durations, negotiated TLS version and SIP status, and the notAfter of both chains
+    with role ``client`` (our chain) and ``server`` (the primary registrar's presented chain).
     """
 
     registrars: tuple[RegistrarResult, ...]
@@ -255,6 +256,21 @@ class MtlsResult:
         if self.primary:
             rows += [("server", c.position, c.not_after_ts) for c in self.primary.server_chain]
         return tuple(rows)
+
+    def samples(self) -> Iterator[Sample]:
+        """Phase durations, TLS version, SIP status and chain expiry of the primary registrar."""
+        phases = self.phases
+        for stage in Stage:  # the phase label is always a Stage value
+            seconds = phases.get(str(stage))
+            if seconds is not None and seconds >= 0:
+                yield Sample(Metric.MTLS_PHASE_SECONDS, (str(stage),), seconds)
+        if self.tls_version in TLS_VERSION_LABELS:
+            yield Sample(Metric.TLS_VERSION, (str(self.tls_version),), 1.0)
+        if self.sip_status is not None:
+            yield Sample(Metric.SIP_STATUS, (), float(self.sip_status))
+        for role, position, stamp in self.cert_not_after:
+            if position <= MAX_CHAIN_POSITION and stamp > 0:  # 0: a certificate that did not parse
+                yield Sample(Metric.CERT_NOT_AFTER, (role, str(position)), stamp)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON report's ``result`` of the mtls probe."""

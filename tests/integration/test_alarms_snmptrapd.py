@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.alarms import snmptrapd
 
+from daemon.engine import run_probe
 from probes.alarms import probe as alarms
 from probes.alarms.model import AlarmCategory, AlarmState
 from probes.alarms.snmp import parse_snmptrapd
@@ -51,23 +52,23 @@ def test_daemon_follows_the_live_trap_log(tmp_path: Path) -> None:
         target = Target("rmx1", alarms=AlarmSources(snmptrapd_log=trapd.log))
         settings = Settings(state_dir=tmp_path / "state")
         ctx = ProbeContext(datetime.now(UTC), time.monotonic() + 30)
-        first = alarms.run(target, settings, ctx)
+        first = run_probe("alarms", target, settings, ctx)
         assert first.status == "ok" and not first.findings
         # When a registration alarm is raised
         trapd.send(5012, "SIP TLS: no response from Registration server (cs id2)", index=11)
         trapd.wait_for(1)
-        second = alarms.run(target, settings, ctx)
+        second = run_probe("alarms", target, settings, ctx)
         (finding,) = second.findings
         assert finding.code == "RMX_ALARM_REGISTRATION" and finding.evidence["cs_id"] == 2
         assert second.result is not None and second.result.to_json()["sources"][0]["new"] == 1
         # And a restarted daemon (fresh cache) still knows it, without reporting it as new
-        restarted = alarms.run(target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
+        restarted = run_probe("alarms", target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
         assert [f.code for f in restarted.findings] == ["RMX_ALARM_REGISTRATION"]
         assert restarted.result is not None and restarted.result.to_json()["sources"][0]["new"] == 0
         # When it is cleared, Then nothing stays active
         trapd.send(15012, "SIP TLS: no response from Registration server (cs id2)", index=11, status=0)
         trapd.wait_for(2)
-        cleared = alarms.run(target, settings, ctx)
+        cleared = run_probe("alarms", target, settings, ctx)
         assert cleared.findings == ()
         assert cleared.result is not None
         assert cleared.result.to_json()["counts"][str(AlarmCategory.REGISTRATION)] == 0
@@ -94,7 +95,7 @@ def test_daemon_follows_across_a_real_logrotate_of_the_trap_log(tmp_path: Path) 
         settings = Settings(state_dir=tmp_path / "state")
         trapd.send(5012, "SIP TLS: Registration handshake failure", index=1)
         trapd.wait_for(1)
-        first = alarms.run(target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
+        first = run_probe("alarms", target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
         assert [f.code for f in first.findings] == ["RMX_ALARM_REGISTRATION"]
         # When, while the daemon is down, a certificate alarm lands in the old file, logrotate
         # renames it, snmptrapd reopens (SIGHUP) and the handshake alarm is cleared in the new file
@@ -108,7 +109,7 @@ def test_daemon_follows_across_a_real_logrotate_of_the_trap_log(tmp_path: Path) 
             time.sleep(0.05)
         trapd.send(15012, "SIP TLS: Registration handshake failure", index=1, status=0)
         trapd.wait_for(1)
-        restarted = alarms.run(target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
+        restarted = run_probe("alarms", target, settings, ProbeContext(datetime.now(UTC), time.monotonic() + 30))
     # Then nothing was missed (the old file was drained first) and the cleared alarm is gone
     assert [f.code for f in restarted.findings] == ["RMX_ALARM_CERTIFICATE"]
     assert restarted.result is not None and restarted.result.to_json()["sources"][0]["new"] == 1

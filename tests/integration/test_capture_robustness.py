@@ -16,6 +16,7 @@ import pytest
 from support.capture import no_orphans, python_client, recording, tcp_server
 from support.peers import need
 
+from daemon.engine import run_probe
 from probes.capture import probe as capture
 from probes.capture.analysis import CaptureResult
 from probes.model import ErrorKind, InputError
@@ -284,9 +285,9 @@ def test_scheduler_entry_point_never_raises(tmp_path: Path) -> None:
         return ProbeContext(now=datetime.now(UTC), deadline=time.monotonic() + 60)
 
     # When the scheduler runs the probe
-    good = capture.run(Target("t", capture=CaptureSources(files=(fixture,), port=port)), Settings(), ctx())
-    none = capture.run(Target("t"), Settings(), ctx())
-    bad = capture.run(Target("t", capture=CaptureSources(files=(empty,))), Settings(), ctx())
+    good = run_probe("capture", Target("t", capture=CaptureSources(files=(fixture,), port=port)), Settings(), ctx())
+    none = run_probe("capture", Target("t"), Settings(), ctx())
+    bad = run_probe("capture", Target("t", capture=CaptureSources(files=(empty,))), Settings(), ctx())
     # Then findings, a skip, and a failed envelope naming the file: never an exception
     assert good.status is ProbeStatus.OK and "CAPTURE_TLS_ALERT" in {f.code for f in good.findings}
     assert none.status is ProbeStatus.SKIPPED

@@ -16,6 +16,7 @@ from conftest import LabPKI
 from support.cert import CANARY, FQDN, password_file
 from support.peers import free_port, need, started, wait_for_port
 
+from daemon.engine import run_probe
 from daemon.lab import pki
 from probes.certificate import probe as certificate
 from probes.model import ErrorKind, ProbeStatus
@@ -48,15 +49,15 @@ def test_run_pfx_source_and_cache(lab_pki: LabPKI, tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(certificate, "load_certificate", counting)
     cache: dict[Any, Any] = {}
     # When the scheduler runs the probe twice with one cache
-    first = certificate.run(target, Settings(), _ctx(cache=cache))
-    second = certificate.run(target, Settings(), _ctx(cache=cache))
+    first = run_probe("certificate", target, Settings(), _ctx(cache=cache))
+    second = run_probe("certificate", target, Settings(), _ctx(cache=cache))
     # Then both are healthy and the unchanged file was parsed once
     assert first.status is ProbeStatus.OK and first.healthy and second.healthy
     assert len(calls) == 1
     # When the file changes (new content, new mtime), Then it is parsed again and judged anew
     pfx.write_bytes(lab_pki.rmx.pfx(b"another password"))
     os.utime(pfx, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
-    third = certificate.run(target, Settings(), _ctx(cache=cache))
+    third = run_probe("certificate", target, Settings(), _ctx(cache=cache))
     assert len(calls) == 2
     assert {f.code for f in third.findings} == {"PFX_BAD_PASSWORD"}
     # And the cache holds one slot per source, not one per file version
@@ -65,14 +66,15 @@ def test_run_pfx_source_and_cache(lab_pki: LabPKI, tmp_path: Path, monkeypatch: 
 
 def test_run_never_raises_on_bad_input(tmp_path: Path) -> None:
     # Given a source whose file does not exist, Then a failed envelope, not an exception
-    outcome = certificate.run(_target(CertificateSource("pem", path=tmp_path / "gone.pem")), Settings(), _ctx())
+    target = _target(CertificateSource("pem", path=tmp_path / "gone.pem"))
+    outcome = run_probe("certificate", target, Settings(), _ctx())
     assert outcome.status is ProbeStatus.FAILED and outcome.error is not None
     assert outcome.error.kind is ErrorKind.FILE_UNREADABLE and "gone.pem" in outcome.error.detail
 
 
 def test_run_without_certificate_is_skipped() -> None:
     # Given a target without a certificate source, Then the probe is skipped
-    assert certificate.run(Target(name="x"), Settings(), _ctx()).status is ProbeStatus.SKIPPED
+    assert run_probe("certificate", Target(name="x"), Settings(), _ctx()).status is ProbeStatus.SKIPPED
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_fetch_kind_reads_the_presented_certificate(s_server: tuple[int, pki.Iss
     port, factory = s_server
     target = _target(CertificateSource("fetch", fetch_address=f"127.0.0.1:{port}"))
     # When the probe fetches and judges it
-    outcome = certificate.run(target, Settings(), _ctx())
+    outcome = run_probe("certificate", target, Settings(), _ctx())
     # Then the presented certificate is the one judged: self-signed, critical
     assert outcome.status is ProbeStatus.OK and not outcome.healthy
     assert "CERT_SELF_SIGNED" in {f.code for f in outcome.findings}
@@ -110,7 +112,7 @@ def test_fetch_kind_honours_the_deadline() -> None:
         target = _target(CertificateSource("fetch", fetch_address=f"127.0.0.1:{silent.getsockname()[1]}"))
         # When the probe runs with a 1 s deadline
         start = time.monotonic()
-        outcome = certificate.run(target, Settings(), _ctx(seconds=1.0))
+        outcome = run_probe("certificate", target, Settings(), _ctx(seconds=1.0))
         elapsed = time.monotonic() - start
     # Then it fails as an upstream problem within the deadline (plus a little slack)
     assert outcome.status is ProbeStatus.FAILED and outcome.error is not None

@@ -16,6 +16,7 @@ import dns.rrset
 import pytest
 
 from daemon.cli import main
+from daemon.engine import run_probe
 from probes.model import ErrorKind, ProbeStatus
 from probes.mtls import probe as mtls
 from probes.mtls.tls import ClientContext
@@ -61,8 +62,8 @@ def test_run_with_pfx_target_reuses_the_cached_context(fe: Fe, files: dict[str, 
                     certificate=CertificateSource("pfx", path=files["pfx"], password=SecretFile(files["pw"])),
                     registrars=(Registrar(host="127.0.0.1", port=fe.port, sni=POOL, tls_max="1.2"),))
     ctx = _ctx(5)
-    first = mtls.run(target, Settings(), ctx)
-    second = mtls.run(target, Settings(), ctx)
+    first = run_probe("mtls", target, Settings(), ctx)
+    second = run_probe("mtls", target, Settings(), ctx)
     assert first.status is ProbeStatus.OK and first.failure is None and second.failure is None
     contexts = [v for v in ctx.cache.values() if isinstance(v, ClientContext)]
     assert len(contexts) == 1
@@ -79,7 +80,7 @@ def test_run_reports_bad_password_as_error_kind(files: dict[str, Path], tmp_path
     wrong.write_text("not-the-password\n")
     target = Target("rmx", certificate=CertificateSource("pfx", path=files["pfx"], password=SecretFile(wrong)),
                     registrars=(Registrar(host="127.0.0.1", port=1),))
-    out = mtls.run(target, Settings(), _ctx(2))
+    out = run_probe("mtls", target, Settings(), _ctx(2))
     assert out.status is ProbeStatus.FAILED and out.error is not None
     assert out.error.kind is ErrorKind.BAD_PASSWORD and "not-the-password" not in out.error.detail
 
@@ -89,13 +90,13 @@ def test_run_reports_missing_password_file_as_unreadable(files: dict[str, Path],
     missing = tmp_path / "gone.txt"
     target = Target("rmx", certificate=CertificateSource("pfx", path=files["pfx"], password=SecretFile(missing)),
                     registrars=(Registrar(host="127.0.0.1", port=1),))
-    out = mtls.run(target, Settings(), _ctx(2))
+    out = run_probe("mtls", target, Settings(), _ctx(2))
     assert out.error is not None and out.error.kind is ErrorKind.FILE_UNREADABLE and str(missing) in out.error.detail
 
 
 def test_run_never_raises_on_a_registrar_without_address() -> None:
     """Given a registrar with neither host nor SRV domain, When run, Then a failed outcome, not an exception."""
-    out = mtls.run(Target("rmx", registrars=(Registrar(),)), Settings(), _ctx(1))
+    out = run_probe("mtls", Target("rmx", registrars=(Registrar(),)), Settings(), _ctx(1))
     assert out.status is ProbeStatus.FAILED and out.error is not None and "registrars[0]" in out.error.detail
 
 

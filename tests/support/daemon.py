@@ -10,18 +10,22 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from daemon.config.model import Config
-from daemon.engine import ProbeRunner, run_target
+from daemon.engine import run_target
 from daemon.report import TargetReport
 from daemon.serve.http import bind
 from daemon.serve.scheduler import TargetRunner
 from daemon.serve.service import Daemon, load_config
+from probes import ProbeRunner
 from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.mtls.outcome import Stage, sip_reason
+from probes.mtls.result import MtlsResult, RegistrarResult
+from probes.mtls.tls import CertInfo
 from probes.target import ProbeContext, Settings, Target
 
 
@@ -39,29 +43,23 @@ def troubleshoot_runner(probes: dict[str, ProbeRunner]) -> Callable[[Target, Set
     return run
 
 
-@dataclass(frozen=True)
-class Cert:
-    """The shape the exporter reads from a chain entry."""
-
-    not_after: datetime
+def _cert(position: int, not_after: datetime) -> CertInfo:
+    return CertInfo(position, f"CN=cert{position}", "CN=Lab CA", "1", "2025-01-01T00:00:00Z",
+                    not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), not_after.timestamp(), ())
 
 
-@dataclass(frozen=True)
-class MtlsLikeResult:
-    """An mtls-probe-shaped result for exporter tests (field names the exporter adapters read)."""
-
-    phases: dict[str, float] = field(default_factory=lambda: {"resolve": 0.001, "connect": 0.002,
-                                                              "tls": 0.01, "sip": 0.004})
-    tls_version: str = "TLSv1.2"
-    sip_status: int | None = 200
-    server_chain: tuple[Cert, ...] = (Cert(datetime(2030, 1, 1, tzinfo=UTC)),)
-    client_chain: tuple[Cert, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tls_version": self.tls_version, "sip_status": self.sip_status}
-
-    def text_lines(self) -> list[str]:
-        return [f"tls {self.tls_version}"]
+def mtls_result(sip_status: int = 200, client_chain: Sequence[datetime] = ()) -> MtlsResult:
+    """The mtls probe's own result type: one registrar answering ``sip_status`` to OPTIONS over TLS 1.2,
+    its Front End certificate valid until 2030-01-01, our chain expiring at ``client_chain``."""
+    registrar = RegistrarResult(
+        registrar="fe.lab.example:5061", address="127.0.0.1:5061", sni=None, stage=Stage.SIP,
+        reason=sip_reason(sip_status), phases=(("resolve", 0.001), ("connect", 0.002), ("tls", 0.01), ("sip", 0.004)),
+        tls_version="TLSv1.2", cipher=None, alert=None, alert_direction=None, after_handshake=True, verify_code=None,
+        verify_message=None, ssl_reason=None, errno=None, client_cert_requested=True, client_cert_sent=True,
+        client_cert_empty=False, ca_names=None, rmx_issuer=None, rmx_issuer_listed=None,
+        server_chain=(_cert(0, datetime(2030, 1, 1, tzinfo=UTC)),), sip_status=sip_status, sip_reason_phrase=None,
+        sip_server=None, ms_diagnostics=(), ladder=())
+    return MtlsResult((registrar,), tuple(_cert(i, t) for i, t in enumerate(client_chain)))
 
 
 def mtls_probe(faulty: Sequence[str] = ()) -> ProbeRunner:
@@ -70,10 +68,10 @@ def mtls_probe(faulty: Sequence[str] = ()) -> ProbeRunner:
         if target.name in faulty:
             return ProbeOutcome("mtls", ProbeStatus.OK, 0.02,
                                 (Finding("SIP_NOT_TRUSTED", Severity.CRITICAL, "403 Forbidden"),),
-                                result=MtlsLikeResult(sip_status=403), failure=("sip", "status_403"))
+                                result=mtls_result(sip_status=403), failure=("sip", "status_403"))
         soon = datetime.now(UTC) + timedelta(days=400)
         return ProbeOutcome("mtls", ProbeStatus.OK, 0.02, (Finding("MTLS_OK", Severity.INFO, "ok"),),
-                            result=MtlsLikeResult(client_chain=(Cert(soon), Cert(soon))))
+                            result=mtls_result(client_chain=(soon, soon)))
     return run
 
 

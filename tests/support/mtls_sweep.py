@@ -1,20 +1,18 @@
-"""Probe many targets at once under one absolute deadline (reused by the daemon scheduler and the bench)."""
+"""Probe many targets at once under one absolute deadline (the reliability tests and the bench)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import ErrorKind, InputError, ProbeOutcome, failed
+from daemon.engine import guarded
+from probes.model import ErrorKind, ProbeOutcome, failed
 from probes.mtls import probe as mtls
 from probes.mtls.tls import ClientSpec
 from probes.target import Registrar
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,15 +31,9 @@ def _one(job: SweepJob, deadline: float, cache: dict[Any, Any]) -> ProbeOutcome:
     if started >= deadline:
         # Queued behind slow targets until the shared deadline: say so, never "unreachable".
         return failed(mtls.NAME, ErrorKind.DEADLINE, f"{job.name}: not started before the sweep deadline")
-    try:
-        return mtls.probe(job.registrars, job.spec, deadline=deadline, cache=cache, from_host=job.from_host,
-                          nameserver=job.nameserver)
-    except InputError as exc:
-        return failed(mtls.NAME, exc.kind, str(exc), time.monotonic() - started)
-    except Exception as exc:  # one bad target must not sink the sweep
-        log.debug("mtls sweep bug for %s", job.name, exc_info=True)
-        return failed(mtls.NAME, ErrorKind.PROBE_BUG, f"{type(exc).__name__} in the mtls probe",
-                      time.monotonic() - started)
+    # The engine's envelope: one bad target (bad files, a bug) must not sink the sweep.
+    return guarded(mtls.NAME, lambda: mtls.probe(job.registrars, job.spec, deadline=deadline, cache=cache,
+                                                 from_host=job.from_host, nameserver=job.nameserver), job.name)
 
 
 def sweep(jobs: Sequence[SweepJob], *, deadline_seconds: float, concurrency: int = 64,

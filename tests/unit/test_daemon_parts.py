@@ -1,4 +1,4 @@
-"""Small daemon parts: report store, exporter adapters, sd_notify, alert parsing, actions."""
+"""Small daemon parts: report store, exporter samples, sd_notify, alert parsing, actions."""
 
 from __future__ import annotations
 
@@ -8,19 +8,23 @@ import socket
 import stat
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
 
 import pytest
+from support.daemon import mtls_result
 
 from daemon.config.model import ActionConfig
-from daemon.report import Hint
-from daemon.serve import actions, exporter_adapters, sdnotify
+from daemon.report import Hint, TargetReport
+from daemon.serve import actions, exporter, sdnotify
+from daemon.serve.snapshot import Snapshot, TargetState
 from daemon.serve.store import ReportStore
 from daemon.serve.webhook import firing_targets
-from probes.model import ProbeOutcome, ProbeStatus, Severity
+from probes.certificate.probe import CertificateResult
+from probes.model import Metric, ProbeOutcome, ProbeStatus, Severity
+from probes.mtls.result import MtlsResult
 
 HINT = Hint("SIP_NOT_TRUSTED", Severity.CRITICAL, "title", ("e",), ("fix",))
 
@@ -56,45 +60,46 @@ def test_store_write_failure_is_counted_and_leaves_old_reports(tmp_path: Path) -
     assert (soft, hard) == resource.getrlimit(resource.RLIMIT_FSIZE)
 
 
-@dataclass(frozen=True)
-class _Result:
-    fields: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        return self.fields.get(name)
-
-    def to_json(self) -> dict[str, Any]:
-        return {}
-
-    def text_lines(self) -> list[str]:
-        return []
+def _metric_lines(*outcomes: ProbeOutcome) -> list[str]:
+    report = TargetReport("rmx", outcomes)
+    snap = Snapshot(targets=MappingProxyType({"rmx": TargetState(report, 1.0)}), order=("rmx",))
+    text = exporter.render(lambda: snap, global_metrics=False).decode()
+    return [line for line in text.splitlines() if line.startswith(("rmxdiag_cert_not_after", "rmxdiag_tls_version",
+                                                                   "rmxdiag_mtls_phase", "rmxdiag_sip"))]
 
 
-def _outcome(probe: str, **fields: Any) -> ProbeOutcome:
-    return ProbeOutcome(probe, ProbeStatus.OK, 0.1, result=_Result(fields))  # type: ignore[arg-type]
+def test_exporter_renders_each_probe_result_samples_once_per_series() -> None:
+    # Given a certificate result (leaf + one CA) and an mtls result that also describes our chain
+    cert = CertificateResult("rmx.pem", "pem", None, not_after=(1.9e9, 2.0e9))
+    mtls = mtls_result(client_chain=(datetime.fromtimestamp(1.5e9, UTC),))
+    outcomes = (ProbeOutcome("certificate", ProbeStatus.OK, 0.1, result=cert),
+                ProbeOutcome("mtls", ProbeStatus.OK, 0.1, result=mtls))
+    # When rendered
+    lines = _metric_lines(*outcomes)
+    # Then the certificate probe's view of the client chain wins, the FE chain comes from mtls
+    assert 'rmxdiag_cert_not_after_timestamp_seconds{position="0",role="client",target="rmx"} 1.9e+09' in lines
+    assert 'rmxdiag_cert_not_after_timestamp_seconds{position="1",role="client",target="rmx"} 2e+09' in lines
+    assert 'rmxdiag_cert_not_after_timestamp_seconds{position="0",role="server",target="rmx"} 1.893456e+09' in lines
+    assert sum("role=\"client\"" in line for line in lines) == 2
+    assert 'rmxdiag_tls_version_info{target="rmx",version="TLSv1.2"} 1.0' in lines
+    assert 'rmxdiag_sip_response_status{target="rmx"} 200.0' in lines
+    assert len([line for line in lines if line.startswith("rmxdiag_mtls_phase")]) == 4
 
 
-def test_adapters_skip_missing_or_unsafe_values() -> None:
-    # Given results with missing fields, odd types and label-unsafe values
-    empty = _outcome("mtls")
-    odd = _outcome("mtls", phases={"tls": "fast", "sip": -1, "connect": 0.5}, tls_version="TLSv9 \"x\"",
-                   sip_status=True, cert_not_after=[("client", 0, "not a date"), ("evil", 0, 1.0),
-                                                    ("server", 1, "2030-01-01T00:00:00Z")])
-    alarms = _outcome("alarms", active=[{"category": "registration"}, {"category": "registration"},
-                                        {"category": "Bad Label!"}])
-    # Then only well-formed values become samples
-    assert list(exporter_adapters.mtls_phases(empty)) == [] and exporter_adapters.tls_version(empty) is None
-    assert list(exporter_adapters.mtls_phases(odd)) == [("connect", 0.5)]
-    assert exporter_adapters.tls_version(odd) is None and exporter_adapters.sip_status(odd) is None
-    stamp = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
-    assert list(exporter_adapters.cert_not_after(odd)) == [("server", 1, stamp)]
-    assert list(exporter_adapters.alarm_counts(alarms)) == [("registration", 2.0)]
-    # And the certificate probe's leaf summary is position 0, its supplied CA chain 1..n
-    cert = _outcome("certificate", summary={"not_after": "2030-01-01T00:00:00Z"},
-                    chain=({"not_after": "2030-01-01T00:00:00Z"}, {"subject": "no date"}))
-    assert list(exporter_adapters.cert_not_after(cert)) == [("client", 0, stamp), ("client", 1, stamp)]
-    counts = _outcome("alarms", counts={"registration": 1, "certificate": 0})
-    assert list(exporter_adapters.alarm_counts(counts)) == [("registration", 1.0), ("certificate", 0.0)]
+def test_result_samples_keep_labels_bounded() -> None:
+    # Given an mtls result with an unknown TLS version, a negative phase, an unparsable FE certificate
+    # (notAfter 0) and a chain longer than the position bound
+    base = mtls_result(client_chain=tuple(datetime.fromtimestamp(1.5e9 + i, UTC) for i in range(20)))
+    registrar = replace(base.registrars[0], tls_version="TLSv9 \"x\"", phases=(("resolve", -1.0), ("tls", 0.5)),
+                        server_chain=(replace(base.registrars[0].server_chain[0], not_after_ts=0.0),))
+    samples = list(MtlsResult((registrar,), base.client_chain).samples())
+    # Then only well-formed, bounded values become samples
+    assert [s.labels for s in samples if s.metric is Metric.MTLS_PHASE_SECONDS] == [("tls",)]
+    assert not [s for s in samples if s.metric is Metric.TLS_VERSION]
+    chain = [s.labels for s in samples if s.metric is Metric.CERT_NOT_AFTER]
+    assert chain == [("client", str(i)) for i in range(16)]
+    # And a failed outcome without a result still has its envelope metrics only
+    assert _metric_lines(ProbeOutcome("mtls", ProbeStatus.FAILED, 0.1)) == []
 
 
 def test_sd_notify_reaches_an_abstract_socket_and_reads_the_watchdog() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from daemon.engine import applicable, run_target
+from daemon.engine import run_target
+from probes import applicable
 from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity
 from probes.target import AlarmSources, CertificateSource, ProbeContext, Registrar, Settings, Target
 
