@@ -16,10 +16,10 @@ from typing import Any
 from cryptography import x509
 
 from probes.capture.events import PacketEvent
-from probes.capture.names import alert_name, dn_to_rfc4514, version_name
 from probes.capture.result import CaptureResult, ConnectionSummary, parse_ms_diagnostics
 from probes.certificate.load import CERT_PARSE_ERRORS
 from probes.model import Finding, Severity
+from probes.tlswire import HANDSHAKE_NAMES, alert_name, dn_to_rfc4514, version_name
 
 MAX_LISTED = 200  # connection summaries kept for the report; counters cover every connection
 MAX_LISTED_OK = 50  # of which at most this many healthy ones: problems are what a reader looks for
@@ -28,9 +28,6 @@ MAX_HISTORY = 40  # tokens per connection history
 # A SYN or ClientHello counts as "never answered" only when the client gave up, retransmitted, or
 # the capture went on this long after it; otherwise the capture merely ended too early.
 ANSWER_GRACE = 3.0
-_HS_NAMES = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
-             8: "EncryptedExtensions", 11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest",
-             14: "ServerHelloDone", 15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished"}
 
 
 @dataclass
@@ -199,7 +196,7 @@ class CaptureAnalyzer:
             conn.note(f"{who}:ApplicationData")
 
     def _handshake(self, conn: _Conn, ev: PacketEvent, hs: int, from_client: bool, who: str) -> None:
-        label = _HS_NAMES.get(hs, f"Handshake{hs}")
+        label = HANDSHAKE_NAMES.get(hs, f"Handshake{hs}")
         if hs == 11 and from_client and ev.certificate_lengths:
             label += "(empty)" if ev.certificate_lengths[0] == 0 else ""
         conn.note(f"{who}:{label}")

@@ -29,15 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from probes.capture.events import PacketEvent, TlsRecord
-from probes.capture.names import (
-    certificate_list,
-    exact_messages,
-    handshake_messages,
-    hello_body_facts,
-    request_body_names,
-    segment_records,
-    segment_records_prefix,
-)
+from probes.capture.records import exact_messages, handshake_messages, segment_records, segment_records_prefix
+from probes.tlswire import certificate_list, certificate_request_cas, hello_body_facts
 
 # Frames that carry a fact: handshake/alert/CCS records, connection setup and teardown,
 # retransmissions and (with a key log) decrypted SIP. Encrypted application data is skipped.
@@ -165,11 +158,9 @@ def event_from_layers(layers: dict[str, list[dict[str, Any]]], ts: float) -> Pac
             facts["versions"] = facts_hello.get("versions", [])
             facts["sni"] = facts_hello.get("sni")
         if 11 in kinds and not facts["certs"]:
-            facts["certs"] = next((certificate_list(b) for t, b in messages if t == 11), [])
+            facts["certs"] = _certificates(messages)
         if 13 in kinds:
-            request = next((b for t, b in messages if t == 13), None)
-            names = None if request is None else request_body_names(request)
-            ca_names = None if names is None else tuple(names)
+            ca_names = _ca_names(messages)
     sip = _one(layers, "sip")
     first_line = headers = None
     if sip is not None:
@@ -236,9 +227,8 @@ def event_from_fields(fields: dict[str, list[str]]) -> PacketEvent | None:
     kinds = {t for t, _ in messages}
     hello = next((b for t, b in messages if t in (1, 2)), None)
     facts = hello_body_facts(hello, client=1 in kinds) if hello is not None else {}
-    request = next((b for t, b in messages if t == 13), None)
-    names = None if request is None else request_body_names(request)
-    certs = next((certificate_list(b) for t, b in messages if t == 11), [])
+    names = _ca_names(messages)
+    certs = _certificates(messages)
     return PacketEvent(
         ts=float(stamp), src=src, sport=int(sport), dst=dst, dport=int(dport),
         syn=bool(bits & 0x02), ack=bool(bits & 0x10), rst=bool(bits & 0x04), fin=bool(bits & 0x01),
@@ -247,7 +237,25 @@ def event_from_fields(fields: dict[str, list[str]]) -> PacketEvent | None:
         versions=tuple(int(v) for v in facts.get("versions", ())),  # type: ignore[attr-defined]
         cipher=_opt(facts.get("cipher")), sni=None if facts.get("sni") is None else str(facts["sni"]),
         certificates=tuple(certs), certificate_lengths=tuple(lengths),
-        ca_names=None if names is None else tuple(names))
+        ca_names=names)
+
+
+def _certificates(messages: list[tuple[int, bytes]]) -> list[bytes]:
+    """The DER list of the first Certificate message (empty when none, or malformed)."""
+    body = next((b for t, b in messages if t == 11), None)
+    try:
+        return [] if body is None else certificate_list(body)
+    except ValueError:
+        return []
+
+
+def _ca_names(messages: list[tuple[int, bytes]]) -> tuple[bytes, ...] | None:
+    """The CA list of the first (TLS <= 1.2) CertificateRequest; None when none, or malformed."""
+    body = next((b for t, b in messages if t == 13), None)
+    try:
+        return None if body is None else tuple(certificate_request_cas(body))
+    except ValueError:
+        return None
 
 
 def _opt(value: object) -> int | None:

@@ -25,10 +25,8 @@ from probes.mtls import outcome as oc
 from probes.mtls import srv as mtls_srv
 from probes.mtls.outcome import Reason, Stage
 from probes.mtls.tls import ClientContext
+from probes.tlswire import ALERTS, HANDSHAKE_NAMES
 
-HS_NAMES = {1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket", 8: "EncryptedExtensions",
-            11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
-            15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished"}
 _HEADER_TYPES = 256  # 256 record header, 257 TLS 1.3 inner content type: OpenSSL pseudo-messages
 _RESOLVERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rmxdiag-resolve")  # bounded
 _TRACE_ATTR = "_rmxdiag_trace"
@@ -68,7 +66,7 @@ def _on_message(conn: Any, direction: str, _version: int, content_type: int, msg
         return
     who = "from_fe" if inbound else "from_rmx"
     if content_type == 22:
-        name = HS_NAMES.get(msg_type, f"handshake({msg_type})")
+        name = HANDSHAKE_NAMES.get(msg_type, f"handshake({msg_type})")
         if inbound:
             if trace.handshake_done:
                 trace.post_handshake_messages += 1
@@ -87,7 +85,7 @@ def _on_message(conn: Any, direction: str, _version: int, content_type: int, msg
             trace.steps.append((who, name))
     elif content_type == 21 and len(data) >= 2:
         level, number = data[0], data[1]
-        label = f"alert {number} {oc.ALERT_NAMES.get(number, '?')}" + (" (fatal)" if level == 2 else "")
+        label = f"alert {number} {ALERTS.get(number, '?')}" + (" (fatal)" if level == 2 else "")
         trace.steps.append((who, label))
         if number != 0:  # close_notify is an orderly close, not a rejection
             if inbound:

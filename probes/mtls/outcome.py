@@ -24,7 +24,6 @@ import errno as errno_mod
 import socket
 from dataclasses import dataclass
 
-from probes.capture.names import ALERTS
 from probes.model import Severity
 
 
@@ -79,9 +78,6 @@ class Reason(enum.StrEnum):
     ERROR_RESPONSE = "error_response"  # other SIP non-2xx
     BAD_RESPONSE = "bad_response"  # not a SIP response
 
-
-# TLS alert descriptions (RFC 5246 §7.2, RFC 8446 §6.2): one table for the probe and the capture.
-ALERT_NAMES = ALERTS
 
 _ALERT_REASON: dict[int, Reason] = {
     40: Reason.ALERT_HANDSHAKE_FAILURE, 42: Reason.ALERT_BAD_CERTIFICATE, 43: Reason.ALERT_UNSUPPORTED_CERTIFICATE,

@@ -83,7 +83,7 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         server_chain = cache.get(key) or ()
         if not server_chain:
             try:
-                server_chain = chain_info(certificate_list(trace.server_certificate, trace.tls13), cache)
+                server_chain = chain_info(certificate_list(trace.server_certificate[4:], trace.tls13), cache)
                 cache[key] = server_chain
             except ValueError as exc:
                 log.debug("malformed Certificate from %s: %s", endpoint.label, exc)
@@ -92,7 +92,7 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         found = cache.get(key)
         if found is None:
             try:
-                ders = certificate_request_cas(trace.certificate_request, trace.tls13)
+                ders = certificate_request_cas(trace.certificate_request[4:], trace.tls13)
                 found = cache[key] = (ders, ca_names(ders, cache))
             except ValueError as exc:
                 log.debug("malformed CertificateRequest from %s: %s", endpoint.label, exc)

@@ -11,6 +11,7 @@ from probes.mtls import outcome as oc
 from probes.mtls.outcome import Reason, Stage
 from probes.mtls.tls import CertInfo
 from probes.sip import MsDiagnostic
+from probes.tlswire import ALERTS
 
 # What ssl.SSLSocket.version() can return: the closed set of rmxdiag_tls_version_info{version}.
 TLS_VERSION_LABELS = frozenset({"SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})
@@ -108,7 +109,7 @@ class RegistrarResult:
             who = "the Front End sent" if self.alert_direction == "from_fe" else "we sent"
             when = " after the handshake (TLS 1.3 late rejection)" if self.after_handshake else (
                 " after our certificate" if self.client_cert_sent else "")
-            text = f"{who} alert {self.alert} {oc.ALERT_NAMES.get(self.alert, '?')}{when}"
+            text = f"{who} alert {self.alert} {ALERTS.get(self.alert, '?')}{when}"
         elif self.sip_status is not None:
             text = f"SIP {self.sip_status} {self.sip_reason_phrase or ''}".rstrip()
             if self.ms_diagnostics:
@@ -123,7 +124,7 @@ class RegistrarResult:
         """The evidence keys of the findings conventions (JSON-serialisable)."""
         ev: dict[str, Any] = {"registrar": self.registrar, "stage": str(self.stage), "reason": str(self.reason)}
         if self.alert is not None:
-            ev.update(alert=self.alert, alert_name=oc.ALERT_NAMES.get(self.alert, "unknown"),
+            ev.update(alert=self.alert, alert_name=ALERTS.get(self.alert, "unknown"),
                       direction=self.alert_direction, after_handshake=self.after_handshake)
         optional = {"tls_version": self.tls_version, "sip_status": self.sip_status, "sni": self.sni,
                     "verify_code": self.verify_code, "verify_message": self.verify_message,

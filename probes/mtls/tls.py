@@ -1,7 +1,7 @@
 """TLS pieces of the MTLS probe: the cached client context and certificate summaries.
 
-The wire formats (Certificate, CertificateRequest, DER names) are parsed in
-:mod:`probes.tlswire`.
+The wire formats (Certificate, CertificateRequest, DER names) are parsed by
+:mod:`probes.tlswire`, the same parser the capture probe uses.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from probes.capture.names import dn_to_rfc4514
 from probes.certificate.load import CERT_PARSE_ERRORS, read_capped, read_password
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
+from probes.tlswire import dn_to_rfc4514
 
 TLS_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
                 "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daemon.lab import pki
-from probes import sip
-from probes import tlswire as mtls_wire
+from probes import sip, tlswire
 from probes.alarms import report as alarms_report
 from probes.alarms import snmp as alarms_snmp
 from probes.alarms import syslog as alarms_syslog
@@ -80,7 +79,7 @@ def tls_certificate_msg(data: bytes) -> None:
     """A Certificate handshake message (TLS 1.2 and 1.3 layouts) and its summary."""
     for tls13 in (False, True):
         try:
-            ders = mtls_wire.certificate_list(data, tls13)
+            ders = tlswire.certificate_list(data[4:], tls13)
         except ValueError:
             continue
         mtls_tls.chain_info(ders[:4], {})
@@ -90,7 +89,7 @@ def tls_certificate_request(data: bytes) -> None:
     """A CertificateRequest message and the CA names it lists."""
     for tls13 in (False, True):
         try:
-            ders = mtls_wire.certificate_request_cas(data, tls13)
+            ders = tlswire.certificate_request_cas(data[4:], tls13)
         except ValueError:
             continue
         mtls_tls.ca_names(ders[:16], {})

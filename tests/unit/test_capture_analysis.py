@@ -13,16 +13,8 @@ from hypothesis import strategies as st
 
 from probes.capture.analysis import MAX_LISTED, CaptureAnalyzer, analyse, parse_ms_diagnostics
 from probes.capture.events import PacketEvent, TlsRecord
-from probes.capture.names import (
-    certificate_list,
-    dn_to_rfc4514,
-    exact_messages,
-    handshake_messages,
-    hello_body_facts,
-    request_body_names,
-    segment_records,
-    segment_records_prefix,
-)
+from probes.capture.records import exact_messages, handshake_messages, segment_records, segment_records_prefix
+from probes.tlswire import certificate_list, certificate_request_cas, dn_to_rfc4514, hello_body_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "capture"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -203,7 +195,7 @@ def test_handshake_messages_from_a_segment_starting_mid_record() -> None:
     messages = handshake_messages(segment_records(segment))
     # Then the plaintext messages come out and the CA names parse; nothing after the CCS is read
     assert [t for t, _ in messages] == [13, 14]
-    assert request_body_names(messages[0][1]) == names
+    assert certificate_request_cas(messages[0][1]) == names
 
 
 def test_records_with_a_partial_record_left_for_reassembly() -> None:
@@ -229,12 +221,21 @@ def test_certificate_list() -> None:
 
 @given(st.binary(max_size=400))
 def test_raw_parsers_never_crash(data: bytes) -> None:
-    # Given arbitrary bytes, Then the raw parsers return values, never raise
+    # Given arbitrary bytes, Then the record splitters and hello reader return values, never raise,
+    # and the message parsers either parse or raise ValueError (never another exception)
     for kind, body in handshake_messages(segment_records(data)):
         assert 0 <= kind <= 255 and isinstance(body, bytes)
-    names = request_body_names(data)
-    assert names is None or all(n[:1] == b"\x30" for n in names)
-    certificate_list(data)
+    for tls13 in (False, True):
+        try:
+            names = certificate_request_cas(data, tls13)
+        except ValueError:
+            names = []
+        assert all(n[:1] == b"\x30" for n in names)
+        try:
+            certs = certificate_list(data, tls13)
+        except ValueError:
+            certs = []
+        assert all(isinstance(c, bytes) for c in certs)
     hello_body_facts(data, client=True)
     for _, body in segment_records_prefix(data):
         exact_messages(body)

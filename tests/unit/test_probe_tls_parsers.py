@@ -1,4 +1,4 @@
-"""Handshake message parsers of the mtls probe: Certificate, CertificateRequest, DER names."""
+"""The TLS wire parsers the mtls and capture probes share: Certificate, CertificateRequest, DER names."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from cryptography import x509
 
 from daemon.lab import pki
-from probes import tlswire as mtls_wire
-from probes.capture.names import dn_to_rfc4514
+from probes import tlswire
 from probes.mtls import tls as mtls_tls
+from probes.tlswire import dn_to_rfc4514
 
 
 def _u(n: int, size: int) -> bytes:
@@ -26,7 +26,7 @@ def test_tls12_certificate_request_ca_list() -> None:
     cas = b"".join(_u(len(d), 2) + d for d in ders)
     body = b"\x02\x01\x40" + _u(4, 2) + b"\x04\x01\x08\x04" + _u(len(cas), 2) + cas
     message = b"\x0d" + _u(len(body), 3) + body
-    assert mtls_wire.certificate_request_cas(message, tls13=False) == ders
+    assert tlswire.certificate_request_cas(message[4:], tls13=False) == ders
     assert [dn_to_rfc4514(d) for d in ders] == [n.rfc4514_string() for n in _names()]
 
 
@@ -39,7 +39,7 @@ def test_tls13_certificate_request_authorities_extension() -> None:
     exts = ext_sig + ext_ca
     body = b"\x00" + _u(len(exts), 2) + exts
     message = b"\x0d" + _u(len(body), 3) + body
-    assert mtls_wire.certificate_request_cas(message, tls13=True) == ders
+    assert tlswire.certificate_request_cas(message[4:], tls13=True) == ders
 
 
 def test_certificate_lists_both_versions() -> None:
@@ -51,8 +51,8 @@ def test_certificate_lists_both_versions() -> None:
     m12 = b"\x0b" + _u(len(l12) + 3, 3) + _u(len(l12), 3) + l12
     l13 = b"".join(_u(len(d), 3) + d + _u(0, 2) for d in ders)
     m13 = b"\x0b" + _u(len(l13) + 4, 3) + b"\x00" + _u(len(l13), 3) + l13
-    assert mtls_wire.certificate_list(m12, tls13=False) == ders
-    assert mtls_wire.certificate_list(m13, tls13=True) == ders
+    assert tlswire.certificate_list(m12[4:], tls13=False) == ders
+    assert tlswire.certificate_list(m13[4:], tls13=True) == ders
     info = mtls_tls.chain_info(ders, {})
     assert info[0].subject == "CN=fe.example" and info[1].position == 1
 
@@ -60,4 +60,21 @@ def test_certificate_lists_both_versions() -> None:
 def test_truncated_message_raises_value_error() -> None:
     """Given a truncated CertificateRequest, When parsed, Then ValueError (caller logs and goes on)."""
     with pytest.raises(ValueError, match="truncated"):
-        mtls_wire.certificate_request_cas(b"\x0d\x00\x00\x10\x01", tls13=False)
+        tlswire.certificate_request_cas(b"\x01", tls13=False)
+
+
+def test_malformed_ca_lists_raise_for_both_probes() -> None:
+    """Given CertificateRequests whose CA list holds a non-DER name, or bytes after the list (TLS 1.2),
+    or an extension longer than its list (TLS 1.3), When parsed, Then ValueError: garbage is never a CA name."""
+    good = _names()[0].public_bytes()
+    bad_name = _u(3, 2) + b"\x04\x01A"  # an OCTET STRING where a Name (SEQUENCE) must be
+    for cas in (bad_name, _u(len(good), 2) + good + b"\x00"):
+        body = b"\x01\x40" + _u(2, 2) + b"\x04\x01" + _u(len(cas), 2) + cas
+        with pytest.raises(ValueError):
+            tlswire.certificate_request_cas(body, tls13=False)
+    listed = _u(len(good), 2) + good
+    ext = _u(47, 2) + _u(len(listed) + 3, 2) + _u(len(listed), 2) + listed + b"\x00"
+    with pytest.raises(ValueError):
+        tlswire.certificate_request_cas(b"\x00" + _u(len(ext), 2) + ext, tls13=True)
+    # And a TLS 1.3 request without the extension lists no CA ("any CA")
+    assert tlswire.certificate_request_cas(b"\x00" + _u(0, 2), tls13=True) == []
