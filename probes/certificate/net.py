@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 import time
 from typing import Any
 
 from cryptography import x509
 
+from probes import resolve
 from probes.certificate.checks import aia_urls, cdp_urls
 from probes.certificate.load import Material, well_formed
 from probes.model import ErrorKind, Finding, InputError, Severity
@@ -24,26 +24,6 @@ def _left(deadline: float, cap: float) -> float:
     return max(0.05, min(cap, deadline - time.monotonic()))
 
 
-def resolve(name: str, family: int, timeout: float) -> tuple[list[str] | None, str | None]:
-    """(addresses, None) or (None, why): getaddrinfo in a daemon thread, since it has no timeout."""
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["infos"] = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
-        except OSError as exc:  # socket.gaierror is an OSError
-            box["error"] = exc.strerror or type(exc).__name__
-
-    thread = threading.Thread(target=worker, name=f"resolve-{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return None, f"no DNS answer within {timeout:.1f} s"
-    if "error" in box:
-        return None, str(box["error"])
-    return sorted({str(info[4][0]) for info in box["infos"]}), None
-
-
 def dns_findings(fqdn: str, signaling_ip: str, deadline: float) -> list[Finding]:
     """CERT_DNS_MISMATCH when the FQDN's A (or AAAA) record is not the signaling IP."""
     try:
@@ -51,11 +31,14 @@ def dns_findings(fqdn: str, signaling_ip: str, deadline: float) -> list[Finding]
     except ValueError:
         raise InputError(f"--signaling-ip: '{signaling_ip}' is not an IP address") from None
     family = socket.AF_INET if wanted.version == 4 else socket.AF_INET6
-    addresses, why = resolve(fqdn, family, _left(deadline, DNS_TIMEOUT))
-    ev: dict[str, Any] = {"fqdn": fqdn, "signaling_ip": str(wanted), "resolved": addresses or []}
-    if addresses is None:
-        return [Finding("CERT_DNS_MISMATCH", Severity.CRITICAL, f"'{fqdn}' does not resolve: {why}",
+    ev: dict[str, Any] = {"fqdn": fqdn, "signaling_ip": str(wanted), "resolved": []}
+    try:
+        found = resolve.addresses(fqdn, 0, min(deadline, time.monotonic() + DNS_TIMEOUT), family=family)
+    except resolve.ResolveError as exc:
+        return [Finding("CERT_DNS_MISMATCH", Severity.CRITICAL, f"'{fqdn}' does not resolve: {exc.why}",
                         {**ev, "reason": "unresolved"})]
+    addresses = sorted({str(sockaddr[0]) for _, sockaddr in found})
+    ev["resolved"] = addresses
     if str(wanted) not in addresses:
         return [Finding("CERT_DNS_MISMATCH", Severity.CRITICAL,
                         f"'{fqdn}' resolves to {', '.join(addresses)}, not to the signaling IP {wanted}",

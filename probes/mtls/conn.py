@@ -10,25 +10,21 @@ directions), which the classification reads instead of any error text.
 from __future__ import annotations
 
 import errno as errno_mod
-import ipaddress
 import select
 import socket
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import sip
+from probes import resolve, sip
 from probes.mtls import outcome as oc
-from probes.mtls import srv as mtls_srv
 from probes.mtls.outcome import Reason, Stage
 from probes.mtls.tls import ClientContext
 from probes.tlswire import ALERTS, HANDSHAKE_NAMES
 
 _HEADER_TYPES = 256  # 256 record header, 257 TLS 1.3 inner content type: OpenSSL pseudo-messages
-_RESOLVERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rmxdiag-resolve")  # bounded
+MAX_ADDRESSES = 4  # a pool FQDN has a handful of Front Ends; more would only stretch the deadline
 _TRACE_ATTR = "_rmxdiag_trace"
 
 
@@ -135,36 +131,6 @@ def _wait(sock: socket.socket, write: bool, deadline: float) -> None:
     poller.register(sock.fileno(), select.POLLOUT if write else select.POLLIN)
     if not poller.poll(max(1, int(_remaining(deadline) * 1000 + 0.999))):
         _remaining(deadline)  # raises when time is up; else a spurious wake-up, caller retries
-
-
-def resolve(host: str, port: int, deadline: float,
-            nameserver: tuple[str, int] | None = None) -> list[tuple[int, tuple[Any, ...]]]:
-    """(family, sockaddr) of each address of ``host`` (at most 4, resolver order).
-
-    An IP literal skips DNS; getaddrinfo runs in a bounded thread pool so a silent DNS server
-    cannot hold the probe past its deadline (it only holds one pool thread). ``nameserver``
-    (ip, port): ask that DNS server instead, in this thread (raises SrvLookupError).
-    """
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-        return [((socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), port))]
-    except ValueError:
-        pass
-    if nameserver is not None:
-        addresses = mtls_srv.host_addresses(host, deadline, nameserver)
-        found: list[tuple[int, tuple[Any, ...]]] = [
-            (int(socket.AF_INET6 if ":" in a else socket.AF_INET), (a, port)) for a in addresses]
-        return found[:4]
-    future = _RESOLVERS.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-    try:
-        infos = future.result(timeout=_remaining(deadline))
-    except FutureTimeout as exc:
-        raise DeadlineExpired from exc
-    out: list[tuple[int, tuple[Any, ...]]] = []
-    for family, _, _, _, sockaddr in infos:
-        if (family, sockaddr) not in out:
-            out.append((family, sockaddr))
-    return out[:4]
 
 
 def connect(family: int, sockaddr: tuple[Any, ...], deadline: float) -> socket.socket:
@@ -302,7 +268,7 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
                nameserver: tuple[str, int] | None = None) -> Attempt:
     """Probe one registrar: each stage timed, the outcome classified, never raising for the network.
 
-    ``nameserver`` (ip, port): resolve ``host`` there instead of through getaddrinfo.
+    ``nameserver`` (ip, port): resolve ``host`` there instead of through getaddrinfo (split DNS, tests).
     """
     attempt = Attempt()
     mark = time.monotonic()
@@ -317,16 +283,9 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
     sock: socket.socket | None = None
     try:
         try:
-            addresses = resolve(host, port, deadline, nameserver)
-        except OSError as exc:
-            attempt.reason, attempt.errno = oc.resolve_reason(exc), exc.errno
-            return attempt
-        except mtls_srv.SrvLookupError as exc:
-            attempt.reason = Reason.DNS_TIMEOUT if exc.timeout else Reason.DNS_FAILURE
-            attempt.detail = str(exc)
-            return attempt
-        except UnicodeError as exc:  # a name IDNA cannot encode (label too long, bad characters)
-            attempt.reason, attempt.detail = Reason.DNS_FAILURE, f"not a valid DNS name ({type(exc).__name__})"
+            addresses = resolve.addresses(host, port, deadline, nameserver=nameserver)[:MAX_ADDRESSES]
+        except resolve.ResolveError as exc:
+            attempt.reason, attempt.errno, attempt.detail = oc.resolve_reason(exc), exc.errno, str(exc)
             return attempt
         finally:
             lap("resolve")
@@ -379,8 +338,6 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
     except DeadlineExpired:
         if attempt.stage is Stage.TLS and not attempt.after_handshake:
             attempt.reason = Reason.STALLED if attempt.trace.server_spoke else Reason.NO_TLS_ANSWER
-        elif attempt.stage is Stage.RESOLVE:
-            attempt.reason = Reason.DNS_TIMEOUT
         else:
             attempt.reason = Reason.TIMEOUT
     except sip.SipParseError as exc:

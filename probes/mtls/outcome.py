@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import enum
 import errno as errno_mod
-import socket
 from dataclasses import dataclass
 
 from probes.model import Severity
+from probes.resolve import ResolveError
 
 
 class Stage(enum.StrEnum):
@@ -157,9 +157,9 @@ def connect_reason(errno: int | None) -> Reason:
     return _CONNECT_ERRNO.get(errno or 0, Reason.CONNECT_ERROR)
 
 
-def resolve_reason(exc: OSError) -> Reason:
-    """The reason of a failed name resolution (every gaierror is a DNS answer failure)."""
-    return Reason.DNS_FAILURE if isinstance(exc, socket.gaierror) else Reason.DNS_TIMEOUT
+def resolve_reason(exc: ResolveError) -> Reason:
+    """The reason of a failed name resolution: no answer in time, or a negative answer."""
+    return Reason.DNS_TIMEOUT if exc.timeout else Reason.DNS_FAILURE
 
 
 def is_reset(exc: OSError) -> bool:

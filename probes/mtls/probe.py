@@ -18,7 +18,7 @@ from typing import Any
 from probes.model import InputError, ProbeOutcome, ProbeStatus
 from probes.mtls import conn as mtls_conn
 from probes.mtls import srv as mtls_srv
-from probes.mtls.outcome import Reason, Stage
+from probes.mtls.outcome import Reason, Stage, resolve_reason
 from probes.mtls.result import MtlsResult, RegistrarResult
 from probes.mtls.tls import (
     CertInfo,
@@ -28,6 +28,7 @@ from probes.mtls.tls import (
     chain_info,
     client_context,
 )
+from probes.resolve import ResolveError
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from probes.tlswire import certificate_list, certificate_request_cas
 
@@ -122,10 +123,10 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         ms_diagnostics=response.diagnostics if response else (), ladder=tuple(trace.steps), detail=attempt.detail)
 
 
-def _srv_failure(domain: str, port: int, exc: mtls_srv.SrvLookupError) -> RegistrarResult:
+def _srv_failure(domain: str, port: int, exc: ResolveError) -> RegistrarResult:
     return RegistrarResult(
         registrar=f"{mtls_srv.srv_name(domain)}:{port}", address=None, sni=None, stage=Stage.RESOLVE,
-        reason=Reason.DNS_TIMEOUT if exc.timeout else Reason.DNS_FAILURE, phases=(), tls_version=None,
+        reason=resolve_reason(exc), phases=(), tls_version=None,
         cipher=None, alert=None, alert_direction=None, after_handshake=False, verify_code=None,
         verify_message=None, ssl_reason=None, errno=None, client_cert_requested=None, client_cert_sent=False,
         client_cert_empty=False, ca_names=None, rmx_issuer=None, rmx_issuer_listed=None, server_chain=(),
@@ -163,7 +164,7 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
         if registrar.srv_domain:
             try:
                 members = mtls_srv.srv_members(registrar.srv_domain, deadline, srv_nameserver)
-            except mtls_srv.SrvLookupError as exc:
+            except ResolveError as exc:
                 planned.append(_srv_failure(registrar.srv_domain, registrar.port, exc))
                 continue
             # Verify each member by its own name (the pool FQDN its certificate carries) unless told.

@@ -10,6 +10,7 @@ import pytest
 from daemon.diagnosis.catalogue import CATALOGUE
 from probes.mtls import outcome as oc
 from probes.mtls.outcome import Reason, Stage
+from probes.resolve import ResolveError
 
 
 @pytest.mark.parametrize("stage", list(Stage))
@@ -64,12 +65,13 @@ def test_received_alert_reason_names_give_the_number() -> None:
 
 
 def test_errno_and_resolver_errors() -> None:
-    """Given connect errnos and a gaierror, When mapped, Then refused/unreachable/timeout and dns_failure."""
+    """Given connect errnos and resolver errors, When mapped, Then refused/unreachable/timeout, dns_failure/timeout."""
     assert oc.connect_reason(errno.ECONNREFUSED) is Reason.REFUSED
     assert oc.connect_reason(errno.ENETUNREACH) is Reason.UNREACHABLE
     assert oc.connect_reason(errno.ETIMEDOUT) is Reason.TIMEOUT
     assert oc.connect_reason(errno.EACCES) is Reason.CONNECT_ERROR
-    assert oc.resolve_reason(socket.gaierror(socket.EAI_NONAME, "x")) is Reason.DNS_FAILURE
+    assert oc.resolve_reason(ResolveError("fe", "no such name", errno=socket.EAI_NONAME)) is Reason.DNS_FAILURE
+    assert oc.resolve_reason(ResolveError("fe", "no answer", timeout=True)) is Reason.DNS_TIMEOUT
     assert oc.hint_for(Stage.CONNECT, Reason.TIMEOUT).code == "REGISTRAR_UNREACHABLE"  # type: ignore[union-attr]
     assert oc.hint_for(Stage.SIP, Reason.TIMEOUT).code == "SIP_NO_RESPONSE"  # type: ignore[union-attr]
 
