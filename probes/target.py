@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from probes.fileio import read_secret
+
 
 @dataclass(frozen=True)
 class SecretFile:
@@ -20,10 +22,12 @@ class SecretFile:
 
     path: Path
 
-    def read(self) -> bytes:
-        """The secret: the file's first line, without the line ending (the RMX convention)."""
-        data = self.path.read_bytes()
-        return data.splitlines()[0] if data else b""
+    def read(self, what: str = "secret file") -> bytes:
+        """The secret: the file's first line, without the line ending (the RMX convention).
+
+        At most 4 KiB of a regular file is read; anything else is a FileReadError naming the file.
+        """
+        return read_secret(self.path, what)
 
     def __repr__(self) -> str:
         return f"SecretFile({str(self.path)!r})"

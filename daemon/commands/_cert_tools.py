@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
-from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
+from probes.certificate.load import Material, load_certificate, load_chain, load_key
+from probes.fileio import read_capped, read_secret
 from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
 
 # What the RMX 8.x Certification Repository import says for each cause
@@ -93,7 +94,7 @@ def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe:
 
 
 def _material(args: argparse.Namespace, path: Path) -> Material:
-    password = read_password(args.password_file) if args.password_file else None
+    password = read_secret(args.password_file) if args.password_file else None
     return load_certificate(path, password)
 
 
@@ -158,8 +159,8 @@ def assemble(args: argparse.Namespace, path: Path) -> int:
         raise InputError("pfx: needs -o OUT and --password-file F (the PFX password)")
     if args.output.exists() and not args.force:
         raise InputError(f"{args.output}: exists; not overwritten (use --force)")
-    password = read_password(args.password_file)
-    key_password = read_password(args.key_password_file) if args.key_password_file else password
+    password = read_secret(args.password_file)
+    key_password = read_secret(args.key_password_file) if args.key_password_file else password
     material = load_certificate(path, key_password)
     now = datetime.now(UTC)
     if material.bad_password or material.request is not None or material.leaf is None:

@@ -12,7 +12,6 @@ with its defaults.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -22,6 +21,7 @@ from pathlib import Path
 from daemon.lab.registrar import LabRegistrar, Transcript
 from daemon.lab.scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
 from daemon.lab.wire import set_tls_window
+from probes.fileio import create_private
 
 log = logging.getLogger("rmxdiag.lab.capture")
 
@@ -109,7 +109,7 @@ def _rmx_context(material: Material, scenario: Scenario, keylog: Path) -> ssl.SS
     ctx.load_verify_locations(material.ca_bundle)
     set_tls_window(ctx, *scenario.rmx_tls)
     # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it.
-    os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    create_private(keylog)
     ctx.keylog_filename = str(keylog)
     try:
         ctx.load_cert_chain(material.rmx_cert, material.rmx_key)

@@ -19,19 +19,18 @@ at most ``max_bytes``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from probes.alarms.lines import MAX_LINE, Skips
+from probes.fileio import write_atomic
 from probes.model import ErrorKind, InputError
 
 log = logging.getLogger(__name__)
@@ -93,17 +92,7 @@ class Follower:
         doc = {"path": str(self.path), "dev": s.dev, "inode": s.inode, "offset": s.offset,
                "tail_hash": s.tail_hash, "extra": s.extra}
         self.state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".follow-", dir=self.state_file.parent)  # created 0600
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.state_file, json.dumps(doc).encode())
 
     # -- reading -------------------------------------------------------------------------------
     def poll(self) -> Iterator[bytes]:

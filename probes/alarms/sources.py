@@ -9,7 +9,6 @@ import enum
 import hashlib
 import logging
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from probes.alarms.model import ActiveSet, Alarm
 from probes.alarms.report import looks_like_report, parse_report
 from probes.alarms.snmp import TrapLogParser, feed_trap_lines, looks_like_snmptrapd
 from probes.alarms.syslog import looks_like_syslog, parse_syslog_file, parse_syslog_line
+from probes.fileio import open_regular
 from probes.model import ErrorKind, InputError
 
 log = logging.getLogger(__name__)
@@ -35,24 +35,6 @@ class FileFormat(enum.StrEnum):
     SYSLOG = "syslog"
 
 
-def _open_checked(path: Path) -> int:
-    """An fd on a regular file, or InputError naming the file and the problem."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not hang; it is refused just below (no effect on files).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file", ErrorKind.FILE_UNREADABLE) from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied", ErrorKind.FILE_UNREADABLE) from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open ({exc.strerror or type(exc).__name__})",
-                         ErrorKind.FILE_UNREADABLE) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{path}: not a regular file", ErrorKind.FILE_UNREADABLE)
-    return fd
-
-
 def detect(head: bytes) -> FileFormat | None:
     """Which alarm format the first bytes of a file are, or None."""
     if looks_like_report(head):
@@ -66,7 +48,7 @@ def detect(head: bytes) -> FileFormat | None:
 
 def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, ParseResult]:
     """Parse a whole alarm file (format auto-detected unless given); InputError for bad input."""
-    fd = _open_checked(path)
+    fd = open_regular(path, "alarm file")
     with os.fdopen(fd, "rb") as stream:
         try:
             head = stream.read(_HEAD)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 from xml.etree.ElementTree import ParseError
 from xml.sax.saxutils import escape
 
+from probes.fileio import FileReadError
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile, XmlApi
 
@@ -36,7 +36,6 @@ MAX_ANSWER = 1 << 20  # bytes; an RMX answer to these transactions is a few KiB
 MAX_DEPTH = 64
 MAX_ELEMENTS = 20_000
 _READ = 16384
-_MAX_SECRET = 4096
 
 
 class XmlApiError(InputError):
@@ -69,18 +68,12 @@ def secret_path(path: Path) -> Path:
 
 
 def read_secret(secret: SecretFile, what: str) -> str:
-    """The secret's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT) naming only the file."""
+    """The secret's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT/INSECURE_FILE) naming only the file."""
     path = secret_path(secret.path)
     try:
-        st = path.stat()
-        # A secret is one short line: refuse devices/FIFOs (/dev/zero would never end) and big files.
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SECRET:
-            raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file must be a regular file of at most "
-                              f"{_MAX_SECRET} bytes")
-        raw = SecretFile(path).read()
-    except OSError as exc:
-        raise XmlApiError(ErrorKind.FILE_UNREADABLE,
-                          f"{path}: cannot read the {what} file ({exc.strerror or type(exc).__name__})") from None
+        raw = SecretFile(path).read(f"{what} file")
+    except FileReadError as exc:
+        raise XmlApiError(exc.kind, str(exc)) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

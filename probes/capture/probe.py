@@ -15,6 +15,7 @@ from cryptography import x509
 
 from probes.capture.analysis import CaptureAnalyzer
 from probes.capture.files import check_capture, expand, find_tshark, live_capture, stream_events
+from probes.fileio import read_capped
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, skipped
 from probes.target import ProbeContext, Settings, Target
 
@@ -80,8 +81,8 @@ def _issuers(target: Target) -> list[bytes]:
     if source is None or source.kind != "pem" or source.path is None:
         return []
     try:
-        cert = x509.load_pem_x509_certificate(source.path.read_bytes())
-    except (OSError, ValueError, x509.InvalidVersion):
+        cert = x509.load_pem_x509_certificate(read_capped(source.path, "certificate file"))
+    except (InputError, ValueError, x509.InvalidVersion):
         return []  # the certificate probe reports an unreadable certificate
     return [cert.issuer.public_bytes()]
 

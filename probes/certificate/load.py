@@ -10,7 +10,6 @@ PKCS#12/PFX with a password file, and the firmware 7.x directory layout.
 from __future__ import annotations
 
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,13 +18,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from probes.fileio import read_capped, read_secret
 from probes.model import ErrorKind, InputError
-from probes.target import SecretFile
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-MAX_BYTES = 1024 * 1024  # no certificate, key, bundle or PFX an RMX uses comes near 1 MiB
+__all__ = ["CERT_PARSE_ERRORS", "LAYOUT_7X", "Material", "is_ca", "is_pfx", "load_certificate", "load_chain",
+           "load_dir7x", "load_key", "load_pem_blocks", "read_capped", "split_leaf", "well_formed"]
+
 LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
 
 # What cryptography raises for a certificate whose outer DER parsed but whose contents do not
@@ -67,47 +68,6 @@ class Material:
     bad_password: bool = False
     chain_supplied: bool = False
     extra_leaves: tuple[x509.Certificate, ...] = ()
-
-
-def read_capped(path: Path, what: str = "file") -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_BYTES`; InputError otherwise."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} does not exist", ErrorKind.FILE_UNREADABLE) from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what}: {exc.strerror}", ErrorKind.FILE_UNREADABLE) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise InputError(f"{path}: is a directory, expected a {what}", ErrorKind.FILE_UNREADABLE)
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{path}: not a regular file", ErrorKind.FILE_UNREADABLE)
-    if info.st_size > MAX_BYTES:
-        raise InputError(f"{path}: {what} is {info.st_size} bytes, over the 1 MiB limit", ErrorKind.INSECURE_FILE)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)  # the file may grow between stat and read
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what}: {exc.strerror}", ErrorKind.FILE_UNREADABLE) from None
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{path}: {what} is over the 1 MiB limit", ErrorKind.INSECURE_FILE)
-    if not data.strip():
-        raise InputError(f"{path}: {what} is empty")
-    return data
-
-
-def read_password(path: Path) -> bytes:
-    """The password in a password file (first line, RMX convention); InputError if unreadable."""
-    try:
-        info = path.stat()
-    except OSError:
-        raise InputError(f"{path}: password file does not exist or cannot be read",
-                         ErrorKind.FILE_UNREADABLE) from None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
-        raise InputError(f"{path}: password file must be a regular file under 4 KiB", ErrorKind.BAD_INPUT)
-    try:
-        return SecretFile(path).read()
-    except OSError:
-        raise InputError(f"{path}: password file cannot be read", ErrorKind.FILE_UNREADABLE) from None
 
 
 def is_pfx(data: bytes) -> bool:
@@ -338,7 +298,7 @@ def load_dir7x(path: Path) -> Material:
         raise InputError(f"{path}: is a directory but not the RMX 7.x layout ({', '.join(LAYOUT_7X)}): "
                          f"missing {', '.join(missing)}")
     password_file = path / "certPassword.txt"
-    password = read_password(password_file) if password_file.exists() else None
+    password = read_secret(password_file) if password_file.exists() else None
     cert_data = read_capped(path / "cert.pem", "certificate file")
     certs, requests, _keys, p7 = load_pem_blocks(cert_data, path / "cert.pem")
     if requests and not certs:

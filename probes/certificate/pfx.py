@@ -6,7 +6,6 @@ with the same password before it is written (0600, never over an existing file u
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.certificate.chain import display_name, is_self_signed, iso, spki, walk
+from probes.fileio import write_atomic
 from probes.model import Finding, InputError, Severity
 
 if TYPE_CHECKING:
@@ -84,24 +84,10 @@ def write_private(path: Path, data: bytes, force: bool) -> None:
         raise InputError(f"{path}: exists; not overwritten (use --force)")
     if path.is_dir():
         raise InputError(f"{path}: is a directory")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic "create only if absent": a file that appeared meanwhile is kept
+        # Without --force the file is linked into place: one that appeared meanwhile is kept.
+        write_atomic(path, data, replace=force)
     except FileExistsError:
         raise InputError(f"{path}: exists; not overwritten (use --force)") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot write: {exc.strerror}") from None
-    finally:
-        tmp.unlink(missing_ok=True)

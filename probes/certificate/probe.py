@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from probes.certificate.checks import Policy, analyse, describe
-from probes.certificate.load import Material, load_certificate, load_chain, load_key, read_capped, read_password
+from probes.certificate.load import Material, load_certificate, load_chain, load_key
+from probes.fileio import read_capped, read_secret
 from probes.model import MAX_CHAIN_POSITION, Finding, InputError, Metric, ProbeOutcome, ProbeStatus, Sample, Severity
 from probes.target import CertificateSource, ProbeContext, Settings, Target
 
@@ -130,7 +131,7 @@ def _cached(cache: dict[Any, Any] | None, slot: Any, signature: Any, load: Calla
 
 def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
     assert source.path is not None  # noqa: S101 -- checked by the caller
-    password = read_password(pw_path) if pw_path is not None else None
+    password = read_secret(pw_path) if pw_path is not None else None
     if source.kind == "dir7x" and not source.path.is_dir():
         raise InputError(f"{source.path}: kind 'dir7x' needs a directory")
     material = load_certificate(source.path, password)

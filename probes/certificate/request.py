@@ -24,7 +24,8 @@ from probes.certificate.checks import (
     signature_findings,
     signature_info,
 )
-from probes.certificate.load import load_pem_blocks, read_capped
+from probes.certificate.load import load_pem_blocks
+from probes.fileio import read_capped
 from probes.model import Finding, InputError, NoSamples, Severity
 
 

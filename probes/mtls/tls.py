@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from probes.certificate.load import CERT_PARSE_ERRORS, read_capped, read_password
+from probes.certificate.load import CERT_PARSE_ERRORS
+from probes.fileio import create_private, read_capped
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
 from probes.tlswire import dn_to_rfc4514
@@ -101,21 +102,11 @@ def client_context(spec: ClientSpec, cache: dict[Any, Any]) -> ClientContext:
     return built
 
 
-def _read(path: Path, what: str) -> bytes:
-    # The certificate probe's reader: a regular file of at most 1 MiB, checked before reading.
-    return read_capped(path, what)
-
-
-def _secret(secret: SecretFile | None) -> bytes | None:
-    """The password of a SecretFile; bad input names the file (never the value)."""
-    return None if secret is None else read_password(secret.path)
-
-
 def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | None:
     """(private key, [leaf, chain...]) from the PFX or the PEM files; None when no certificate."""
     if spec.pfx is not None:
-        data = _read(spec.pfx, "PFX")
-        password = _secret(spec.password)
+        data = read_capped(spec.pfx, "PFX")
+        password = spec.password.read("password file") if spec.password else None
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
         except ValueError as exc:
@@ -133,12 +124,12 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         raise InputError(f"{spec.cert}: the certificate needs its private key to be presented "
                          "(--key, or key: in the config)")
     try:
-        certs = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
+        certs = x509.load_pem_x509_certificates(read_capped(spec.cert, "certificate"))
     except (ValueError, x509.InvalidVersion) as exc:
         raise InputError(f"{spec.cert}: not a PEM certificate") from exc
-    key_password = _secret(spec.password)
+    key_password = spec.password.read("password file") if spec.password else None
     try:
-        key = serialization.load_pem_private_key(_read(spec.key, "private key"), key_password or None)
+        key = serialization.load_pem_private_key(read_capped(spec.key, "private key"), key_password or None)
     except TypeError as exc:
         raise InputError(f"{spec.key}: the private key is encrypted; give --password-file") from exc
     except ValueError as exc:
@@ -147,7 +138,7 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
     chain: list[x509.Certificate] = []
     if spec.chain is not None:
         try:
-            chain = x509.load_pem_x509_certificates(_read(spec.chain, "chain"))
+            chain = x509.load_pem_x509_certificates(read_capped(spec.chain, "chain"))
         except (ValueError, x509.InvalidVersion) as exc:
             raise InputError(f"{spec.chain}: not a PEM certificate bundle") from exc
     return key, [*certs, *chain]
@@ -190,7 +181,7 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         ctx.minimum_version = TLS_VERSIONS[spec.tls_min]
         ctx.maximum_version = TLS_VERSIONS[spec.tls_max]
     if spec.ca_bundle is not None:
-        _read(spec.ca_bundle, "CA bundle")
+        read_capped(spec.ca_bundle, "CA bundle")
         try:
             ctx.load_verify_locations(cafile=str(spec.ca_bundle))
         except ssl.SSLError as exc:
@@ -205,9 +196,8 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         chain = tuple(certs)
     if spec.keylog is not None:
         try:
-            # A key log decrypts every session written to it: create it readable by us only
-            # (OpenSSL would create it with the umask, usually 0644).
-            os.close(os.open(spec.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            # A key log decrypts every session written to it: readable by us only.
+            create_private(spec.keylog)
             ctx.keylog_filename = str(spec.keylog)
         except OSError as exc:
             raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",

@@ -61,8 +61,8 @@ def test_cleared_alarms_leave_nothing_active_exit_0(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("make", "expected"), [
-    (lambda d: d / "missing.txt", "no such file"),
-    (lambda d: d, "not a regular file"),
+    (lambda d: d / "missing.txt", "alarm file does not exist"),
+    (lambda d: d, "is a directory, expected an alarm file"),
     (lambda d: (d / "empty.txt", (d / "empty.txt").write_bytes(b""))[0], "the file is empty"),
     (lambda d: FIXTURES / "not_alarms.txt", "not an RMX alarm file"),
     (lambda d: (d / "bin", (d / "bin").write_bytes(bytes(range(256)) * 10))[0], "not an RMX alarm file"),
@@ -88,7 +88,7 @@ def test_unreadable_file_exits_3(tmp_path: Path) -> None:
     path.write_text("x")
     path.chmod(0)
     result = _rmxdiag(str(path))
-    assert result.returncode == 3 and "permission denied" in result.stderr
+    assert result.returncode == 3 and "cannot read alarm file: Permission denied" in result.stderr
 
 
 @pytest.mark.parametrize("args", [

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes import sip
+from probes import fileio, sip
 from probes.alarms import report as alarms_report
 from probes.alarms import xmlapi as alarms_xmlapi
 from probes.capture.analysis import analyse
@@ -74,7 +74,7 @@ def test_no_exception_escapes_the_parser_boundary(name: str) -> None:
 def test_oversized_certificate_file_is_refused_before_parsing(tmp_path: Path) -> None:
     """Given a certificate file of 1 MiB + 1 byte, Then INSECURE_FILE from the size alone."""
     path = tmp_path / "big.pem"
-    path.write_bytes(_LEAF.cert_pem + b"\n" * (cert_load.MAX_BYTES + 1 - len(_LEAF.cert_pem)))
+    path.write_bytes(_LEAF.cert_pem + b"\n" * (fileio.MAX_FILE_BYTES + 1 - len(_LEAF.cert_pem)))
     with pytest.raises(InputError) as caught:
         cert_load.load_certificate(path)
     assert caught.value.kind is ErrorKind.INSECURE_FILE and "1 MiB" in str(caught.value)
