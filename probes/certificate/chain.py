@@ -37,10 +37,15 @@ def display_name(name: x509.Name) -> str:
     return common_name(name) or name.rfc4514_string()
 
 
-def spki(cert: x509.Certificate) -> bytes:
-    """DER SubjectPublicKeyInfo of a certificate, for comparing keys."""
-    return cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+def spki(public_key: Any) -> bytes:
+    """DER SubjectPublicKeyInfo of a public key: the one form keys are compared in."""
+    der: bytes = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
+
+
+def key_matches(cert: x509.Certificate, private_key: Any) -> bool:
+    """True when ``private_key`` is the key of ``cert`` (same SubjectPublicKeyInfo)."""
+    return spki(cert.public_key()) == spki(private_key.public_key())
 
 
 def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -74,7 +79,7 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 
 def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
-    return a.subject == b.subject and spki(a) == spki(b)
+    return a.subject == b.subject and spki(a.public_key()) == spki(b.public_key())
 
 
 def verify_client(leaf: x509.Certificate, roots: list[x509.Certificate],

@@ -13,11 +13,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from probes.certificate.chain import chain_findings, common_name, is_self_signed, iso
+from probes.certificate.chain import chain_findings, common_name, is_self_signed, iso, key_matches
 from probes.certificate.load import Material
 from probes.model import Finding, Severity
 
@@ -111,12 +110,6 @@ def key_info(public_key: Any) -> tuple[str, int | None]:
     if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return type(public_key).__name__.replace("PublicKey", ""), None
     return type(public_key).__name__, None
-
-
-def spki(public_key: Any) -> bytes:
-    """DER SubjectPublicKeyInfo, for comparing keys."""
-    der: bytes = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return der
 
 
 def describe(cert: x509.Certificate) -> dict[str, Any]:
@@ -280,7 +273,7 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
     found += key_findings(cert.public_key(), base)
     found += signature_findings(cert, policy.firmware, base)
     found += validity_findings(cert, now, policy.expiry_warning_days, base)
-    if material.key is not None and spki(material.key.public_key()) != spki(cert.public_key()):
+    if material.key is not None and not key_matches(cert, material.key):
         found.append(Finding("CERT_KEY_MISMATCH", Severity.CRITICAL,
                              "the private key does not belong to this certificate", base))
     if not self_signed:

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from probes.certificate.chain import key_matches
 from probes.fileio import read_capped, read_secret
 from probes.model import ErrorKind, InputError
 
@@ -203,10 +204,7 @@ def split_leaf(certs: list[x509.Certificate], key: PrivateKeyTypes | None = None
             unique.append(cert)
     ends = [c for c in unique if not is_ca(c) and not any(_is_issuer_of(c, o) for o in unique)]
     if key is not None:
-        spki = key.public_key().public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
-        matching = [c for c in unique if not is_ca(c) and c.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == spki]
+        matching = [c for c in unique if not is_ca(c) and key_matches(c, key)]
         if matching:
             ends = matching + [c for c in ends if c not in matching]
     if not ends and len(unique) == 1:

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from probes.certificate.chain import display_name, is_self_signed, iso, spki, walk
+from probes.certificate.chain import display_name, is_self_signed, iso, key_matches, walk
 from probes.fileio import write_atomic
 from probes.model import Finding, InputError, Severity
 
@@ -37,8 +37,7 @@ def blocking_problems(leaf: x509.Certificate, key: PrivateKeyTypes, candidates: 
     """(findings that forbid assembly, the CA path nearest first) for leaf + key + candidate CAs."""
     base: dict[str, Any] = {"subject": leaf.subject.rfc4514_string(), "serial": format(leaf.serial_number, "X")}
     out: list[Finding] = []
-    if spki(leaf) != key.public_key().public_bytes(serialization.Encoding.DER,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo):
+    if not key_matches(leaf, key):
         out.append(Finding("CERT_KEY_MISMATCH", Severity.CRITICAL,
                            "refused: the private key does not belong to this certificate", base))
     if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
@@ -72,8 +71,7 @@ def build(leaf: x509.Certificate, key: PrivateKeyTypes, cas: list[x509.Certifica
         key2, leaf2, cas2 = pkcs12.load_key_and_certificates(data, password)
     except ValueError:
         raise InputError("the assembled PFX does not open again with the same password (not written)") from None
-    if leaf2 != leaf or key2 is None or spki(leaf) != key2.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) or list(cas2) != cas:
+    if leaf2 != leaf or key2 is None or not key_matches(leaf, key2) or list(cas2) != cas:
         raise InputError("the assembled PFX re-opened with different contents (not written)")
     return Assembly(data, leaf, tuple(cas))
 

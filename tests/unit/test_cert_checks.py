@@ -9,7 +9,7 @@ import pytest
 from conftest import LabPKI
 
 from daemon.lab import pki
-from probes.certificate.chain import is_self_signed, walk
+from probes.certificate.chain import is_self_signed, key_matches, walk
 from probes.certificate.checks import Policy, analyse
 from probes.certificate.load import Material, is_pfx, split_leaf
 from probes.certificate.request import lint_request
@@ -138,3 +138,16 @@ def test_request_with_edited_signature_is_input_error(tmp_path: Path) -> None:
     # Then the lint refuses it as corrupt, naming the file
     with pytest.raises(InputError, match=r"^req\.der: the request's signature does not verify"):
         lint_request(edited, Policy(), "req.der")
+
+
+def test_one_key_comparison_serves_leaf_choice_and_mismatch(lab_pki: LabPKI) -> None:
+    # Given the RMX certificate, its key, and another end-entity certificate with its own key
+    other = pki.issue(pki.name("other.lab.example"), lab_pki.root, key=pki.new_key("ec"))
+    # Then the key matches its own certificate only
+    assert key_matches(lab_pki.rmx.cert, lab_pki.rmx.key) and not key_matches(other.cert, lab_pki.rmx.key)
+    # And a bag of both picks the certificate of the key given as the leaf, the other as an extra
+    leaf, _, others = split_leaf([other.cert, lab_pki.rmx.cert], lab_pki.rmx.key)
+    assert leaf == lab_pki.rmx.cert and others == [other.cert]
+    # And the checks call a foreign key a mismatch
+    wrong = Material("rmx.pem", "pem", leaf=lab_pki.rmx.cert, key=other.key)
+    assert "CERT_KEY_MISMATCH" in _codes(wrong, Policy(), dt.datetime.now(dt.UTC))
