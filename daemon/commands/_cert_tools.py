@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from daemon.commands._cert_options import options_from, source_from
 from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
@@ -150,7 +151,6 @@ class PfxResult(NoSamples):
 
 def assemble(args: argparse.Namespace, path: Path) -> int:
     """`cert pfx CERT --key KEY ... -o OUT`: check, build, re-open and write the PFX."""
-    from daemon.commands.cert import options_from
     from probes.certificate.checks import analyse
     from probes.certificate.pfx import blocking_problems, build, write_private
     from probes.certificate.probe import judge
@@ -211,7 +211,6 @@ class PreflightResult(NoSamples):
 
 def preflight(args: argparse.Namespace, path: Path) -> int:
     """`cert preflight FILE.pfx`: the install-time rejections plus every `rmxdiag cert` check."""
-    from daemon.commands.cert import options_from, source_from
     from probes.certificate.probe import inspect
 
     if not args.fqdn:

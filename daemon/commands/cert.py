@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from daemon.commands._cert_options import options_from, source_from
 from daemon.commands._common import add_firmware, add_format
-
-if TYPE_CHECKING:
-    from probes.certificate.probe import CertOptions
-    from probes.target import CertificateSource
 
 ACTIONS = {
     "csr": "lint a certificate request before it goes to the CA",
@@ -62,27 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="extract/pfx: file to write")
     parser.add_argument("--force", action="store_true", help="extract/pfx: overwrite an existing output file")
     add_format(parser)
-
-
-def options_from(args: argparse.Namespace) -> CertOptions:
-    """The judgement options of the command line."""
-    from probes.certificate.probe import CertOptions
-    from probes.model import InputError
-
-    if args.expiry_warning_days < 0:
-        raise InputError("--expiry-warning-days: must be 0 or more")
-    return CertOptions(fqdn=args.fqdn, signaling_ip=args.signaling_ip, ca_bundle=args.ca_bundle,
-                       firmware=args.firmware, expiry_warning_days=args.expiry_warning_days,
-                       check_revocation=args.check_revocation, allow_san=args.allow_san)
-
-
-def source_from(args: argparse.Namespace, path: Path) -> CertificateSource:
-    """The certificate source described by FILE, --key, --chain and --password-file."""
-    from probes.target import CertificateSource, SecretFile
-
-    return CertificateSource(kind="dir7x" if path.is_dir() else "pem", path=path, key=args.key,
-                             chain=args.chain,
-                             password=SecretFile(args.password_file) if args.password_file else None)
 
 
 def execute(args: argparse.Namespace) -> int:
