@@ -9,32 +9,51 @@ messages. TLS <= 1.2 handshake records are plaintext, which is where these are v
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 
-def _walk_records(data: bytes, start: int) -> list[tuple[int, bytes]] | None:
-    """Complete TLS records from ``start`` to the exact end of ``data``, else None."""
-    records, pos = [], start
-    while pos < len(data):
-        if pos + 5 > len(data) or data[pos] not in (20, 21, 22, 23) or data[pos + 1] != 3 or data[pos + 2] > 4:
-            return None
-        end = pos + 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
+_RECORD_TYPES = (20, 21, 22, 23)  # ChangeCipherSpec, Alert, Handshake, ApplicationData
+Unit = tuple[int, bytes]  # (content or handshake type, body)
+
+
+def _is_record(data: bytes, pos: int) -> bool:
+    return data[pos] in _RECORD_TYPES and data[pos + 1] == 3 and data[pos + 2] <= 4
+
+
+# (header size, offset of the body length that ends the header)
+_RECORD = (5, 3)  # type, version (2), length (2)
+_HANDSHAKE = (4, 1)  # type, length (3)
+
+
+def _units(data: bytes, pos: int, layout: tuple[int, int], is_unit: Callable[[bytes, int], bool] | None = None
+           ) -> tuple[list[Unit], int]:
+    """Complete (type, body) units from ``pos``: TLS records or handshake messages (``layout``);
+    stops at the first partial or invalid one and returns where it stopped."""
+    header, length_at = layout
+    units: list[Unit] = []
+    while pos + header <= len(data) and (is_unit is None or is_unit(data, pos)):
+        end = pos + header + int.from_bytes(data[pos + length_at:pos + header], "big")
         if end > len(data):
-            return None
-        records.append((data[pos], data[pos + 5:end]))
+            break
+        units.append((data[pos], data[pos + header:end]))
         pos = end
-    return records
+    return units, pos
 
 
-def segment_records(data: bytes) -> list[tuple[int, bytes]]:
+def _record_starts(data: bytes) -> Iterator[int]:
+    """Where a TLS record may start: a content type, then major version 3."""
+    return (i for i in range(len(data)) if data[i] in _RECORD_TYPES and data[i + 1:i + 2] == b"\x03")
+
+
+def segment_records(data: bytes) -> list[Unit]:
     """The complete TLS records of a TCP payload, which may start with the tail of an earlier record."""
-    for start in range(len(data)):
-        if data[start] in (20, 21, 22, 23) and data[start + 1:start + 2] == b"\x03":
-            found = _walk_records(data, start)
-            if found:
-                return found
+    for start in _record_starts(data):
+        records, stop = _units(data, start, _RECORD, _is_record)
+        if records and stop == len(data):
+            return records
     return []
 
 
-def handshake_messages(records: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+def handshake_messages(records: list[Unit]) -> list[Unit]:
     """Plaintext handshake messages (type, body) of the records, up to a ChangeCipherSpec."""
     stream = b""
     for content_type, body in records:
@@ -42,17 +61,10 @@ def handshake_messages(records: list[tuple[int, bytes]]) -> list[tuple[int, byte
             break  # what follows is encrypted
         if content_type == 22:
             stream += body
-    messages, pos = [], 0
-    while pos + 4 <= len(stream):
-        end = pos + 4 + int.from_bytes(stream[pos + 1:pos + 4], "big")
-        if end > len(stream):
-            break
-        messages.append((stream[pos], stream[pos + 4:end]))
-        pos = end
-    return messages
+    return _units(stream, 0, _HANDSHAKE)[0]
 
 
-def segment_records_prefix(data: bytes) -> list[tuple[int, bytes]]:
+def segment_records_prefix(data: bytes) -> list[Unit]:
     """Complete TLS records of a TCP payload, tolerating a record tail before and a partial record after.
 
     tshark dissects the complete records of a segment and keeps a trailing partial record for
@@ -61,30 +73,14 @@ def segment_records_prefix(data: bytes) -> list[tuple[int, bytes]]:
     exact = segment_records(data)
     if exact:
         return exact
-    for start in range(len(data)):
-        if data[start] in (20, 21, 22, 23) and data[start + 1:start + 2] == b"\x03" \
-                and data[start + 2:start + 3] in (b"\x00", b"\x01", b"\x02", b"\x03", b"\x04"):
-            records, pos = [], start
-            while pos + 5 <= len(data) and data[pos] in (20, 21, 22, 23) and data[pos + 1] == 3:
-                end = pos + 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
-                if end > len(data):
-                    break
-                records.append((data[pos], data[pos + 5:end]))
-                pos = end
-            if records:
-                return records
+    for start in _record_starts(data):
+        records = _units(data, start, _RECORD, _is_record)[0]
+        if records:
+            return records
     return []
 
 
-def exact_messages(body: bytes) -> list[tuple[int, bytes]] | None:
+def exact_messages(body: bytes) -> list[Unit] | None:
     """Handshake messages exactly filling a record body, None when it does not parse (encrypted)."""
-    messages, pos = [], 0
-    while pos < len(body):
-        if pos + 4 > len(body):
-            return None
-        end = pos + 4 + int.from_bytes(body[pos + 1:pos + 4], "big")
-        if end > len(body):
-            return None
-        messages.append((body[pos], body[pos + 4:end]))
-        pos = end
-    return messages if messages else None
+    messages, stop = _units(body, 0, _HANDSHAKE)
+    return messages if messages and stop == len(body) else None
