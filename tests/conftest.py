@@ -1,7 +1,8 @@
-"""Session-wide fixtures: a generated lab PKI (never committed, never expiring mid-run)."""
+"""Session-wide fixtures: a generated lab PKI (never committed, never expiring mid-run); the peer summary."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,30 @@ from pathlib import Path
 import pytest
 
 from daemon.lab import pki
+from tests.support import debian
+from tests.support.peers import PEER_MISSING
+
+_MISSING = re.compile(re.escape(PEER_MISSING) + r" (\S+) \(Debian package (\S+)\)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Count the tests skipped for a missing peer and print the command that installs it.
+
+    Printed last before pytest's closing line, so the end of a local run says what it did not test.
+    """
+    peers: dict[str, str] = {}
+    skipped = 0
+    for report in terminalreporter.stats.get("skipped", []):
+        found = _MISSING.search(str(getattr(report, "longrepr", "")))
+        if found:
+            skipped += 1
+            peers[found[1]] = found[2]
+    if skipped:
+        packages = sorted(set(peers.values()))
+        terminalreporter.write_line(
+            f"{skipped} tests skipped: peer missing ({', '.join(sorted(peers))}): "
+            f"install with: {debian.install_command(packages)}", yellow=True, bold=True)
 
 
 @dataclass

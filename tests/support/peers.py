@@ -1,14 +1,14 @@
 """Start real peer programs on loopback for tests, and clean them up completely.
 
-In CI (``CI`` set) a missing peer program is a failure, not a skip: a green run must mean the
-peer-backed tests really ran.
+In CI (``CI`` true) a missing peer program is a failure, not a skip: a green run must mean the
+peer-backed tests really ran. Locally it skips with a reason that tests/conftest.py counts in the
+run's closing summary together with the command that installs the missing packages.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,15 +18,17 @@ from pathlib import Path
 
 import pytest
 
-IN_CI = bool(os.environ.get("CI"))
+from . import debian
+
+IN_CI = debian.in_ci()
+PEER_MISSING = "peer missing:"  # the skip reason's prefix that the closing summary counts
 
 
-def need(program: str) -> str:
-    """The path of ``program``; skip locally, fail in CI, when it is not installed."""
-    path = shutil.which(program) or next(
-        (str(p) for p in (Path("/usr/sbin") / program, Path("/sbin") / program) if p.exists()), None)
+def need(peer: str) -> str:
+    """The path of ``peer`` (a program, or a file glob of .ci/debian-packages.txt); skip locally, fail in CI."""
+    path = debian.find(peer)
     if path is None:
-        message = f"{program} is not installed (see .ci/run for the packages)"
+        message = f"{PEER_MISSING} {peer} (Debian package {debian.package_of(peer)})"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
