@@ -58,7 +58,7 @@ def package_of(peer: str, path: Path = LIST) -> str:
 def find(peer: str) -> str | None:
     """The path of a peer: a program on PATH or in /usr/sbin, /sbin, or the first match of a glob."""
     if peer.startswith("/"):
-        return next(iter(sorted(glob.glob(peer))), None)
+        return next((p for p in sorted(glob.glob(peer)) if os.path.isfile(p)), None)
     return shutil.which(peer) or next(
         (str(p) for p in (Path("/usr/sbin") / peer, Path("/sbin") / peer) if p.is_file()), None)
 
