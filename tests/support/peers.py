@@ -35,6 +35,23 @@ def need(peer: str) -> str:
     return path
 
 
+# The capabilities that let root read and search files regardless of their mode bits.
+_FILE_MODE_OVERRIDES = "-dac_override,-dac_read_search"
+
+
+def without_file_privilege(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that file modes bind it: as root, under setpriv without the override capabilities.
+
+    Root keeps its uid (so the code under test stays readable wherever the tree lives) but loses
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from its inheritable and bounding sets, so neither it
+    nor what it executes can read a file its mode forbids: exactly what an unprivileged user meets.
+    """
+    if os.geteuid() != 0:
+        return list(argv)
+    setpriv = need("setpriv")
+    return [setpriv, f"--inh-caps={_FILE_MODE_OVERRIDES}", f"--bounding-set={_FILE_MODE_OVERRIDES}", *argv]
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port that was free a moment ago (for peers that cannot bind port 0 themselves)."""
     with socket.socket(socket.AF_INET, kind) as s:
