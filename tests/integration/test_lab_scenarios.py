@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from daemon.diagnosis.catalogue import CATALOGUE
-from daemon.lab.run import missing_for
 from daemon.lab.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 RMXDIAG = [sys.executable, "-m", "daemon.cli"]
@@ -28,8 +27,6 @@ def _lab(*args: str, cwd: Path, tmpdir: Path | None = None) -> subprocess.Comple
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario_names_its_root_cause(name: str, tmp_path: Path) -> None:
     scenario = SCENARIOS[name]
-    if missing_for(scenario):
-        pytest.skip(f"probe(s) {missing_for(scenario)} not in this build")
     # When the lab runs the scenario with JSON output and keeps its files
     start = time.monotonic()
     done = _lab("--scenario", name, "--format", "json", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
@@ -68,10 +65,10 @@ def test_default_text_run_prints_a_lab_banner_then_the_diagnosis(tmp_path: Path)
     # Then the banner says it is a lab, and the default scenario's verdict follows
     assert done.stdout.startswith("=" * 78 + "\nrmxdiag LAB - scenario 'untrusted-ca'")
     assert "no real RMX or Lync" in done.stdout
-    if not missing_for(SCENARIOS[DEFAULT_SCENARIO]):
-        assert done.returncode == 2
-        assert "CRITICAL: lab-untrusted-ca:" in done.stdout
-        assert "fix:" in done.stdout
+    assert DEFAULT_SCENARIO == "untrusted-ca"
+    assert done.returncode == 2
+    assert "CRITICAL: lab-untrusted-ca:" in done.stdout
+    assert "fix:" in done.stdout
     # And its temporary directory (keys included) was removed
     assert list(scratch.iterdir()) == []
 
@@ -118,6 +115,5 @@ def test_lab_needs_no_system_program(tmp_path: Path) -> None:
     doc = json.loads(done.stdout)
     probes_run = [p["probe"] for p in doc["targets"][0]["probes"]]
     assert "capture" not in probes_run and "mtls" in probes_run
-    if not missing_for(SCENARIOS["untrusted-ca"]):
-        assert done.returncode == 2
-        assert "CLIENT_CERT_UNKNOWN_CA" in [h["code"] for h in doc["targets"][0]["hints"]]
+    assert done.returncode == 2
+    assert "CLIENT_CERT_UNKNOWN_CA" in [h["code"] for h in doc["targets"][0]["hints"]]

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from support.peers import children_of
 
-from daemon.lab import serve as lab_serve
-
 
 def _read_urls(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
     """The "name : URL" lines printed before serving (a reader thread: pipes buffer whole chunks)."""
@@ -44,8 +42,6 @@ def _get(url: str) -> str:
 
 @pytest.mark.slow
 def test_serve_exposes_metrics_and_report_until_ctrl_c(tmp_path: Path) -> None:
-    if not lab_serve.available():
-        pytest.skip("the daemon (rmxdiag serve) is not in this build")
     # Given the lab serving the not-trusted-app scenario with its own TMPDIR
     env = {**os.environ, "NO_COLOR": "1", "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "lab", "--scenario", "not-trusted-app", "--serve"],
