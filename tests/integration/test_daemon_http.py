@@ -16,7 +16,7 @@ from probes.model import ProbeOutcome, ProbeStatus
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.conftest import LabPKI
 from tests.support.daemon import engine_runner, mtls_probe, running
-from tests.support.peers import need
+from tests.support.peers import eventually, need
 
 STOP = threading.Event()
 
@@ -28,15 +28,6 @@ def _config(tmp_path: Path, **kw: object) -> Config:
                   targets, **kw)  # type: ignore[arg-type]
 
 
-def _wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def _metrics(url: str) -> str:
     return requests.get(url + "/metrics", timeout=5).text
 
@@ -45,8 +36,8 @@ def test_metrics_follow_the_contract_and_pass_promtool(tmp_path: Path) -> None:
     # Given a daemon with a healthy and a faulty target (injected mtls probe)
     config = _config(tmp_path)
     with running(config, runner=engine_runner({"mtls": mtls_probe(faulty=["rmx-bad"])})) as d:
-        _wait_for(lambda: all(f'rmxdiag_last_run_timestamp_seconds{{target="{n}"}}' in _metrics(d.url)
-                              for n in ("rmx-ok", "rmx-bad")))
+        eventually("both targets' first run", lambda: all(
+            f'rmxdiag_last_run_timestamp_seconds{{target="{n}"}}' in _metrics(d.url) for n in ("rmx-ok", "rmx-bad")))
         text = _metrics(d.url)
     # Then every contract family is there with config/enum labels only
     assert 'rmxdiag_probe_success{probe="mtls",target="rmx-ok"} 1.0' in text
@@ -106,8 +97,8 @@ def test_probe_endpoint_runs_one_target_within_the_scrape_timeout(tmp_path: Path
 def test_report_health_and_ready(tmp_path: Path) -> None:
     # Given a running daemon with results
     with running(_config(tmp_path), runner=engine_runner({"mtls": mtls_probe(faulty=["rmx-bad"])})) as d:
-        _wait_for(lambda: requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"},
-                                       timeout=5).status_code == 200)
+        eventually("rmx-bad's report", lambda: requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"},
+                                                             timeout=5).status_code == 200)
         # When the report of one target is asked
         doc = requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"}, timeout=5).json()
         # Then it is the report document for that target only

@@ -13,8 +13,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -50,6 +51,21 @@ def without_file_privilege(argv: Sequence[str]) -> list[str]:
         return list(argv)
     setpriv = need("setpriv")
     return [setpriv, f"--inh-caps={_FILE_MODE_OVERRIDES}", f"--bounding-set={_FILE_MODE_OVERRIDES}", *argv]
+
+
+T = TypeVar("T")
+
+
+def eventually(what: str, predicate: Callable[[], T], timeout: float = 10.0, period: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(period)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
