@@ -11,28 +11,40 @@ import pytest
 
 from daemon.lab import pki
 from tests.support import debian
-from tests.support.peers import PEER_MISSING
+from tests.support.peers import CAPTURE_DENIED, LET_CAPTURE, PEER_MISSING, need
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.peer("tshark", ...)``: the named peers must be there (skip locally, fail in CI)."""
+    for mark in item.iter_markers("peer"):
+        for peer in mark.args:
+            need(peer)
 
 _MISSING = re.compile(re.escape(PEER_MISSING) + r" (\S+) \(Debian package (\S+)\)")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Count the tests skipped for a missing peer and print the command that installs it.
+    """Count the tests skipped for a missing peer (or capture right) and say how to get it.
 
     Printed last before pytest's closing line, so the end of a local run says what it did not test.
     """
     peers: dict[str, str] = {}
-    skipped = 0
+    missing = denied = 0
     for report in terminalreporter.stats.get("skipped", []):
-        found = _MISSING.search(str(getattr(report, "longrepr", "")))
+        reason = str(getattr(report, "longrepr", ""))
+        found = _MISSING.search(reason)
         if found:
-            skipped += 1
+            missing += 1
             peers[found[1]] = found[2]
-    if skipped:
+        denied += CAPTURE_DENIED in reason
+    if denied:
+        terminalreporter.write_line(f"{denied} tests skipped: {CAPTURE_DENIED} dumpcap cannot capture on lo as "
+                                    f"this user: {LET_CAPTURE}", yellow=True, bold=True)
+    if missing:
         packages = sorted(set(peers.values()))
         terminalreporter.write_line(
-            f"{skipped} tests skipped: peer missing ({', '.join(sorted(peers))}): "
+            f"{missing} tests skipped: peer missing ({', '.join(sorted(peers))}): "
             f"install with: {debian.install_command(packages)}", yellow=True, bold=True)
 
 

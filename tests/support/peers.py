@@ -8,6 +8,7 @@ run's closing summary together with the command that installs the missing packag
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -15,42 +16,67 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 
 from . import debian
 
 IN_CI = debian.in_ci()
-PEER_MISSING = "peer missing:"  # the skip reason's prefix that the closing summary counts
+# The skip reasons' prefixes that the closing summary (tests/conftest.py) counts.
+PEER_MISSING = "peer missing:"
+CAPTURE_DENIED = "capture not permitted:"
+LET_CAPTURE = ("run the tests as root, or let this user capture: sudo dpkg-reconfigure wireshark-common "
+               "(answer Yes) && sudo usermod -aG wireshark $USER")
+
+
+def _unavailable(message: str) -> NoReturn:
+    """Fail in CI (a green run must mean the test ran), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def need(peer: str) -> str:
     """The path of ``peer`` (a program, or a file glob of .ci/debian-packages.txt); skip locally, fail in CI."""
     path = debian.find(peer)
     if path is None:
-        message = f"{PEER_MISSING} {peer} (Debian package {debian.package_of(peer)})"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"{PEER_MISSING} {peer} (Debian package {debian.package_of(peer)})")
     return path
 
 
-# The capabilities that let root read and search files regardless of their mode bits.
-_FILE_MODE_OVERRIDES = "-dac_override,-dac_read_search"
+@functools.cache
+def _capture_error(dumpcap: str) -> str:
+    """Why dumpcap cannot open lo for capture as this user ('' when it can): its first error line."""
+    done = subprocess.run([dumpcap, "-L", "-i", "lo"], capture_output=True, text=True, timeout=30, check=False)
+    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["no error text"])[0]
 
 
-def without_file_privilege(argv: Sequence[str]) -> list[str]:
-    """``argv`` run so that file modes bind it: as root, under setpriv without the override capabilities.
+def need_capture() -> str:
+    """dumpcap, allowed to capture on lo (root, or a user Debian's wireshark-common lets capture)."""
+    dumpcap = need("dumpcap")
+    error = _capture_error(dumpcap)
+    if error:
+        _unavailable(f"{CAPTURE_DENIED} dumpcap cannot capture on lo ({error}): {LET_CAPTURE}")
+    return dumpcap
 
-    Root keeps its uid (so the code under test stays readable wherever the tree lives) but loses
-    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from its inheritable and bounding sets, so neither it
-    nor what it executes can read a file its mode forbids: exactly what an unprivileged user meets.
+
+def without_privilege(argv: Sequence[str], *capabilities: str) -> list[str]:
+    """``argv`` run without ``capabilities`` (e.g. ``dac_override``): as root, under setpriv; else as is.
+
+    Root keeps its uid (so the code under test stays readable wherever the tree lives) but the
+    capabilities leave its inheritable and bounding sets, so neither the program nor what it
+    executes can use them: what an unprivileged user meets. Without root they are absent anyway.
     """
     if os.geteuid() != 0:
         return list(argv)
-    setpriv = need("setpriv")
-    return [setpriv, f"--inh-caps={_FILE_MODE_OVERRIDES}", f"--bounding-set={_FILE_MODE_OVERRIDES}", *argv]
+    drop = ",".join(f"-{cap}" for cap in capabilities)
+    return [need("setpriv"), f"--inh-caps={drop}", f"--bounding-set={drop}", *argv]
+
+
+def without_file_privilege(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that file modes bind it (no CAP_DAC_OVERRIDE, no CAP_DAC_READ_SEARCH)."""
+    return without_privilege(argv, "dac_override", "dac_read_search")
 
 
 T = TypeVar("T")
