@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -157,7 +156,11 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
 
         eventually("scrapes of both jobs", lambda: len(query('up == 1')["data"]["result"]) == 3, 40)
         eventually("/probe series", lambda: query('rmxdiag_probe_success{job="rmxdiag-probe"}')["data"]["result"], 40)
-        time.sleep(3)  # a few more samples so that increase()/range queries have points
+        # Two samples of every scrape at least, so that increase()/range queries have points
+        def samples() -> float:
+            result = query("min(count_over_time(up[5m]))")["data"]["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+        eventually("two samples of every scrape", lambda: samples() >= 2, 40)
 
         # When every PromQL expression of the dashboard and the rules is evaluated
         problems = []
