@@ -20,7 +20,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         for peer in mark.args:
             need(peer)
 
-_MISSING = re.compile(re.escape(PEER_MISSING) + r" (\S+) \(Debian package (\S+)\)")
+_MISSING = re.compile(re.escape(PEER_MISSING) + r" ([^\s()]+) \(Debian package ([\w.+-]+)\)")
 
 
 @pytest.hookimpl(trylast=True)
