@@ -42,7 +42,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{denied} tests skipped: {CAPTURE_DENIED} dumpcap cannot capture on lo as "
                                     f"this user: {LET_CAPTURE}", yellow=True, bold=True)
     if missing:
-        packages = sorted(set(peers.values()))
+        # What dpkg says is missing (kamailio brings kamailio-tls-modules along), else the peers' own packages
+        packages = debian.missing([p.name for p in debian.packages()]) or sorted(set(peers.values()))
         terminalreporter.write_line(
             f"{missing} tests skipped: peer missing ({', '.join(sorted(peers))}): "
             f"install with: {debian.install_command(packages)}", yellow=True, bold=True)
