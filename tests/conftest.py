@@ -23,12 +23,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 _MISSING = re.compile(re.escape(PEER_MISSING) + r" ([^\s()]+) \(Debian package ([\w.+-]+)\)")
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
     """Count the tests skipped for a missing peer (or capture right) and say how to get it.
 
-    Printed last before pytest's closing line, so the end of a local run says what it did not test.
+    A wrapper around pytest's own summary (whose short summary ends it), so these lines come
+    right before pytest's closing line: the end of a local run says what it did not test.
     """
+    yield
     peers: dict[str, str] = {}
     missing = denied = 0
     for report in terminalreporter.stats.get("skipped", []):
