@@ -6,13 +6,12 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support.capture import (
-    no_orphans,
+    no_orphans_after,  # noqa: F401 (fixture)
     openssl_client,
     openssl_server,
     python_client,
@@ -27,7 +26,7 @@ from probes.capture import probe as capture
 from probes.capture.analysis import CaptureResult
 from probes.model import Finding, ProbeOutcome
 
-pytestmark = [pytest.mark.peer, pytest.mark.slow]
+pytestmark = [pytest.mark.peer("tshark"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 
 
 @dataclass
@@ -51,13 +50,6 @@ def lab(lab_pki: object, tmp_path_factory: pytest.TempPathFactory) -> Lab:
     other.write_bytes(pki.pem(p.other_root.cert))  # type: ignore[attr-defined]
     return Lab(d, p.rmx.write(d, "rmx"), p.fe.write(d, "fe"), trust, other,  # type: ignore[attr-defined]
                "rmxdiag Lab Issuing CA")
-
-
-@pytest.fixture(autouse=True)
-def _no_orphans_after() -> Iterator[None]:
-    yield
-    time.sleep(0.2)
-    assert no_orphans() == [], "a tshark/tcpdump/worker process outlived the test"
 
 
 STRICT = ["-Verify", "2", "-verify_return_error"]  # s_server ignores verify errors without the latter
@@ -90,7 +82,6 @@ def _record_openssl(lab: Lab, tmp_path: Path, server_extra: list[str], client_ex
         wait_for_port(port, proc=srv)  # its probe connection happens before the recording starts
         with recording(port, out, pcap=pcap):
             openssl_client(port, *client_extra)
-        time.sleep(0.3)
     return out, port
 
 

@@ -5,29 +5,24 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.capture import no_orphans, recording
+from support.capture import (
+    no_orphans_after,  # noqa: F401 (fixture)
+    recording,
+)
 from support.kamailio import MS_DIAG_REASON, kamailio_registrar
 
 from daemon.lab import pki
 from probes.capture import probe as capture
 from probes.capture.analysis import CaptureResult
 
-pytestmark = [pytest.mark.peer, pytest.mark.slow]
+pytestmark = [pytest.mark.peer("tshark", "kamailio"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 
 OPTIONS = (b"OPTIONS sip:pool.lab.example SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK77\r\n"
            b"Max-Forwards: 70\r\nFrom: <sip:rmx.lab.example>;tag=7\r\nTo: <sip:pool.lab.example>\r\n"
            b"Call-ID: 77@rmx.lab.example\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-
-
-@pytest.fixture(autouse=True)
-def _no_orphans_after() -> Iterator[None]:
-    yield
-    time.sleep(0.2)
-    assert no_orphans() == [], "a tshark/tcpdump/worker process outlived the test"
 
 
 def _client(lab_pki: object, tmp_path: Path, issued: pki.Issued, keylog: Path) -> ssl.SSLContext:

@@ -9,27 +9,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.capture import no_orphans, python_client, recording, tcp_server
-from support.peers import need
+from support.capture import (
+    no_orphans,
+    no_orphans_after,  # noqa: F401 (fixture)
+    python_client,
+    recording,
+    tcp_server,
+)
+from support.peers import need_capture, without_privilege
 
 from daemon.engine import run_probe
 from probes.capture import probe as capture
 from probes.capture.analysis import CaptureResult
 from probes.model import ErrorKind, InputError
 
-pytestmark = [pytest.mark.peer, pytest.mark.slow]
+pytestmark = [pytest.mark.peer("tshark"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _no_orphans_after() -> Iterator[None]:
-    yield
-    time.sleep(0.2)
-    assert no_orphans() == [], "a tshark/tcpdump/worker process outlived the test"
 
 
 def _tls_server(lab_pki: object, tmp: Path) -> ssl.SSLContext:
@@ -201,7 +199,7 @@ def test_cli_text_and_json(healthy: tuple[Path, int]) -> None:
 
 def test_live_capture(lab_pki: object, tmp_path: Path) -> None:
     # Given handshakes running on a loopback port while `rmxdiag pcap --interface lo` captures it
-    need("dumpcap")
+    need_capture()
     ctx = _tls_server(lab_pki, tmp_path)
 
     def handler(conn: socket.socket) -> None:
@@ -214,8 +212,7 @@ def test_live_capture(lab_pki: object, tmp_path: Path) -> None:
     with tcp_server(handler) as port:
         stop = threading.Event()
 
-        def traffic() -> None:
-            time.sleep(1.5)  # dumpcap needs a moment to start
+        def traffic() -> None:  # from the start: handshakes before dumpcap runs are simply not seen
             while not stop.is_set():
                 python_client(port, client, b"x")
                 time.sleep(0.3)
@@ -236,10 +233,9 @@ def test_live_capture(lab_pki: object, tmp_path: Path) -> None:
 
 
 def test_live_capture_without_privilege_names_the_capability() -> None:
-    # Given a process without CAP_NET_RAW (dropped from the bounding set with capsh)
-    capsh = need("capsh")  # libcap2-bin: fails in CI when missing, skips locally
-    argv = [capsh, "--drop=cap_net_raw,cap_net_admin", "--", "-c",
-            f"exec {sys.executable} -m daemon.cli pcap --interface lo --duration 1"]
+    # Given a process without CAP_NET_RAW (root drops it from its bounding set; others lack it)
+    argv = without_privilege([sys.executable, "-m", "daemon.cli", "pcap", "--interface", "lo", "--duration", "1"],
+                             "net_raw", "net_admin")
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     # Then exit 3 with the missing capability and the drop-in that grants it
     assert result.returncode == 3

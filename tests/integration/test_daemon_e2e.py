@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,21 +24,11 @@ import yaml
 from daemon.lab import pki
 from tests.conftest import LabPKI
 from tests.support.kamailio import KamailioFactory, kamailio_fe  # noqa: F401 (fixture)
-from tests.support.peers import free_port, need, started, wait_for_port
+from tests.support.peers import eventually, free_port, need, started, wait_for_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 TOKEN = "e2e-webhook-token-canary"  # noqa: S105 (a test canary)
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
-
-
-def _wait(what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _secret(path: Path, data: bytes) -> Path:
@@ -148,7 +136,7 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
             done = all(f'rmxdiag_last_run_timestamp_seconds{{target="{n}"}}' in text for n in ("rmx-ok", "rmx-bad"))
             return text if done else ""
 
-        text = _wait("both targets probed", metrics, 40)
+        text = eventually("both targets probed", metrics, 40)
         assert 'rmxdiag_probe_success{probe="mtls",target="rmx-ok"} 1.0' in text, text
         assert 'rmxdiag_probe_success{probe="mtls",target="rmx-bad"} 0.0' in text
         assert 'rmxdiag_sip_response_status{target="rmx-ok"} 200.0' in text
@@ -166,9 +154,13 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
             answer: dict[str, Any] = requests.get(api + "/query", params={"query": expr}, timeout=10).json()
             return answer
 
-        _wait("scrapes of both jobs", lambda: len(query('up == 1')["data"]["result"]) == 3, 40)
-        _wait("/probe series", lambda: query('rmxdiag_probe_success{job="rmxdiag-probe"}')["data"]["result"], 40)
-        time.sleep(3)  # a few more samples so that increase()/range queries have points
+        eventually("scrapes of both jobs", lambda: len(query('up == 1')["data"]["result"]) == 3, 40)
+        eventually("/probe series", lambda: query('rmxdiag_probe_success{job="rmxdiag-probe"}')["data"]["result"], 40)
+        # Two samples of every scrape at least, so that increase()/range queries have points
+        def samples() -> float:
+            result = query("min(count_over_time(up[5m]))")["data"]["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+        eventually("two samples of every scrape", lambda: samples() >= 2, 40)
 
         # When every PromQL expression of the dashboard and the rules is evaluated
         problems = []
@@ -189,7 +181,7 @@ def test_daemon_prometheus_alertmanager_end_to_end(tmp_path: Path, lab_pki: LabP
         assert posted.status_code == 200, posted.text
 
         # Then the triggered run's report appears, for the configured target only
-        runs = _wait("a stored troubleshooting run",
+        runs = eventually("a stored troubleshooting run",
                      lambda: requests.get(url + "/api/v1/report/runs", timeout=5).json()["runs"], 40)
         assert len(runs) == 1 and runs[0].endswith("-rmx-bad"), runs
         doc = requests.get(url + f"/api/v1/report/runs/{runs[0]}", timeout=5).json()

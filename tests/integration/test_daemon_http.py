@@ -16,7 +16,7 @@ from probes.model import ProbeOutcome, ProbeStatus
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.conftest import LabPKI
 from tests.support.daemon import engine_runner, mtls_probe, running
-from tests.support.peers import need
+from tests.support.peers import eventually, need
 
 STOP = threading.Event()
 
@@ -28,13 +28,12 @@ def _config(tmp_path: Path, **kw: object) -> Config:
                   targets, **kw)  # type: ignore[arg-type]
 
 
-def _wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+def _healthy(url: str) -> bool:
+    """True when /-/healthy answers 200 (a connection closed by the cap counts as not yet)."""
+    try:
+        return requests.get(url + "/-/healthy", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def _metrics(url: str) -> str:
@@ -45,8 +44,8 @@ def test_metrics_follow_the_contract_and_pass_promtool(tmp_path: Path) -> None:
     # Given a daemon with a healthy and a faulty target (injected mtls probe)
     config = _config(tmp_path)
     with running(config, runner=engine_runner({"mtls": mtls_probe(faulty=["rmx-bad"])})) as d:
-        _wait_for(lambda: all(f'rmxdiag_last_run_timestamp_seconds{{target="{n}"}}' in _metrics(d.url)
-                              for n in ("rmx-ok", "rmx-bad")))
+        eventually("both targets' first run", lambda: all(
+            f'rmxdiag_last_run_timestamp_seconds{{target="{n}"}}' in _metrics(d.url) for n in ("rmx-ok", "rmx-bad")))
         text = _metrics(d.url)
     # Then every contract family is there with config/enum labels only
     assert 'rmxdiag_probe_success{probe="mtls",target="rmx-ok"} 1.0' in text
@@ -106,8 +105,8 @@ def test_probe_endpoint_runs_one_target_within_the_scrape_timeout(tmp_path: Path
 def test_report_health_and_ready(tmp_path: Path) -> None:
     # Given a running daemon with results
     with running(_config(tmp_path), runner=engine_runner({"mtls": mtls_probe(faulty=["rmx-bad"])})) as d:
-        _wait_for(lambda: requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"},
-                                       timeout=5).status_code == 200)
+        eventually("rmx-bad's report", lambda: requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"},
+                                                             timeout=5).status_code == 200)
         # When the report of one target is asked
         doc = requests.get(d.url + "/api/v1/report", params={"target": "rmx-bad"}, timeout=5).json()
         # Then it is the report document for that target only
@@ -218,7 +217,9 @@ def test_connections_beyond_the_cap_are_closed_at_once(tmp_path: Path) -> None:
     with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
         idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(5)]
         try:
-            time.sleep(0.2)
+            # (the server counts a connection once its protocol runs, a loop turn after the accept)
+            server = d.daemon.http._runner.server  # type: ignore[union-attr]
+            eventually("the five idle connections counted", lambda: d.call(lambda: len(server.connections)) == 5)
             # When a sixth connects
             with socket.create_connection(("127.0.0.1", d.port)) as extra:
                 closed, _ = _closed_within(extra, 2.0)
@@ -227,6 +228,5 @@ def test_connections_beyond_the_cap_are_closed_at_once(tmp_path: Path) -> None:
         finally:
             for s in idle:
                 s.close()
-        # And once the others are gone, requests are served again
-        time.sleep(0.2)
-        assert requests.get(d.url + "/-/healthy", timeout=5).status_code == 200
+        # And once the others are gone (the server notices their close), requests are served again
+        eventually("a request served after the idle clients left", lambda: _healthy(d.url))

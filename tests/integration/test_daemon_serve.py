@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -167,10 +168,13 @@ def test_an_event_loop_stall_stops_the_watchdog_pings(tmp_path: Path, monkeypatc
             _recv_until(notify, "WATCHDOG=1", timeout=3)
 
             # When the event loop is blocked for 1.5 s
+            stalled = threading.Event()
+
             def stall() -> None:
+                stalled.set()
                 time.sleep(1.5)
             d.loop.call_soon_threadsafe(stall)
-            time.sleep(0.3)  # the stall has begun
+            assert stalled.wait(5), "the loop never ran the stall"
             while True:  # drain what was sent before it
                 notify.settimeout(0.05)
                 try:

@@ -18,6 +18,7 @@ from daemon.config.model import ActionConfig, Config, NotifyConfig, WebhookConfi
 from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.support.daemon import engine_runner, mtls_probe, running, troubleshoot_runner
+from tests.support.peers import eventually
 
 TOKEN = "webhook-token-canary-7f3a"  # noqa: S105 (a test canary, searched for in outputs)
 
@@ -92,15 +93,6 @@ def _post(url: str, doc: object, token: str | None = TOKEN) -> requests.Response
     return requests.post(url + "/api/v1/alerts", json=doc, headers=headers, timeout=5)
 
 
-def _wait(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def test_alerts_need_the_token_run_only_configured_targets_once_per_cooldown(
         tmp_path: Path, listeners: tuple[CountingListener, CountingListener]) -> None:
     # Given one configured target whose registrar is listener A, and listener B that nobody configured
@@ -126,7 +118,7 @@ def test_alerts_need_the_token_run_only_configured_targets_once_per_cooldown(
         codes = {_post(d.url, _alert("rmx-hq")).status_code for _ in range(100)}
         # Then every one is accepted, one run starts, and its report is stored (0600) and served
         assert codes == {202}
-        _wait(lambda: requests.get(d.url + "/api/v1/report/runs", timeout=5).json()["runs"])
+        eventually("a stored run", lambda: requests.get(d.url + "/api/v1/report/runs", timeout=5).json()["runs"])
         assert runs == ["rmx-hq"]
         run_id = requests.get(d.url + "/api/v1/report/runs", timeout=5).json()["runs"][0]
         doc = requests.get(d.url + f"/api/v1/report/runs/{run_id}", timeout=5).json()
@@ -212,11 +204,11 @@ def test_action_runs_then_reprobe_shows_the_hint_cleared_and_notify_posts(tmp_pa
                      troubleshoot=troubleshoot_runner({"mtls": probe})) as d:
             # When Alertmanager reports the target
             assert _post(d.url, _alert("rmx-hq")).status_code == 202
-            _wait(lambda: requests.get(d.url + "/api/v1/report/runs", timeout=5).json()["runs"])
+            eventually("a stored run", lambda: requests.get(d.url + "/api/v1/report/runs", timeout=5).json()["runs"])
             run_id = requests.get(d.url + "/api/v1/report/runs", timeout=5).json()["runs"][0]
             doc = requests.get(d.url + f"/api/v1/report/runs/{run_id}", timeout=5).json()
             metrics = requests.get(d.url + "/metrics", timeout=5).text
-            _wait(lambda: sink.received)
+            eventually("the notification", lambda: sink.received)
     finally:
         sink.close()
     # Then the command ran, the dry-run HTTP action did not, and the re-probe shows the hint cleared

@@ -76,6 +76,7 @@ def test_a_lab_run_leaves_no_thread_and_no_descriptor(tmp_path: Path) -> None:
 
 def test_registrar_down_capture_is_a_syn_answered_by_a_reset(tmp_path: Path) -> None:
     # Given the Front End is down, the simulated RMX's attempt is refused by the kernel
+    need("tshark")  # the lab records its capture only where tshark can read it back
     run = run_scenario("registrar-down", tmp_path)
     assert run.capture is not None
     rows = _tshark(run.capture, 5061, "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.flags.syn",

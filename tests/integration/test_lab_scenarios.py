@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from daemon.diagnosis.catalogue import CATALOGUE
-from daemon.lab.scenarios import SCENARIOS
+from daemon.lab.scenarios import DEFAULT_SCENARIO, SCENARIOS
 
 RMXDIAG = [sys.executable, "-m", "daemon.cli"]
 
@@ -65,6 +65,7 @@ def test_default_text_run_prints_a_lab_banner_then_the_diagnosis(tmp_path: Path)
     # Then the banner says it is a lab, and the default scenario's verdict follows
     assert done.stdout.startswith("=" * 78 + "\nrmxdiag LAB - scenario 'untrusted-ca'")
     assert "no real RMX or Lync" in done.stdout
+    assert DEFAULT_SCENARIO == "untrusted-ca"
     assert done.returncode == 2
     assert "CRITICAL: lab-untrusted-ca:" in done.stdout
     assert "fix:" in done.stdout

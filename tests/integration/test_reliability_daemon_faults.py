@@ -31,8 +31,7 @@ from probes.target import Registrar, Settings, Target
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support.daemon import engine_runner, mtls_probe, running
-from tests.support.peers import children_of, free_port, wait_for_port
-from tests.support.secrets import wait_for
+from tests.support.peers import children_of, eventually, free_port, wait_for_port
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 SERVE = [sys.executable, "-m", "daemon.cli", "serve", "--log-level", "debug"]
@@ -106,7 +105,7 @@ def test_misbehaving_tshark_is_bounded_and_leaves_nothing(name: str, body: str, 
     assert isinstance(outcome.result, CaptureResult), outcome.error
     if warns is not None:
         assert bool(outcome.result.warnings) is warns  # the damage is said, not hidden
-    assert wait_for(lambda: not _marked(marker), timeout=3), f"orphan left: {_marked(marker)}"
+    eventually("no orphan left", lambda: not _marked(marker), 3)
     assert _zombies_of(os.getpid()) == []
 
 
@@ -221,17 +220,17 @@ def test_full_state_directory_is_counted_and_harmless(tmp_path: Path) -> None:
     reports = d / "state" / "reports"
     with _serve(config, port) as proc:
         assert _alert(url) == 202
-        assert wait_for(lambda: len(list(reports.glob("*.json"))) == 1, timeout=10)
+        eventually("one stored report", lambda: len(list(reports.glob("*.json"))) == 1)
         first = next(reports.glob("*.json"))
         before = first.read_bytes()
         # The state directory is "full" for the daemon (and children it forks) from now on.
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (64, 64))
         time.sleep(1.1)  # past the cooldown
         assert _alert(url) == 202
-        assert wait_for(lambda: (_metric(url, "rmxdiag_report_write_errors_total") or 0) >= 1, timeout=10)
+        eventually("a report write error", lambda: (_metric(url, "rmxdiag_report_write_errors_total") or 0) >= 1)
         stamp = _metric(url, "rmxdiag_last_run_timestamp_seconds")
-        assert wait_for(lambda: (_metric(url, "rmxdiag_last_run_timestamp_seconds") or 0) > (stamp or 0),
-                        timeout=10), "scheduled probing stopped"
+        eventually("scheduled probing to go on",
+                   lambda: (_metric(url, "rmxdiag_last_run_timestamp_seconds") or 0) > (stamp or 0))
         assert proc.poll() is None
     assert first.read_bytes() == before
     assert sorted(p.name for p in reports.iterdir()) == [first.name]  # no temp file, no partial report
@@ -250,7 +249,7 @@ def test_sigterm_during_a_capture_stops_cleanly(tmp_path: Path) -> None:
     config = _write(d / "rmxdiag.yaml", _yaml(port, 9, capture_file="capture.pcapng").replace(
         "deadline: 0.5", "deadline: 30").replace("interval: 1", "interval: 60"))
     with _serve(config, port, env={"PATH": path}) as proc:
-        assert wait_for(lambda: len(_marked(marker)) >= 2, timeout=15), "the capture never started"
+        eventually("the capture to start", lambda: len(_marked(marker)) >= 2, 15)
         tree = children_of(proc.pid)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -258,7 +257,7 @@ def test_sigterm_during_a_capture_stops_cleanly(tmp_path: Path) -> None:
         stopped = time.monotonic() - start
     print(f"SIGTERM during capture: exit {code} in {stopped:.2f} s; tree had {len(tree)} processes")
     assert code == 0 and stopped < 5.0
-    assert wait_for(lambda: not _marked(marker), timeout=3), f"left behind: {_marked(marker)}"
+    eventually("nothing left behind", lambda: not _marked(marker), 3)
     # Killed grandchildren are reparented to PID 1, which reaps them in its own time: dead is enough.
     assert not [p for p in tree if _alive(p)]
 

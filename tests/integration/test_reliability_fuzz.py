@@ -24,9 +24,9 @@ SECONDS = 2  # per harness: 7 harnesses (plus ~2 s start-up each) stay near 30 s
 
 @pytest.fixture(scope="module")
 def atheris_available() -> None:
-    """Given atheris (the `test` extra); missing fails in CI and skips locally."""
+    """Given atheris (the `fuzz` extra: make installs it where a wheel exists); missing: fails in CI, skips locally."""
     if importlib.util.find_spec("atheris") is None:
-        message = "atheris is not installed (pip install -e '.[test]')"
+        message = "atheris is not installed (no wheel for this platform? pip install -e '.[fuzz]')"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

@@ -24,6 +24,7 @@ from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support import reliability as hostile
 from tests.support.mtls_sweep import SweepJob, sweep
+from tests.support.peers import eventually
 
 pytestmark = pytest.mark.peer
 DEADLINE = 1.5
@@ -174,7 +175,10 @@ def test_fifty_hostile_probes_leave_no_fds_threads_or_memory(files: tuple[Path, 
         for _ in range(5):  # 5 rounds x 10 faults = 50 hostile probes
             sweep(jobs, deadline_seconds=1.0, concurrency=len(jobs))
             peak_threads = max(peak_threads, threading.active_count())
-        time.sleep(0.5)  # the peers notice the closed connections
+        # The peers notice the closed connections and their threads end: wait for that, bounded.
+        with contextlib.suppress(AssertionError):
+            eventually("fds and threads back to the warm-up level",
+                       lambda: hostile.open_fds() <= fds and threading.active_count() <= threads, 5)
         after_fds, after_threads, after_rss = hostile.open_fds(), threading.active_count(), hostile.rss_kib()
     print(f"fds {fds}->{after_fds} threads {threads}->{after_threads} (peak {peak_threads}) "
           f"rss {rss}->{after_rss} KiB")

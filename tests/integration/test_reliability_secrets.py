@@ -17,7 +17,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from daemon.serve.service import load_config
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support import secrets as canary
-from tests.support.peers import free_port, need, wait_for_port
+from tests.support.peers import eventually, free_port, need, wait_for_port
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 SERVE = [sys.executable, "-m", "daemon.cli", "serve", "--log-level", "debug"]
@@ -120,7 +119,7 @@ def test_canaries_never_leave_the_daemon(tmp_path: Path, lab_pki: LabPKI) -> Non
             with canary.ProcessWatch(proc.pid) as watch:
                 wait_for_port(port, proc=proc)  # type: ignore[arg-type]
                 # Two scheduled runs: the capture worker and tshark run, the XML API is asked.
-                assert canary.wait_for(lambda: len(api_bodies) >= 2, timeout=15), "the XML API was never called"
+                eventually("two XML API calls", lambda: len(api_bodies) >= 2, 15)
                 for path in ("/metrics", "/probe?target=rmx-a", "/api/v1/report", "/api/v1/report?target=rmx-a",
                              "/-/healthy", "/-/ready"):
                     responses.append(_dump(requests.get(url + path, timeout=10)))
@@ -131,7 +130,10 @@ def test_canaries_never_leave_the_daemon(tmp_path: Path, lab_pki: LabPKI) -> Non
                     r = requests.post(url + "/api/v1/alerts", json=alert, headers=headers, timeout=10)
                     assert r.status_code == expected
                     responses.append(_dump(r))
-                time.sleep(2.5)  # the alert-driven run (capture + XML API + tarpit) finishes
+                # The alert-driven run (capture + XML API + tarpit) is stored once it has finished.
+                eventually("the alert-driven run", lambda: requests.get(url + "/api/v1/report/runs",
+                                                                        timeout=10).json()["runs"], 30)
+                responses.append(_dump(requests.get(url + "/api/v1/report/runs", timeout=10)))
                 # Failed reloads: a syntax error, then a PFX password that does not open the PFX.
                 original = config.read_text()
                 config.write_text(original + "targets: [\n")
@@ -139,8 +141,12 @@ def test_canaries_never_leave_the_daemon(tmp_path: Path, lab_pki: LabPKI) -> Non
                 config.write_text(original)
                 _secret(d / "pfx.pass", canary.WRONG_PFX_PASSWORD.encode() + b"\n")
                 responses.append(_dump(requests.post(url + "/-/reload", timeout=15)))
+                responses.append(_dump(requests.get(url + "/metrics", timeout=10)))  # reload_successful 0
+                # SIGHUP with the right password again: a reload that succeeds, seen on /metrics.
+                _secret(d / "pfx.pass", canary.PFX_PASSWORD.encode() + b"\n")
                 proc.send_signal(signal.SIGHUP)
-                time.sleep(1)
+                eventually("the SIGHUP reload", lambda: "rmxdiag_config_last_reload_successful 1.0" in requests.get(
+                    url + "/metrics", timeout=10).text)
                 responses.append(_dump(requests.get(url + "/metrics", timeout=10)))
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(15) == 0
@@ -159,6 +165,7 @@ def test_canaries_never_leave_the_daemon(tmp_path: Path, lab_pki: LabPKI) -> Non
     # The paths really ran: the password went to the API, the reload failed, reports were stored.
     assert any(canary.encodings(canary.API_PASSWORD)["xml"] in b for b in api_bodies)
     assert b"rmxdiag_config_last_reload_successful 0.0" in outputs["http responses"]
+    assert b"rmxdiag_config_last_reload_successful 1.0" in responses[-1]
     assert b"DEBUG" in err or b"debug" in err.lower()
     assert stored, "no report was stored"
     assert len(watch.seen) >= 2, "no capture worker/tshark was seen running"

@@ -8,29 +8,44 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from support.peers import kill_group, need, started, wait_for_port
+import pytest
+from support.peers import eventually, free_port, kill_group, need, need_capture, started, wait_for_port
 
 
 @contextlib.contextmanager
 def recording(port: int, out: Path, pcap: bool = False) -> Iterator[Path]:
-    """Given dumpcap capturing ``tcp port P`` on lo into ``out`` until the block ends."""
-    dumpcap = need("dumpcap")
-    argv = [dumpcap, "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(out), "-a", "duration:120"]
+    """Given dumpcap capturing ``tcp port P`` on lo into ``out`` until the block ends.
+
+    dumpcap says neither when its capture loop runs nor when a packet reached the file (it writes
+    in batches): a UDP marker datagram on a second port (outside ``tcp port P``, so no analysis
+    sees it) is sent until the file grows, before the block starts and after it ends.
+    """
+    dumpcap = need_capture()
+    marker_port = free_port(socket.SOCK_DGRAM)
+    argv = [dumpcap, "-q", "-i", "lo", "-f", f"tcp port {port} or udp port {marker_port}", "-w", str(out),
+            "-a", "duration:120"]
     if pcap:
         argv.append("-P")
-    with started(argv, out.with_suffix(".dumpcap.log")) as proc:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 0):
+    with started(argv, out.with_suffix(".dumpcap.log")) as proc, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as marker:
+
+        def marked(size: int) -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(out.with_suffix(".dumpcap.log").read_text())
-            time.sleep(0.05)
-        time.sleep(0.3)  # the file header is written just before the capture loop starts
+            marker.sendto(b"rmxdiag-test-marker", ("127.0.0.1", marker_port))
+            return out.exists() and out.stat().st_size > size
+
+        def grows(what: str) -> None:
+            size = out.stat().st_size
+            eventually(what, lambda: marked(size), period=0.1)
+
+        eventually("dumpcap's file header", lambda: marked(0))
+        grows("dumpcap's capture loop to write a packet")
         yield out
-        time.sleep(0.5)  # let the last segments reach the file
+        grows("the last packets to reach the file")
         kill_group(proc)
 
 
@@ -105,5 +120,12 @@ def no_orphans(pid: int | None = None) -> list[int]:
     return left
 
 
-__all__ = ["no_orphans", "openssl_client", "openssl_server", "python_client", "recording", "tcp_server",
-           "wait_for_port"]
+@pytest.fixture
+def no_orphans_after() -> Iterator[None]:
+    """Then no tshark/tcpdump/dumpcap/worker process outlives the test (polled: reaping takes a moment)."""
+    yield
+    eventually("every tshark/tcpdump/worker process of the test to end", lambda: no_orphans() == [], 5)
+
+
+__all__ = ["no_orphans", "no_orphans_after", "openssl_client", "openssl_server", "python_client", "recording",
+           "tcp_server", "wait_for_port"]

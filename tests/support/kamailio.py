@@ -37,7 +37,7 @@ import pytest
 from daemon.lab import pki
 from tests.support.peers import free_port, kill_group, need
 
-MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+TLS_MODULE = "/usr/lib/*/kamailio/modules/tls.so"  # kamailio-tls-modules, in the multiarch directory
 MS_DIAG_REASON = "Certificate trust with next hop could not be established"
 MS_DIAG_SOURCE = "fe01.lab.example"
 
@@ -107,7 +107,7 @@ class Registrar:
 
 
 def _write_config(workdir: Path, port: int, server: pki.Issued, ca_pem: Path, trusted_cn: str, *,
-                  method: str, require_certificate: bool) -> Path:
+                  method: str, require_certificate: bool, modules: str) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     cert = workdir / "fe-cert.pem"
     key = workdir / "fe-key.pem"
@@ -119,7 +119,7 @@ def _write_config(workdir: Path, port: int, server: pki.Issued, ca_pem: Path, tr
     tls_cfg.write_text(_TLS_CFG.format(method=method, verify=yes_no, require=yes_no, key=key, cert=cert,
                                        ca=ca_pem.resolve()))
     cfg = workdir / "kamailio.cfg"
-    cfg.write_text(_CFG.format(host="127.0.0.1", port=port, modules=MODULES_DIR, tls_cfg=tls_cfg,
+    cfg.write_text(_CFG.format(host="127.0.0.1", port=port, modules=modules, tls_cfg=tls_cfg,
                                trusted_cn=trusted_cn, reason=MS_DIAG_REASON, source=MS_DIAG_SOURCE))
     return cfg
 
@@ -161,11 +161,12 @@ def kamailio_registrar(workdir: Path, server: pki.Issued, ca_pem: Path, trusted_
     ``require_certificate=False`` makes it a plain TLS listener (no client certificate request).
     """
     binary = need("kamailio")
+    modules = str(Path(need(TLS_MODULE)).parent)
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(2):
         port = free_port()
         cfg = _write_config(workdir, port, server, ca_pem, trusted_cn, method=method,
-                            require_certificate=require_certificate)
+                            require_certificate=require_certificate, modules=modules)
         log = workdir / "kamailio.log"
         runtime = workdir / "run"
         runtime.mkdir(exist_ok=True)

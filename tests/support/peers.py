@@ -1,36 +1,97 @@
 """Start real peer programs on loopback for tests, and clean them up completely.
 
-In CI (``CI`` set) a missing peer program is a failure, not a skip: a green run must mean the
-peer-backed tests really ran.
+In CI (``CI`` true) a missing peer program is a failure, not a skip: a green run must mean the
+peer-backed tests really ran. Locally it skips with a reason that tests/conftest.py counts in the
+run's closing summary together with the command that installs the missing packages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import pytest
 
-IN_CI = bool(os.environ.get("CI"))
+from . import debian
+
+IN_CI = debian.in_ci()
+# The skip reasons' prefixes that the closing summary (tests/conftest.py) counts.
+PEER_MISSING = "peer missing:"
+CAPTURE_DENIED = "capture not permitted:"
+LET_CAPTURE = ("run the tests as root, or let this user capture: sudo dpkg-reconfigure wireshark-common "
+               "(answer Yes) && sudo usermod -aG wireshark $USER")
 
 
-def need(program: str) -> str:
-    """The path of ``program``; skip locally, fail in CI, when it is not installed."""
-    path = shutil.which(program) or next(
-        (str(p) for p in (Path("/usr/sbin") / program, Path("/sbin") / program) if p.exists()), None)
+def _unavailable(message: str) -> NoReturn:
+    """Fail in CI (a green run must mean the test ran), skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def need(peer: str) -> str:
+    """The path of ``peer`` (a program, or a file glob of .ci/debian-packages.txt); skip locally, fail in CI."""
+    path = debian.find(peer)
     if path is None:
-        message = f"{program} is not installed (see .ci/run for the packages)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"{PEER_MISSING} {peer} (Debian package {debian.package_of(peer)})")
     return path
+
+
+@functools.cache
+def _capture_error(dumpcap: str) -> str:
+    """Why dumpcap cannot open lo for capture as this user ('' when it can): its first error line."""
+    done = subprocess.run([dumpcap, "-L", "-i", "lo"], capture_output=True, text=True, timeout=30, check=False)
+    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["no error text"])[0]
+
+
+def need_capture() -> str:
+    """dumpcap, allowed to capture on lo (root, or a user Debian's wireshark-common lets capture)."""
+    dumpcap = need("dumpcap")
+    error = _capture_error(dumpcap)
+    if error:
+        _unavailable(f"{CAPTURE_DENIED} dumpcap cannot capture on lo ({error}): {LET_CAPTURE}")
+    return dumpcap
+
+
+def without_privilege(argv: Sequence[str], *capabilities: str) -> list[str]:
+    """``argv`` run without ``capabilities`` (e.g. ``dac_override``): as root, under setpriv; else as is.
+
+    Root keeps its uid (so the code under test stays readable wherever the tree lives) but the
+    capabilities leave its inheritable and bounding sets, so neither the program nor what it
+    executes can use them: what an unprivileged user meets. Without root they are absent anyway.
+    """
+    if os.geteuid() != 0:
+        return list(argv)
+    drop = ",".join(f"-{cap}" for cap in capabilities)
+    return [need("setpriv"), f"--inh-caps={drop}", f"--bounding-set={drop}", *argv]
+
+
+def without_file_privilege(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that file modes bind it (no CAP_DAC_OVERRIDE, no CAP_DAC_READ_SEARCH)."""
+    return without_privilege(argv, "dac_override", "dac_read_search")
+
+
+T = TypeVar("T")
+
+
+def eventually(what: str, predicate: Callable[[], T], timeout: float = 10.0, period: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(period)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

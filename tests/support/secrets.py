@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,13 +105,3 @@ def echoing_xml_api() -> Iterator[tuple[str, list[bytes]]]:
         server.shutdown()
         thread.join(5)
         server.server_close()
-
-
-def wait_for(predicate: object, timeout: float = 10.0, period: float = 0.05) -> bool:
-    """Poll ``predicate()`` until true or ``timeout``; the last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(period)
-    return bool(predicate())  # type: ignore[operator]

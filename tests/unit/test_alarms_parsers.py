@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.alarms.lines import MAX_LINE, Skips, iter_prefiltered, iter_stream_lines
+from probes.alarms.lines import MAX_LINE, ParseResult, Skips, iter_prefiltered, iter_stream_lines
 from probes.alarms.model import AlarmCategory, AlarmState
 from probes.alarms.report import parse_report
 from probes.alarms.snmp import SnmpOids, parse_snmptrapd
@@ -155,9 +155,19 @@ def test_stream_lines_drop_overlong_and_keep_the_rest() -> None:
 @given(st.binary(max_size=6000))
 def test_parsers_never_raise_on_arbitrary_bytes(data: bytes) -> None:
     # Given arbitrary bytes, When every parser and the detector read them, Then none raises
+    # And each result's counts are consistent with the input
     for result in (parse_report(data), parse_syslog(data), parse_snmptrapd(data)):
-        assert result.lines >= 0 and result.skips.total >= 0
+        _assert_consistent(result, data)
     detect(data)
+
+
+def _assert_consistent(result: ParseResult, data: bytes) -> None:
+    """The counters of a parse add up: no more lines than the input has, no more skips than lines."""
+    assert result.lines <= data.count(b"\n") + 1
+    assert result.skips.total <= result.lines
+    assert len(result.alarms) <= result.events
+    assert result.skipped_at == sorted(result.skipped_at)
+    assert all(1 <= n <= result.lines for n in result.skipped_at)
 
 
 @settings(max_examples=200, deadline=None)
@@ -170,7 +180,7 @@ def test_parsers_never_raise_on_arbitrary_bytes(data: bytes) -> None:
 def test_parsers_never_raise_on_near_miss_lines(lines: list[str], tail: bytes) -> None:
     data = "\n".join(lines).encode("utf-8", "surrogateescape") + tail
     for result in (parse_report(data), parse_syslog(data), parse_snmptrapd(data)):
-        assert result.lines >= 0
+        _assert_consistent(result, data)
 
 
 def test_snmptrapd_wrapped_hex_string_as_logged_by_real_snmptrapd() -> None:
