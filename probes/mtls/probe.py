@@ -63,6 +63,12 @@ def spec_for_target(target: Target, registrar: Registrar, keylog: Any = None) ->
     return ClientSpec(cert=src.path, key=src.key, chain=src.chain, password=src.password, **common)
 
 
+# Outcomes where an alert we sent is no verdict of ours but OpenSSL's answer to the Front End
+# closing or resetting (measured: 50 decode_error on a FIN right after our certificate).
+_NOT_OUR_VERDICT = frozenset({Reason.OK, Reason.CLOSED, Reason.RESET, Reason.CLOSED_AFTER_CLIENT_CERT,
+                              Reason.RESET_AFTER_CLIENT_CERT})
+
+
 def _issuer_check(client: ClientContext, ca_ders: list[bytes] | None) -> tuple[str | None, bool | None]:
     """(RMX issuer RFC 4514, whether the CA list names it); None where it cannot be judged."""
     if client.issuer_der is None:
@@ -104,7 +110,7 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
     direction: Sender | None = None
     if trace.alert_received is not None:
         alert, direction = trace.alert_received, Sender.FE
-    elif trace.alert_sent is not None and attempt.reason is not Reason.OK:
+    elif trace.alert_sent is not None and attempt.reason not in _NOT_OUR_VERDICT:
         alert, direction = trace.alert_sent, Sender.RMX
     requested: bool | None = None
     if trace.handshake_done or trace.client_cert_sent or trace.certificate_request is not None:

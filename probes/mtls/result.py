@@ -120,7 +120,7 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
     def facts(self) -> Facts:
         """The typed facts the diagnosis acts on (the evidence shows the same to a reader)."""
         return Facts(alert=self.typed_alert, after_client_cert=self.client_cert_sent,
-                     dropped_after_client_cert=self.reason in _DROPPED and self.alert is None,
+                     dropped_after_client_cert=self.reason in _DROPPED and self.alert_direction is not Sender.FE,
                      rmx_issuer=self.rmx_issuer_der, ca_list=self.ca_ders,
                      ms_diagnostics=tuple(d.id for d in self.ms_diagnostics if d.parsed))
 
