@@ -328,9 +328,10 @@ _SPECS: tuple[HintSpec, ...] = (
              ("Remove unneeded roots from the Front Ends' Trusted Root store, or set "
               "SendTrustedIssuerList=0 per KB2464556.", _FE_ROOT)),
     HintSpec(HintCode.TLS_LOCAL_POLICY, Severity.WARNING, "rmxdiag's own TLS policy refused the Front End",
-             "The probe itself refused what the Front End offered (a TLS version outside --tls-min/--tls-max, "
-             "a weak key, a SHA-1 signature or a legacy cipher): this is the probe's policy, not the Front "
-             "End's rejection. Old RMX firmware may accept what the probe refused.",
+             "The probe itself refused what the Front End offered (a weak key, a SHA-1 signature, a small "
+             "DH group or a legacy cipher, at OpenSSL's default security level): this is the probe's policy, "
+             "not the Front End's rejection. Old RMX firmware may accept what the probe refused. (A TLS "
+             "version outside --tls-min/--tls-max is TLS_VERSION_MISMATCH: that range is the RMX's.)",
              ("Re-run `rmxdiag probe` with --tls-min 1.0 (legacy mode: TLS 1.0/1.1, SHA-1, OpenSSL "
               "security level 0) to see the handshake the RMX firmware would do.",
               "Plan to renew the Front End certificate with RSA >= 2048 and SHA-256, and to keep TLS 1.2 "

@@ -2,7 +2,7 @@
 or on a root cause the catalogue documents for it, never on another specific cause.
 
 The findings are built by the probes' own code (tests/support/routing.py); the README's routing
-table is generated from the same variants.
+table is generated from the same variants (tests/unit/test_readme_hints.py keeps it in sync).
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.readme import README, ROUTING, regenerate, section
 from support.routing import (
     MTLS_CASES,
     Variant,
     alert_table_codes,
     alone,
     reported_as,
-    routing_markdown,
     variants,
 )
 
@@ -38,17 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = variants()
 # Code-shaped string constants: the prefixes every finding code of a probe starts with.
 _CODE = re.compile(r"^(CERT|CLIENT|REGISTRAR|TLS|SIP|RMX|ALARM|ALARMS|CAPTURE|MTLS|PFX)_[A-Z0-9_]+$")
-
-
-def test_readme_routing_table_is_generated_from_the_code() -> None:
-    # Given the routing table the variants produce, Then the README holds exactly it
-    assert section(README.read_text(), ROUTING) == routing_markdown(), "run: .venv/bin/python -m tests.support.readme"
-
-
-def test_regenerate_replaces_only_the_routing_section() -> None:
-    # Given a text with both marker pairs, When the routing section is regenerated, Then only it changed
-    text = "a\n<!-- hints:start -->\nh\n<!-- hints:end -->\n<!-- routing:start -->\nold\n<!-- routing:end -->\nz\n"
-    assert regenerate(text, "| new |\n", ROUTING) == text.replace("\nold\n", "\n| new |\n")
 
 
 @pytest.mark.parametrize("name", list(PROBES))
