@@ -121,8 +121,6 @@ def own(code: HintCode, *explains: Take, requires: Take | None = None) -> Rule:
     return Rule(code, (take(code),), explains, requires)
 
 
-
-
 def capture_alerts(root: HintCode) -> Take:
     """The capture's alerts that the one alert table sends to ``root``."""
     return take(_C.CAPTURE_TLS_ALERT, when=points_to(root))
