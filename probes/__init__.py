@@ -6,6 +6,9 @@ Every probe satisfies :class:`Probe`:
 - ``applies_to(target)``: whether the target gives it work. It lives in the probe package's light
   ``__init__`` so the configuration and the CLI can ask without importing cryptography or
   pyshark;
+- ``findings``: every finding code it can emit (hint codes and informational ones), declared in
+  that light ``__init__`` too; a unit test holds the declaration to the package's source, and
+  the README's routing table (finding -> reported hint) is generated from it;
 - ``run(target, settings, ctx)``: the scheduler's entry point, bounded by ``ctx.deadline``. It may
   raise :class:`~probes.model.InputError` for bad input; the engine (``daemon.engine``) turns that,
   and any other exception (a probe bug), into a failed outcome in one place, so no probe repeats
@@ -46,6 +49,11 @@ class Probe(Protocol):
         """The probe's stable name."""
         ...
 
+    @property
+    def findings(self) -> frozenset[str]:
+        """Every finding code this probe can emit."""
+        ...
+
     def applies_to(self, target: Target) -> bool:
         """True when ``target`` configures something for this probe."""
         ...
@@ -62,6 +70,7 @@ class LazyProbe:
     name: str
     applies: Callable[[Target], bool]
     module: str  # exposes run(target, settings, ctx) -> ProbeOutcome
+    findings: frozenset[str]
 
     def applies_to(self, target: Target) -> bool:
         """True when ``target`` configures something for this probe."""

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from probes.tlswire import Alert
+
 
 class Severity(enum.StrEnum):
     """How bad a finding or hint is; ordered by :attr:`rank`."""
@@ -64,17 +66,43 @@ class InputError(Exception):
 
 
 @dataclass(frozen=True)
+class Facts:
+    """The typed observations the diagnosis rules act on (never the rendered evidence text).
+
+    ``alert``: the fatal alert of this finding with its sender; ``after_client_cert``: it came
+    after the RMX's Certificate flight; ``dropped_after_client_cert``: the Front End reset or
+    closed the connection right after that flight, without an alert; ``rmx_issuer`` and
+    ``ca_list``: DER ``Name`` bytes of the RMX certificate's issuer and of the CertificateRequest
+    CA list (None when not seen; names are compared as bytes, never as RFC 4514 text, whose
+    renderings differ for emailAddress or serialNumber); ``ms_diagnostics``: the ids of the SIP
+    answer's ms-diagnostics headers.
+    """
+
+    alert: Alert | None = None
+    after_client_cert: bool = False
+    dropped_after_client_cert: bool = False
+    rmx_issuer: bytes | None = None
+    ca_list: tuple[bytes, ...] | None = None
+    ms_diagnostics: tuple[int, ...] = ()
+
+
+NO_FACTS = Facts()
+
+
+@dataclass(frozen=True)
 class Finding:
     """One observed fact that matters: a stable ``code`` plus evidence a human can check.
 
     ``code`` is API (a hint code of the catalogue or a probe-specific observation code); ``evidence``
-    holds JSON-serialisable values (subjects, serials, alert numbers, header values).
+    holds JSON-serialisable values (subjects, serials, alert numbers, header values) for the
+    report; ``facts`` holds the same observations typed, for the diagnosis.
     """
 
     code: str
     severity: Severity
     message: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    facts: Facts = NO_FACTS
 
     def to_json(self) -> dict[str, Any]:
         """The report's JSON shape of a finding."""

@@ -7,6 +7,7 @@ Secrets are referenced by path and read at use; their values never live in these
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,25 @@ class CertificateSource:
     fetch_address: str | None = None  # "host:port" of the RMX's own TLS listener
 
 
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")  # canonical spellings, lowest first
+TLS_VERSION_FORMS = "1.0, 1.1, 1.2 or 1.3, also written TLSv1.2, TLS1.2 or tls12 (any case)"
+# "1.2", "TLSv1.2" (what reports print as the negotiated version), "TLS1.2", "TLS 1.2", "tls12"
+# (blackbox_exporter's spelling); the digits after "1" are the minor version.
+_TLS_VERSION = re.compile(r"^(?:1\.|tls ?v?1\.?)([0-3])$", re.IGNORECASE)
+
+
+def tls_version(text: str) -> str:
+    """A TLS version as users write it (``1.2``, ``TLSv1.2``, ``TLS1.2``, ``tls12``) -> ``"1.2"``.
+
+    The one parser of the CLI's --tls-min/--tls-max and the configuration's tls_min/tls_max;
+    ValueError (one line listing the accepted forms) for anything else.
+    """
+    found = _TLS_VERSION.match(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a TLS version: write {TLS_VERSION_FORMS}")
+    return f"1.{found.group(1)}"
+
+
 @dataclass(frozen=True)
 class Registrar:
     """One Front End registrar to probe: a pool FQDN/IP, or a SIP domain resolved by SRV."""
@@ -58,7 +78,7 @@ class Registrar:
     port: int = 5061
     srv_domain: str | None = None  # resolve _sipinternaltls._tcp.<domain> and probe each member
     sni: str | None = None  # name sent as SNI and verified in the FE certificate (default: host)
-    tls_min: str = "1.2"  # "1.0" | "1.1" | "1.2" | "1.3"
+    tls_min: str = "1.2"  # "1.0" | "1.1" | "1.2" | "1.3" (see tls_version)
     tls_max: str = "1.3"
     sip_options: bool = True
 

@@ -12,6 +12,9 @@ ValueError for anything malformed, so neither caller mistakes garbage for a fact
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 # TLS alert descriptions (RFC 5246 §7.2, RFC 8446 §6.2): the one table of alert names.
 ALERTS: dict[int, str] = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
@@ -55,6 +58,60 @@ def alert_name(desc: int | None) -> str:
     if desc is None:
         return "encrypted"
     return ALERTS.get(desc, f"alert_{desc}")
+
+
+class Sender(enum.StrEnum):
+    """Who sent a TLS alert: the Front End (the TLS server) or the RMX (the TLS client, or the probe)."""
+
+    FE = "from_fe"
+    RMX = "from_rmx"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A fatal TLS alert as the diagnosis acts on it: its number and who sent it."""
+
+    number: int
+    sender: Sender
+
+    @property
+    def name(self) -> str:
+        """The RFC name (``alert_<n>`` when unknown)."""
+        return alert_name(self.number)
+
+    def evidence(self) -> dict[str, object]:
+        """The report's evidence keys for this alert (``alert``, ``alert_name``, ``direction``)."""
+        return {"alert": self.number, "alert_name": self.name, "direction": str(self.sender)}
+
+
+# The ONE table from a fatal alert to the hint code it points at, for every probe (the mtls
+# probe's outcome and the capture's alerts alike). Sent by the Front End, an alert judges the
+# RMX's offer or certificate; sent by the RMX, it judges the Front End's certificate or offer.
+_CLIENT_CERT_REFUSED = (42, 43, 44, 45, 46, 49, 51, 116)  # bad/unsupported/revoked/expired/unknown,
+# access_denied, decrypt_error (the CertificateVerify made with the RMX key did not verify), certificate_required
+_FROM_FE: dict[int, str] = {**dict.fromkeys(_CLIENT_CERT_REFUSED, "CLIENT_CERT_REJECTED"),
+                            48: "CLIENT_CERT_UNKNOWN_CA", 70: "TLS_VERSION_MISMATCH"}
+_FROM_RMX: dict[int, str] = {**dict.fromkeys((42, 43, 44, 46, 48), "REGISTRAR_CERT_UNTRUSTED"),
+                             45: "REGISTRAR_CERT_EXPIRED", 70: "TLS_VERSION_MISMATCH"}
+# Alerts that end a connection without judging the handshake (an orderly or user close).
+_NOT_A_VERDICT = frozenset({0, 90, 100})
+
+
+def alert_hint(alert: Alert, *, after_client_cert: bool = False) -> str | None:
+    """The hint code a fatal ``alert`` points at; None for a number this table does not know.
+
+    ``after_client_cert``: the alert came after the RMX's Certificate flight, where the Front
+    End's generic handshake_failure (40) is its refusal of that certificate (OpenSSL and Schannel
+    in TLS 1.2). Every other named alert means the handshake itself failed.
+    """
+    if alert.sender is Sender.FE and alert.number == 40 and after_client_cert:
+        return "CLIENT_CERT_REJECTED"
+    table = _FROM_FE if alert.sender is Sender.FE else _FROM_RMX
+    if alert.number in table:
+        return table[alert.number]
+    if alert.number in ALERTS and alert.number not in _NOT_A_VERDICT:
+        return "TLS_HANDSHAKE_FAILURE"
+    return None
 
 
 # --- handshake message bodies (RFC 5246 §7.4.2/§7.4.4, RFC 8446 §4.3.2/§4.4.2) ----------------

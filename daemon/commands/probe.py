@@ -8,9 +8,7 @@ from pathlib import Path
 
 from daemon.commands._common import add_firmware, add_format, emit, single_report
 from probes.model import InputError
-from probes.target import Registrar, SecretFile
-
-_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+from probes.target import TLS_VERSIONS, Registrar, SecretFile, tls_version
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trust anchors for the FE certificate (default: the system store)")
     parser.add_argument("--sip-options", action=argparse.BooleanOptionalAction, default=True,
                         help="send a SIP OPTIONS after the handshake (default: on)")
-    parser.add_argument("--tls-min", choices=_VERSIONS, default="1.2",
-                        help="lowest TLS version offered; 1.0/1.1 enable legacy crypto (SHA-1, SECLEVEL 0)")
-    parser.add_argument("--tls-max", choices=_VERSIONS, default="1.3", help="highest TLS version offered")
+    parser.add_argument("--tls-min", metavar="V", default="1.2",
+                        help="lowest TLS version offered (1.0-1.3, also TLSv1.2, TLS1.2, tls12); 1.0/1.1 enable "
+                             "legacy crypto (SHA-1, SECLEVEL 0)")
+    parser.add_argument("--tls-max", metavar="V", default="1.3", help="highest TLS version offered (default 1.3)")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="one deadline for the whole probe, seconds (default 10)")
     parser.add_argument("--keylog", type=Path, metavar="F", help="append an NSS key log (for tshark) to F")
@@ -63,6 +62,13 @@ def _port(raw: str, value: str) -> int:
     return int(raw)
 
 
+def _version(value: str, option: str) -> str:
+    try:
+        return tls_version(value)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
 def _check_file(path: Path | None, option: str) -> None:
     if path is not None and not path.is_file():
         raise InputError(f"{path}: {option} file does not exist or is not a regular file")
@@ -84,15 +90,16 @@ def execute(args: argparse.Namespace) -> int:
         _check_file(path, option)
     if not 0 < args.timeout <= 600:
         raise InputError(f"--timeout: {args.timeout} must be between 0 and 600 seconds")
-    if _VERSIONS.index(args.tls_min) > _VERSIONS.index(args.tls_max):
-        raise InputError(f"--tls-min {args.tls_min} is above --tls-max {args.tls_max}")
+    tls_min, tls_max = (_version(args.tls_min, "--tls-min"), _version(args.tls_max, "--tls-max"))
+    if TLS_VERSIONS.index(tls_min) > TLS_VERSIONS.index(tls_max):
+        raise InputError(f"--tls-min {tls_min} is above --tls-max {tls_max}")
     host, port = _split(args.registrar, args.srv)
-    registrar = (Registrar(srv_domain=host, port=port, sni=args.sni, tls_min=args.tls_min, tls_max=args.tls_max,
+    registrar = (Registrar(srv_domain=host, port=port, sni=args.sni, tls_min=tls_min, tls_max=tls_max,
                            sip_options=args.sip_options) if args.srv else
-                 Registrar(host=host, port=port, sni=args.sni, tls_min=args.tls_min, tls_max=args.tls_max,
+                 Registrar(host=host, port=port, sni=args.sni, tls_min=tls_min, tls_max=tls_max,
                            sip_options=args.sip_options))
     spec = mtls.ClientSpec(pfx=args.pfx, password=SecretFile(args.password_file) if args.password_file else None,
                            cert=args.cert, key=args.key, chain=args.chain, ca_bundle=args.ca_bundle,
-                           tls_min=args.tls_min, tls_max=args.tls_max, keylog=args.keylog)
+                           tls_min=tls_min, tls_max=tls_max, keylog=args.keylog)
     outcome = mtls.probe([registrar], spec, deadline=time.monotonic() + args.timeout)
     return emit(single_report(args.registrar, [outcome], Firmware(args.firmware)), args.format)

@@ -21,6 +21,7 @@ from daemon.config.model import ActionConfig, BasicAuth, Config, NotifyConfig, S
 from daemon.config.yaml_lines import LABEL_SAFE, Mapping, Node, Reader
 from daemon.diagnosis.catalogue import CATALOGUE, Firmware
 from probes.target import (
+    TLS_VERSIONS,
     AlarmSources,
     CaptureSources,
     CertificateSource,
@@ -29,13 +30,13 @@ from probes.target import (
     Settings,
     Target,
     XmlApi,
+    tls_version,
 )
 
 __all__ = ["DEFAULT_PATH", "ConfigError", "load_config"]
 
 DEFAULT_PATH = Path("/etc/rmxdiag/rmxdiag.yaml")
 
-_TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _MAX_WARNING_DAYS = 3650
@@ -195,12 +196,12 @@ def _registrar(node: Node) -> Registrar:
         srv_domain=m.opt("srv_domain", lambda n: n.hostname(), None),
         port=m.opt("port", lambda n: n.integer(1, 65535), default.port),
         sni=m.opt("sni", lambda n: n.hostname(), None),
-        tls_min=tls_min_node.choice(_TLS_VERSIONS) if tls_min_node else default.tls_min,
-        tls_max=m.opt("tls_max", lambda n: n.choice(_TLS_VERSIONS), default.tls_max),
+        tls_min=tls_min_node.parsed(tls_version) if tls_min_node else default.tls_min,
+        tls_max=m.opt("tls_max", lambda n: n.parsed(tls_version), default.tls_max),
         sip_options=m.opt("sip_options", lambda n: n.boolean(), default.sip_options),
     )
     m.finish()
-    if _TLS_VERSIONS.index(registrar.tls_min) > _TLS_VERSIONS.index(registrar.tls_max):
+    if TLS_VERSIONS.index(registrar.tls_min) > TLS_VERSIONS.index(registrar.tls_max):
         raise (tls_min_node or node).fail(f"tls_min {registrar.tls_min} is above tls_max {registrar.tls_max}")
     return registrar
 

@@ -115,6 +115,17 @@ class Node:
             raise self.fail(f"expected true or false, got {_show(value)}")
         return value
 
+    def parsed(self, parse: Callable[[str], T]) -> T:
+        """``parse`` of the value as written (an unquoted YAML number such as 1.2 included); its
+        ValueError becomes this node's error."""
+        value = self._scalar()
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(f"expected a single value, got {_show(value)}")
+        try:
+            return parse(str(value))
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+
     def choice(self, allowed: tuple[str, ...]) -> str:
         """One of ``allowed`` (compared as strings)."""
         value = self._scalar()

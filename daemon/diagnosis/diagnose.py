@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.diagnosis.catalogue import CATALOGUE, Firmware, remediation
+from daemon.diagnosis.catalogue import CATALOGUE, Firmware, HintCode, hint_code, remediation
 from daemon.diagnosis.rules import (
     CERTIFICATE_ALARM,
     REGISTRATION_ALARM,
@@ -29,7 +29,8 @@ from daemon.diagnosis.rules import (
     same_alert,
 )
 from daemon.report import Hint, sort_hints
-from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.model import Facts, Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.tlswire import dn_to_rfc4514
 
 _ALARMS = (REGISTRATION_ALARM, CERTIFICATE_ALARM)
 # Probes whose problems corroborate a registration alarm, most direct first.
@@ -58,7 +59,7 @@ def _short(value: Any) -> str:
 class _Root:
     """A root cause being assembled: its code and every observation it explains."""
 
-    code: str
+    code: HintCode
     seen: list[Seen] = field(default_factory=list)
 
     def severity(self) -> Severity:
@@ -86,18 +87,19 @@ def diagnose(outcomes: Iterable[ProbeOutcome], firmware: Firmware = Firmware.V8)
 def _correlate(seen: Sequence[Seen]) -> list[_Root]:
     """Rules first, then one root per remaining catalogue code; alarm findings are left out."""
     pool = [s for s in seen if s.code not in _ALARMS]
-    roots: dict[str, _Root] = {}
+    roots: dict[HintCode, _Root] = {}
     for rule in RULES:
-        fired = [s for s in pool if rule.fires(s)]
+        fired = [s for s in pool if any(t(s) for t in rule.fires)]
         if not fired or (rule.requires is not None and not any(rule.requires(s) for s in seen)):
             continue
         explains = (*rule.explains, same_alert(fired))
-        explained = [s for s in pool if s not in fired and any(m(s) for m in explains)]
+        explained = [s for s in pool if s not in fired and any(t(s) for t in explains)]
         roots.setdefault(rule.root, _Root(rule.root)).seen.extend(fired + explained)
         pool = [s for s in pool if s not in fired and s not in explained]
     for s in pool:
-        if s.code in CATALOGUE:
-            roots.setdefault(s.code, _Root(s.code)).seen.append(s)
+        code = hint_code(s.code)
+        if code is not None:
+            roots.setdefault(code, _Root(code)).seen.append(s)
     return list(roots.values())
 
 
@@ -112,7 +114,8 @@ def _fold_alarms(alarms: Sequence[Seen], roots: list[_Root], ran: Sequence[Probe
         elif _contradicted(alarm, roots, ran):
             contradicted.append(alarm)
         else:  # nothing could confirm or refute it: report the alarm as the RMX states it
-            extra.setdefault(alarm.code, _Root(alarm.code)).seen.append(alarm)
+            code = HintCode(alarm.code)
+            extra.setdefault(code, _Root(code)).seen.append(alarm)
     if contradicted:
         root = _Root(UNCORROBORATED, contradicted + _healthy_evidence(ran, contradicted))
         extra[UNCORROBORATED] = root
@@ -187,28 +190,33 @@ def _healthy_evidence(ran: Sequence[ProbeOutcome], alarms: Sequence[Seen]) -> li
 
 
 def _derived(seen: Sequence[Seen]) -> list[Seen]:
-    """The RMX issuer absent from the Front End's CertificateRequest CA list, from two probes."""
-    if any(s.code == "CAPTURE_TRUNCATED_CA_LIST" for s in seen):
+    """The RMX issuer absent from the Front End's CertificateRequest CA list, from two probes.
+
+    Both names are DER bytes (:class:`probes.model.Facts`): one Name has several RFC 4514
+    renderings (emailAddress, serialNumber, escaping), so text would invent a difference.
+    """
+    if any(s.code == HintCode.CAPTURE_TRUNCATED_CA_LIST for s in seen):
         return []
-    issuer = next((s.get("rmx_issuer") for s in seen if s.get("rmx_issuer")), None) or next(
-        (s.get("issuer") for s in seen if s.probe == "certificate" and s.get("issuer")), None)
-    listed = next(((s.probe, s.get("ca_names")) for s in seen if isinstance(s.get("ca_names"), list)
-                   and s.get("ca_names")), None)
-    if not isinstance(issuer, str) or listed is None:
+    issuer = next((s.facts.rmx_issuer for s in seen if s.facts.rmx_issuer is not None), None)
+    listed = next(((s.probe, s.facts.ca_list) for s in seen if s.facts.ca_list), None)
+    if issuer is None or listed is None:
         return []
     probe, names = listed
-    if _dn(issuer) in {_dn(str(n)) for n in names}:
+    if issuer in names:
         return []
-    finding = Finding("CAPTURE_TRUNCATED_CA_LIST", Severity.WARNING,
+    finding = Finding(HintCode.CAPTURE_TRUNCATED_CA_LIST, Severity.WARNING,
                       f"the Front End's CertificateRequest lists {len(names)} CA(s), not the RMX issuer",
-                      {"rmx_issuer": issuer, "ca_names": list(names)})
+                      {"rmx_issuer": _rendered(issuer), "ca_names": [_rendered(n) for n in names]},
+                      Facts(rmx_issuer=issuer, ca_list=names))
     return [Seen(f"certificate+{probe}", finding)]  # cited as the correlation of both probes
 
 
-def _dn(name: str) -> str:
-    """An RFC 4514 name compared loosely (case and spaces around separators ignored)."""
-    parts = [p.strip() for p in name.replace("+", ",").split(",")]
-    return ",".join(sorted("=".join(x.strip().lower() for x in p.split("=", 1)) for p in parts if p))
+def _rendered(der: bytes) -> str:
+    """A DER Name as RFC 4514 text, for the evidence line only."""
+    try:
+        return dn_to_rfc4514(der)
+    except ValueError:
+        return "#" + der.hex()
 
 
 _TRUST_CODES = frozenset({"CLIENT_CERT_UNKNOWN_CA", "CERT_CHAIN_INCOMPLETE", "CAPTURE_TRUNCATED_CA_LIST",

@@ -9,10 +9,14 @@ from __future__ import annotations
 from probes import LazyProbe
 from probes.target import Target
 
+# Every finding code of this probe: the two alarm hints and the informational categories.
+FINDINGS = frozenset({"RMX_ALARM_REGISTRATION", "RMX_ALARM_CERTIFICATE", "ALARMS_ICE", "ALARMS_REVOCATION",
+                      "ALARMS_XML_API"})
+
 
 def applies_to(target: Target) -> bool:
     """A target with at least one alarm source."""
     return target.alarms.configured
 
 
-PROBE = LazyProbe("alarms", applies_to, "probes.alarms.probe")
+PROBE = LazyProbe("alarms", applies_to, "probes.alarms.probe", FINDINGS)

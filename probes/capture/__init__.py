@@ -9,10 +9,16 @@ from __future__ import annotations
 from probes import LazyProbe
 from probes.target import Target
 
+# Every finding code of this probe (SIP answers only with a key log).
+FINDINGS = frozenset({
+    "CAPTURE_TLS_ALERT", "CAPTURE_EMPTY_CLIENT_CERT", "CAPTURE_RESET_AFTER_CLIENT_CERT", "CAPTURE_NO_SERVER_RESPONSE",
+    "CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_INCOMPLETE", "SIP_NOT_TRUSTED", "SIP_ERROR_RESPONSE", "CAPTURE_SUMMARY",
+})
+
 
 def applies_to(target: Target) -> bool:
     """A target with capture files, a capture directory or an interface."""
     return target.capture.configured
 
 
-PROBE = LazyProbe("capture", applies_to, "probes.capture.probe")
+PROBE = LazyProbe("capture", applies_to, "probes.capture.probe", FINDINGS)

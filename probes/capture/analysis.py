@@ -18,8 +18,8 @@ from cryptography import x509
 from probes.capture.events import PacketEvent
 from probes.capture.result import CaptureResult, ConnectionSummary, parse_ms_diagnostics
 from probes.certificate.load import CERT_PARSE_ERRORS
-from probes.model import Finding, Severity
-from probes.tlswire import HANDSHAKE_NAMES, alert_name, dn_to_rfc4514, version_name
+from probes.model import Facts, Finding, Severity
+from probes.tlswire import HANDSHAKE_NAMES, Alert, Sender, alert_name, dn_to_rfc4514, version_name
 
 MAX_LISTED = 200  # connection summaries kept for the report; counters cover every connection
 MAX_LISTED_OK = 50  # of which at most this many healthy ones: problems are what a reader looks for
@@ -277,7 +277,8 @@ class CaptureAnalyzer:
                         "CAPTURE_TRUNCATED_CA_LIST", Severity.WARNING,
                         "the CertificateRequest CA list does not name the RMX certificate's issuer",
                         {"connection": conn.name, "ca_names": list(ca_names),
-                         "rmx_issuer": _safe_dn(issuers[-1])}))
+                         "rmx_issuer": _safe_dn(issuers[-1])},
+                        Facts(rmx_issuer=issuers[-1], ca_list=conn.ca_names)))
         self._findings_for(conn, outcome)
         return ConnectionSummary(
             conn.name, outcome, tuple(conn.history),
@@ -323,12 +324,16 @@ class CaptureAnalyzer:
         if conn.offered:
             base["tls_version"] = version_name(conn.chosen) or ""
         for direction, level, desc in conn.alerts:
-            if level != 2:
+            if level != 2 or desc is None:
                 continue
-            self._finding(("CAPTURE_TLS_ALERT", str(desc), direction), Finding(
+            alert = Alert(desc, Sender(direction))
+            # After the client's Certificate flight (the RMX's, or an empty one).
+            after_cert = conn.client_cert_sent is not None
+            self._finding(("CAPTURE_TLS_ALERT", str(desc), direction, str(after_cert)), Finding(
                 "CAPTURE_TLS_ALERT", Severity.CRITICAL,
-                f"fatal TLS alert {alert_name(desc)} ({desc}) sent {_side(direction)}",
-                {**base, "alert": desc, "alert_name": alert_name(desc), "direction": direction}))
+                f"fatal TLS alert {alert.name} ({desc}) sent {_side(direction)}"
+                + (" after the client certificate" if after_cert else ""),
+                {**base, **alert.evidence()}, Facts(alert=alert, after_client_cert=after_cert)))
         if conn.client_cert_sent is False and conn.cert_request:
             self._finding(("CAPTURE_EMPTY_CLIENT_CERT",), Finding(
                 "CAPTURE_EMPTY_CLIENT_CERT", Severity.CRITICAL,
@@ -340,7 +345,8 @@ class CaptureAnalyzer:
                 "CAPTURE_RESET_AFTER_CLIENT_CERT", Severity.CRITICAL,
                 f"the server {'reset' if reset else 'closed'} the connection right after the client "
                 "certificate flight, without an alert",
-                {**base, "reason": "reset" if reset else "closed", "direction": conn.side(False)}))
+                {**base, "reason": "reset" if reset else "closed", "direction": conn.side(False)},
+                Facts(after_client_cert=True, dropped_after_client_cert=True)))
         if outcome in ("no_syn_ack", "refused", "no_server_hello"):
             stage = "tls" if outcome == "no_server_hello" else "connect"
             message = {"no_syn_ack": "SYN never answered", "refused": "SYN answered by a reset (nothing listens)",
@@ -348,15 +354,25 @@ class CaptureAnalyzer:
             self._finding(("CAPTURE_NO_SERVER_RESPONSE", outcome), Finding(
                 "CAPTURE_NO_SERVER_RESPONSE", Severity.CRITICAL, message,
                 {**base, "stage": stage, "reason": outcome}))
+        if outcome == "incomplete" and (conn.syn or conn.client_hello):
+            # Its handshake began inside the capture and had no outcome when the capture ended (or
+            # the file was cut): what the capture says about it is partial, never "OK". A connection
+            # already established when the capture began is not cut: only its handshake is missing.
+            self._finding(("CAPTURE_INCOMPLETE", "connection"), Finding(
+                "CAPTURE_INCOMPLETE", Severity.WARNING,
+                "a handshake that began in the capture has no outcome in it (the capture ends first)",
+                {**base, "reason": "incomplete", "history": " ".join(conn.history[-6:])}))
         for entry in conn.sip:
             status = entry.get("status")
             if status is None or status < 300:
                 continue
             code = "SIP_NOT_TRUSTED" if status in (401, 403) else "SIP_ERROR_RESPONSE"
             severity = Severity.CRITICAL if code == "SIP_NOT_TRUSTED" else Severity.WARNING
+            ids = tuple(d["id"] for d in entry["ms_diagnostics"] if isinstance(d.get("id"), int))
             self._finding((code, str(status)), Finding(
                 code, severity, f"SIP {status} {entry.get('reason', '')}".strip() + " in the decrypted capture",
-                {**base, "stage": "sip", "sip_status": status, "ms_diagnostics": entry["ms_diagnostics"]}))
+                {**base, "stage": "sip", "sip_status": status, "ms_diagnostics": entry["ms_diagnostics"]},
+                Facts(ms_diagnostics=ids)))
 
     def _finding(self, key: tuple[str, ...], finding: Finding) -> None:
         """Keep the first finding of each kind, counting how many connections showed it."""
@@ -369,14 +385,22 @@ class CaptureAnalyzer:
             self._close(key, conn, at_end=True)
         for label, count in self._alert_counts():
             self._alerts[label] += count
-        findings = [Finding(f.code, f.severity, f.message + (f" ({n} connections)" if n > 1 else ""),
-                            {**f.evidence, "count": n})
+        findings = [Finding(f.code, self._severity(f), f.message + (f" ({n} connections)" if n > 1 else ""),
+                            {**f.evidence, "count": n}, f.facts)
                     for f, n in self._findings.values()]
         result = CaptureResult(tuple(files), self.port, self.events, self._connections, dict(self._outcomes),
                                dict(self._alerts), tuple(self._done), self._omitted, tuple(warnings))
         findings.append(Finding("CAPTURE_SUMMARY", Severity.INFO, result.counts_line(),
                                 {"count": self._connections}))
         return result, findings
+
+    def _severity(self, finding: Finding) -> Severity:
+        """A handshake cut by the end of the capture is a warning, unless the same capture shows a
+        handshake that succeeded: then the link was seen working and the cut one is only noted
+        (a bounded live capture nearly always cuts the connection in flight at its end)."""
+        if finding.code == "CAPTURE_INCOMPLETE" and self._outcomes["ok"]:
+            return Severity.INFO
+        return finding.severity
 
     def _alert_counts(self) -> list[tuple[str, int]]:
         return [(f"{f.evidence['alert_name']} {f.evidence['direction']}", n)

@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from probes.certificate.chain import chain_findings, common_name, is_self_signed, iso, key_matches
 from probes.certificate.load import Material
-from probes.model import Finding, Severity
+from probes.model import Facts, Finding, Severity
 
 _EKU_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
@@ -261,7 +261,8 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
     found: list[Finding] = [Finding("CERT_SUMMARY", Severity.INFO,
                                     f"certificate '{common_name(cert.subject) or cert.subject.rfc4514_string()}' "
                                     f"valid until {iso(cert.not_valid_after_utc)}",
-                                    {"file": material.file, **describe(cert)})]
+                                    {"file": material.file, **describe(cert)},
+                                    Facts(rmx_issuer=cert.issuer.public_bytes()))]
     self_signed = is_self_signed(cert)
     if self_signed:
         factory = _factory(cert)

@@ -3,7 +3,8 @@
 Every way a probe of a registrar can end is a :class:`Stage` and a :class:`Reason`. Reasons are
 derived here only, from ``ssl.SSLError.reason`` (OpenSSL's reason name), the alert numbers the
 handshake trace saw, ``SSLCertVerificationError.verify_code`` and ``OSError.errno``; never from
-message text. :func:`hint_for` maps an outcome to its catalogue hint code.
+message text. :func:`hint_for` maps an outcome to its catalogue hint code (alerts through the one alert table of
+:mod:`probes.tlswire`, shared with the capture probe).
 
 Exception tree handled (CPython 3.11)::
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from probes.model import Severity
 from probes.resolve import ResolveError
+from probes.tlswire import Alert, Sender, alert_hint
 
 
 class Stage(enum.StrEnum):
@@ -211,6 +213,7 @@ class HintRef:
 
 
 _C, _W = Severity.CRITICAL, Severity.WARNING
+# Outcomes other than a received alert (those go through the one alert table, see hint_for).
 _HINTS: dict[Reason, HintRef] = {
     Reason.DNS_FAILURE: HintRef("REGISTRAR_DNS_FAILURE", _C),
     Reason.DNS_TIMEOUT: HintRef("REGISTRAR_DNS_FAILURE", _C),
@@ -222,19 +225,6 @@ _HINTS: dict[Reason, HintRef] = {
     Reason.NOT_TLS: HintRef("REGISTRAR_TLS_TIMEOUT", _C),  # its remediation: "not the FE's MTLS port"
     Reason.CLOSED_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.RESET_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_HANDSHAKE_FAILURE: HintRef("TLS_HANDSHAKE_FAILURE", _C),
-    Reason.ALERT_BAD_CERTIFICATE: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_UNSUPPORTED_CERTIFICATE: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_CERTIFICATE_REVOKED: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_CERTIFICATE_EXPIRED: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_CERTIFICATE_UNKNOWN: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_UNKNOWN_CA: HintRef("CLIENT_CERT_UNKNOWN_CA", _C),
-    Reason.ALERT_ACCESS_DENIED: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_DECRYPT_ERROR: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_PROTOCOL_VERSION: HintRef("TLS_VERSION_MISMATCH", _C),
-    Reason.ALERT_INSUFFICIENT_SECURITY: HintRef("TLS_HANDSHAKE_FAILURE", _C),
-    Reason.ALERT_CERTIFICATE_REQUIRED: HintRef("CLIENT_CERT_REJECTED", _C),
-    Reason.ALERT_OTHER: HintRef("TLS_HANDSHAKE_FAILURE", _C),
     Reason.SERVER_CERT_UNTRUSTED: HintRef("REGISTRAR_CERT_UNTRUSTED", _C),
     Reason.SERVER_CERT_INVALID: HintRef("REGISTRAR_CERT_UNTRUSTED", _C),
     Reason.SERVER_CERT_NAME_MISMATCH: HintRef("REGISTRAR_CERT_NAME_MISMATCH", _C),
@@ -247,14 +237,18 @@ _HINTS: dict[Reason, HintRef] = {
     Reason.ERROR_RESPONSE: HintRef("SIP_ERROR_RESPONSE", _W),
     Reason.BAD_RESPONSE: HintRef("SIP_ERROR_RESPONSE", _W),
 }
+_REASON_ALERT = {reason: number for number, reason in _ALERT_REASON.items()}
 
 
-def hint_for(stage: Stage, reason: Reason, *, after_client_cert: bool = False) -> HintRef | None:
+def hint_for(stage: Stage, reason: Reason, *, alert: int | None = None,
+             after_client_cert: bool = False) -> HintRef | None:
     """The catalogue hint of an outcome (None for success).
 
-    ``after_client_cert``: the failure came after our Certificate flight, so a generic
-    handshake_failure alert is the FE refusing our certificate (OpenSSL and Schannel send 40
-    for a missing or refused client certificate in TLS 1.2).
+    An alert received from the Front End (``alert``: its number; derived from ``reason`` when
+    None) goes through the one alert table every probe uses (:func:`probes.tlswire.alert_hint`);
+    ``after_client_cert``: it came after our Certificate flight, where a generic handshake_failure
+    is the FE refusing our certificate (OpenSSL and Schannel send 40 for a missing or refused
+    client certificate in TLS 1.2).
     """
     if reason is Reason.OK:
         return None
@@ -267,6 +261,9 @@ def hint_for(stage: Stage, reason: Reason, *, after_client_cert: bool = False) -
     if stage is Stage.TLS and reason in (Reason.TIMEOUT, Reason.CLOSED, Reason.RESET):
         # FIN/RST before our certificate went out: the FE dropped the ClientHello (or a middlebox).
         return HintRef("REGISTRAR_TLS_TIMEOUT" if reason is Reason.TIMEOUT else "TLS_HANDSHAKE_FAILURE", _C)
-    if reason is Reason.ALERT_HANDSHAKE_FAILURE and after_client_cert:
-        return HintRef("CLIENT_CERT_REJECTED", _C)
+    if reason.value.startswith("alert_"):
+        number = alert if alert is not None else _REASON_ALERT.get(reason)
+        code = alert_hint(Alert(number, Sender.FE), after_client_cert=after_client_cert) if number else None
+        # An alert the table does not know still ended the handshake.
+        return HintRef(code or "TLS_HANDSHAKE_FAILURE", _C)
     return _HINTS.get(reason, HintRef("TLS_HANDSHAKE_FAILURE", _C))

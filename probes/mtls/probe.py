@@ -30,7 +30,7 @@ from probes.mtls.tls import (
 )
 from probes.resolve import ResolveError
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
-from probes.tlswire import certificate_list, certificate_request_cas
+from probes.tlswire import Sender, certificate_list, certificate_request_cas
 
 __all__ = ["ClientSpec", "MtlsResult", "RegistrarResult", "probe", "run", "spec_for_target"]
 
@@ -61,6 +61,12 @@ def spec_for_target(target: Target, registrar: Registrar, keylog: Any = None) ->
         return ClientSpec(cert=src.path / "cert.pem", key=src.path / "pkey.pem", chain=src.path / "rootCA.pem",
                           password=password, **common)
     return ClientSpec(cert=src.path, key=src.key, chain=src.chain, password=src.password, **common)
+
+
+# Outcomes where an alert we sent is no verdict of ours but OpenSSL's answer to the Front End
+# closing or resetting (measured: 50 decode_error on a FIN right after our certificate).
+_NOT_OUR_VERDICT = frozenset({Reason.OK, Reason.CLOSED, Reason.RESET, Reason.CLOSED_AFTER_CLIENT_CERT,
+                              Reason.RESET_AFTER_CLIENT_CERT})
 
 
 def _issuer_check(client: ClientContext, ca_ders: list[bytes] | None) -> tuple[str | None, bool | None]:
@@ -100,11 +106,12 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         if found is not None:
             ca_ders, names = found
     issuer, listed = _issuer_check(client, ca_ders)
-    alert, direction = None, None
+    alert: int | None = None
+    direction: Sender | None = None
     if trace.alert_received is not None:
-        alert, direction = trace.alert_received, "from_fe"
-    elif trace.alert_sent is not None and attempt.reason is not Reason.OK:
-        alert, direction = trace.alert_sent, "from_rmx"
+        alert, direction = trace.alert_received, Sender.FE
+    elif trace.alert_sent is not None and attempt.reason not in _NOT_OUR_VERDICT:
+        alert, direction = trace.alert_sent, Sender.RMX
     requested: bool | None = None
     if trace.handshake_done or trace.client_cert_sent or trace.certificate_request is not None:
         requested = trace.certificate_request is not None
@@ -120,7 +127,8 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         rmx_issuer_listed=listed, server_chain=server_chain,
         sip_status=response.status if response else None, sip_reason_phrase=response.reason if response else None,
         sip_server=response.server if response else None,
-        ms_diagnostics=response.diagnostics if response else (), ladder=tuple(trace.steps), detail=attempt.detail)
+        ms_diagnostics=response.diagnostics if response else (), ladder=tuple(trace.steps), detail=attempt.detail,
+        rmx_issuer_der=client.issuer_der, ca_ders=tuple(ca_ders) if ca_ders is not None else None)
 
 
 def _srv_failure(domain: str, port: int, exc: ResolveError) -> RegistrarResult:

@@ -6,12 +6,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import MAX_CHAIN_POSITION, Finding, Metric, Sample, Severity
+from probes.model import MAX_CHAIN_POSITION, Facts, Finding, Metric, Sample, Severity
 from probes.mtls import outcome as oc
 from probes.mtls.outcome import Reason, Stage
 from probes.mtls.tls import CertInfo
 from probes.sip import MsDiagnostic
-from probes.tlswire import ALERTS
+from probes.tlswire import ALERTS, Alert, Sender
+
+# Outcomes about the Front End's certificate (its chain is their evidence) and about the RMX's
+# certificate (the CertificateRequest CA list is theirs).
+_FE_CERT_CODES = frozenset({"REGISTRAR_CERT_UNTRUSTED", "REGISTRAR_CERT_NAME_MISMATCH", "REGISTRAR_CERT_EXPIRED",
+                            "TLS_LOCAL_POLICY"})
+_CLIENT_CERT_CODES = frozenset({"CLIENT_CERT_REJECTED", "CLIENT_CERT_UNKNOWN_CA"})
+_DROPPED = frozenset({Reason.RESET_AFTER_CLIENT_CERT, Reason.CLOSED_AFTER_CLIENT_CERT})
 
 # What ssl.SSLSocket.version() can return: the closed set of rmxdiag_tls_version_info{version}.
 TLS_VERSION_LABELS = frozenset({"SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})
@@ -55,7 +62,8 @@ class RegistrarResult:
     X509_V_ERR code when we rejected the FE chain; ``client_cert_requested``: None when the
     handshake did not get that far; ``ca_names``: the CertificateRequest CA list (RFC 4514; None
     when no request was seen); ``rmx_issuer_listed``: None when there is no list, no client
-    certificate, or the list is empty ("any CA"); ``server_chain``: the chain the FE presented,
+    certificate, or the list is empty ("any CA"); ``rmx_issuer_der``/``ca_ders``: the same two
+names as DER (what the diagnosis compares); ``server_chain``: the chain the FE presented,
     also when verification failed; ``sip_*``: None without a SIP answer; ``ladder``: the handshake
     as (direction, message) steps.
     """
@@ -69,7 +77,7 @@ class RegistrarResult:
     tls_version: str | None
     cipher: str | None
     alert: int | None
-    alert_direction: str | None
+    alert_direction: Sender | None
     after_handshake: bool
     verify_code: int | None
     verify_message: str | None
@@ -88,6 +96,8 @@ class RegistrarResult:
     ms_diagnostics: tuple[MsDiagnostic, ...]
     ladder: tuple[tuple[str, str], ...]
     detail: str = ""
+    rmx_issuer_der: bytes | None = None
+    ca_ders: tuple[bytes, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +107,22 @@ class RegistrarResult:
     @property
     def hint(self) -> oc.HintRef | None:
         """The catalogue hint of this outcome (None when healthy)."""
-        return oc.hint_for(self.stage, self.reason, after_client_cert=self.client_cert_sent)
+        return oc.hint_for(self.stage, self.reason, alert=self.alert if self.alert_direction is Sender.FE else None,
+                           after_client_cert=self.client_cert_sent)
+
+    @property
+    def typed_alert(self) -> Alert | None:
+        """The fatal alert of this outcome with its sender (None: no alert)."""
+        if self.alert is None or self.alert_direction is None:
+            return None
+        return Alert(self.alert, self.alert_direction)
+
+    def facts(self) -> Facts:
+        """The typed facts the diagnosis acts on (the evidence shows the same to a reader)."""
+        return Facts(alert=self.typed_alert, after_client_cert=self.client_cert_sent,
+                     dropped_after_client_cert=self.reason in _DROPPED and self.alert_direction is not Sender.FE,
+                     rmx_issuer=self.rmx_issuer_der, ca_list=self.ca_ders,
+                     ms_diagnostics=tuple(d.id for d in self.ms_diagnostics if d.parsed))
 
     def describe(self) -> str:
         """One human sentence for the outcome."""
@@ -123,9 +148,9 @@ class RegistrarResult:
     def evidence(self) -> dict[str, Any]:
         """The evidence keys of the findings conventions (JSON-serialisable)."""
         ev: dict[str, Any] = {"registrar": self.registrar, "stage": str(self.stage), "reason": str(self.reason)}
-        if self.alert is not None:
-            ev.update(alert=self.alert, alert_name=ALERTS.get(self.alert, "unknown"),
-                      direction=self.alert_direction, after_handshake=self.after_handshake)
+        typed = self.typed_alert
+        if typed is not None:
+            ev.update(typed.evidence(), after_handshake=self.after_handshake)
         optional = {"tls_version": self.tls_version, "sip_status": self.sip_status, "sni": self.sni,
                     "verify_code": self.verify_code, "verify_message": self.verify_message,
                     "ssl_reason": self.ssl_reason, "errno": self.errno, "sip_server": self.sip_server}
@@ -136,12 +161,11 @@ class RegistrarResult:
         code = hint.code if hint else ""
         # Only the facts that bear on this outcome: the FE leaf for FE-certificate outcomes, the
         # CertificateRequest CA list for client-certificate rejections (the full result has both).
-        if self.server_chain and (code.startswith("REGISTRAR_CERT") or self.reason is Reason.LOCAL_POLICY_REFUSED
-                                  or hint is None):
+        if self.server_chain and (code in _FE_CERT_CODES or hint is None):
             leaf = self.server_chain[0]
             ev.update(subject=leaf.subject, issuer=leaf.issuer, serial=leaf.serial,
                       not_before=leaf.not_before, not_after=leaf.not_after, sans=list(leaf.sans))
-        if code.startswith("CLIENT_CERT"):
+        if code in _CLIENT_CERT_CODES:
             if self.ca_names is not None:
                 ev["ca_names"] = list(self.ca_names)
             if self.rmx_issuer is not None:
@@ -153,10 +177,11 @@ class RegistrarResult:
         """The findings of this registrar: its failure hint, or MTLS_OK, plus MTLS observations."""
         out = []
         hint = self.hint
+        facts = self.facts()
         if hint is not None:
-            out.append(Finding(hint.code, hint.severity, self.describe(), self.evidence()))
+            out.append(Finding(hint.code, hint.severity, self.describe(), self.evidence(), facts))
         else:
-            out.append(Finding("MTLS_OK", Severity.INFO, self.describe(), self.evidence()))
+            out.append(Finding("MTLS_OK", Severity.INFO, self.describe(), self.evidence(), facts))
         if self.client_cert_requested is False:
             out.append(Finding("CLIENT_CERT_NOT_REQUESTED", Severity.WARNING,
                                f"{self.registrar}: the server sent no CertificateRequest (not MTLS)",
@@ -165,7 +190,8 @@ class RegistrarResult:
             out.append(Finding("CAPTURE_TRUNCATED_CA_LIST", Severity.WARNING,
                                f"{self.registrar}: the CertificateRequest CA list does not name the RMX issuer",
                                {"registrar": self.registrar, "ca_names": list(self.ca_names or ()),
-                                "rmx_issuer": self.rmx_issuer}))
+                                "rmx_issuer": self.rmx_issuer},
+                               Facts(rmx_issuer=self.rmx_issuer_der, ca_list=self.ca_ders)))
         return out
 
     def to_json(self) -> dict[str, Any]:

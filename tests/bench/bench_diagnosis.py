@@ -26,7 +26,8 @@ from daemon.config.load import load_config
 from daemon.diagnosis.catalogue import CATALOGUE, Firmware, remediation
 from daemon.diagnosis.diagnose import diagnose, evidence_line
 from daemon.report import Hint, sort_hints
-from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.model import Facts, Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.tlswire import Alert, Sender
 from tests.bench.common import Row, interleaved, print_table
 
 TARGETS = 500
@@ -70,18 +71,25 @@ def _outcomes() -> tuple[ProbeOutcome, ...]:
     c, w, i = Severity.CRITICAL, Severity.WARNING, Severity.INFO
     ev = {"registrar": "fe:5061", "stage": "tls", "alert": 48, "direction": "from_fe",
           "ca_names": ["CN=Root A", "CN=Root B", "CN=Issuing B"], "tls_version": "TLSv1.2"}
+    # The typed facts the probes attach (DER names stand in as short distinct byte strings).
+    fe48 = Facts(alert=Alert(48, Sender.FE), after_client_cert=True, ca_list=(b"0\x01A", b"0\x01B", b"0\x01C"))
     return (
         ProbeOutcome("certificate", ProbeStatus.OK, 0.01, (
-            Finding("CERT_SUMMARY", i, "summary", {"issuer": "CN=Issuing A", "subject": "CN=rmx"}),
+            Finding("CERT_SUMMARY", i, "summary", {"issuer": "CN=Issuing A", "subject": "CN=rmx"},
+                    Facts(rmx_issuer=b"0\x01I")),
             Finding("CERT_CHAIN_INCOMPLETE", c, "chain", {"subject": "CN=rmx"}),
             Finding("CERT_NO_CDP", w, "no cdp"), Finding("CERT_SAN_PRESENT", w, "san"))),
         ProbeOutcome("mtls", ProbeStatus.OK, 0.01, (
-            Finding("CLIENT_CERT_UNKNOWN_CA", c, "alert 48", ev),
-            Finding("CLIENT_CERT_UNKNOWN_CA", c, "alert 48 (second registrar)", {**ev, "registrar": "fe2:5061"}))),
+            Finding("CLIENT_CERT_UNKNOWN_CA", c, "alert 48", ev, fe48),
+            Finding("CLIENT_CERT_UNKNOWN_CA", c, "alert 48 (second registrar)", {**ev, "registrar": "fe2:5061"},
+                    fe48))),
         ProbeOutcome("capture", ProbeStatus.OK, 0.01, (
-            Finding("CAPTURE_TLS_ALERT", c, "alert 48", {"alert": 48, "direction": "from_fe"}),
-            Finding("CAPTURE_TLS_ALERT", c, "alert 70", {"alert": 70, "direction": "from_fe"}),
-            Finding("CAPTURE_RESET_AFTER_CLIENT_CERT", c, "rst", {"reason": "reset"}),
+            Finding("CAPTURE_TLS_ALERT", c, "alert 48", {"alert": 48, "direction": "from_fe"},
+                    Facts(alert=Alert(48, Sender.FE))),
+            Finding("CAPTURE_TLS_ALERT", c, "alert 70", {"alert": 70, "direction": "from_fe"},
+                    Facts(alert=Alert(70, Sender.FE))),
+            Finding("CAPTURE_RESET_AFTER_CLIENT_CERT", c, "rst", {"reason": "reset"},
+                    Facts(after_client_cert=True, dropped_after_client_cert=True)),
             Finding("CAPTURE_SUMMARY", i, "12 connections"))),
         ProbeOutcome("alarms", ProbeStatus.OK, 0.01, (
             Finding("RMX_ALARM_REGISTRATION", c, "handshake",

@@ -1,4 +1,8 @@
-"""`rmxdiag pcap` on captures recorded here: real openssl / Python TLS peers on loopback, dumpcap on lo."""
+"""`rmxdiag pcap` on captures recorded here: real openssl / Python TLS peers on loopback, dumpcap on lo.
+
+Each capture's findings also go through the diagnosis (``_hints``): what the capture probe really
+emits from a real recording must land on the hint a reader is told to expect.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from support.capture import (
 )
 from support.peers import free_port
 
+from daemon.diagnosis.diagnose import diagnose
 from daemon.lab import pki
 from probes.capture import probe as capture
 from probes.capture.analysis import CaptureResult
@@ -74,6 +79,11 @@ def _codes(outcome: ProbeOutcome) -> dict[str, Finding]:
     return {f.code: f for f in outcome.findings}
 
 
+def _hints(outcome: ProbeOutcome) -> list[tuple[str, str]]:
+    """(code, severity) of the hints the diagnosis makes of this capture alone."""
+    return [(h.code, str(h.severity)) for h in diagnose([outcome])]
+
+
 def _record_openssl(lab: Lab, tmp_path: Path, server_extra: list[str], client_extra: list[str],
                     pcap: bool = False) -> tuple[Path, int]:
     port = free_port()
@@ -99,6 +109,7 @@ def test_healthy_mtls(lab: Lab, tmp_path: Path, version: str) -> None:
     summary = handshakes[-1]
     assert summary.version == ("TLSv1.2" if version == "-tls1_2" else "TLSv1.3")
     assert set(_codes(outcome)) == {"CAPTURE_SUMMARY"}, [s.line() for s in result.summaries]
+    assert _hints(outcome) == []
     if version == "-tls1_2":  # TLS 1.3 encrypts both certificates and the CertificateRequest
         assert summary.server_chain[0][0] == "CN=fe01.lab.example"
         assert summary.client_chain[0][0] == "CN=rmx.lab.example,O=rmxdiag lab"
@@ -119,6 +130,8 @@ def test_alert_48_from_server(lab: Lab, tmp_path: Path) -> None:
     assert (alert["alert"], alert["alert_name"], alert["direction"]) == (48, "unknown_ca", "from_fe")
     assert found["CAPTURE_TRUNCATED_CA_LIST"].evidence["ca_names"] [0].startswith("CN=Unrelated Root CA")
     assert result.alerts == {"unknown_ca from_fe": 1}
+    # And the diagnosis names one root cause for both: the Front End does not trust the RMX issuer
+    assert _hints(outcome) == [("CLIENT_CERT_UNKNOWN_CA", "critical")]
 
 
 def test_empty_client_certificate(lab: Lab, tmp_path: Path) -> None:
@@ -131,6 +144,7 @@ def test_empty_client_certificate(lab: Lab, tmp_path: Path) -> None:
     assert found["CAPTURE_EMPTY_CLIENT_CERT"].evidence["direction"] == "from_rmx"
     assert found["CAPTURE_TLS_ALERT"].evidence["direction"] == "from_fe"
     assert any("C:Certificate(empty)" in s.history for s in result.summaries)
+    assert _hints(outcome) == [("CAPTURE_EMPTY_CLIENT_CERT", "critical")], "the FE's alert is its consequence"
 
 
 def test_ca_list_without_client_issuer(lab: Lab, tmp_path: Path) -> None:
@@ -144,6 +158,7 @@ def test_ca_list_without_client_issuer(lab: Lab, tmp_path: Path) -> None:
     assert set(found) == {"CAPTURE_TRUNCATED_CA_LIST", "CAPTURE_SUMMARY"}
     assert found["CAPTURE_TRUNCATED_CA_LIST"].evidence["rmx_issuer"] == "CN=rmxdiag Lab Issuing CA,O=rmxdiag lab"
     assert result.outcomes.get("ok") == 1
+    assert _hints(outcome) == [("CAPTURE_TRUNCATED_CA_LIST", "warning")]
 
 
 def _silent(conn: socket.socket) -> None:
@@ -167,6 +182,7 @@ def test_client_hello_never_answered(tmp_path: Path) -> None:
     finding = _codes(outcome)["CAPTURE_NO_SERVER_RESPONSE"]
     assert (finding.evidence["stage"], finding.evidence["reason"]) == ("tls", "no_server_hello")
     assert result.outcomes == {"no_server_hello": 1}
+    assert _hints(outcome) == [("CAPTURE_NO_SERVER_RESPONSE", "critical")]
 
 
 def test_rst_to_syn(tmp_path: Path) -> None:
@@ -180,6 +196,7 @@ def test_rst_to_syn(tmp_path: Path) -> None:
     # Then the refusal is named
     finding = _codes(outcome)["CAPTURE_NO_SERVER_RESPONSE"]
     assert (finding.evidence["stage"], finding.evidence["reason"]) == ("connect", "refused")
+    assert _hints(outcome) == [("CAPTURE_NO_SERVER_RESPONSE", "critical")]
 
 
 def _reset_after_client_flight(lab: Lab) -> object:
@@ -218,13 +235,16 @@ def test_reset_after_client_certificate(lab: Lab, tmp_path: Path) -> None:
     assert found["CAPTURE_RESET_AFTER_CLIENT_CERT"].evidence["reason"] == "reset"
     assert "CAPTURE_TLS_ALERT" not in found
     assert result.outcomes == {"reset_after_client_cert": 1}
+    assert _hints(outcome) == [("CAPTURE_RESET_AFTER_CLIENT_CERT", "critical")]
 
 
-def test_sip_403_decoded_with_key_log(lab: Lab, tmp_path: Path) -> None:
-    # Given a TLS server answering SIP OPTIONS with 403 + ms-diagnostics, and a client writing a key log
+@pytest.mark.parametrize(("status", "code", "severity"), [(b"403 Forbidden", "SIP_NOT_TRUSTED", "critical"),
+                                                         (b"504 Server Time-out", "SIP_ERROR_RESPONSE", "warning")])
+def test_sip_answer_decoded_with_key_log(lab: Lab, tmp_path: Path, status: bytes, code: str, severity: str) -> None:
+    # Given a TLS server answering SIP OPTIONS with 403 (or 504) + ms-diagnostics, and a client writing a key log
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(lab.fe["cert"], lab.fe["key"])
-    answer = (b"SIP/2.0 403 Forbidden\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK1\r\nCall-ID: 1@rmx\r\n"
+    answer = (b"SIP/2.0 " + status + b"\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK1\r\nCall-ID: 1@rmx\r\n"
               b"CSeq: 1 OPTIONS\r\nFrom: <sip:rmx.lab.example>;tag=1\r\nTo: <sip:pool.lab.example>;tag=2\r\n"
               b'ms-diagnostics: 1010;reason="Certificate trust with next hop could not be established";'
               b'source="fe01.lab.example"\r\nContent-Length: 0\r\n\r\n')
@@ -244,18 +264,19 @@ def test_sip_403_decoded_with_key_log(lab: Lab, tmp_path: Path) -> None:
                b"To: <sip:pool.lab.example>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
     out = tmp_path / "sip.pcapng"
     with tcp_server(handler) as port, recording(port, out):
-        assert python_client(port, client_ctx, options).startswith(b"SIP/2.0 403")
+        assert python_client(port, client_ctx, options).startswith(b"SIP/2.0 " + status[:3])
     # When inspected with the key log
     outcome, result = _inspect(out, port, keylog=keylog)
-    # Then the 403 and its ms-diagnostics are reported as SIP_NOT_TRUSTED
-    finding = _codes(outcome)["SIP_NOT_TRUSTED"]
-    assert finding.evidence["sip_status"] == 403
+    # Then the answer and its ms-diagnostics are reported (403: SIP_NOT_TRUSTED, else SIP_ERROR_RESPONSE)
+    finding = _codes(outcome)[code]
+    assert finding.evidence["sip_status"] == int(status[:3])
     assert finding.evidence["ms_diagnostics"] == [{
         "id": 1010, "sub": None, "reason": "Certificate trust with next hop could not be established",
         "source": "fe01.lab.example"}]
     # And without the key log the same capture shows no SIP at all
+    assert _hints(outcome) == [(code, severity)]
     plain, _ = _inspect(out, port)
-    assert "SIP_NOT_TRUSTED" not in _codes(plain)
+    assert code not in _codes(plain)
     assert result.summaries[0].sip
 
 
@@ -284,7 +305,7 @@ def test_small_segments_are_reassembled(lab: Lab, tmp_path: Path) -> None:
     assert summary.client_chain[0][0] == "CN=rmx.lab.example,O=rmxdiag lab"
     assert summary.ca_names is not None and len(summary.ca_names) == 2
     assert summary.rmx_issuer_in_ca_list is True
-    assert set(_codes(outcome)) == {"CAPTURE_SUMMARY"}
+    assert set(_codes(outcome)) == {"CAPTURE_SUMMARY"} and _hints(outcome) == []
 
 
 def test_syn_never_answered(tmp_path: Path) -> None:
@@ -301,3 +322,4 @@ def test_syn_never_answered(tmp_path: Path) -> None:
     assert (finding.evidence["stage"], finding.evidence["reason"]) == ("connect", "no_syn_ack")
     assert result.outcomes.get("no_syn_ack", 0) >= 1
     assert any(s.retransmissions >= 1 for s in result.summaries if s.outcome == "no_syn_ack")
+    assert _hints(outcome) == [("CAPTURE_NO_SERVER_RESPONSE", "critical")]

@@ -69,7 +69,7 @@ def _rmxdiag(*args: str, env: dict[str, str] | None = None, timeout: float = 60)
 
 
 def test_truncated_capture_gives_results_and_a_warning(healthy: tuple[Path, int], tmp_path: Path) -> None:
-    # Given a real capture cut in the middle of a packet
+    # Given a real dumpcap capture of healthy handshakes, cut in the middle of a packet (head -c)
     path, port = healthy
     cut = tmp_path / "cut.pcapng"
     data = path.read_bytes()
@@ -81,8 +81,12 @@ def test_truncated_capture_gives_results_and_a_warning(healthy: tuple[Path, int]
     assert 1 <= outcome.result.connections < 6
     assert outcome.result.warnings and "cut short" in outcome.result.warnings[0]
     assert "CAPTURE_INCOMPLETE" in {f.code for f in outcome.findings}
-    # And the CLI exits by the hints (none here), not with 3
-    assert _rmxdiag(str(cut), "--port", str(port)).returncode == 0
+    # And the CLI never says OK: exit 1 (partial result), the CAPTURE_INCOMPLETE hint with its fix, not 3
+    done = _rmxdiag(str(cut), "--port", str(port))
+    assert done.returncode == 1, done.stdout
+    verdicts = [line for line in done.stdout.splitlines() if line.startswith(("OK: ", "WARNING: ", "CRITICAL: "))]
+    assert len(verdicts) == 1 and verdicts[0].startswith("WARNING: ") and verdicts[0].endswith("[CAPTURE_INCOMPLETE]")
+    assert "Capture again for longer" in done.stdout
 
 
 @pytest.mark.parametrize(("content", "expected"), [

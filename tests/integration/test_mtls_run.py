@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import socket
 import threading
 import time
@@ -163,6 +164,19 @@ def test_keylog_written_for_tshark(fe: Fe, files: dict[str, Path], tmp_path: Pat
     text = keylog.read_text()
     assert "CLIENT_TRAFFIC_SECRET_0 " in text and "SERVER_HANDSHAKE_TRAFFIC_SECRET " in text
     assert keylog.stat().st_mode & 0o777 == 0o600, "a key log decrypts the session: owner-only"
+
+
+@pytest.mark.parametrize("written", ["TLSv1.2", "tls12", "TLS1.2"])
+def test_cli_tls_max_as_reports_print_it(fe: Fe, files: dict[str, Path], written: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Given --tls-max spelt as a report prints the negotiated version (or blackbox_exporter's tls12),
+    When the CLI probes Kamailio (which speaks 1.3), Then the handshake stops at TLS 1.2 and succeeds."""
+    code = main(["probe", f"127.0.0.1:{fe.port}", "--sni", POOL, "--cert", str(files["cert"]), "--key",
+                 str(files["key"]), "--chain", str(files["chain"]), "--ca-bundle", str(files["ca"]),
+                 "--tls-max", written, "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert doc["targets"][0]["probes"][0]["result"]["tls_version"] == "TLSv1.2"
 
 
 def test_cli_fault_exits_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

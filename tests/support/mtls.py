@@ -1,4 +1,5 @@
-"""Peers for the MTLS probe tests: openssl s_server variants, a tarpit, a drip server, a closed port."""
+"""Peers for the MTLS probe tests: openssl s_server variants, a tarpit, scripted TCP and TLS servers,
+a closed port, and a TLS 1.2 relay that resets, injects an alert or flips a byte in a real handshake."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from daemon.lab import pki
 from tests.support.peers import free_port, need, started, wait_for_port
+
+_LINGER_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s: close() sends an RST
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,13 @@ def _accepting(handle: Callable[[socket.socket, threading.Event], None], *,
 
 
 @contextlib.contextmanager
-def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
-    """A plain TCP server: reads the client's first bytes, sends ``reply``, then holds the connection.
+def scripted_tcp(reply: bytes, hold: float = 10.0, reset: bool = False) -> Iterator[int]:
+    """A plain TCP server: reads the client's first bytes, sends ``reply``, then holds the connection
+    for ``hold`` seconds and closes it (with an RST when ``reset``).
 
     ``b"SIP/2.0 400 ..."`` makes a plain SIP-over-TCP port; a TLS record header with a short
-    body makes a server that starts the handshake and then stalls (the CRL-fetch shape).
+    body makes a server that starts the handshake and then stalls (the CRL-fetch shape); an empty
+    reply and no hold, a server that drops the ClientHello.
     """
     def handle(conn: socket.socket, stop: threading.Event) -> None:
         with conn, contextlib.suppress(OSError):
@@ -131,6 +136,8 @@ def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
             conn.recv(4096)
             conn.sendall(reply)
             stop.wait(hold)
+            if reset:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
     with _accepting(handle) as port:
         yield port
@@ -139,6 +146,22 @@ def scripted_tcp(reply: bytes, hold: float = 10.0) -> Iterator[int]:
 def closed_port() -> int:
     """A loopback port nothing listens on (connect gets RST)."""
     return free_port()
+
+
+@contextlib.contextmanager
+def tls_then_close(server: pki.Issued, files_dir: Path) -> Iterator[int]:
+    """A real TLS server that reads the SIP request after the handshake, then closes without answering."""
+    paths = server.write(files_dir, "then-close")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(paths["cert"], paths["key"])
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.settimeout(5)
+            tls.recv(4096)
+
+    with _accepting(handle) as port:
+        yield port
 
 
 @contextlib.contextmanager
@@ -167,32 +190,105 @@ def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2,
         yield port
 
 
-@contextlib.contextmanager
-def reset_after_client_cert(upstream_port: int) -> Iterator[int]:
-    """A TCP relay to ``upstream_port`` that RSTs both sides when the client sends its Certificate.
+@dataclass(frozen=True)
+class Edit:
+    """What the relay does with one plaintext TLS record: forward ``forward`` (the record, changed or
+    not), or first send ``reply`` back to the record's sender and end both connections (``end``:
+    "reset" sends an RST, "close" a FIN)."""
 
-    It reads TLS 1.2 plaintext records from the client and resets (SO_LINGER 0) on a handshake
-    record carrying message type 11, like Schannel dropping a peer it refuses.
+    forward: bytes = b""
+    end: str | None = None
+    reply: bytes = b""
+
+
+RecordHook = Callable[[bytes], "Edit | None"]  # None: forward the record unchanged
+
+
+def handshake_types(record: bytes) -> list[int]:
+    """The handshake message types of a plaintext handshake record (empty for anything else)."""
+    if record[:1] != b"\x16":
+        return []
+    types, pos = [], 5
+    while pos + 4 <= len(record):
+        types.append(record[pos])
+        pos += 4 + int.from_bytes(record[pos + 1:pos + 4], "big")
+    return types
+
+
+def edit_message(record: bytes, msg_type: int, change: Callable[[bytearray], None]) -> bytes:
+    """``record`` with ``change`` applied to the body of its handshake message ``msg_type`` (lengths kept)."""
+    out, pos = bytearray(record), 5
+    while pos + 4 <= len(out):
+        length = int.from_bytes(out[pos + 1:pos + 4], "big")
+        if out[pos] == msg_type:
+            body = bytearray(out[pos + 4:pos + 4 + length])
+            change(body)
+            out[pos + 4:pos + 4 + length] = body
+            return bytes(out)
+        pos += 4 + length
+    raise AssertionError(f"no handshake message {msg_type} in the record")
+
+
+def alert_record(number: int) -> bytes:
+    """A fatal TLS 1.2 alert record (plaintext: sent before the ChangeCipherSpec)."""
+    return b"\x15\x03\x03\x00\x02\x02" + bytes([number])
+
+
+@contextlib.contextmanager
+def tls12_relay(upstream_port: int, *, client: RecordHook | None = None,
+                server: RecordHook | None = None) -> Iterator[int]:
+    """A TCP relay to ``upstream_port`` that hands every plaintext TLS record of each direction
+    (up to its ChangeCipherSpec) to ``client`` / ``server``, forwarding or ending as they say.
+
+    The handshake is the real server's; only what a hook changes is not: a Schannel-style reset
+    after the RMX certificate, an alert no OpenSSL server sends, a byte flipped in a signature.
     """
-    def relay(client: socket.socket, stop: threading.Event) -> None:
-        with client, socket.create_connection(("127.0.0.1", upstream_port), timeout=5) as up:
-            client.settimeout(0.05)
+    def relay(conn: socket.socket, stop: threading.Event) -> None:
+        with conn, socket.create_connection(("127.0.0.1", upstream_port), timeout=5) as up:
+            conn.settimeout(0.05)
             up.settimeout(0.05)
+            sides = {conn: (up, client, bytearray(), [True]), up: (conn, server, bytearray(), [True])}
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    data = client.recv(65536)
+                for source, (sink, hook, buffer, plain) in sides.items():
+                    try:
+                        data = source.recv(65536)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
                     if not data:
                         return
-                    if data[:3] == b"\x16\x03\x03" and data[5:6] == b"\x0b":
-                        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                        return
-                    up.sendall(data)
-                with contextlib.suppress(TimeoutError):
-                    data = up.recv(65536)
-                    if not data:
-                        return
-                    client.sendall(data)
+                    buffer.extend(data)
+                    while len(buffer) >= 5 and len(buffer) >= 5 + int.from_bytes(buffer[3:5], "big"):
+                        size = 5 + int.from_bytes(buffer[3:5], "big")
+                        record, buffer[:] = bytes(buffer[:size]), buffer[size:]
+                        edit = hook(record) if hook is not None and plain[0] else None
+                        plain[0] = plain[0] and record[0] != 20  # encrypted after ChangeCipherSpec
+                        if edit is not None and edit.end is not None:
+                            if edit.reply:
+                                source.sendall(edit.reply)
+                            if edit.end == "reset":
+                                source.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                            return
+                        sink.sendall(record if edit is None else edit.forward)
+                    if len(buffer) >= 5 and buffer[0] not in (20, 21, 22, 23):
+                        sink.sendall(bytes(buffer))  # not TLS: pass it through untouched
+                        buffer.clear()
 
     with _accepting(relay, threaded=True) as port:
+        yield port
+
+
+def on_client_certificate(edit: Edit) -> RecordHook:
+    """A hook that applies ``edit`` to the RMX's Certificate record (TLS 1.2) and forwards the rest."""
+    return lambda record: edit if 11 in handshake_types(record) else None
+
+
+@contextlib.contextmanager
+def reset_after_client_cert(upstream_port: int, how: str = "reset") -> Iterator[int]:
+    """A TCP relay to ``upstream_port`` that resets (or closes, ``how="close"``) both sides when the
+    client sends its Certificate, like Schannel dropping a peer it refuses (TLS 1.2 only: the
+    Certificate is plaintext there)."""
+    with tls12_relay(upstream_port, client=on_client_certificate(Edit(end=how))) as port:
         yield port

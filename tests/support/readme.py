@@ -1,7 +1,9 @@
-"""The README's generated hint reference: ``python -m tests.support.readme`` rewrites it in place.
+"""The README's generated references: ``python -m tests.support.readme`` rewrites them in place.
 
-The section between the two markers is exactly ``rmxdiag hints --format markdown``; a unit test
-fails when they differ, so the reference cannot drift from the catalogue.
+Two sections, each between its markers: the hint reference (exactly ``rmxdiag hints --format
+markdown``) and the routing table (:func:`tests.support.routing.routing_markdown`: every finding
+a probe can emit, what it is reported as alone and what it may be folded into). Unit tests fail
+when either differs from what the code generates, so neither can drift.
 """
 
 from __future__ import annotations
@@ -11,29 +13,34 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- hints:start -->", "<!-- hints:end -->"
+ROUTING = ("<!-- routing:start -->", "<!-- routing:end -->")
 
 
-def section(text: str) -> str:
+def section(text: str, markers: tuple[str, str] = (START, END)) -> str:
     """The text between the markers (without them and without the blank lines around)."""
-    head, _, rest = text.partition(START)
-    body, found, _tail = rest.partition(END)
+    start, end = markers
+    head, _, rest = text.partition(start)
+    body, found, _tail = rest.partition(end)
     if not head or not found:
-        raise ValueError(f"README.md must contain {START} ... {END}")
+        raise ValueError(f"README.md must contain {start} ... {end}")
     return body.strip("\n") + "\n"
 
 
-def regenerate(text: str, markdown: str) -> str:
+def regenerate(text: str, markdown: str, markers: tuple[str, str] = (START, END)) -> str:
     """``text`` with the section between the markers replaced by ``markdown``."""
-    head, _, rest = text.partition(START)
-    _body, _, tail = rest.partition(END)
-    return f"{head}{START}\n{markdown.rstrip()}\n{END}{tail}"
+    start, end = markers
+    head, _, rest = text.partition(start)
+    _body, _, tail = rest.partition(end)
+    return f"{head}{start}\n{markdown.rstrip()}\n{end}{tail}"
 
 
 def main() -> int:
-    """Rewrite README.md from the catalogue."""
+    """Rewrite README.md's hint reference and routing table from the code."""
     from daemon.commands.hints import catalogue_markdown
+    from tests.support.routing import routing_markdown
 
-    README.write_text(regenerate(README.read_text(), catalogue_markdown()))
+    text = regenerate(README.read_text(), catalogue_markdown())
+    README.write_text(regenerate(text, routing_markdown(), ROUTING))
     sys.stdout.write(f"updated {README}\n")
     return 0
 

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from daemon.diagnosis.catalogue import CATALOGUE, Firmware
 from daemon.diagnosis.diagnose import diagnose, evidence_line
-from probes.model import Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.model import Facts, Finding, ProbeOutcome, ProbeStatus, Severity
+from probes.tlswire import Alert, Sender
 
 PROBES = ("certificate", "mtls", "alarms", "capture")
 CODES = [*sorted(CATALOGUE), "MTLS_OK", "CERT_SUMMARY", "CAPTURE_SUMMARY", "ALARMS_ICE"]
@@ -22,8 +23,14 @@ evidence = st.fixed_dictionaries({}, optional={
     "ca_names": st.lists(st.sampled_from(["CN=A", "CN=B", "CN=C"]), max_size=3),
     "sip_status": st.sampled_from([200, 403, 500]),
 })
+names = st.sampled_from([b"\x30\x00", b"\x30\x02\x31\x00"])
+alerts = st.builds(Alert, st.sampled_from([40, 42, 43, 45, 46, 48, 51, 70, 71, 80, 116]), st.sampled_from(list(Sender)))
+facts = st.builds(Facts, alert=st.none() | alerts,
+                  after_client_cert=st.booleans(), dropped_after_client_cert=st.booleans(),
+                  rmx_issuer=st.none() | names, ca_list=st.none() | st.lists(names, max_size=2).map(tuple),
+                  ms_diagnostics=st.lists(st.sampled_from([1010, 1013, 1047, 4005]), max_size=2).map(tuple))
 finding = st.builds(Finding, st.sampled_from(CODES), st.sampled_from(list(Severity)), st.text(max_size=20),
-                    evidence)
+                    evidence, facts)
 outcome = st.builds(lambda probe, findings: ProbeOutcome(probe, ProbeStatus.OK, 0.0, tuple(findings)),
                     st.sampled_from(PROBES), st.lists(finding, max_size=6))
 

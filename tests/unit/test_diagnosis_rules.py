@@ -2,7 +2,10 @@
 
 Each case lists the outcomes of the probes of one target and the hints expected, in order, as
 (code, severity, probes cited in the evidence). Correlated findings must give ONE hint that
-cites every probe that saw the root cause.
+cites every probe that saw the root cause. The findings carry the typed facts the probes attach
+(alert number and sender, DER names, ms-diagnostics ids, a drop after the client certificate):
+the rules read those, never the evidence text. What the probes really emit from real peers goes
+through the diagnosis in tests/integration/test_diagnosis_real_peers.py.
 """
 
 from __future__ import annotations
@@ -11,20 +14,33 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from daemon.diagnosis.catalogue import CATALOGUE, Firmware
 from daemon.diagnosis.diagnose import diagnose
 from daemon.report import Report, TargetReport, now_utc
-from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
+from probes.model import NO_FACTS, ErrorKind, Facts, Finding, ProbeOutcome, ProbeStatus, Severity, failed
+from probes.tlswire import Alert, Sender
 
 C, W, INF = Severity.CRITICAL, Severity.WARNING, Severity.INFO
 HANDSHAKE_ALARM = "SIP TLS: Registration handshake failure"
 ISSUER = "CN=Lab Issuing CA,O=rmxdiag lab"
 
 
-def f(code: str, severity: Severity = C, **evidence: Any) -> Finding:
-    """A finding with a readable message."""
-    return Finding(code, severity, code.lower().replace("_", " "), evidence)
+def f(code: str, severity: Severity = C, facts: Facts = NO_FACTS, **evidence: Any) -> Finding:
+    """A finding with a readable message, its evidence and its typed facts."""
+    return Finding(code, severity, code.lower().replace("_", " "), evidence, facts)
+
+
+def der(name: str) -> bytes:
+    """The DER encoding of an RFC 4514 name."""
+    return x509.Name.from_rfc4514_string(name).public_bytes()
+
+
+def diag(*ids: int, status: int) -> dict[str, Any]:
+    """Evidence and facts of a SIP answer with these ms-diagnostics ids."""
+    return {"sip_status": status, "ms_diagnostics": [{"id": i, "reason": "x"} for i in ids],
+            "facts": Facts(ms_diagnostics=ids)}
 
 
 def out(probe: str, *findings: Finding, failure: tuple[str, str] | None = None) -> ProbeOutcome:
@@ -37,22 +53,27 @@ def alarm(text: str = HANDSHAKE_ALARM, code: str = "RMX_ALARM_REGISTRATION", sev
     return f(code, severity, alarm_texts=[text], alarm_category="registration")
 
 
-MTLS_OK = f("MTLS_OK", INF, registrar="fe:5061", tls_version="TLSv1.2", sip_status=200)
-UNKNOWN_CA = f("CLIENT_CERT_UNKNOWN_CA", C, registrar="fe:5061", stage="tls", alert=48, alert_name="unknown_ca",
-               direction="from_fe")
-MTLS_RESET = f("CLIENT_CERT_REJECTED", C, registrar="fe:5061", stage="tls", reason="reset_after_client_cert")
-CAP_RESET = f("CAPTURE_RESET_AFTER_CLIENT_CERT", C, connection="10.0.0.5:40000 -> 10.0.0.9:5061", reason="reset",
-              direction="from_fe")
-
-
-def cap_alert(number: int, direction: str = "from_fe") -> Finding:
+def cap_alert(number: int, direction: str = "from_fe", after_cert: bool = False) -> Finding:
     """A capture alert finding."""
-    return f("CAPTURE_TLS_ALERT", C, alert=number, direction=direction, connection="10.0.0.5:40000 -> 10.0.0.9:5061")
+    typed = Alert(number, Sender(direction))
+    return f("CAPTURE_TLS_ALERT", C, Facts(alert=typed, after_client_cert=after_cert), **typed.evidence(),
+             connection="10.0.0.5:40000 -> 10.0.0.9:5061")
 
 
-def mtls_alert(code: str, number: int) -> Finding:
-    """An mtls probe finding for an alert received from the Front End."""
-    return f(code, C, registrar="fe:5061", stage="tls", alert=number, direction="from_fe")
+def mtls_alert(code: str, number: int, sender: Sender = Sender.FE, severity: Severity = C,
+               after_cert: bool = False, **evidence: Any) -> Finding:
+    """An mtls probe finding for an alert received from the Front End (or sent by the probe)."""
+    typed = Alert(number, sender)
+    return f(code, severity, Facts(alert=typed, after_client_cert=after_cert), registrar="fe:5061", stage="tls",
+             **typed.evidence(), **evidence)
+
+
+MTLS_OK = f("MTLS_OK", INF, registrar="fe:5061", tls_version="TLSv1.2", sip_status=200)
+UNKNOWN_CA = mtls_alert("CLIENT_CERT_UNKNOWN_CA", 48)
+DROPPED = Facts(after_client_cert=True, dropped_after_client_cert=True)
+MTLS_RESET = f("CLIENT_CERT_REJECTED", C, DROPPED, registrar="fe:5061", stage="tls", reason="reset_after_client_cert")
+CAP_RESET = f("CAPTURE_RESET_AFTER_CLIENT_CERT", C, DROPPED, connection="10.0.0.5:40000 -> 10.0.0.9:5061",
+              reason="reset", direction="from_fe")
 
 
 @dataclass(frozen=True)
@@ -73,11 +94,15 @@ CASES = [
     # --- the correlations of the issue ------------------------------------------------------------
     case("alarm+mtls48+capture48+truncated_list->one_unknown_ca",
          [out("mtls", UNKNOWN_CA), out("alarms", alarm()),
-          out("capture", cap_alert(48), f("CAPTURE_TRUNCATED_CA_LIST", W, rmx_issuer=ISSUER, ca_names=["CN=Other"]))],
+          out("capture", cap_alert(48), f("CAPTURE_TRUNCATED_CA_LIST", W, Facts(rmx_issuer=der(ISSUER),
+                                                                                 ca_list=(der("CN=Other"),)),
+                                          rmx_issuer=ISSUER, ca_names=["CN=Other"]))],
          ("CLIENT_CERT_UNKNOWN_CA", C, "mtls,capture,alarms")),
     case("issuer_missing_from_the_mtls_ca_list_is_derived_evidence",
-         [out("certificate", f("CERT_SUMMARY", INF, subject="CN=rmx.lab.example", issuer=ISSUER)),
-          out("mtls", f("CLIENT_CERT_UNKNOWN_CA", C, alert=48, ca_names=["CN=Other Root"])),
+         [out("certificate", f("CERT_SUMMARY", INF, Facts(rmx_issuer=der(ISSUER)), subject="CN=rmx.lab.example",
+                               issuer=ISSUER)),
+          out("mtls", f("CLIENT_CERT_UNKNOWN_CA", C, Facts(alert=Alert(48, Sender.FE), ca_list=(der("CN=Other Root"),)),
+                        alert=48, ca_names=["CN=Other Root"])),
           out("capture", cap_alert(48)), out("alarms", alarm())],
          ("CLIENT_CERT_UNKNOWN_CA", C, "mtls,capture,alarms,certificate+mtls")),
     case("capture_alert48_alone_is_unknown_ca", [out("capture", cap_alert(48))],
@@ -123,13 +148,13 @@ CASES = [
     case("is_request", [out("certificate", f("CERT_IS_REQUEST"))], ("CERT_IS_REQUEST", C, "certificate")),
     case("cn_mismatch_explains_not_trusted",
          [out("certificate", f("CERT_CN_MISMATCH", subject="CN=rmx-old")),
-          out("mtls", f("SIP_NOT_TRUSTED", sip_status=403, ms_diagnostics=[{"id": 1000, "reason": "x"}]))],
+          out("mtls", f("SIP_NOT_TRUSTED", **diag(1000, status=403)))],
          ("CERT_CN_MISMATCH", C, "certificate,mtls")),
     case("san_present", [out("certificate", f("CERT_SAN_PRESENT", W))], ("CERT_SAN_PRESENT", W, "certificate")),
     case("dns_mismatch", [out("certificate", f("CERT_DNS_MISMATCH"))], ("CERT_DNS_MISMATCH", C, "certificate")),
     case("not_yet_valid_explains_1013",
          [out("certificate", f("CERT_NOT_YET_VALID")),
-          out("mtls", f("SIP_ERROR_RESPONSE", W, sip_status=504, ms_diagnostics=[{"id": 1013, "reason": "skew"}]))],
+          out("mtls", f("SIP_ERROR_RESPONSE", W, **diag(1013, status=504)))],
          ("CERT_NOT_YET_VALID", C, "certificate,mtls")),
     case("expiring_soon", [out("certificate", f("CERT_EXPIRING_SOON", W))], ("CERT_EXPIRING_SOON", W, "certificate")),
     case("weak_key", [out("certificate", f("CERT_WEAK_KEY", W))], ("CERT_WEAK_KEY", W, "certificate")),
@@ -166,7 +191,7 @@ CASES = [
                                          out("capture", cap_alert(40))],
          ("TLS_HANDSHAKE_FAILURE", C, "mtls,capture")),
     case("not_trusted+alarm->one",
-         [out("mtls", f("SIP_NOT_TRUSTED", sip_status=403, ms_diagnostics=[{"id": 4005, "reason": "not trusted"}])),
+         [out("mtls", f("SIP_NOT_TRUSTED", **diag(4005, status=403))),
           out("alarms", alarm())],
          ("SIP_NOT_TRUSTED", C, "mtls,alarms")),
     case("sip_no_response", [out("mtls", f("SIP_NO_RESPONSE"))], ("SIP_NO_RESPONSE", C, "mtls")),
@@ -193,7 +218,9 @@ CASES = [
     case("unknown_certificate_alarm_text_with_no_certificate_probe_stays",
          [out("alarms", alarm("SIP TLS: certificate trouble of a new kind", "RMX_ALARM_CERTIFICATE", W))],
          ("RMX_ALARM_CERTIFICATE", W, "alarms")),
-    case("capture_alert_without_a_known_cause", [out("capture", cap_alert(80))], ("CAPTURE_TLS_ALERT", C, "capture")),
+    case("capture_alert_the_table_does_not_know", [out("capture", cap_alert(99))], ("CAPTURE_TLS_ALERT", C, "capture")),
+    case("capture_alert80_is_a_handshake_failure_like_the_probe's", [out("capture", cap_alert(80))],
+         ("TLS_HANDSHAKE_FAILURE", C, "capture")),
     case("empty_client_cert_explains_truncated_list_and_116",
          [out("capture", f("CAPTURE_EMPTY_CLIENT_CERT"), f("CAPTURE_TRUNCATED_CA_LIST", W), cap_alert(116))],
          ("CAPTURE_EMPTY_CLIENT_CERT", C, "capture")),
@@ -208,9 +235,45 @@ CASES = [
     case("probe_policy_refusal", [out("mtls", f("TLS_LOCAL_POLICY", W, reason="local_policy_refused"))],
          ("TLS_LOCAL_POLICY", W, "mtls")),
     case("alert40_after_client_cert_seen_by_probe_and_capture->one_rejected",
-         [out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 40)), out("capture", cap_alert(40))],
+         [out("mtls", mtls_alert("CLIENT_CERT_REJECTED", 40, after_cert=True)), out("capture", cap_alert(40))],
          ("CLIENT_CERT_REJECTED", C, "mtls,capture")),
     case("healthy_target_has_no_hint", [out("certificate"), out("mtls", MTLS_OK)]),
+    # --- a specific finding keeps its code, whatever alert it carries (the issue's misroutes) --------
+    case("fe_name_mismatch_with_our_alert42_stays_name_mismatch",
+         [out("mtls", mtls_alert("REGISTRAR_CERT_NAME_MISMATCH", 42, Sender.RMX, verify_code=62))],
+         ("REGISTRAR_CERT_NAME_MISMATCH", C, "mtls")),
+    case("fe_not_yet_valid_with_our_alert42_stays_expired",
+         [out("mtls", mtls_alert("REGISTRAR_CERT_EXPIRED", 42, Sender.RMX, verify_code=9))],
+         ("REGISTRAR_CERT_EXPIRED", C, "mtls")),
+    case("our_policy_refusing_a_sha1_fe_cert_stays_a_local_policy_warning",
+         [out("mtls", mtls_alert("TLS_LOCAL_POLICY", 42, Sender.RMX, W, verify_code=68))],
+         ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("our_policy_alert40_is_not_a_handshake_failure",
+         [out("mtls", mtls_alert("TLS_LOCAL_POLICY", 40, Sender.RMX, W, ssl_reason="DH_KEY_TOO_SMALL"))],
+         ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("our_policy_alert71_is_not_a_handshake_failure",
+         [out("mtls", mtls_alert("TLS_LOCAL_POLICY", 71, Sender.RMX, W))], ("TLS_LOCAL_POLICY", W, "mtls")),
+    case("fe_name_mismatch_and_the_capture_of_its_alert->one",
+         [out("mtls", mtls_alert("REGISTRAR_CERT_NAME_MISMATCH", 42, Sender.RMX)),
+          out("capture", cap_alert(42, "from_rmx"))],
+         ("REGISTRAR_CERT_NAME_MISMATCH", C, "mtls,capture")),
+    case("capture_alert42_from_the_rmx_alone_is_untrusted", [out("capture", cap_alert(42, "from_rmx"))],
+         ("REGISTRAR_CERT_UNTRUSTED", C, "capture")),
+    case("capture_alert45_from_the_rmx_alone_is_fe_expired", [out("capture", cap_alert(45, "from_rmx"))],
+         ("REGISTRAR_CERT_EXPIRED", C, "capture")),
+    case("capture_alert51_from_the_fe_alone_is_a_rejection_like_the_probe's", [out("capture", cap_alert(51))],
+         ("CLIENT_CERT_REJECTED", C, "capture")),
+    case("capture_alert49_from_the_fe_alone_is_a_rejection_like_the_probe's", [out("capture", cap_alert(49))],
+         ("CLIENT_CERT_REJECTED", C, "capture")),
+    case("capture_alert40_after_the_client_cert_is_a_rejection", [out("capture", cap_alert(40, after_cert=True))],
+         ("CLIENT_CERT_REJECTED", C, "capture")),
+    # --- a partial capture never reads as OK --------------------------------------------------------
+    case("capture_incomplete_alone_is_a_warning",
+         [out("capture", f("CAPTURE_INCOMPLETE", W, reason="incomplete"), f("CAPTURE_SUMMARY", INF))],
+         ("CAPTURE_INCOMPLETE", W, "capture")),
+    case("capture_incomplete_stays_beside_the_critical_root",
+         [out("capture", f("CAPTURE_INCOMPLETE", W, reason="incomplete"), cap_alert(48))],
+         ("CLIENT_CERT_UNKNOWN_CA", C, "capture"), ("CAPTURE_INCOMPLETE", W, "capture")),
 ]
 
 
@@ -247,12 +310,30 @@ def test_the_issue_correlation_cites_all_four_pieces() -> None:
 
 
 def test_an_issuer_in_the_ca_list_adds_no_evidence() -> None:
-    # Given the CA list names the issuer (spelt with other spacing and case)
-    hints = diagnose([out("certificate", f("CERT_SUMMARY", INF, issuer=ISSUER)),
-                      out("mtls", f("CLIENT_CERT_UNKNOWN_CA", C, alert=48,
-                                    ca_names=["cn=lab issuing ca, o=rmxdiag lab"]))])
-    # Then only the probe's own evidence is cited
-    assert [len(h.evidence) for h in hints] == [1]
+    # Given the CA list holds the issuer's DER name, rendered differently by the two probes (the
+    # certificate probe's cryptography prints emailAddress as an OID, the wire parser by name)
+    issuer = "CN=Lab Issuing CA,O=rmxdiag lab,1.2.840.113549.1.9.1=pki@lab.example"
+    hints = diagnose([out("certificate", f("CERT_SUMMARY", INF, Facts(rmx_issuer=der(issuer)), issuer=issuer)),
+                      out("mtls", f("CLIENT_CERT_REJECTED", C, Facts(ca_list=(der(issuer),), after_client_cert=True,
+                                                                     dropped_after_client_cert=True),
+                                    reason="reset_after_client_cert",
+                                    ca_names=["emailAddress=pki@lab.example,CN=Lab Issuing CA,O=rmxdiag lab"]))])
+    # Then no "CA list lacks the issuer" fact is invented: the reset stays a rejection, citing only the probe
+    assert [(h.code, len(h.evidence)) for h in hints] == [("CLIENT_CERT_REJECTED", 1)]
+
+
+def test_an_issuer_missing_from_the_ca_list_is_derived_from_der_names() -> None:
+    # Given the same reset, but the CA list names another CA
+    hints = diagnose([out("certificate", f("CERT_SUMMARY", INF, Facts(rmx_issuer=der(ISSUER)), issuer=ISSUER)),
+                      out("mtls", f("CLIENT_CERT_REJECTED", C, Facts(ca_list=(der("CN=Other Root"),),
+                                                                     after_client_cert=True,
+                                                                     dropped_after_client_cert=True),
+                                    reason="reset_after_client_cert", ca_names=["CN=Other Root"]))])
+    # Then the derived fact explains the reset as an unknown CA, and names both CAs as text
+    (hint,) = hints
+    assert hint.code == "CLIENT_CERT_UNKNOWN_CA"
+    assert any(line.startswith("certificate+mtls: ") and ISSUER in line and "CN=Other Root" in line
+               for line in hint.evidence)
 
 
 def test_uncorroborated_alarm_keeps_the_run_ok() -> None:
@@ -287,7 +368,8 @@ def test_trusted_application_fix_names_the_cmdlets_in_order() -> None:
 
 def test_fix_steps_name_this_rmx_and_its_issuer() -> None:
     # Given the certificate probe's summary and a Front End that refuses the RMX
-    summary = f("CERT_SUMMARY", INF, subject="CN=rmx-hq.corp.example,O=Corp", issuer=ISSUER)
+    summary = f("CERT_SUMMARY", INF, Facts(rmx_issuer=der(ISSUER)), subject="CN=rmx-hq.corp.example,O=Corp",
+                issuer=ISSUER)
     (not_trusted,) = diagnose([out("certificate", summary), out("mtls", f("SIP_NOT_TRUSTED", sip_status=403))])
     (unknown,) = diagnose([out("certificate", summary), out("mtls", UNKNOWN_CA)])
     # Then the cmdlets name the certificate's CN and the trust step names the issuer

@@ -1,11 +1,13 @@
-"""The README's hint reference is exactly `rmxdiag hints --format markdown`."""
+"""The README's hint reference is exactly `rmxdiag hints --format markdown`, its routing table
+exactly what tests/support/routing.py generates from the probes' own findings."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from support.readme import README, regenerate, section
+from support.readme import README, ROUTING, regenerate, section
+from support.routing import routing_markdown
 
 from daemon.diagnosis.catalogue import CATALOGUE
 
@@ -24,3 +26,14 @@ def test_regenerate_replaces_only_the_marked_section() -> None:
     text = "intro\n<!-- hints:start -->\nold\n<!-- hints:end -->\noutro\n"
     # When regenerated, Then only the section changed
     assert regenerate(text, "| new |\n") == "intro\n<!-- hints:start -->\n| new |\n<!-- hints:end -->\noutro\n"
+
+
+def test_readme_routing_table_is_generated_from_the_code() -> None:
+    # Given the routing table the probes' findings produce, Then the README holds exactly it
+    assert section(README.read_text(), ROUTING) == routing_markdown(), "run: .venv/bin/python -m tests.support.readme"
+
+
+def test_regenerate_replaces_only_the_routing_section() -> None:
+    # Given a text with both marker pairs, When the routing section is regenerated, Then only it changed
+    text = "a\n<!-- hints:start -->\nh\n<!-- hints:end -->\n<!-- routing:start -->\nold\n<!-- routing:end -->\nz\n"
+    assert regenerate(text, "| new |\n", ROUTING) == text.replace("\nold\n", "\n| new |\n")
