@@ -18,7 +18,6 @@ import logging
 import signal
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from daemon.serve.http import HttpServer, bind, tls_context
 from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.webhook import Troubleshooter, TroubleshootRunner, firing_targets
+from probes import children
 from probes.certificate.load import read_capped
 from probes.model import ErrorKind, InputError, failed
 from probes.target import SecretFile, Settings, Target
@@ -123,6 +123,9 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._probe_pool_size = max(4, config.settings.concurrency)
         self._probe_slots = asyncio.Semaphore(self._probe_pool_size)
+        # /probe runs get their own pool, shut down without waiting at stop (asyncio.run would wait
+        # for the default executor's threads, i.e. for a probe's whole deadline).
+        self._probe_pool = cf.ThreadPoolExecutor(max_workers=self._probe_pool_size, thread_name_prefix="probe")
 
     # -- configuration ---------------------------------------------------------------------------
     def _apply(self, config: Config) -> None:
@@ -174,8 +177,8 @@ class Daemon:
         async with self._probe_slots:
             try:
                 report = await asyncio.wait_for(
-                    loop.run_in_executor(None, self.runner, limited, self.config.settings, self.scheduler.cache),
-                    budget)
+                    loop.run_in_executor(self._probe_pool, self.runner, limited, self.config.settings,
+                                         self.scheduler.cache), budget)
             except TimeoutError:
                 report = TargetReport(target.name, (failed("engine", ErrorKind.DEADLINE,
                                                            f"no result within {budget:g}s"),))
@@ -203,9 +206,6 @@ class Daemon:
                 raise StartupError(f"{self.config.source}: settings.listen {self.config.settings.listen!r} "
                                    f"cannot be bound ({getattr(exc, 'strerror', None) or type(exc).__name__})"
                                    ) from None
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(cf.ThreadPoolExecutor(max_workers=self._probe_pool_size + 4,
-                                                        thread_name_prefix="rmxdiag"))
         self._apply(self.config)
         await self.http.start(self.config, sock)
         self._tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
@@ -243,13 +243,12 @@ class Daemon:
         await self.http.stop()
         self.scheduler.close()
         self.troubleshooter.close()
-        # A running capture would hold the exit until its deadline (the interpreter joins the probe
-        # threads): end its tshark group now. Not imported at all when no capture ever ran.
-        capture_files = sys.modules.get("probes.capture.files")
-        if capture_files is not None:
-            stopped = capture_files.stop_children()
-            if stopped:
-                log.info("stopped %d running capture process group(s)", stopped)
+        self._probe_pool.shutdown(wait=False, cancel_futures=True)
+        # A running action or capture would hold the exit until its deadline (the interpreter joins
+        # the threads that wait for them): end every child process tree now.
+        stopped = children.stop_all()
+        if stopped:
+            log.info("stopped %d running child process tree(s)", stopped)
 
     async def serve_until_stopped(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads."""

@@ -66,6 +66,7 @@ class Troubleshooter:
         self.dropped = 0
         self.config: Config | None = None
         self.store: ReportStore | None = None
+        self._closed = False
 
     def configure(self, config: Config) -> None:
         """Adopt a (re)loaded configuration."""
@@ -119,6 +120,8 @@ class Troubleshooter:
         report = self.runner(target, config.settings)
         results = []
         for action, hint in actions.matching(config.actions, target.name, report.hints):
+            if self._closed:  # the daemon is stopping: start no further action
+                break
             result = actions.execute(action, target.name, hint)
             self.holder.count_action(target.name, hint.code, str(result.outcome))
             results.append(result)
@@ -165,5 +168,6 @@ class Troubleshooter:
             log.warning("notification for %s failed: %s", name, type(exc).__name__)
 
     def close(self) -> None:
-        """Stop taking runs; running ones end at their deadlines."""
+        """Stop taking runs and starting actions; running ones end at their deadlines."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
