@@ -61,3 +61,32 @@ def test_service_contract_directives() -> None:
     for directive in ("Type=notify", "WatchdogSec=", "DynamicUser=yes", "LoadCredential=", "StateDirectory=rmxdiag",
                       "ExecReload=/bin/kill -HUP $MAINPID", "RestartPreventExitStatus=78"):
         assert directive in text, directive
+
+
+def _syscalls(tool: str, group: str) -> set[str]:
+    out = subprocess.run([tool, "syscall-filter", group], capture_output=True, text=True, timeout=60, check=True)
+    names: set[str] = set()
+    for line in out.stdout.splitlines()[1:]:
+        word = line.strip()
+        if word.startswith("@"):
+            names |= _syscalls(tool, word)
+        elif word and not word.startswith("#"):
+            names.add(word)
+    return names
+
+
+def test_the_unit_lets_the_daemon_reap_and_end_its_children() -> None:
+    """Given the unit's SystemCallFilter lines, When resolved with systemd-analyze, Then prctl (the child
+    subreaper), pidfd_open, kill and wait4 are allowed: the calls probes.children relies on."""
+    tool = need("systemd-analyze")
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for line in (UNITS / "rmxdiag.service").read_text().splitlines():
+        if line.startswith("SystemCallFilter="):
+            value = line.split("=", 1)[1]
+            deny = value.startswith("~")
+            for word in value.lstrip("~").split():
+                names = _syscalls(tool, word) if word.startswith("@") else {word}
+                (denied if deny else allowed).update(names)
+    for call in ("prctl", "pidfd_open", "kill", "wait4", "waitid"):
+        assert call in allowed and call not in denied, call
