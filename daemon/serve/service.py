@@ -41,6 +41,7 @@ from probes.target import SecretFile, Settings, Target
 log = logging.getLogger("rmxdiag.daemon")
 
 ConfigLoader = Callable[[Path], Config]
+SWEEP_INTERVAL = 10.0  # seconds between sweeps for escaped child processes
 
 
 class StartupError(Exception):
@@ -215,7 +216,12 @@ class Daemon:
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()
+        swept = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() - swept >= SWEEP_INTERVAL:
+                # Reap escaped descendants that ended on their own (they are this process's children).
+                swept = time.monotonic()
+                await asyncio.get_running_loop().run_in_executor(None, children.sweep)
             # Ping only while the loop runs and the scheduler makes progress: a stalled loop or a
             # wedged pool stops the pings and systemd restarts the service.
             if interval is not None and self.scheduler.healthy():

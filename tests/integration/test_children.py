@@ -115,3 +115,21 @@ def test_stop_all_ends_running_trees_from_another_thread(marker: str) -> None:
     print(f"stop_all: both returned in {time.monotonic() - start:.2f} s")
     assert len(results) == 2 and time.monotonic() - start < 1.5
     assert wait_for(lambda: not marked(marker), timeout=2), marked(marker)
+
+
+def test_sweep_reaps_and_ends_children_no_tree_claims(marker: str) -> None:
+    """Given a subreaper with a dead and a live child that no tree started (as an escaped descendant
+    would be), When sweep() runs, Then the live one is killed and neither is left as a zombie."""
+    code = ("import json, os, subprocess, time\nfrom probes import children\nassert children.become_subreaper()\n"
+            "dead = subprocess.Popen(['true'])\n"
+            f"live = subprocess.Popen([{sys.executable!r}, '-c', 'import time; time.sleep(60)', {marker!r}])\n"
+            "time.sleep(0.3)\nended = children.sweep()\ntime.sleep(0.2)\n"
+            "zombies = [p for p in os.listdir('/proc') if p.isdigit() and "
+            "open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[:2] == ['Z', str(os.getpid())]]\n"
+            "print(json.dumps({'ended': ended, 'zombies': zombies}))\n")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=30,
+                         check=True)
+    result = json.loads(out.stdout)
+    print(f"sweep: {result}")
+    assert result == {"ended": 1, "zombies": []}
+    assert not marked(marker)
