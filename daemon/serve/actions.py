@@ -2,7 +2,8 @@
 
 The action gets the hint and the target as JSON (stdin for a command, the body of an HTTP
 request) and as ``RMXDIAG_*`` environment variables; nothing else of the daemon's environment
-is passed to a command (so no secret can leak into it). Commands run without a shell through
+is passed to a command (so no secret can leak into it). HTTP requests have one total deadline and
+a bounded answer (:mod:`daemon.serve.outbound`). Commands run without a shell through
 :mod:`probes.children`: the timeout covers the whole action (output included), the output is read
 as it comes and only its tail kept, and the command's whole process tree is ended at the timeout
 and when the command exits (a grandchild it left running would act unsupervised).
@@ -17,10 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from daemon.config.model import ActionConfig
 from daemon.report import Hint
+from daemon.serve import outbound
 from probes import children
 
 log = logging.getLogger("rmxdiag.actions")
@@ -96,15 +96,14 @@ def _run_command(action: ActionConfig, target: str, hint: Hint) -> tuple[Outcome
 def _run_http(action: ActionConfig, target: str, hint: Hint) -> tuple[Outcome, str]:
     assert action.http_url is not None  # noqa: S101 (checked by the caller)
     try:
-        response = requests.request(action.http_method, action.http_url, json=_payload(target, hint),
-                                    timeout=action.timeout, allow_redirects=False)
-    except requests.Timeout:
-        return Outcome.TIMEOUT, f"no answer within {action.timeout:g}s"
-    except requests.RequestException as exc:
-        return Outcome.FAILED, type(exc).__name__
-    if 200 <= response.status_code < 300:
-        return Outcome.OK, f"HTTP {response.status_code}"
-    return Outcome.FAILED, f"HTTP {response.status_code}"
+        answer = outbound.request(action.http_method, action.http_url, json=_payload(target, hint),
+                                  timeout=action.timeout)
+    except TimeoutError:
+        return Outcome.TIMEOUT, f"no complete answer within {action.timeout:g}s"
+    except outbound.RequestFailed as exc:
+        return Outcome.FAILED, str(exc)
+    detail = f"HTTP {answer.status}" + (f" (answer cut at {outbound.MAX_ANSWER} bytes)" if answer.truncated else "")
+    return (Outcome.OK if 200 <= answer.status < 300 else Outcome.FAILED), detail
 
 
 def execute(action: ActionConfig, target: str, hint: Hint) -> ActionResult:

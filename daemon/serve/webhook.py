@@ -16,11 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
 from daemon.config.model import Config
 from daemon.report import Report, TargetReport, now_utc
-from daemon.serve import actions
+from daemon.serve import actions, outbound
 from daemon.serve.snapshot import SnapshotHolder
 from daemon.serve.store import ReportStore
 from probes.target import Settings, Target
@@ -160,12 +158,17 @@ class Troubleshooter:
         try:
             if notify.token is not None:
                 headers["Authorization"] = "Bearer " + notify.token.read().decode()
-            response = requests.post(notify.url, json=body, headers=headers, timeout=notify.timeout,
-                                     allow_redirects=False)
-            if response.status_code >= 300:
-                log.warning("notification for %s answered HTTP %d", name, response.status_code)
-        except (OSError, requests.RequestException, UnicodeDecodeError) as exc:
-            log.warning("notification for %s failed: %s", name, type(exc).__name__)
+            answer = outbound.request("POST", notify.url, json=body, headers=headers, timeout=notify.timeout)
+        except TimeoutError:
+            log.warning("notification for %s: no complete answer within %gs", name, notify.timeout)
+        except (OSError, outbound.RequestFailed, UnicodeDecodeError) as exc:
+            log.warning("notification for %s failed: %s", name, str(exc) if isinstance(exc, outbound.RequestFailed)
+                        else type(exc).__name__)
+        else:
+            if answer.status >= 300:
+                log.warning("notification for %s answered HTTP %d", name, answer.status)
+            else:
+                log.info("notification for %s: HTTP %d in %.2fs", name, answer.status, answer.seconds)
 
     def close(self) -> None:
         """Stop taking runs and starting actions; running ones end at their deadlines."""

@@ -16,8 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.reliability import serving
 from tests.support.secrets import wait_for
-from tests.support.served import daemon_dir, kill_marked, marked, peak_rss_kib, serve, sleeper, zombies_of
+from tests.support.served import (
+    daemon_dir,
+    dripping_http,
+    endless_http,
+    kill_marked,
+    log_seconds,
+    marked,
+    peak_rss_kib,
+    serve,
+    sleeper,
+    zombies_of,
+)
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 TIMEOUT_STOP_SEC = 20  # systemd/rmxdiag.service
@@ -145,3 +157,48 @@ def test_sigterm_ends_the_daemon_within_the_stop_timeout_whatever_the_action_doe
         assert wait_for(lambda: not marked(marker), timeout=3), f"left behind: {marked(marker)}"
     finally:
         kill_marked(marker)
+
+
+def _http_action(url: str, timeout: float) -> str:
+    return (f"actions:\n  - code: REGISTRAR_UNREACHABLE\n    http:\n      url: {url}\n"
+            f"    timeout: {timeout}\n    dry_run: false\n")
+
+
+def test_http_action_and_notification_against_a_dripping_peer_end_at_their_total_timeout(tmp_path: Path) -> None:
+    """Given an HTTP action (timeout 2 s) and a notification (timeout 2 s) whose peer answers one byte
+    every 0.25 s (every read makes progress; the whole answer takes 17 s), When an alert runs them,
+    Then the action is a timeout within 2.5 s and the notification gives up within 2.5 s."""
+    with serving(dripping_http(0.25)) as peer:
+        url = f"http://127.0.0.1:{peer}/hook"
+        extra = _http_action(url, 2) + f"notify:\n  url: {url}\n  timeout: 2\n"
+        config, port = daemon_dir(tmp_path, {"rmx-a": 9}, extra)
+        with serve(config, port) as d:
+            assert d.alert("rmx-a").status_code == 202
+            doc = _one_run(d, 1, 30)[0]
+            assert wait_for(lambda: "notification for rmx-a" in d.log(), timeout=30), "no notification outcome"
+            log = d.log().splitlines()
+    action = doc["actions"][0]  # type: ignore[index]
+    stored = next(line for line in log if "troubleshooting run" in line and "target=rmx-a" in line)
+    notified = next(line for line in log if "notification for rmx-a" in line)
+    notify_seconds = log_seconds(notified) - log_seconds(stored)
+    print(f"dripping peer: action {action['outcome']} in {action['duration_seconds']} s ({action['detail']}); "
+          f"notification ended {notify_seconds:.2f} s after the report: {notified.split(': ', 1)[1]}")
+    assert action["outcome"] == "timeout" and action["duration_seconds"] <= 2.5
+    assert notify_seconds <= 2.5
+
+
+def test_http_action_answer_is_read_only_up_to_its_cap(tmp_path: Path) -> None:
+    """Given an HTTP action whose peer answers 200 with a 512 MB body, When an alert runs it, Then the
+    action is ok within a second and the daemon's peak RSS grows by less than 64 MiB."""
+    with serving(endless_http(512 * 1024 * 1024)) as peer:
+        config, port = daemon_dir(tmp_path, {"rmx-a": 9}, _http_action(f"http://127.0.0.1:{peer}/fix", 20))
+        with serve(config, port) as d:
+            before = peak_rss_kib(d.pid)
+            assert d.alert("rmx-a").status_code == 202
+            doc = _one_run(d, 1, 40)[0]
+            grown = peak_rss_kib(d.pid) - before
+    action = doc["actions"][0]  # type: ignore[index]
+    print(f"512 MB answer: action {action['outcome']} in {action['duration_seconds']} s ({action['detail']}); "
+          f"daemon peak RSS +{grown / 1024:.1f} MiB")
+    assert action["outcome"] == "ok" and action["duration_seconds"] < 1.0
+    assert grown < 64 * 1024

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 import requests
 
 from tests.support.peers import children_of, free_port, wait_for_port
+from tests.support.reliability import Handler
 
 SERVE = [sys.executable, "-m", "daemon.cli", "serve", "--log-level", "debug"]
 TOKEN = "fault-test-token"  # noqa: S105 (a test token)
@@ -187,3 +189,56 @@ def peak_rss_kib(pid: int) -> int:
 def sleeper(marker: str, seconds: int = 60) -> str:
     """A shell word list for a process that sleeps with ``marker`` in its argv."""
     return f"{sys.executable} -c 'import time; time.sleep({seconds})' {marker}"
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Read one HTTP request (head and a Content-Length body) from ``conn``."""
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        piece = conn.recv(65536)
+        if not piece:
+            return
+        body += piece
+
+
+def dripping_http(period: float) -> Handler:
+    """An HTTP peer that answers 200 one byte every ``period`` seconds (each read sees progress)."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\nfixed, see logs\n"
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        for byte in answer:
+            conn.sendall(bytes([byte]))
+            if stop.wait(period):
+                return
+    return handle
+
+
+def endless_http(total: int) -> Handler:
+    """An HTTP peer that answers 200 and then ``total`` bytes of body as fast as the client reads."""
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        _read_request(conn)
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {total}\r\n\r\n".encode())
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < total and not stop.is_set():
+            conn.sendall(chunk)
+            sent += len(chunk)
+    return handle
+
+
+def log_seconds(line: str) -> float:
+    """The time of a daemon log line (``YYYY-MM-DD HH:MM:SS,mmm LEVEL ...``) as seconds of the day."""
+    clock = line.split()[1]
+    h, m, rest = clock.split(":")
+    s, ms = rest.split(",")
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
