@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Load the config, start the daemon and serve until SIGTERM."""
-    from daemon.serve.service import Daemon, StartupError, load_config
+    from daemon.serve.service import Daemon, StartupError, load_config, preflight
     from probes import children
 
     # The CLI already configured stderr logging (warning, or more with -v); a daemon logs its
@@ -44,6 +44,7 @@ def execute(args: argparse.Namespace) -> int:
     root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(args.log_level.upper())))
     try:
         config = load_config(config_path(args))
+        preflight(config)  # before the event loop starts: the error is the only line on stderr
     except StartupError as exc:
         sys.stderr.write(f"rmxdiag: error: {exc}\n")
         return EX_CONFIG

@@ -153,8 +153,9 @@ def _certificate(node: Node) -> CertificateSource:
                         + (f"; got {', '.join(kinds)}" if kinds else ""))
     kind = kinds[0]
     if kind == "pfx":
+        # A PFX exported without a password needs no password file (an empty one is refused).
         source = CertificateSource("pfx", path=m.required("pfx").secret_file(),
-                                   password=SecretFile(m.required("password_file").secret_file()))
+                                   password=m.opt("password_file", lambda n: SecretFile(n.secret_file()), None))
     elif kind == "cert":
         source = CertificateSource("pem", path=m.required("cert").input_file(),
                                    key=m.opt("key", lambda n: n.secret_file(), None),

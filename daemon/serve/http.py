@@ -65,6 +65,8 @@ def basic_auth_ok(server: ServerConfig, header: str | None) -> bool:
             expected = entry.password.read()
         except OSError:
             continue
+        if not expected:  # emptied since start: refuse everyone rather than accept an empty password
+            continue
         # Evaluate both comparisons for every user: no early exit that times the user name.
         same_user = hmac.compare_digest(user, entry.username.encode())
         same_password = hmac.compare_digest(password, expected)

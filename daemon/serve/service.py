@@ -58,17 +58,25 @@ def load_config(path: Path) -> Config:
     return config
 
 
-def _secret(secret: SecretFile | None, what: str) -> bytes | None:
+def _secret(secret: SecretFile | None, what: str, empty_hint: str = "") -> bytes | None:
+    """The secret's value; StartupError naming the file when it cannot be read or is empty."""
     if secret is None:
         return None
     try:
-        return secret.read()
+        value = secret.read()
     except OSError as exc:
         raise StartupError(f"{secret.path}: {what} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not value:
+        # An empty file must never mean "no password": it would open the endpoint or send no credential.
+        raise StartupError(f"{secret.path}: {what} is empty" + (f" ({empty_hint})" if empty_hint else ""))
+    return value
 
 
 def preflight(config: Config) -> None:
-    """Check every secret and TLS file the configuration refers to (StartupError naming the file)."""
+    """Check every secret and TLS file the configuration refers to (StartupError naming the file).
+
+    Every secret file must hold a value: an empty one is refused for every kind of secret.
+    """
     _secret(config.webhook.token, "the webhook token file")
     if config.notify is not None:
         _secret(config.notify.token, "the notification token file")
@@ -85,7 +93,8 @@ def preflight(config: Config) -> None:
             _secret(target.alarms.xml_api.password, f"the XML API password file of target {target.name}")
         source = target.certificate
         if source is not None and source.kind == "pfx" and source.path is not None:
-            password = _secret(source.password, f"the PFX password file of target {target.name}")
+            password = _secret(source.password, f"the PFX password file of target {target.name}",
+                               "for a PFX without a password, leave out password_file")
             try:
                 # The certificate probe's checked reader: a regular file of at most 1 MiB.
                 data = read_capped(source.path, f"PFX of target {target.name}")

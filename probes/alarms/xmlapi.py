@@ -82,6 +82,8 @@ def read_secret(secret: SecretFile, what: str) -> str:
     except OSError as exc:
         raise XmlApiError(ErrorKind.FILE_UNREADABLE,
                           f"{path}: cannot read the {what} file ({exc.strerror or type(exc).__name__})") from None
+    if not raw:
+        raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file is empty")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
