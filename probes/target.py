@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from probes import redact
+
 
 @dataclass(frozen=True)
 class SecretFile:
@@ -21,9 +23,14 @@ class SecretFile:
     path: Path
 
     def read(self) -> bytes:
-        """The secret: the file's first line, without the line ending (the RMX convention)."""
+        """The secret: the file's first line, without the line ending (the RMX convention).
+
+        The value is registered for redaction (:mod:`probes.redact`) before it is returned.
+        """
         data = self.path.read_bytes()
-        return data.splitlines()[0] if data else b""
+        value = data.splitlines()[0] if data else b""
+        redact.remember(value)
+        return value
 
     def __repr__(self) -> str:
         return f"SecretFile({str(self.path)!r})"

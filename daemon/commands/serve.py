@@ -20,6 +20,7 @@ import threading
 import time
 
 from daemon.commands._config_arg import add_config, config_path
+from probes import redact
 
 EX_CONFIG = 78
 EXIT_GRACE = 5.0  # seconds for worker threads to finish after the daemon stopped
@@ -42,6 +43,7 @@ def execute(args: argparse.Namespace) -> int:
     # one-line run summaries at info, so lower the threshold unless -v asked for even more.
     root = logging.getLogger()
     root.setLevel(min(root.level or logging.WARNING, logging.getLevelName(args.log_level.upper())))
+    redact.install(root)  # no secret value the daemon read reaches a log line (probes.redact)
     try:
         config = load_config(config_path(args))
         preflight(config)  # before the event loop starts: the error is the only line on stderr

@@ -32,6 +32,7 @@ from daemon.config.model import Config, ServerConfig
 from daemon.report import Report, now_utc
 from daemon.serve import exporter
 from daemon.serve.snapshot import Snapshot, TargetState
+from probes.redact import redact_doc
 
 if TYPE_CHECKING:
     from daemon.serve.service import Daemon
@@ -124,7 +125,9 @@ async def _probe(request: web.Request) -> web.Response:
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(doc, indent=2) + "\n", content_type="application/json")
+    # Reports quote remote answers: no secret value the daemon read leaves in a response.
+    return web.Response(status=status, text=json.dumps(redact_doc(doc), indent=2) + "\n",
+                        content_type="application/json")
 
 
 async def _report(request: web.Request) -> web.Response:

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from probes.redact import redact_doc
+
 log = logging.getLogger("rmxdiag.store")
 
 _ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9]{4}-[A-Za-z0-9_.-]{1,128}$")
@@ -36,7 +38,7 @@ class ReportStore:
 
     def save(self, stamp: str, target: str, document: dict[str, Any]) -> str | None:
         """Store ``document``; return its id, or None when the write failed (counted and logged)."""
-        data = (json.dumps(document, indent=2) + "\n").encode()
+        data = (json.dumps(redact_doc(document), indent=2) + "\n").encode()
         with self._lock:
             self._seq = (self._seq + 1) % 10_000
             run_id = f"{stamp}-{self._seq:04d}-{target}"

@@ -21,6 +21,7 @@ from daemon.report import Report, TargetReport, now_utc
 from daemon.serve import actions, outbound
 from daemon.serve.snapshot import SnapshotHolder
 from daemon.serve.store import ReportStore
+from probes.redact import redact_doc
 from probes.target import Settings, Target
 
 log = logging.getLogger("rmxdiag.webhook")
@@ -158,7 +159,8 @@ class Troubleshooter:
         try:
             if notify.token is not None:
                 headers["Authorization"] = "Bearer " + notify.token.read().decode()
-            answer = outbound.request("POST", notify.url, json=body, headers=headers, timeout=notify.timeout)
+            answer = outbound.request("POST", notify.url, json=redact_doc(body), headers=headers,
+                                      timeout=notify.timeout)
         except TimeoutError:
             log.warning("notification for %s: no complete answer within %gs", name, notify.timeout)
         except (OSError, outbound.RequestFailed, UnicodeDecodeError) as exc:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import LabPKI
+from tests.support.alarms import LOGIN_OK, ok_answer, xml_api_server
+from tests.support.secrets import API_PASSWORD, WEBHOOK_TOKEN, encodings, wait_for
 from tests.support.served import SERVE, daemon_dir, secret, serve, write
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -91,3 +94,78 @@ def test_a_password_file_emptied_while_running_locks_the_endpoint(tmp_path: Path
         empty, old = status(b"prom:"), status(b"prom:web-pass-1")
     print(f"password file emptied at run time: empty password -> {empty}, old password -> {old}")
     assert (empty, old) == (401, 401)
+
+
+API_USER = "rmx-api-user-canary-3c1f"
+BASIC_PASSWORD = "Basic+Canary/6d0e=44"  # noqa: S105 (a canary)
+_CANARIES = {"api password": API_PASSWORD, "api user": API_USER, "webhook token": WEBHOOK_TOKEN,
+             "basic-auth password": BASIC_PASSWORD}
+
+
+def _echoing_rmx() -> Callable[[bytes], tuple[int, bytes, float]]:
+    """An RMX XML API that accepts the LOGIN, then quotes the credentials it got (and two other secrets the
+    daemon holds, as a hostile peer could) in its GET_STATE and LOGOUT answers."""
+    said: dict[str, str] = {}
+
+    def handle(body: bytes) -> tuple[int, bytes, float]:
+        if b"<LOGIN>" in body:
+            text = body.decode()
+            said["user"] = text.split("<USER_NAME>")[1].split("</USER_NAME>")[0]
+            said["password"] = text.split("<PASSWORD>")[1].split("</PASSWORD>")[0]  # XML-escaped as sent
+            return 200, LOGIN_OK, 0.0
+        quote = (f"session of {said.get('user')} with password {said.get('password')} "
+                 f"(also {WEBHOOK_TOKEN} and {BASIC_PASSWORD.replace('&', '&amp;')})")
+        if b"<GET_STATE/>" in body:
+            return 200, ok_answer("GET_STATE", f"<MCU_STATE><ID>3</ID><DESCRIPTION>major, {quote}</DESCRIPTION>"
+                                  "</MCU_STATE><NUMBER_OF_ACTIVE_ALARMS>2</NUMBER_OF_ACTIVE_ALARMS>"), 0.0
+        return 200, ok_answer("LOGOUT", status=-1, desc=f"logout refused: {quote}"), 0.0
+    return handle
+
+
+def _found(blob: bytes) -> list[str]:
+    return [f"{name} as {form}" for name, value in _CANARIES.items() for form, raw in encodings(value).items()
+            if form in ("raw", "xml", "url") and raw in blob]
+
+
+def test_secrets_echoed_by_the_xml_api_never_reach_findings_reports_or_logs(tmp_path: Path) -> None:
+    """Given a daemon with basic auth and a webhook token whose target's XML API echoes the API user and
+    password (and the other two secrets) in its GET_STATE and LOGOUT answers, When scheduled runs, an
+    alert-driven run and the report endpoints are used at debug log level, Then none of the four values
+    appears in /api/v1/report, the stored run (file and endpoint), /metrics, /probe or the log, while the
+    finding still says the state and the alarm count."""
+    secret(tmp_path / "api.user", API_USER.encode() + b"\n")
+    secret(tmp_path / "api.pass", API_PASSWORD.encode() + b"\n")
+    secret(tmp_path / "web.pass", BASIC_PASSWORD.encode() + b"\n")
+    auth = {"Authorization": "Basic " + base64.b64encode(f"prom:{BASIC_PASSWORD}".encode()).decode()}
+    with xml_api_server(_echoing_rmx()) as rmx:
+        extra = "server:\n  basic_auth:\n    - username: prom\n      password_file: web.pass\n"
+        config, port = daemon_dir(tmp_path, {"rmx-a": 9}, extra, interval=1, schedule=True)
+        secret(tmp_path / "token", WEBHOOK_TOKEN.encode())
+        api = (f"    alarms:\n      xml_api:\n        url: {rmx.url}\n        user_file: api.user\n"
+               "        password_file: api.pass\n        timeout: 2\n")
+        write(config, config.read_text().replace("        port: 9\n", "        port: 9\n" + api, 1))
+        with serve(config, port) as d:
+            url = d.url
+            assert wait_for(lambda: "active alarm" in requests.get(url + "/api/v1/report", headers=auth,
+                                                                   timeout=10).text, timeout=20)
+            alert = requests.post(url + "/api/v1/alerts", headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+                                  json={"alerts": [{"status": "firing", "labels": {"target": "rmx-a"}}]}, timeout=10)
+            assert alert.status_code == 202
+            assert wait_for(lambda: requests.get(url + "/api/v1/report/runs", headers=auth,
+                                                 timeout=10).json()["runs"], timeout=20)
+            run_id = requests.get(url + "/api/v1/report/runs", headers=auth, timeout=10).json()["runs"][0]
+            bodies = {path: requests.get(url + path, headers=auth, timeout=10).content for path in (
+                "/api/v1/report", f"/api/v1/report/runs/{run_id}", "/metrics", "/probe?target=rmx-a")}
+            assert wait_for(lambda: "logout failed" in d.log(), timeout=10)
+            log = d.log().encode()
+    stored = {str(p): p.read_bytes() for p in (tmp_path / "state" / "reports").glob("*.json")}
+    sent = b"".join(rmx.requests)
+    report = bodies["/api/v1/report"].decode()
+    got_password = encodings(API_PASSWORD)["xml"] in sent
+    print(f"echoing XML API: {len(bodies)} responses ({sum(map(len, bodies.values()))} bytes), {len(stored)} "
+          f"stored report(s), {len(log)} bytes of log; the RMX got the password: {got_password}")
+    leaks = [f"{where}: {hit}" for where, blob in {**bodies, **stored, "log": log}.items() for hit in _found(blob)]
+    print("\n".join(leaks))
+    assert got_password
+    assert leaks == []
+    assert "active alarm" in report and "major" in report and "[redacted]" in report
