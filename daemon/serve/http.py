@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.config.model import Config, ServerConfig
+from daemon.engine import DEADLINE_GRACE
 from daemon.report import Report, now_utc
-from daemon.serve import exporter
+from daemon.serve import exporter, ondemand
 from daemon.serve.snapshot import Snapshot, TargetState
 from probes.redact import redact_doc
 
@@ -43,6 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
+SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
 
 
 def _unauthorized() -> web.Response:
@@ -116,8 +118,10 @@ async def _probe(request: web.Request) -> web.Response:
     target = daemon.config.target(name)
     if target is None:
         return web.Response(status=404, text="unknown target (not in the configuration)\n")
-    # Answer before Prometheus gives up: keep half a second for rendering and transfer.
-    budget = max(0.5, _scrape_timeout(request) - 0.5)
+    # Answer before Prometheus gives up (half a second kept for rendering and transfer), and never
+    # wait longer than the target's own deadline allows; the budget covers waiting for a slot too.
+    budget = max(0.5, min(_scrape_timeout(request) - SCRAPE_MARGIN,
+                          target.deadline + DEADLINE_GRACE + ondemand.RUN_MARGIN))
     state = await daemon.probe_now(target, budget)
     snap = Snapshot(targets={name: state}, order=(name,))
     body = exporter.render(lambda: snap, global_metrics=False)

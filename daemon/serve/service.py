@@ -10,9 +10,7 @@ any failure keeps the running configuration and sets ``rmxdiag_config_last_reloa
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import contextlib
-import dataclasses
 import importlib
 import logging
 import signal
@@ -26,16 +24,17 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from daemon.config.model import Config
-from daemon.engine import DEADLINE_GRACE, run_target
+from daemon.engine import run_target
 from daemon.report import TargetReport
 from daemon.serve import sdnotify
 from daemon.serve.http import HttpServer, bind, tls_context
+from daemon.serve.ondemand import OnDemand
 from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.webhook import Troubleshooter, TroubleshootRunner, firing_targets
 from probes import children
 from probes.certificate.load import read_capped
-from probes.model import ErrorKind, InputError, failed
+from probes.model import InputError
 from probes.target import SecretFile, Settings, Target
 
 log = logging.getLogger("rmxdiag.daemon")
@@ -131,11 +130,9 @@ class Daemon:
         self.rendered: tuple[Snapshot, bytes] | None = None  # /metrics text of the last snapshot
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._probe_pool_size = max(4, config.settings.concurrency)
-        self._probe_slots = asyncio.Semaphore(self._probe_pool_size)
         # /probe runs get their own pool, shut down without waiting at stop (asyncio.run would wait
         # for the default executor's threads, i.e. for a probe's whole deadline).
-        self._probe_pool = cf.ThreadPoolExecutor(max_workers=self._probe_pool_size, thread_name_prefix="probe")
+        self.ondemand = OnDemand(max(4, config.settings.concurrency), runner, self.holder.put)
 
     # -- configuration ---------------------------------------------------------------------------
     def _apply(self, config: Config) -> None:
@@ -179,27 +176,8 @@ class Daemon:
 
     # -- on-demand probing -----------------------------------------------------------------------
     async def probe_now(self, target: Target, budget: float) -> TargetState:
-        """Run ``target`` now within ``budget`` seconds (the /probe endpoint)."""
-        # The engine returns at most DEADLINE_GRACE after the probe deadline; keep a further margin
-        # so that the probes' own deadline outcomes (not the fallback below) reach Prometheus.
-        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE - 0.3)))
-        loop = asyncio.get_running_loop()
-        async with self._probe_slots:
-            try:
-                report = await asyncio.wait_for(
-                    loop.run_in_executor(self._probe_pool, self.runner, limited, self.config.settings,
-                                         self.scheduler.cache), budget)
-            except TimeoutError:
-                report = TargetReport(target.name, (failed("engine", ErrorKind.DEADLINE,
-                                                           f"no result within {budget:g}s"),))
-            except Exception as exc:  # a bug in the engine or a probe module: one outcome, not a 500
-                log.error("on-demand run of %s failed with a bug: %s", target.name, type(exc).__name__)
-                log.debug("on-demand run traceback", exc_info=True)
-                report = TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
-                                                           f"internal error ({type(exc).__name__})"),))
-        state = TargetState(report, time.time())
-        self.holder.put(target.name, state)
-        return state
+        """Run ``target`` now within ``budget`` seconds, queueing included (the /probe endpoint)."""
+        return await self.ondemand.probe(target, self.config.settings, self.scheduler.cache, budget)
 
     def ready(self) -> bool:
         """Ready once running with a valid config and a scheduler that makes progress."""
@@ -258,7 +236,7 @@ class Daemon:
         await self.http.stop()
         self.scheduler.close()
         self.troubleshooter.close()
-        self._probe_pool.shutdown(wait=False, cancel_futures=True)
+        self.ondemand.close()
         # A running action or capture would hold the exit until its deadline (the interpreter joins
         # the threads that wait for them): end every child process tree now.
         stopped = children.stop_all()
