@@ -9,8 +9,11 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
 - body cap: a declared ``Content-Length`` over the cap is answered 413 before reading anything,
   and ``client_max_size`` stops a chunked body at the cap;
 - connection cap: the protocol factory hands out a closing protocol beyond ``max_connections``;
-- TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop).
-Credentials are compared in constant time and read from their files at use.
+- TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop);
+- malformed requests: a 400 each, logged at debug level and rate-limited (:class:`ServerLog`);
+- listen backlog: :data:`BACKLOG`, applied (asyncio would re-apply its default of 100).
+Credentials are compared in constant time and read from their files at use; the ``Basic`` and
+``Bearer`` schemes are matched case-insensitively.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import json
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.config.model import Config, ServerConfig
 from daemon.engine import DEADLINE_GRACE
@@ -45,6 +50,7 @@ DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
+BACKLOG = 512  # pending connections the kernel queues (capped by net.core.somaxconn)
 
 
 def _unauthorized() -> web.Response:
@@ -52,14 +58,24 @@ def _unauthorized() -> web.Response:
                         headers={"WWW-Authenticate": 'Basic realm="rmxdiag", charset="UTF-8"'})
 
 
+def _credentials(header: str | None, scheme: str) -> str | None:
+    """The credentials of an ``Authorization`` header using ``scheme`` (compared case-insensitively,
+    RFC 7235), or None."""
+    if not header:
+        return None
+    given, _, rest = header.strip().partition(" ")
+    return rest.strip() if given.lower() == scheme.lower() and rest.strip() else None
+
+
 def basic_auth_ok(server: ServerConfig, header: str | None) -> bool:
     """True when no users are configured, or ``header`` carries one user's exact credentials."""
     if not server.basic_auth:
         return True
-    if not header or not header.startswith("Basic "):
+    encoded = _credentials(header, "Basic")
+    if encoded is None:
         return False
     try:
-        user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
+        user, _, password = base64.b64decode(encoded, validate=True).partition(b":")
     except (binascii.Error, ValueError):
         return False
     ok = False
@@ -78,10 +94,11 @@ def basic_auth_ok(server: ServerConfig, header: str | None) -> bool:
 
 
 def bearer_ok(expected: bytes, header: str | None) -> bool:
-    """Constant-time check of an ``Authorization: Bearer`` header."""
-    if not expected or not header or not header.startswith("Bearer "):
+    """Constant-time check of an ``Authorization: Bearer`` header (scheme case-insensitive, RFC 6750)."""
+    token = _credentials(header, "Bearer")
+    if not expected or token is None:
         return False
-    return hmac.compare_digest(header[7:].strip().encode(), expected)
+    return hmac.compare_digest(token.encode(), expected)
 
 
 @web.middleware
@@ -215,8 +232,10 @@ async def _alerts(request: web.Request) -> web.Response:
         return body
     try:
         names = daemon.troubleshooter_names(json.loads(body))
-    except ValueError as exc:
+    except ValueError as exc:  # includes invalid UTF-8
         return web.Response(status=400, text=f"bad alert payload: {str(exc)[:120]}\n")
+    except RecursionError:  # JSON nested deeper than the parser's recursion allows
+        return web.Response(status=400, text="bad alert payload: nested too deep\n")
     decisions = daemon.troubleshooter.trigger(names)
     return _json({"status": "accepted", "targets": decisions}, 202)
 
@@ -236,6 +255,36 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/-/reload", _reload)
     app.router.add_post("/api/v1/alerts", _alerts)
     return app
+
+
+class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger: a client's malformed request is a debug line at most every
+    ``every`` seconds (with a count of the ones not logged), never an ERROR with a traceback that
+    anyone who reaches the port could flood the journal with; a server-side failure stays an ERROR
+    line (its traceback at debug)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        super().__init__(logging.getLogger("rmxdiag.http.server"), {})
+        self.every = every
+        self.suppressed = 0
+        self._last = -every
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: Any) -> None:
+        """Route aiohttp's per-request error reports (the only exception() calls it makes)."""
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 500) < 500:
+            now = time.monotonic()
+            if now - self._last < self.every:
+                self.suppressed += 1
+                return
+            self._last, skipped, self.suppressed = now, self.suppressed, 0
+            first = " ".join(ln.strip() for ln in str(exc.message).splitlines() if ln.strip())[:80]
+            self.logger.debug("malformed request (%s: %s)%s", type(exc).__name__, first,
+                              f"; {skipped} more not logged" if skipped else "")
+            return
+        self.logger.error("%s: %s", str(msg) % args if args else msg,
+                          type(exc).__name__ if exc is not None else "error")
+        self.logger.debug("request error traceback", exc_info=exc_info)
 
 
 class _Refuse(asyncio.Protocol):
@@ -270,7 +319,7 @@ class HttpServer:
         server = config.server
         self._runner = web.AppRunner(build_app(self.daemon), handle_signals=False, access_log=None,
                                      keepalive_timeout=server.header_timeout, lingering_time=0,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, logger=ServerLog())
         await self._runner.setup()
         aio_server = self._runner.server
         assert aio_server is not None  # noqa: S101 (set by setup())
@@ -286,8 +335,10 @@ class HttpServer:
         ctx = tls_context(server)
         # A TLS peer that leaves without close_notify would keep its socket for the default 30 s
         # shutdown timeout: bound it like the handshake.
+        # create_server() calls listen() again, with asyncio's default backlog of 100 unless told.
         self._server = await loop.create_server(
-            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None,
+            factory, sock=sock, backlog=BACKLOG, ssl=ctx,
+            ssl_handshake_timeout=server.header_timeout if ctx else None,
             ssl_shutdown_timeout=server.header_timeout if ctx else None)
         self.port = int(sock.getsockname()[1])
 
@@ -323,6 +374,6 @@ def bind(listen: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
-    sock.listen(512)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock

@@ -4,14 +4,19 @@ malformed requests, the lifecycle endpoint, the listen backlog and auth schemes.
 from __future__ import annotations
 
 import asyncio
+import base64
+import socket
+import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+import requests
 
 from tests.support import mtls as peers
-from tests.support.served import daemon_dir, serve
+from tests.support.peers import need
+from tests.support.served import TOKEN, daemon_dir, secret, serve
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -75,3 +80,73 @@ def test_a_scrape_that_gets_no_probe_slot_answers_at_its_budget(tmp_path: Path) 
     assert 'rmxdiag_probe_success{probe="engine",target="rmx-fast"} 0.0' in fast[2]
     assert 'reason="deadline"' in fast[2]
     assert all(status == 200 and seconds < 6.0 for status, seconds, _ in slow)
+
+
+def test_deeply_nested_json_on_the_webhook_is_a_400_without_traceback(tmp_path: Path) -> None:
+    """Given an authenticated alert POST whose body is JSON nested 200,000 deep (400 KB, under the body cap),
+    When the webhook parses it, Then it answers 400 (Alertmanager does not retry a 4xx) and logs no traceback."""
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9})
+    body = b"[" * 200_000 + b"]" * 200_000
+    with serve(config, port) as d:
+        answer = requests.post(d.url + "/api/v1/alerts", data=body, timeout=10,
+                               headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        time.sleep(0.2)
+        log = d.log()
+    print(f"200,000-deep JSON: {answer.status_code} {answer.text.strip()!r}; tracebacks logged: "
+          f"{log.count('Traceback')}")
+    assert answer.status_code == 400
+    assert "Traceback" not in log
+
+
+def test_malformed_requests_are_logged_at_debug_level_and_rate_limited(tmp_path: Path) -> None:
+    """Given a daemon at debug log level, When 50 unauthenticated clients each send a malformed request
+    (bad request line, bad header, bad chunking, over-long line, bad URL), Then each gets a 400, and the log
+    gains no ERROR line, no traceback, and at most 3 lines in all."""
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9})
+    bad = [b"GET / HTTP/9.9\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+           b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"GET http://[ HTTP/1.1\r\n\r\n",
+           b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+    with serve(config, port) as d:
+        before = len(d.log().splitlines())
+        statuses = []
+        for i in range(50):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(bad[i % len(bad)])
+                statuses.append(conn.recv(64).split(b" ")[1])
+        time.sleep(0.3)
+        new = d.log().splitlines()[before:]
+    print(f"50 malformed requests: statuses {sorted(set(statuses))}, {len(new)} log lines: {new[:3]}")
+    assert set(statuses) == {b"400"}
+    assert len(new) <= 3 and not any(" ERROR " in line or "Traceback" in line for line in new), new
+
+
+def test_listen_backlog_is_the_one_configured(tmp_path: Path) -> None:
+    """Given the daemon listening, When `ss` shows its listening socket, Then the backlog (Send-Q) is 512,
+    not asyncio's default of 100."""
+    ss = need("ss")
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9})
+    with serve(config, port):
+        out = subprocess.run([ss, "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10,
+                             check=True).stdout.split()
+    print(f"listen socket: {out}")
+    assert out[0] == "LISTEN" and out[2] == "512"
+
+
+def test_basic_and_bearer_schemes_are_case_insensitive(tmp_path: Path) -> None:
+    """Given basic auth and a webhook token, When clients send the schemes in lower and upper case (RFC 7617,
+    RFC 6750), Then both are accepted, and wrong credentials are still refused."""
+    secret(tmp_path / "web.pass", b"web-pass-2\n")
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9},
+                              "server:\n  basic_auth:\n    - username: prom\n      password_file: web.pass\n")
+    creds = base64.b64encode(b"prom:web-pass-2").decode()
+    alert = {"alerts": [{"status": "firing", "labels": {"target": "nowhere"}}]}
+    with serve(config, port) as d:
+        basic = {scheme: requests.get(d.url + "/metrics", headers={"Authorization": f"{scheme} {creds}"},
+                                      timeout=10).status_code for scheme in ("Basic", "basic", "BASIC")}
+        wrong = requests.get(d.url + "/metrics", headers={"Authorization": "basic " + base64.b64encode(
+            b"prom:nope").decode()}, timeout=10).status_code
+        bearer = {scheme: requests.post(d.url + "/api/v1/alerts", json=alert, timeout=10,
+                                        headers={"Authorization": f"{scheme} {TOKEN}"}).status_code
+                  for scheme in ("Bearer", "bearer", "BEARER")}
+    print(f"auth schemes: basic {basic}, wrong password {wrong}, bearer {bearer}")
+    assert set(basic.values()) == {200} and wrong == 401 and set(bearer.values()) == {202}
