@@ -13,7 +13,8 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
 - malformed requests: a 400 each, logged at debug level and rate-limited (:class:`ServerLog`);
 - listen backlog: :data:`BACKLOG`, applied (asyncio would re-apply its default of 100).
 Credentials are compared in constant time and read from their files at use; the ``Basic`` and
-``Bearer`` schemes are matched case-insensitively.
+``Bearer`` schemes are matched case-insensitively. ``POST /-/reload`` is off unless
+``server.enable_lifecycle`` is set, and then refuses cross-site requests (:func:`cross_site`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import logging
 import socket
@@ -29,6 +31,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -187,8 +190,27 @@ async def _ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready\n")
 
 
+def cross_site(request: web.Request) -> bool:
+    """True for a request a browser sent on behalf of another site (Sec-Fetch-Site, or an Origin that is
+    not this endpoint's own): a page must not make a visitor's browser drive the endpoint."""
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if fetch_site and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not sent by a browser's cross-origin machinery (curl, Prometheus, systemctl)
+    parts = urlsplit(origin)
+    return parts.scheme not in ("http", "https") or parts.netloc.lower() != request.host.lower()
+
+
 async def _reload(request: web.Request) -> web.Response:
-    ok = await request.app[DAEMON].reload_async()
+    daemon = request.app[DAEMON]
+    if not daemon.config.server.enable_lifecycle:
+        return web.Response(status=403, text="the lifecycle endpoint is off: set server.enable_lifecycle: true "
+                                             "(SIGHUP, i.e. systemctl reload, reloads either way)\n")
+    if cross_site(request):
+        return web.Response(status=403, text="cross-site request refused\n")
+    ok = await daemon.reload_async()
     if ok:
         return web.Response(text="reloaded\n")
     return web.Response(status=500, text="reload failed; the previous configuration stays active (see the log)\n")
@@ -292,6 +314,20 @@ class _Refuse(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.close()
+
+
+def exposure_warning(config: Config) -> str | None:
+    """A warning when the endpoint listens beyond loopback without authentication, else None."""
+    host = config.settings.listen.rpartition(":")[0].strip("[]")
+    if host == "localhost" or config.server.basic_auth:
+        return None
+    try:
+        if ipaddress.ip_address(host or "0.0.0.0").is_loopback:  # noqa: S104 (an empty host means every address)
+            return None
+    except ValueError:
+        pass  # a host name: assume it reaches beyond this machine
+    return (f"settings.listen {config.settings.listen} is beyond loopback and server.basic_auth is not set: "
+            "anyone who reaches the port can read the metrics and reports and start probes")
 
 
 def tls_context(server: ServerConfig) -> ssl.SSLContext | None:

@@ -27,7 +27,7 @@ from daemon.config.model import Config
 from daemon.engine import run_target
 from daemon.report import TargetReport
 from daemon.serve import sdnotify
-from daemon.serve.http import HttpServer, bind, tls_context
+from daemon.serve.http import HttpServer, bind, exposure_warning, tls_context
 from daemon.serve.ondemand import OnDemand
 from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
@@ -195,6 +195,9 @@ class Daemon:
                                    f"cannot be bound ({getattr(exc, 'strerror', None) or type(exc).__name__})"
                                    ) from None
         self._apply(self.config)
+        exposed = exposure_warning(self.config)
+        if exposed:
+            log.warning("%s", exposed)
         await self.http.start(self.config, sock)
         self._tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
                        asyncio.create_task(self._watchdog())]

@@ -90,3 +90,16 @@ def test_the_unit_lets_the_daemon_reap_and_end_its_children() -> None:
                 (denied if deny else allowed).update(names)
     for call in ("prctl", "pidfd_open", "kill", "wait4", "waitid"):
         assert call in allowed and call not in denied, call
+
+
+def test_the_example_action_timeouts_fit_under_the_units_stop_timeout(tmp_path: Path) -> None:
+    """Given the documented example config and the unit, Then every example action's timeout is shorter than
+    TimeoutStopSec (a copied example never outlives a stop; SIGTERM ends running actions at once anyway)."""
+    from daemon.config.load import load_config
+    from tests.support.config import materialise_example
+
+    stop = int(re.search(r"^TimeoutStopSec=(\d+)$", (UNITS / "rmxdiag.service").read_text(), re.M).group(1))  # type: ignore[union-attr]
+    config = load_config(materialise_example(tmp_path))
+    timeouts = {action.code: action.timeout for action in config.actions}
+    print(f"TimeoutStopSec={stop}; example action timeouts {timeouts}")
+    assert timeouts and all(t < stop for t in timeouts.values()), timeouts

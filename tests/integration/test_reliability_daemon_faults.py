@@ -93,7 +93,7 @@ def _yaml(port: int, registrar: int, extra: str = "", capture_file: str | None =
             f"targets:\n  - name: rmx-a\n    registrars:\n      - host: 127.0.0.1\n        port: {registrar}\n")
     if capture_file:
         text += f"    capture:\n      files:\n        - {capture_file}\n"
-    return text + extra + "webhook:\n  token_file: token\n  cooldown: 1\n"
+    return text + extra + "webhook:\n  token_file: token\n  cooldown: 1\nserver:\n  enable_lifecycle: true\n"
 
 
 def _alert(url: str) -> int:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,11 +17,16 @@ import aiohttp
 import pytest
 import requests
 
+from daemon.config.model import BasicAuth, Config, ServerConfig
+from probes.target import Registrar, SecretFile, Settings, Target
 from tests.support import mtls as peers
+from tests.support.daemon import engine_runner, mtls_probe, running
 from tests.support.peers import need
+from tests.support.secrets import wait_for
 from tests.support.served import TOKEN, daemon_dir, secret, serve
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
+CLI = [sys.executable, "-m", "daemon.cli"]
 
 
 async def _scrape(session: aiohttp.ClientSession, url: str, target: str, timeout: str) -> tuple[int, float, str]:
@@ -150,3 +158,59 @@ def test_basic_and_bearer_schemes_are_case_insensitive(tmp_path: Path) -> None:
                   for scheme in ("Bearer", "bearer", "BEARER")}
     print(f"auth schemes: basic {basic}, wrong password {wrong}, bearer {bearer}")
     assert set(basic.values()) == {200} and wrong == 401 and set(bearer.values()) == {202}
+
+
+def test_the_lifecycle_endpoint_is_off_by_default_and_refuses_cross_site_requests(tmp_path: Path) -> None:
+    """Given a daemon with the default config, When POST /-/reload arrives, Then it is refused (403) while
+    SIGHUP still reloads; and given server.enable_lifecycle, Then a same-origin or non-browser POST reloads
+    (200) and a cross-site one (foreign Origin, Sec-Fetch-Site: cross-site, Origin null) gets 403."""
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9})
+    with serve(config, port) as d:
+        default = requests.post(d.url + "/-/reload", timeout=10)
+        d.proc.send_signal(signal.SIGHUP)
+        sighup = wait_for(lambda: "configuration reloaded" in d.log(), timeout=10)
+    config.write_text(config.read_text() + "server:\n  enable_lifecycle: true\n")
+    with serve(config, port) as d:
+        def post(**headers: str) -> int:
+            return requests.post(d.url + "/-/reload", headers=headers, timeout=10).status_code
+        enabled = {"no origin": post(), "same origin": post(Origin=d.url),
+                   "foreign origin": post(Origin="http://evil.example"), "origin null": post(Origin="null"),
+                   "cross-site fetch": post(**{"Sec-Fetch-Site": "cross-site"}),
+                   "same-origin fetch": post(**{"Sec-Fetch-Site": "same-origin", "Origin": d.url})}
+    print(f"lifecycle: default POST {default.status_code} {default.text.strip()!r}, SIGHUP reloads {sighup}; "
+          f"enabled: {enabled}")
+    assert default.status_code == 403 and sighup
+    assert enabled == {"no origin": 200, "same origin": 200, "foreign origin": 403, "origin null": 403,
+                       "cross-site fetch": 403, "same-origin fetch": 200}
+
+
+def test_listening_beyond_loopback_without_auth_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               ) -> None:
+    """Given settings.listen 0.0.0.0 without basic auth, When the daemon starts (bound to loopback by the test)
+    and check-config runs, Then both warn; with basic auth, or on 127.0.0.1, neither does."""
+    def config_for(listen: str, users: tuple[BasicAuth, ...] = ()) -> Config:
+        return Config(tmp_path / "c.yaml", Settings(listen=listen, state_dir=tmp_path / "state", interval=60),
+                      (Target("rmx-a", registrars=(Registrar("127.0.0.1", 9),)),),
+                      server=ServerConfig(basic_auth=users))
+
+    password = SecretFile(secret(tmp_path / "web.pass", b"web-pass-3\n"))
+    warned = {}
+    for name, config in {"0.0.0.0 open": config_for("0.0.0.0:9817"),
+                         "[::] open": config_for("[::]:9817"),
+                         "0.0.0.0 with basic auth": config_for("0.0.0.0:9817", (BasicAuth("prom", password),)),
+                         "127.0.0.1 open": config_for("127.0.0.1:9817")}.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), running(config, runner=engine_runner({"mtls": mtls_probe()})):
+            warned[name] = any("beyond loopback" in r.getMessage() for r in caplog.records)
+    lines = {}
+    for listen in ("0.0.0.0:9817", "127.0.0.1:9817"):
+        (tmp_path / listen.split(":")[0]).mkdir()
+        text, _ = daemon_dir(tmp_path / listen.split(":")[0], {"rmx-a": 9})
+        text.write_text(text.read_text().replace(text.read_text().split('"')[1], listen, 1))
+        out = subprocess.run([*CLI, "check-config", "-c", str(text)], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        lines[listen] = [line for line in out.splitlines() if "beyond loopback" in line]
+    print(f"exposure warning at start: {warned}; check-config: {lines}")
+    assert warned == {"0.0.0.0 open": True, "[::] open": True, "0.0.0.0 with basic auth": False,
+                      "127.0.0.1 open": False}
+    assert len(lines["0.0.0.0:9817"]) == 1 and lines["127.0.0.1:9817"] == []
