@@ -30,7 +30,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -40,16 +40,40 @@ from daemon.config.model import Config, ServerConfig
 from daemon.engine import DEADLINE_GRACE
 from daemon.report import Report, now_utc
 from daemon.serve import exporter, ondemand
-from daemon.serve.snapshot import Snapshot, TargetState
+from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
+from daemon.serve.webhook import Troubleshooter
 from probes.redact import redact_doc
+from probes.target import Target
 
-if TYPE_CHECKING:
-    from daemon.serve.service import Daemon
+
+class Backend(Protocol):
+    """What the endpoint needs from the daemon (``daemon.serve.service.Daemon`` provides it).
+
+    A protocol, not an import: the service builds the HTTP server, so the HTTP module must not
+    import the service back.
+    """
+
+    config: Config
+    holder: SnapshotHolder
+    troubleshooter: Troubleshooter
+    rendered: tuple[Snapshot, bytes] | None  # /metrics text of the last snapshot
+
+    async def probe_now(self, target: Target, budget: float) -> TargetState:
+        """Run ``target`` now within ``budget`` seconds."""
+
+    def troubleshooter_names(self, payload: Any) -> list[str]:
+        """Target names in the firing alerts of an Alertmanager payload (ValueError if malformed)."""
+
+    def ready(self) -> bool:
+        """Readiness."""
+
+    async def reload_async(self) -> bool:
+        """Reload the configuration, all-or-nothing."""
 
 log = logging.getLogger("rmxdiag.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+DAEMON: web.AppKey[Backend] = web.AppKey("daemon")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
@@ -262,7 +286,7 @@ async def _alerts(request: web.Request) -> web.Response:
     return _json({"status": "accepted", "targets": decisions}, 202)
 
 
-def build_app(daemon: Daemon) -> web.Application:
+def build_app(daemon: Backend) -> web.Application:
     """The aiohttp application with every endpoint the README lists."""
     app = web.Application(middlewares=[_auth], client_max_size=daemon.config.server.max_body_bytes,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
@@ -343,7 +367,7 @@ def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
 class HttpServer:
     """Owns the listening socket, the aiohttp runner and the connection cap."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Backend) -> None:
         self.daemon = daemon
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None

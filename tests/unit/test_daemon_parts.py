@@ -155,3 +155,26 @@ def test_daemon_state_keeps_sequence_and_cooldowns_across_instances(tmp_path: Pa
     assert again.cooling("rmx", 300, now=1299.0) and not again.cooling("rmx", 300, now=1300.0)
     assert again.cooling("rmx", 300, now=900.0)
     assert stat.S_IMODE((tmp_path / "daemon.json").stat().st_mode) == 0o600
+
+
+def test_daemon_serve_modules_import_no_circle() -> None:
+    # Given every import statement of daemon/serve (TYPE_CHECKING blocks included)
+    import ast
+
+    serve = Path(__file__).resolve().parents[2] / "daemon" / "serve"
+    graph: dict[str, set[str]] = {}
+    for path in serve.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[f"daemon.serve.{path.stem}"] = {d for d in deps if d.startswith("daemon.serve.")}
+
+    # Then no module reaches itself through the others (the http <-> service circle stays open)
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(d == goal or (d in graph and d not in seen and reaches(d, goal, seen | {d}))
+                   for d in graph.get(start, set()))
+
+    assert [m for m in graph if reaches(m, m, set())] == []
