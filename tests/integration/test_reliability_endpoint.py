@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import requests
 
+from daemon.commands.serve import EXIT_GRACE
 from daemon.config.model import BasicAuth, Config, ServerConfig
 from probes.target import Registrar, SecretFile, Settings, Target
 from tests.support import mtls as peers
@@ -214,3 +215,32 @@ def test_listening_beyond_loopback_without_auth_is_warned_about(tmp_path: Path, 
     assert warned == {"0.0.0.0 open": True, "[::] open": True, "0.0.0.0 with basic auth": False,
                       "127.0.0.1 open": False}
     assert len(lines["0.0.0.0:9817"]) == 1 and lines["127.0.0.1:9817"] == []
+
+
+def _connected_to(port: int) -> bool:
+    """True when an established TCP connection on this host has ``port`` as its remote port."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[2].endswith(f":{port:04X}") and fields[3] == "01":
+            return True
+    return False
+
+
+def test_sigterm_does_not_wait_for_a_probe_thread_blocked_on_a_tarpit(tmp_path: Path) -> None:
+    """Given a /probe run of a tarpit target with a 30 s deadline in flight, When the daemon gets SIGTERM,
+    Then it exits 0 within the 5 s thread grace plus a margin, far inside TimeoutStopSec=20."""
+    with peers.tarpit() as tarpit:
+        config, port = daemon_dir(tmp_path, {"rmx-slow": tarpit}, deadline=30, interval=60)
+        with serve(config, port) as d:
+            scrape = subprocess.Popen([sys.executable, "-c", "import requests, sys; requests.get(sys.argv[1], "
+                                       "headers={'X-Prometheus-Scrape-Timeout-Seconds': '60'}, timeout=60)",
+                                       d.url + "/probe?target=rmx-slow"], stderr=subprocess.DEVNULL)
+            try:
+                assert wait_for(lambda: _connected_to(tarpit), timeout=10), "no probe in flight"
+                time.sleep(0.5)  # well inside the TLS wait, far from the 30 s deadline
+                code, stopped = d.stop(timeout=40)
+            finally:
+                scrape.kill()
+                scrape.wait(10)
+    print(f"SIGTERM with a probe thread blocked on a tarpit (deadline 30 s): exit {code} in {stopped:.2f} s")
+    assert code == 0 and stopped < EXIT_GRACE + 3
