@@ -30,13 +30,11 @@ still sees its own, which is all this needs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import os
 import secrets
 import selectors
-import signal
 import subprocess
 import threading
 import time
@@ -45,13 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from probes import proctree
+
 log = logging.getLogger("rmxdiag.children")
 
 MARKER = "RMXDIAG_PROCESS_TREE"  # environment variable naming the tree a process belongs to
-_PR_SET_CHILD_SUBREAPER = 36
 _READ = 1 << 20
-_MAX_ROUNDS = 64  # stop-and-search rounds; a fork bomb is stopped long before this
-_REAP_WAIT = 2.0  # seconds to wait for a killed process to become reapable
 
 Stderr = Literal["stdout", "tail", "devnull"]
 
@@ -62,12 +59,7 @@ _MODE = {"subreaper": False, "closing": False}
 
 def become_subreaper() -> bool:
     """Make this process the reaper of every orphaned descendant (the daemon calls it once at start)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        failed = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0
-    except (OSError, AttributeError):
-        failed = True
-    if failed:
+    if not proctree.set_child_subreaper():
         log.warning("cannot become a child subreaper: a child's escaped descendants are found by session, "
                     "marker and pipe only")
         return False
@@ -113,48 +105,6 @@ class Finished:
     def timed_out(self) -> bool:
         """True when the deadline ended it."""
         return self.returncode is None
-
-
-@dataclass(frozen=True)
-class _Proc:
-    pid: int
-    ppid: int
-    session: int
-    zombie: bool
-
-
-def _table() -> dict[int, _Proc]:
-    """Every process this one can see in /proc (pid, parent, session, zombie)."""
-    found: dict[int, _Proc] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        found[int(name)] = _Proc(int(name), int(fields[1]), int(fields[3]), fields[0] == b"Z")
-    return found
-
-
-def _environ_has(pid: int, needle: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return needle in f.read()
-    except OSError:
-        return False  # another user's process, or a non-dumpable one (file capabilities)
-
-
-def _pipes_of(pid: int) -> set[str]:
-    held: set[str] = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("pipe:"):
-                    held.add(target)
-    return held
 
 
 class Child:
@@ -350,14 +300,12 @@ class Child:
             self._killed = True
             with _LOCK:
                 members = _members(self)
-                for pid in members:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
+                proctree.kill(members)
             others = len(members - {self.pid}) if self._proc is not None else 0
             self.leftovers = others if leader_exited else 0
             if leader_exited and others:
                 log.info("ended %d leftover process(es) of %s after it exited", others, self.argv[0])
-            _reap_escaped(members - {self.pid})
+            proctree.reap(members - {self.pid})
 
     def end(self) -> None:
         """End the tree, reap the leader, close the pipes (idempotent; the owner thread calls it)."""
@@ -367,7 +315,7 @@ class Child:
         proc = self._proc
         self.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(_REAP_WAIT)
+            proc.wait(proctree.REAP_WAIT)
         with _LOCK:
             _LIVE.pop(proc.pid, None)
         if self._sel is not None:
@@ -379,74 +327,32 @@ class Child:
         if self._pidfd is not None:
             os.close(self._pidfd)
 
-    def owns(self, proc: _Proc) -> bool:
+    def owns(self, proc: proctree.Proc) -> bool:
         """True when ``proc`` shares this tree's session, marker or pipes."""
         if self._proc is None:
             return False
         if proc.session == self._proc.pid:
             return True
-        if _environ_has(proc.pid, f"{MARKER}={self._token}\0".encode()):
+        if proctree.environ_has(proc.pid, f"{MARKER}={self._token}\0".encode()):
             return True
-        return bool(self._pipes & _pipes_of(proc.pid))
+        return bool(self._pipes & proctree.pipes_of(proc.pid))
 
 
-def _members(child: Child) -> set[int]:
-    """Find, stop (SIGSTOP) and return every process of ``child``'s tree (caller holds _LOCK)."""
-    me = os.getpid()
-    leader = child.pid
-    members: set[int] = set()
-    judged: set[int] = set()  # pids already checked for session, marker and pipes
-    for _ in range(_MAX_ROUNDS):
-        table = _table()
-        new: set[int] = set()
-        for proc in table.values():
-            if proc.pid == me or proc.pid in members or proc.zombie:
-                continue
-            if proc.pid == leader or proc.ppid in members or proc.ppid == leader:
-                new.add(proc.pid)
-            elif proc.pid not in judged:
-                judged.add(proc.pid)
-                if child.owns(proc) or (_MODE["subreaper"] and proc.ppid == me and _unclaimed(proc)):
-                    new.add(proc.pid)
-        if not new:
-            break
-        for pid in new:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGSTOP)
-        members |= new
-    return members
-
-
-def _unclaimed(proc: _Proc) -> bool:
+def _unclaimed(proc: proctree.Proc) -> bool:
     """A child of the daemon that is no live tree's leader and that no live tree claims."""
     if proc.pid in _LIVE:
         return False
     return not any(other.owns(proc) for other in _LIVE.values())
 
 
-def _reap_escaped(pids: set[int]) -> None:
-    """Reap killed processes that become this process's children (reparented to the subreaper).
-
-    A killed process whose parent is also being killed is reparented only once that parent is
-    gone: wait for that (bounded), and leave alone what another process will reap.
-    """
+def _members(child: Child) -> set[int]:
+    """Find and stop every process of ``child``'s tree (the caller holds _LOCK)."""
     me = os.getpid()
-    pending = set(pids)
-    end = time.monotonic() + _REAP_WAIT
-    while pending and time.monotonic() < end:
-        table = _table()
-        for pid in list(pending):
-            proc = table.get(pid)
-            if proc is None:
-                pending.discard(pid)
-            elif proc.ppid == me and proc.zombie:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                pending.discard(pid)
-            elif proc.ppid != me and (proc.ppid not in pids or proc.ppid not in table):
-                pending.discard(pid)  # its parent (not ours to kill) or init reaps it
-        if pending:
-            time.sleep(0.01)
+
+    def belongs(proc: proctree.Proc) -> bool:
+        return child.owns(proc) or (_MODE["subreaper"] and proc.ppid == me and _unclaimed(proc))
+
+    return proctree.stop_tree(child.pid, belongs)
 
 
 def sweep() -> int:
@@ -455,13 +361,10 @@ def sweep() -> int:
         return 0
     me = os.getpid()
     with _LOCK:
-        table = _table()
+        table = proctree.table()
         stray = [p for p in table.values() if p.ppid == me and _unclaimed(p)]
-        for proc in stray:
-            if not proc.zombie:
-                with contextlib.suppress(OSError):
-                    os.kill(proc.pid, signal.SIGKILL)
-    _reap_escaped({p.pid for p in stray})
+        proctree.kill({p.pid for p in stray if not p.zombie})
+    proctree.reap({p.pid for p in stray})
     return len([p for p in stray if not p.zombie])
 
 

@@ -89,7 +89,7 @@ def _target_lines(t: Target) -> list[str]:
 
 
 def _daemon_lines(config: Config) -> list[str]:
-    from daemon.serve.http import exposure_warning
+    from daemon.serve.access import exposure_warning
 
     srv, hook = config.server, config.webhook
     lines = [f"server: {'HTTPS' if srv.tls_cert else 'plain HTTP'}, "

@@ -10,36 +10,29 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
   and ``client_max_size`` stops a chunked body at the cap;
 - connection cap: the protocol factory hands out a closing protocol beyond ``max_connections``;
 - TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop);
-- malformed requests: a 400 each, logged at debug level and rate-limited (:class:`ServerLog`);
+- malformed requests: a 400 each, logged at debug level and rate-limited;
 - listen backlog: :data:`BACKLOG`, applied (asyncio would re-apply its default of 100).
-Credentials are compared in constant time and read from their files at use; the ``Basic`` and
-``Bearer`` schemes are matched case-insensitively. ``POST /-/reload`` is off unless
-``server.enable_lifecycle`` is set, and then refuses cross-site requests (:func:`cross_site`).
+Credentials, cross-site requests and exposure are :mod:`daemon.serve.access`'s. ``POST /-/reload``
+is off unless ``server.enable_lifecycle`` is set, and then refuses cross-site requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
-import ipaddress
 import json
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.config.model import Config, ServerConfig
 from daemon.engine import DEADLINE_GRACE
 from daemon.report import Report, now_utc
 from daemon.serve import exporter, ondemand
+from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.webhook import Troubleshooter
 from probes.redact import redact_doc
@@ -83,49 +76,6 @@ BACKLOG = 512  # pending connections the kernel queues (capped by net.core.somax
 def _unauthorized() -> web.Response:
     return web.Response(status=401, text="unauthorized\n",
                         headers={"WWW-Authenticate": 'Basic realm="rmxdiag", charset="UTF-8"'})
-
-
-def _credentials(header: str | None, scheme: str) -> str | None:
-    """The credentials of an ``Authorization`` header using ``scheme`` (compared case-insensitively,
-    RFC 7235), or None."""
-    if not header:
-        return None
-    given, _, rest = header.strip().partition(" ")
-    return rest.strip() if given.lower() == scheme.lower() and rest.strip() else None
-
-
-def basic_auth_ok(server: ServerConfig, header: str | None) -> bool:
-    """True when no users are configured, or ``header`` carries one user's exact credentials."""
-    if not server.basic_auth:
-        return True
-    encoded = _credentials(header, "Basic")
-    if encoded is None:
-        return False
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).partition(b":")
-    except (binascii.Error, ValueError):
-        return False
-    ok = False
-    for entry in server.basic_auth:
-        try:
-            expected = entry.password.read()
-        except OSError:
-            continue
-        if not expected:  # emptied since start: refuse everyone rather than accept an empty password
-            continue
-        # Evaluate both comparisons for every user: no early exit that times the user name.
-        same_user = hmac.compare_digest(user, entry.username.encode())
-        same_password = hmac.compare_digest(password, expected)
-        ok |= same_user and same_password
-    return ok
-
-
-def bearer_ok(expected: bytes, header: str | None) -> bool:
-    """Constant-time check of an ``Authorization: Bearer`` header (scheme case-insensitive, RFC 6750)."""
-    token = _credentials(header, "Bearer")
-    if not expected or token is None:
-        return False
-    return hmac.compare_digest(token.encode(), expected)
 
 
 @web.middleware
@@ -214,19 +164,6 @@ async def _ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready\n")
 
 
-def cross_site(request: web.Request) -> bool:
-    """True for a request a browser sent on behalf of another site (Sec-Fetch-Site, or an Origin that is
-    not this endpoint's own): a page must not make a visitor's browser drive the endpoint."""
-    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
-    if fetch_site and fetch_site not in ("same-origin", "none"):
-        return True
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not sent by a browser's cross-origin machinery (curl, Prometheus, systemctl)
-    parts = urlsplit(origin)
-    return parts.scheme not in ("http", "https") or parts.netloc.lower() != request.host.lower()
-
-
 async def _reload(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     if not daemon.config.server.enable_lifecycle:
@@ -303,55 +240,11 @@ def build_app(daemon: Backend) -> web.Application:
     return app
 
 
-class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """aiohttp's server logger: a client's malformed request is a debug line at most every
-    ``every`` seconds (with a count of the ones not logged), never an ERROR with a traceback that
-    anyone who reaches the port could flood the journal with; a server-side failure stays an ERROR
-    line (its traceback at debug)."""
-
-    def __init__(self, every: float = 10.0) -> None:
-        super().__init__(logging.getLogger("rmxdiag.http.server"), {})
-        self.every = every
-        self.suppressed = 0
-        self._last = -every
-
-    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: Any) -> None:
-        """Route aiohttp's per-request error reports (the only exception() calls it makes)."""
-        exc = exc_info if isinstance(exc_info, BaseException) else None
-        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 500) < 500:
-            now = time.monotonic()
-            if now - self._last < self.every:
-                self.suppressed += 1
-                return
-            self._last, skipped, self.suppressed = now, self.suppressed, 0
-            first = " ".join(ln.strip() for ln in str(exc.message).splitlines() if ln.strip())[:80]
-            self.logger.debug("malformed request (%s: %s)%s", type(exc).__name__, first,
-                              f"; {skipped} more not logged" if skipped else "")
-            return
-        self.logger.error("%s: %s", str(msg) % args if args else msg,
-                          type(exc).__name__ if exc is not None else "error")
-        self.logger.debug("request error traceback", exc_info=exc_info)
-
-
 class _Refuse(asyncio.Protocol):
     """Given to connections beyond the cap: closed at once, nothing read."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.close()
-
-
-def exposure_warning(config: Config) -> str | None:
-    """A warning when the endpoint listens beyond loopback without authentication, else None."""
-    host = config.settings.listen.rpartition(":")[0].strip("[]")
-    if host == "localhost" or config.server.basic_auth:
-        return None
-    try:
-        if ipaddress.ip_address(host or "0.0.0.0").is_loopback:  # noqa: S104 (an empty host means every address)
-            return None
-    except ValueError:
-        pass  # a host name: assume it reaches beyond this machine
-    return (f"settings.listen {config.settings.listen} is beyond loopback and server.basic_auth is not set: "
-            "anyone who reaches the port can read the metrics and reports and start probes")
 
 
 def tls_context(server: ServerConfig) -> ssl.SSLContext | None:

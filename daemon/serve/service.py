@@ -27,7 +27,8 @@ from daemon.config.model import Config
 from daemon.engine import run_target
 from daemon.report import TargetReport
 from daemon.serve import sdnotify
-from daemon.serve.http import HttpServer, bind, exposure_warning, tls_context
+from daemon.serve.access import exposure_warning
+from daemon.serve.http import HttpServer, bind, tls_context
 from daemon.serve.ondemand import OnDemand
 from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
