@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from probes import redact
 from probes.fileio import read_secret
 
 
@@ -27,8 +28,11 @@ class SecretFile:
         """The secret: the file's first line, without the line ending (the RMX convention).
 
         At most 4 KiB of a regular file is read; anything else is a FileReadError naming the file.
+        The value is registered for redaction (:mod:`probes.redact`) before it is returned.
         """
-        return read_secret(self.path, what)
+        value = read_secret(self.path, what)
+        redact.remember(value)
+        return value
 
     def __repr__(self) -> str:
         return f"SecretFile({str(self.path)!r})"

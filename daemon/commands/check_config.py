@@ -89,9 +89,12 @@ def _target_lines(t: Target) -> list[str]:
 
 
 def _daemon_lines(config: Config) -> list[str]:
+    from daemon.serve.access import exposure_warning
+
     srv, hook = config.server, config.webhook
     lines = [f"server: {'HTTPS' if srv.tls_cert else 'plain HTTP'}, "
-             f"{len(srv.basic_auth) or 'no'} basic-auth user(s), at most {srv.max_connections} connections",
+             f"{len(srv.basic_auth) or 'no'} basic-auth user(s), at most {srv.max_connections} connections, "
+             f"POST /-/reload {'on' if srv.enable_lifecycle else 'off (SIGHUP reloads)'}",
              "webhook: " + (f"on, alerts name targets by label {hook.target_label!r}, cooldown {hook.cooldown:g}s"
                             if hook.token else "off (no token_file)")]
     if config.notify is not None:
@@ -101,4 +104,7 @@ def _daemon_lines(config: Config) -> list[str]:
         lines.append(f"action on {action.code} ({', '.join(action.targets) or 'every target'}): {how}"
                      + (" [dry run]" if action.dry_run else ""))
     lines.append(f"reports: keep {config.reports_keep} per target")
+    exposed = exposure_warning(config)
+    if exposed:
+        lines.append(f"warning: {exposed}")
     return lines

@@ -153,8 +153,9 @@ def _certificate(node: Node) -> CertificateSource:
                         + (f"; got {', '.join(kinds)}" if kinds else ""))
     kind = kinds[0]
     if kind == "pfx":
+        # A PFX exported without a password needs no password file (an empty one is refused).
         source = CertificateSource("pfx", path=m.required("pfx").secret_file(),
-                                   password=SecretFile(m.required("password_file").secret_file()))
+                                   password=m.opt("password_file", lambda n: SecretFile(n.secret_file()), None))
     elif kind == "cert":
         source = CertificateSource("pem", path=m.required("cert").input_file(),
                                    key=m.opt("key", lambda n: n.secret_file(), None),
@@ -276,6 +277,7 @@ def _server(node: Node) -> ServerConfig:
         header_timeout=m.opt("header_timeout", lambda n: n.number(0, 300), default.header_timeout),
         body_timeout=m.opt("body_timeout", lambda n: n.number(0, 300), default.body_timeout),
         max_body_bytes=m.opt("max_body_bytes", lambda n: n.integer(1024, 64 * 1024**2), default.max_body_bytes),
+        enable_lifecycle=m.opt("enable_lifecycle", lambda n: n.boolean(), default.enable_lifecycle),
     )
     m.finish()
     return server

@@ -32,6 +32,8 @@ class ServerConfig:
     header_timeout: float = 5.0  # seconds for the request line + headers
     body_timeout: float = 10.0  # seconds for the whole body
     max_body_bytes: int = 1024 * 1024
+    # POST /-/reload, off unless asked for (like Prometheus' --web.enable-lifecycle); SIGHUP always works.
+    enable_lifecycle: bool = False
 
 
 @dataclass(frozen=True)

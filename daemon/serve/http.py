@@ -9,74 +9,73 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
 - body cap: a declared ``Content-Length`` over the cap is answered 413 before reading anything,
   and ``client_max_size`` stops a chunked body at the cap;
 - connection cap: the protocol factory hands out a closing protocol beyond ``max_connections``;
-- TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop).
-Credentials are compared in constant time and read from their files at use.
+- TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop);
+- malformed requests: a 400 each, logged at debug level and rate-limited;
+- listen backlog: :data:`BACKLOG`, applied (asyncio would re-apply its default of 100).
+Credentials, cross-site requests and exposure are :mod:`daemon.serve.access`'s. ``POST /-/reload``
+is off unless ``server.enable_lifecycle`` is set, and then refuses cross-site requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import json
 import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from daemon.config.model import Config, ServerConfig
+from daemon.engine import DEADLINE_GRACE
 from daemon.report import Report, now_utc
-from daemon.serve import exporter
-from daemon.serve.snapshot import Snapshot, TargetState
+from daemon.serve import exporter, ondemand
+from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site
+from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
+from daemon.serve.webhook import Troubleshooter
+from probes.redact import redact_doc
+from probes.target import Target
 
-if TYPE_CHECKING:
-    from daemon.serve.service import Daemon
+
+class Backend(Protocol):
+    """What the endpoint needs from the daemon (``daemon.serve.service.Daemon`` provides it).
+
+    A protocol, not an import: the service builds the HTTP server, so the HTTP module must not
+    import the service back.
+    """
+
+    config: Config
+    holder: SnapshotHolder
+    troubleshooter: Troubleshooter
+    rendered: tuple[Snapshot, bytes] | None  # /metrics text of the last snapshot
+
+    async def probe_now(self, target: Target, budget: float) -> TargetState:
+        """Run ``target`` now within ``budget`` seconds."""
+
+    def troubleshooter_names(self, payload: Any) -> list[str]:
+        """Target names in the firing alerts of an Alertmanager payload (ValueError if malformed)."""
+
+    def ready(self) -> bool:
+        """Readiness."""
+
+    async def reload_async(self) -> bool:
+        """Reload the configuration, all-or-nothing."""
 
 log = logging.getLogger("rmxdiag.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+DAEMON: web.AppKey[Backend] = web.AppKey("daemon")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
+SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
+BACKLOG = 512  # pending connections the kernel queues (capped by net.core.somaxconn)
 
 
 def _unauthorized() -> web.Response:
     return web.Response(status=401, text="unauthorized\n",
                         headers={"WWW-Authenticate": 'Basic realm="rmxdiag", charset="UTF-8"'})
-
-
-def basic_auth_ok(server: ServerConfig, header: str | None) -> bool:
-    """True when no users are configured, or ``header`` carries one user's exact credentials."""
-    if not server.basic_auth:
-        return True
-    if not header or not header.startswith("Basic "):
-        return False
-    try:
-        user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
-    except (binascii.Error, ValueError):
-        return False
-    ok = False
-    for entry in server.basic_auth:
-        try:
-            expected = entry.password.read()
-        except OSError:
-            continue
-        # Evaluate both comparisons for every user: no early exit that times the user name.
-        same_user = hmac.compare_digest(user, entry.username.encode())
-        same_password = hmac.compare_digest(password, expected)
-        ok |= same_user and same_password
-    return ok
-
-
-def bearer_ok(expected: bytes, header: str | None) -> bool:
-    """Constant-time check of an ``Authorization: Bearer`` header."""
-    if not expected or not header or not header.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(header[7:].strip().encode(), expected)
 
 
 @web.middleware
@@ -113,8 +112,10 @@ async def _probe(request: web.Request) -> web.Response:
     target = daemon.config.target(name)
     if target is None:
         return web.Response(status=404, text="unknown target (not in the configuration)\n")
-    # Answer before Prometheus gives up: keep half a second for rendering and transfer.
-    budget = max(0.5, _scrape_timeout(request) - 0.5)
+    # Answer before Prometheus gives up (half a second kept for rendering and transfer), and never
+    # wait longer than the target's own deadline allows; the budget covers waiting for a slot too.
+    budget = max(0.5, min(_scrape_timeout(request) - SCRAPE_MARGIN,
+                          target.deadline + DEADLINE_GRACE + ondemand.RUN_MARGIN))
     state = await daemon.probe_now(target, budget)
     snap = Snapshot(targets={name: state}, order=(name,))
     body = exporter.render(lambda: snap, global_metrics=False)
@@ -122,7 +123,9 @@ async def _probe(request: web.Request) -> web.Response:
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(doc, indent=2) + "\n", content_type="application/json")
+    # Reports quote remote answers: no secret value the daemon read leaves in a response.
+    return web.Response(status=status, text=json.dumps(redact_doc(doc), indent=2) + "\n",
+                        content_type="application/json")
 
 
 async def _report(request: web.Request) -> web.Response:
@@ -162,7 +165,13 @@ async def _ready(request: web.Request) -> web.Response:
 
 
 async def _reload(request: web.Request) -> web.Response:
-    ok = await request.app[DAEMON].reload_async()
+    daemon = request.app[DAEMON]
+    if not daemon.config.server.enable_lifecycle:
+        return web.Response(status=403, text="the lifecycle endpoint is off: set server.enable_lifecycle: true "
+                                             "(SIGHUP, i.e. systemctl reload, reloads either way)\n")
+    if cross_site(request):
+        return web.Response(status=403, text="cross-site request refused\n")
+    ok = await daemon.reload_async()
     if ok:
         return web.Response(text="reloaded\n")
     return web.Response(status=500, text="reload failed; the previous configuration stays active (see the log)\n")
@@ -206,13 +215,15 @@ async def _alerts(request: web.Request) -> web.Response:
         return body
     try:
         names = daemon.troubleshooter_names(json.loads(body))
-    except ValueError as exc:
+    except ValueError as exc:  # includes invalid UTF-8
         return web.Response(status=400, text=f"bad alert payload: {str(exc)[:120]}\n")
+    except RecursionError:  # JSON nested deeper than the parser's recursion allows
+        return web.Response(status=400, text="bad alert payload: nested too deep\n")
     decisions = daemon.troubleshooter.trigger(names)
     return _json({"status": "accepted", "targets": decisions}, 202)
 
 
-def build_app(daemon: Daemon) -> web.Application:
+def build_app(daemon: Backend) -> web.Application:
     """The aiohttp application with every endpoint the README lists."""
     app = web.Application(middlewares=[_auth], client_max_size=daemon.config.server.max_body_bytes,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
@@ -249,7 +260,7 @@ def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
 class HttpServer:
     """Owns the listening socket, the aiohttp runner and the connection cap."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Backend) -> None:
         self.daemon = daemon
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
@@ -261,7 +272,7 @@ class HttpServer:
         server = config.server
         self._runner = web.AppRunner(build_app(self.daemon), handle_signals=False, access_log=None,
                                      keepalive_timeout=server.header_timeout, lingering_time=0,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, logger=ServerLog())
         await self._runner.setup()
         aio_server = self._runner.server
         assert aio_server is not None  # noqa: S101 (set by setup())
@@ -277,8 +288,10 @@ class HttpServer:
         ctx = tls_context(server)
         # A TLS peer that leaves without close_notify would keep its socket for the default 30 s
         # shutdown timeout: bound it like the handshake.
+        # create_server() calls listen() again, with asyncio's default backlog of 100 unless told.
         self._server = await loop.create_server(
-            factory, sock=sock, ssl=ctx, ssl_handshake_timeout=server.header_timeout if ctx else None,
+            factory, sock=sock, backlog=BACKLOG, ssl=ctx,
+            ssl_handshake_timeout=server.header_timeout if ctx else None,
             ssl_shutdown_timeout=server.header_timeout if ctx else None)
         self.port = int(sock.getsockname()[1])
 
@@ -314,6 +327,6 @@ def bind(listen: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
-    sock.listen(512)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock

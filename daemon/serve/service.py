@@ -10,15 +10,12 @@ any failure keeps the running configuration and sets ``rmxdiag_config_last_reloa
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import contextlib
-import dataclasses
 import importlib
 import logging
 import signal
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,20 +24,24 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from daemon.config.model import Config
-from daemon.engine import DEADLINE_GRACE, run_target
+from daemon.engine import run_target
 from daemon.report import TargetReport
 from daemon.serve import sdnotify
+from daemon.serve.access import exposure_warning
 from daemon.serve.http import HttpServer, bind, tls_context
+from daemon.serve.ondemand import OnDemand
 from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.webhook import Troubleshooter, TroubleshootRunner, firing_targets
+from probes import children
 from probes.certificate.load import read_capped
-from probes.model import ErrorKind, InputError, failed
+from probes.model import InputError
 from probes.target import SecretFile, Settings, Target
 
 log = logging.getLogger("rmxdiag.daemon")
 
 ConfigLoader = Callable[[Path], Config]
+SWEEP_INTERVAL = 10.0  # seconds between sweeps for escaped child processes
 
 
 class StartupError(Exception):
@@ -57,17 +58,25 @@ def load_config(path: Path) -> Config:
     return config
 
 
-def _secret(secret: SecretFile | None, what: str) -> bytes | None:
+def _secret(secret: SecretFile | None, what: str, empty_hint: str = "") -> bytes | None:
+    """The secret's value; StartupError naming the file when it cannot be read or is empty."""
     if secret is None:
         return None
     try:
-        return secret.read()
+        value = secret.read()
     except OSError as exc:
         raise StartupError(f"{secret.path}: {what} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not value:
+        # An empty file must never mean "no password": it would open the endpoint or send no credential.
+        raise StartupError(f"{secret.path}: {what} is empty" + (f" ({empty_hint})" if empty_hint else ""))
+    return value
 
 
 def preflight(config: Config) -> None:
-    """Check every secret and TLS file the configuration refers to (StartupError naming the file)."""
+    """Check every secret and TLS file the configuration refers to (StartupError naming the file).
+
+    Every secret file must hold a value: an empty one is refused for every kind of secret.
+    """
     _secret(config.webhook.token, "the webhook token file")
     if config.notify is not None:
         _secret(config.notify.token, "the notification token file")
@@ -84,7 +93,8 @@ def preflight(config: Config) -> None:
             _secret(target.alarms.xml_api.password, f"the XML API password file of target {target.name}")
         source = target.certificate
         if source is not None and source.kind == "pfx" and source.path is not None:
-            password = _secret(source.password, f"the PFX password file of target {target.name}")
+            password = _secret(source.password, f"the PFX password file of target {target.name}",
+                               "for a PFX without a password, leave out password_file")
             try:
                 # The certificate probe's checked reader: a regular file of at most 1 MiB.
                 data = read_capped(source.path, f"PFX of target {target.name}")
@@ -121,8 +131,9 @@ class Daemon:
         self.rendered: tuple[Snapshot, bytes] | None = None  # /metrics text of the last snapshot
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._probe_pool_size = max(4, config.settings.concurrency)
-        self._probe_slots = asyncio.Semaphore(self._probe_pool_size)
+        # /probe runs get their own pool, shut down without waiting at stop (asyncio.run would wait
+        # for the default executor's threads, i.e. for a probe's whole deadline).
+        self.ondemand = OnDemand(max(4, config.settings.concurrency), runner, self.holder.put)
 
     # -- configuration ---------------------------------------------------------------------------
     def _apply(self, config: Config) -> None:
@@ -166,27 +177,8 @@ class Daemon:
 
     # -- on-demand probing -----------------------------------------------------------------------
     async def probe_now(self, target: Target, budget: float) -> TargetState:
-        """Run ``target`` now within ``budget`` seconds (the /probe endpoint)."""
-        # The engine returns at most DEADLINE_GRACE after the probe deadline; keep a further margin
-        # so that the probes' own deadline outcomes (not the fallback below) reach Prometheus.
-        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline, budget - DEADLINE_GRACE - 0.3)))
-        loop = asyncio.get_running_loop()
-        async with self._probe_slots:
-            try:
-                report = await asyncio.wait_for(
-                    loop.run_in_executor(None, self.runner, limited, self.config.settings, self.scheduler.cache),
-                    budget)
-            except TimeoutError:
-                report = TargetReport(target.name, (failed("engine", ErrorKind.DEADLINE,
-                                                           f"no result within {budget:g}s"),))
-            except Exception as exc:  # a bug in the engine or a probe module: one outcome, not a 500
-                log.error("on-demand run of %s failed with a bug: %s", target.name, type(exc).__name__)
-                log.debug("on-demand run traceback", exc_info=True)
-                report = TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
-                                                           f"internal error ({type(exc).__name__})"),))
-        state = TargetState(report, time.time())
-        self.holder.put(target.name, state)
-        return state
+        """Run ``target`` now within ``budget`` seconds, queueing included (the /probe endpoint)."""
+        return await self.ondemand.probe(target, self.config.settings, self.scheduler.cache, budget)
 
     def ready(self) -> bool:
         """Ready once running with a valid config and a scheduler that makes progress."""
@@ -203,10 +195,10 @@ class Daemon:
                 raise StartupError(f"{self.config.source}: settings.listen {self.config.settings.listen!r} "
                                    f"cannot be bound ({getattr(exc, 'strerror', None) or type(exc).__name__})"
                                    ) from None
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(cf.ThreadPoolExecutor(max_workers=self._probe_pool_size + 4,
-                                                        thread_name_prefix="rmxdiag"))
         self._apply(self.config)
+        exposed = exposure_warning(self.config)
+        if exposed:
+            log.warning("%s", exposed)
         await self.http.start(self.config, sock)
         self._tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
                        asyncio.create_task(self._watchdog())]
@@ -215,7 +207,12 @@ class Daemon:
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()
+        swept = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() - swept >= SWEEP_INTERVAL:
+                # Reap escaped descendants that ended on their own (they are this process's children).
+                swept = time.monotonic()
+                await asyncio.get_running_loop().run_in_executor(None, children.sweep)
             # Ping only while the loop runs and the scheduler makes progress: a stalled loop or a
             # wedged pool stops the pings and systemd restarts the service.
             if interval is not None and self.scheduler.healthy():
@@ -243,13 +240,12 @@ class Daemon:
         await self.http.stop()
         self.scheduler.close()
         self.troubleshooter.close()
-        # A running capture would hold the exit until its deadline (the interpreter joins the probe
-        # threads): end its tshark group now. Not imported at all when no capture ever ran.
-        capture_files = sys.modules.get("probes.capture.files")
-        if capture_files is not None:
-            stopped = capture_files.stop_children()
-            if stopped:
-                log.info("stopped %d running capture process group(s)", stopped)
+        self.ondemand.close()
+        # A running action or capture would hold the exit until its deadline (the interpreter joins
+        # the threads that wait for them): end every child process tree now.
+        stopped = children.stop_all()
+        if stopped:
+            log.info("stopped %d running child process tree(s)", stopped)
 
     async def serve_until_stopped(self) -> None:
         """Run until SIGTERM/SIGINT; SIGHUP reloads."""

@@ -2,7 +2,8 @@
 
 Only alerts whose ``target_label`` names a CONFIGURED target start anything (an alert can never
 make the daemon connect to a host of its choosing). A target triggered again within the cooldown
-starts nothing; at most ``MAX_PENDING`` runs wait, further ones are dropped with a log line (the
+starts nothing (the cooldown is kept in the state directory, so a restart does not reset it);
+at most ``MAX_PENDING`` runs wait, further ones are dropped with a log line (the
 webhook still answers 202: Alertmanager retries only on 5xx, and a retry would not help).
 """
 
@@ -12,17 +13,16 @@ import concurrent.futures as cf
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
 from daemon.config.model import Config
 from daemon.report import Report, TargetReport, now_utc
-from daemon.serve import actions
+from daemon.serve import actions, outbound
 from daemon.serve.snapshot import SnapshotHolder
+from daemon.serve.state import DaemonState
 from daemon.serve.store import ReportStore
+from probes.redact import redact_doc
 from probes.target import Settings, Target
 
 log = logging.getLogger("rmxdiag.webhook")
@@ -60,25 +60,33 @@ class Troubleshooter:
         self.runner = runner
         self._pool = cf.ThreadPoolExecutor(max_workers=RUN_WORKERS, thread_name_prefix="troubleshoot")
         self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
         self._pending = 0
         self.started = 0
         self.dropped = 0
         self.config: Config | None = None
+        self.state: DaemonState | None = None  # cooldowns and the run sequence, kept across restarts
         self.store: ReportStore | None = None
+        self._closed = False
 
     def configure(self, config: Config) -> None:
-        """Adopt a (re)loaded configuration."""
+        """Adopt a (re)loaded configuration (one state and store per state directory: a reload keeps them)."""
+        root = config.settings.state_dir
+        if self.state is None or self.state.root != root:
+            self.state = DaemonState(root)
+            self.store = ReportStore(root, config.reports_keep, self.state)
+        elif self.store is not None:
+            self.store.keep = max(1, config.reports_keep)
+        self.state.forget({t.name for t in config.targets})
         self.config = config
-        self.store = ReportStore(config.settings.state_dir / "reports", config.reports_keep)
 
     def trigger(self, names: list[str]) -> dict[str, str]:
         """Start a run for each configured, not-cooling-down target; what happened to each name."""
         config = self.config
         decisions: dict[str, str] = {}
-        if config is None:
+        state = self.state
+        if config is None or state is None:
             return decisions
-        now = time.monotonic()
+        started: list[str] = []
         for name in names:
             target = config.target(name)
             if target is None:
@@ -86,8 +94,7 @@ class Troubleshooter:
                 log.warning("alert names target %r, which is not configured: ignored", name[:64])
                 continue
             with self._lock:
-                last = self._last.get(name)
-                if last is not None and now - last < config.webhook.cooldown:
+                if name in started or state.cooling(name, config.webhook.cooldown):
                     decisions[name] = "cooldown"
                     continue
                 if self._pending >= MAX_PENDING:
@@ -95,13 +102,14 @@ class Troubleshooter:
                     decisions[name] = "overloaded"
                     log.warning("too many troubleshooting runs waiting: alert for %s dropped", name)
                     continue
-                self._last[name] = now
+                started.append(name)
                 self._pending += 1
                 self.started += 1
             if not config.webhook.live_capture:
                 target = _without_live_capture(target)
             self._pool.submit(self._troubleshoot, config, target)
             decisions[name] = "started"
+        state.start_cooldown(started)  # saved in the state directory: a restart keeps the cooldown
         return decisions
 
     def _troubleshoot(self, config: Config, target: Target) -> None:
@@ -119,6 +127,8 @@ class Troubleshooter:
         report = self.runner(target, config.settings)
         results = []
         for action, hint in actions.matching(config.actions, target.name, report.hints):
+            if self._closed:  # the daemon is stopping: start no further action
+                break
             result = actions.execute(action, target.name, hint)
             self.holder.count_action(target.name, hint.code, str(result.outcome))
             results.append(result)
@@ -157,13 +167,20 @@ class Troubleshooter:
         try:
             if notify.token is not None:
                 headers["Authorization"] = "Bearer " + notify.token.read().decode()
-            response = requests.post(notify.url, json=body, headers=headers, timeout=notify.timeout,
-                                     allow_redirects=False)
-            if response.status_code >= 300:
-                log.warning("notification for %s answered HTTP %d", name, response.status_code)
-        except (OSError, requests.RequestException, UnicodeDecodeError) as exc:
-            log.warning("notification for %s failed: %s", name, type(exc).__name__)
+            answer = outbound.request("POST", notify.url, json=redact_doc(body), headers=headers,
+                                      timeout=notify.timeout)
+        except TimeoutError:
+            log.warning("notification for %s: no complete answer within %gs", name, notify.timeout)
+        except (OSError, outbound.RequestFailed, UnicodeDecodeError) as exc:
+            log.warning("notification for %s failed: %s", name, str(exc) if isinstance(exc, outbound.RequestFailed)
+                        else type(exc).__name__)
+        else:
+            if answer.status >= 300:
+                log.warning("notification for %s answered HTTP %d", name, answer.status)
+            else:
+                log.info("notification for %s: HTTP %d in %.2fs", name, answer.status, answer.seconds)
 
     def close(self) -> None:
-        """Stop taking runs; running ones end at their deadlines."""
+        """Stop taking runs and starting actions; running ones end at their deadlines."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)

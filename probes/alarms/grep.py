@@ -9,26 +9,31 @@ to the Python path. The file name goes to grep's argv after ``--`` and no shell 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import Protocol
 
+from probes import children
 from probes.alarms.lines import CHUNK, MAX_LINE, PREFILTER, Skips
 
 MIN_SIZE = 8 * 1024 * 1024  # below this the Python prefilter is as fast (no process start)
+TIMEOUT = 300.0  # seconds for one file: far beyond grep's speed on any log, a backstop only
+
+
+class _Reads(Protocol):
+    def read1(self, size: int, /) -> bytes: ...
 
 
 class GrepFailed(Exception):
     """grep could not do the prefilter (the caller falls back to Python)."""
 
 
-def _batches(pipe: IO[bytes], skips: Skips) -> Iterator[list[bytes]]:
+def _batches(pipe: _Reads, skips: Skips) -> Iterator[list[bytes]]:
     """Lines from grep's output as they arrive (read1: no waiting for a full chunk, so parsing
     overlaps grep's scan), split in C; a partial line over MAX_LINE is dropped and counted."""
-    read1 = getattr(pipe, "read1", None) or pipe.read
+    read1 = pipe.read1
     carry = b""
     dropping = False
     while True:
@@ -70,16 +75,14 @@ def grep_prefiltered(path: Path, skips: Skips, literals: tuple[bytes, ...] = PRE
         raise GrepFailed("grep not found")
     argv = [grep, "-a", "-i", "-F", *(a for lit in literals for a in ("-e", lit.decode("ascii"))), "--", str(path)]
     # Fixed argv, no shell; LC_ALL=C makes -i fold ASCII only, exactly like bytes.lower().
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,  # noqa: S603
-                            stdin=subprocess.DEVNULL, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
-    assert proc.stdout is not None  # noqa: S101 (PIPE was requested)
     try:
-        yield from _batches(proc.stdout, skips)
-        if proc.wait(timeout=30) > 1:  # 0: matches, 1: no match, 2: trouble
-            raise GrepFailed(f"grep exited with {proc.returncode}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        proc.stdout.close()
+        child = children.Child(argv, deadline=time.monotonic() + TIMEOUT, stderr="devnull",
+                               env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+        child.start()
+    except OSError as exc:
+        raise GrepFailed(f"grep cannot start ({exc.strerror or type(exc).__name__})") from None
+    with child:
+        yield from _batches(child, skips)
+        code = child.wait()
+        if code is None or code > 1:  # 0: matches, 1: no match, 2: trouble; None: the backstop ended it
+            raise GrepFailed(f"grep exited with {code}")

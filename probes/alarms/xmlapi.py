@@ -10,7 +10,9 @@ followed (the LOGIN body holds the password); answers are read in bounded pieces
 :data:`MAX_ANSWER` bytes and an overall deadline, then parsed with defusedxml with DTDs forbidden
 (no entity expansion, no external entities) and an iterative, depth-capped walk. Credentials are
 read from files (relative names resolve in systemd's ``$CREDENTIALS_DIRECTORY``); their values
-never reach a log line, an exception message or a child process.
+never reach a log line, an exception message or a child process, and every text taken from an
+answer is redacted by value (:mod:`probes.redact`): an RMX that echoes the password (or any other
+secret the process read) in a GET_STATE or LOGOUT answer does not put it into a finding or a log.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from xml.sax.saxutils import escape
 
 from probes.fileio import FileReadError
 from probes.model import ErrorKind, InputError
+from probes.redact import MARK, redact
 from probes.target import SecretFile, XmlApi
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,8 @@ def read_secret(secret: SecretFile, what: str) -> str:
         raw = SecretFile(path).read(f"{what} file")
     except FileReadError as exc:
         raise XmlApiError(exc.kind, str(exc)) from None
+    if not raw:
+        raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file is empty")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -120,7 +125,8 @@ def parse_answer(data: bytes) -> dict[str, str]:
                     raise XmlApiError(ErrorKind.UPSTREAM, "answer nests too deep or has too many elements")
                 continue
             tag = stack.pop()
-            text = (elem.text or "").strip()
+            # Everything read from the answer is redacted by value: an RMX may quote the credentials.
+            text = redact((elem.text or "").strip())
             if len(elem) == 0:
                 found.setdefault(tag, text)
                 if stack:
@@ -200,8 +206,8 @@ class _Client:
             found = parse_answer(data)
             _status(found, what)
         except XmlApiError as exc:
-            detail = str(exc)
-            if secret and _quotes(detail, secret):
+            detail = redact(str(exc))
+            if secret and (_quotes(detail, secret) or MARK in detail):
                 detail = f"{what} refused (the RMX's description is withheld: it quotes the password)"
             raise XmlApiError(exc.kind, f"{self.url}: {detail}") from None
         return found

@@ -1,8 +1,9 @@
 """The process side of capture inspection: tool checks, input files, the worker, live capture.
 
-Every child (the pyshark worker with its tshark and tcpdump, dumpcap) runs in its own session
-with a deadline; on deadline or error the whole process group is killed, so no tshark outlives
-a run. Bad input raises :class:`InputError` naming the file and what is wrong.
+Every child (the pyshark worker with its tshark and tcpdump, dumpcap, ``tshark -v``) runs through
+:mod:`probes.children`: one deadline for all of it, and its whole process tree ended at the
+deadline and when it exits, so no tshark outlives a run. Bad input raises :class:`InputError`
+naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -11,17 +12,13 @@ import contextlib
 import json
 import os
 import re
-import selectors
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from probes import children
 from probes.capture.events import PacketEvent
 from probes.model import ErrorKind, InputError
 
@@ -32,67 +29,10 @@ _MAX_LINE = 32 * 1024 * 1024  # one event line (certificates in hex) is far belo
 DROP_IN = "systemd/rmxdiag.service.d/capture.conf"
 
 
-# Children running right now, so a stopping daemon can end them at once instead of waiting for
-# their deadlines (a capture deadline can be minutes; SIGTERM must stop the service in seconds).
-_RUNNING: set[subprocess.Popen[bytes]] = set()
-_RUNNING_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _tracked(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    with _RUNNING_LOCK:
-        _RUNNING.add(proc)
-    try:
-        yield proc
-    finally:
-        with _RUNNING_LOCK:
-            _RUNNING.discard(proc)
-
-
-def stop_children() -> int:
-    """Kill the process group of every running worker/capture (daemon shutdown); how many.
-
-    Their owners then see EOF or an exit status at once and finish with a warning, so the probe
-    threads end within a second instead of at their deadlines.
-    """
-    with _RUNNING_LOCK:
-        running = list(_RUNNING)
-    for proc in running:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return len(running)
-
-
-def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
-    """SIGTERM then SIGKILL the process group of ``proc`` (started with start_new_session)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace)
-            if sig == signal.SIGTERM:
-                # the leader is gone; children of the group may linger: make sure they die too
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _run_bounded(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
-    """Run a short command in its own session; (exit code or None on timeout, output)."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            with _tracked(proc):
-                code: int | None = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        finally:
-            kill_group(proc)
-        out.seek(0)
-        return code, out.read(65536).decode("utf-8", "replace")
+    """Run a short command (its whole tree bounded by ``timeout``); (exit code or None on timeout, output tail)."""
+    done = children.run(argv, timeout=timeout, keep=65536)
+    return done.returncode, done.output.decode("utf-8", "replace")
 
 
 def find_tshark(timeout: float = 10.0) -> str:
@@ -164,62 +104,39 @@ def stream_events(path: Path, port: int, tshark: str, keylog: Path | None,
     argv = [sys.executable, "-m", "probes.capture.tshark", str(path), str(port), tshark]
     if keylog is not None:
         argv.append(str(keylog))
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors,  # noqa: S603
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        finished = False
-        try:
-            assert proc.stdout is not None  # noqa: S101 (Popen with PIPE)
-            with _RUNNING_LOCK:
-                _RUNNING.add(proc)
-            for line in _lines(proc.stdout.fileno(), deadline):
-                if line is None:
-                    yield (f"{path}: deadline reached, tshark stopped; results up to that point")
-                    return
-                kind, _, rest = line.partition(" ")
-                if kind == "E":
-                    yield PacketEvent.from_json(json.loads(rest))
-                elif kind == "W":
-                    yield f"{path}: {rest}"
-                elif kind == "X":
-                    finished = True
-            if not finished:
-                errors.seek(0)
-                tail = [ln for ln in errors.read()[-4000:].decode("utf-8", "replace").splitlines() if ln.strip()]
-                yield f"{path}: extraction stopped early ({tail[-1][:200] if tail else 'no detail'})"
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(proc)
-            kill_group(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    finished = False
+    # The worker, its tshark and tcpdump are one tree: ended at the deadline, and when the worker exits.
+    with children.Child(argv, deadline=deadline, stderr="tail", keep=4000) as child:
+        for line in _lines(child):
+            if line is None:
+                yield f"{path}: deadline reached, tshark stopped; results up to that point"
+                return
+            kind, _, rest = line.partition(" ")
+            if kind == "E":
+                yield PacketEvent.from_json(json.loads(rest))
+            elif kind == "W":
+                yield f"{path}: {rest}"
+            elif kind == "X":
+                finished = True
+        child.wait()
+        if not finished:
+            tail = [ln for ln in child.errors.data.decode("utf-8", "replace").splitlines() if ln.strip()]
+            yield f"{path}: extraction stopped early ({tail[-1][:200] if tail else 'no detail'})"
 
 
-def _lines(fd: int, deadline: float) -> Iterator[str | None]:
-    """Lines from ``fd`` until EOF; None once when the deadline passes or a line is absurdly long."""
-    sel = selectors.DefaultSelector()
-    sel.register(fd, selectors.EVENT_READ)
+def _lines(child: children.Child) -> Iterator[str | None]:
+    """Lines of the child's stdout until EOF; None once when the deadline passes or a line is absurdly long."""
     buf = b""
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(min(left, 1.0)):
-                if time.monotonic() >= deadline:
-                    yield None
-                    return
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return
-            buf += chunk
-            *complete, buf = buf.split(b"\n")
-            for raw in complete:
-                yield raw.decode("utf-8", "replace")
-            if len(buf) > _MAX_LINE:
-                yield None
-                return
-    finally:
-        sel.close()
+    for chunk in child.chunks():
+        buf += chunk
+        *complete, buf = buf.split(b"\n")
+        for raw in complete:
+            yield raw.decode("utf-8", "replace")
+        if len(buf) > _MAX_LINE:
+            yield None
+            return
+    if child.timed_out:
+        yield None
 
 
 def _has_cap_net_raw() -> bool:

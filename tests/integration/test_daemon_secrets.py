@@ -35,7 +35,8 @@ def test_no_canary_in_logs_metrics_responses_reports_or_repr(tmp_path: Path, cap
     # Given a daemon whose every secret is a canary, and a config file that fails to reload
     config = Config(tmp_path / "missing.yaml", Settings(state_dir=tmp_path / "state"),
                     (Target("rmx", registrars=(Registrar("fe"),), interval=3600),),
-                    server=ServerConfig(basic_auth=(BasicAuth("prom", _secret(tmp_path, "web")),)),
+                    server=ServerConfig(basic_auth=(BasicAuth("prom", _secret(tmp_path, "web")),),
+                                        enable_lifecycle=True),
                     webhook=WebhookConfig(token=_secret(tmp_path, "hook")),
                     notify=NotifyConfig("http://127.0.0.1:9/hook", token=_secret(tmp_path, "notify"), timeout=1))
     bodies: list[str] = [repr(config)]

@@ -32,7 +32,8 @@ def _target(name: str) -> str:
 
 def _config(tmp_path: Path, port: int, targets: str = _target("rmx-a")) -> Path:
     return _write(tmp_path / "rmxdiag.yaml",
-                  f'settings:\n  listen: "127.0.0.1:{port}"\n  state_dir: state\ntargets:\n{targets}')
+                  f'settings:\n  listen: "127.0.0.1:{port}"\n  state_dir: state\nserver:\n  enable_lifecycle: true\n'
+                  f"targets:\n{targets}")
 
 
 def _serve(config: Path, **env: str) -> subprocess.CompletedProcess[str]:

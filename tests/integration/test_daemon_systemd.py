@@ -61,3 +61,45 @@ def test_service_contract_directives() -> None:
     for directive in ("Type=notify", "WatchdogSec=", "DynamicUser=yes", "LoadCredential=", "StateDirectory=rmxdiag",
                       "ExecReload=/bin/kill -HUP $MAINPID", "RestartPreventExitStatus=78"):
         assert directive in text, directive
+
+
+def _syscalls(tool: str, group: str) -> set[str]:
+    out = subprocess.run([tool, "syscall-filter", group], capture_output=True, text=True, timeout=60, check=True)
+    names: set[str] = set()
+    for line in out.stdout.splitlines()[1:]:
+        word = line.strip()
+        if word.startswith("@"):
+            names |= _syscalls(tool, word)
+        elif word and not word.startswith("#"):
+            names.add(word)
+    return names
+
+
+def test_the_unit_lets_the_daemon_reap_and_end_its_children() -> None:
+    """Given the unit's SystemCallFilter lines, When resolved with systemd-analyze, Then prctl (the child
+    subreaper), pidfd_open, kill and wait4 are allowed: the calls probes.children relies on."""
+    tool = need("systemd-analyze")
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for line in (UNITS / "rmxdiag.service").read_text().splitlines():
+        if line.startswith("SystemCallFilter="):
+            value = line.split("=", 1)[1]
+            deny = value.startswith("~")
+            for word in value.lstrip("~").split():
+                names = _syscalls(tool, word) if word.startswith("@") else {word}
+                (denied if deny else allowed).update(names)
+    for call in ("prctl", "pidfd_open", "kill", "wait4", "waitid"):
+        assert call in allowed and call not in denied, call
+
+
+def test_the_example_action_timeouts_fit_under_the_units_stop_timeout(tmp_path: Path) -> None:
+    """Given the documented example config and the unit, Then every example action's timeout is shorter than
+    TimeoutStopSec (a copied example never outlives a stop; SIGTERM ends running actions at once anyway)."""
+    from daemon.config.load import load_config
+    from tests.support.config import materialise_example
+
+    stop = int(re.search(r"^TimeoutStopSec=(\d+)$", (UNITS / "rmxdiag.service").read_text(), re.M).group(1))  # type: ignore[union-attr]
+    config = load_config(materialise_example(tmp_path))
+    timeouts = {action.code: action.timeout for action in config.actions}
+    print(f"TimeoutStopSec={stop}; example action timeouts {timeouts}")
+    assert timeouts and all(t < stop for t in timeouts.values()), timeouts

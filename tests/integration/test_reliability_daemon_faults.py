@@ -14,11 +14,8 @@ import resource
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +28,14 @@ from probes.target import Registrar, Settings, Target
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
 from tests.support.daemon import engine_runner, mtls_probe, running
-from tests.support.peers import children_of, eventually, free_port, wait_for_port
+from tests.support.peers import children_of, eventually, free_port
+from tests.support.served import TOKEN, alive, marked, serve, zombies_of
+from tests.support.served import metric as _metric
+from tests.support.served import secret as _secret
+from tests.support.served import write as _write
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
-SERVE = [sys.executable, "-m", "daemon.cli", "serve", "--log-level", "debug"]
 CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "capture" / "healthy12.pcapng"
-TOKEN = "fault-test-token"  # noqa: S105 (a test token)
 
 
 def _fake_tshark(d: Path, body: str) -> str:
@@ -47,34 +46,6 @@ def _fake_tshark(d: Path, body: str) -> str:
     script.write_text(f'#!/bin/sh\nif [ "$1" = "-v" ]; then echo "TShark (Wireshark) 4.0.17"; exit 0; fi\n{body}\n')
     script.chmod(0o755)
     return f"{fake}:{os.environ['PATH']}"
-
-
-def _marked(marker: str) -> list[int]:
-    """Live processes (anywhere, orphans included) whose argv mentions ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    """True for a running process; a zombie (dead, waiting for its reaper) is not alive."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _zombies_of(pid: int) -> list[int]:
-    out = []
-    for child in children_of(pid):
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                out.append(child)
-    return out
 
 
 # A process whose argv carries a unique marker, so an orphan is found wherever it was reparented
@@ -105,8 +76,8 @@ def test_misbehaving_tshark_is_bounded_and_leaves_nothing(name: str, body: str, 
     assert isinstance(outcome.result, CaptureResult), outcome.error
     if warns is not None:
         assert bool(outcome.result.warnings) is warns  # the damage is said, not hidden
-    eventually("no orphan left", lambda: not _marked(marker), 3)
-    assert _zombies_of(os.getpid()) == []
+    eventually(lambda: f"no orphan left: {marked(marker)}", lambda: not marked(marker), 3)
+    assert zombies_of(os.getpid()) == []
 
 
 def test_tshark_killed_by_a_signal_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,54 +87,12 @@ def test_tshark_killed_by_a_signal_is_reported(tmp_path: Path, monkeypatch: pyte
     assert all(isinstance(r, CaptureResult) and r.warnings for r in results), results
 
 
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def _secret(path: Path, content: bytes) -> Path:
-    path.write_bytes(content)
-    path.chmod(0o600)
-    return path
-
-
 def _yaml(port: int, registrar: int, extra: str = "", capture_file: str | None = None) -> str:
     text = (f'settings:\n  listen: "127.0.0.1:{port}"\n  state_dir: state\n  interval: 1\n  deadline: 0.5\n'
             f"targets:\n  - name: rmx-a\n    registrars:\n      - host: 127.0.0.1\n        port: {registrar}\n")
     if capture_file:
         text += f"    capture:\n      files:\n        - {capture_file}\n"
-    return text + extra + "webhook:\n  token_file: token\n  cooldown: 1\n"
-
-
-@contextlib.contextmanager
-def _serve(config: Path, port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """`rmxdiag serve` with its log on a pipe (drained by a thread into serve.log afterwards).
-
-    A pipe, not a file: RLIMIT_FSIZE applies to files, and the log must survive the full-disk test.
-    """
-    proc = subprocess.Popen([*SERVE, "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stdout.read1(65536), b"")),  # type: ignore[union-attr]
-                              daemon=True)
-    reader.start()
-    try:
-        wait_for_port(port, proc=proc)  # type: ignore[arg-type]
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        reader.join(10)
-        proc.stdout.close()  # type: ignore[union-attr]
-        (config.parent / "serve.log").write_bytes(b"".join(chunks))
-
-
-def _metric(url: str, name: str) -> float | None:
-    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return text + extra + "webhook:\n  token_file: token\n  cooldown: 1\nserver:\n  enable_lifecycle: true\n"
 
 
 def _alert(url: str) -> int:
@@ -191,7 +120,8 @@ def test_invalid_reloads_keep_the_old_config(tmp_path: Path, lab_pki: LabPKI) ->
         "missing_file": config.unlink,
         "wrong_pfx_password": lambda: _secret(d / "pfx.pass", b"wrong-pw\n"),
     }
-    with peers.tarpit(), _serve(config, port) as proc:
+    with peers.tarpit(), serve(config, port) as served:
+        proc = served.proc
         assert _metric(url, "rmxdiag_config_last_reload_successful") == 1.0
         for name, breaking in broken.items():
             breaking()
@@ -218,7 +148,8 @@ def test_full_state_directory_is_counted_and_harmless(tmp_path: Path) -> None:
     config = _write(d / "rmxdiag.yaml", _yaml(port, 9))
     url = f"http://127.0.0.1:{port}"
     reports = d / "state" / "reports"
-    with _serve(config, port) as proc:
+    with serve(config, port) as served:
+        proc = served.proc
         assert _alert(url) == 202
         eventually("one stored report", lambda: len(list(reports.glob("*.json"))) == 1)
         first = next(reports.glob("*.json"))
@@ -248,8 +179,9 @@ def test_sigterm_during_a_capture_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     config = _write(d / "rmxdiag.yaml", _yaml(port, 9, capture_file="capture.pcapng").replace(
         "deadline: 0.5", "deadline: 30").replace("interval: 1", "interval: 60"))
-    with _serve(config, port, env={"PATH": path}) as proc:
-        eventually("the capture to start", lambda: len(_marked(marker)) >= 2, 15)
+    with serve(config, port, env={"PATH": path}) as served:
+        proc = served.proc
+        eventually("the capture to start", lambda: len(marked(marker)) >= 2, 15)
         tree = children_of(proc.pid)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -257,9 +189,9 @@ def test_sigterm_during_a_capture_stops_cleanly(tmp_path: Path) -> None:
         stopped = time.monotonic() - start
     print(f"SIGTERM during capture: exit {code} in {stopped:.2f} s; tree had {len(tree)} processes")
     assert code == 0 and stopped < 5.0
-    eventually("nothing left behind", lambda: not _marked(marker), 3)
+    eventually(lambda: f"nothing left behind: {marked(marker)}", lambda: not marked(marker), 3)
     # Killed grandchildren are reparented to PID 1, which reaps them in its own time: dead is enough.
-    assert not [p for p in tree if _alive(p)]
+    assert not [p for p in tree if alive(p)]
 
 
 def test_event_loop_stall_stops_the_watchdog_pings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,6 +67,8 @@ targets:
 webhook:
   token_file: webhook.token
   cooldown: 1
+server:
+  enable_lifecycle: true
 """
     path = d / "rmxdiag.yaml"
     path.write_text(text)

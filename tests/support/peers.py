@@ -82,15 +82,19 @@ def without_file_privilege(argv: Sequence[str]) -> list[str]:
 T = TypeVar("T")
 
 
-def eventually(what: str, predicate: Callable[[], T], timeout: float = 10.0, period: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail naming ``what`` after ``timeout``."""
+def eventually(what: str | Callable[[], str], predicate: Callable[[], T], timeout: float = 10.0,
+               period: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail naming ``what`` after ``timeout``.
+
+    ``what`` may be a callable, evaluated only on failure, so the message can show the state then.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         time.sleep(period)
 
 

@@ -20,6 +20,7 @@ from daemon.config.model import ActionConfig
 from daemon.report import Hint, TargetReport
 from daemon.serve import actions, exporter, sdnotify
 from daemon.serve.snapshot import Snapshot, TargetState
+from daemon.serve.state import DaemonState
 from daemon.serve.store import ReportStore
 from daemon.serve.webhook import firing_targets
 from probes.certificate.probe import CertificateResult
@@ -31,7 +32,7 @@ HINT = Hint("SIP_NOT_TRUSTED", Severity.CRITICAL, "title", ("e",), ("fix",))
 
 def test_store_is_bounded_private_and_atomic(tmp_path: Path) -> None:
     # Given a store keeping 3 reports
-    store = ReportStore(tmp_path / "reports", keep=3)
+    store = ReportStore(tmp_path, keep=3, state=DaemonState(tmp_path))
     # When 5 are saved
     ids = [store.save("20261126T000000Z", "rmx", {"n": i}) for i in range(5)]
     # Then the newest 3 remain, each 0600, no temporary files, and names cannot escape the directory
@@ -43,7 +44,7 @@ def test_store_is_bounded_private_and_atomic(tmp_path: Path) -> None:
 
 def test_store_write_failure_is_counted_and_leaves_old_reports(tmp_path: Path) -> None:
     # Given a stored report and a file size limit too small for the next one
-    store = ReportStore(tmp_path / "reports", keep=5)
+    store = ReportStore(tmp_path, keep=5, state=DaemonState(tmp_path))
     first = store.save("20261126T000000Z", "rmx", {"n": 0})
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     pid = os.fork()
@@ -145,3 +146,40 @@ def test_action_timeout_kills_the_process_group_and_env_is_minimal(tmp_path: Pat
                                          dry_run=False), "rmx", HINT)
     assert shown.outcome is actions.Outcome.OK and "RMXDIAG_HINT_CODE" in shown.detail
     assert "RMXDIAG_TEST_CANARY" not in shown.detail
+
+
+def test_daemon_state_keeps_sequence_and_cooldowns_across_instances(tmp_path: Path) -> None:
+    # Given a state with two sequence numbers handed out and a cooldown started at t=1000
+    state = DaemonState(tmp_path)
+    assert [state.next_sequence(), state.next_sequence()] == [1, 2]
+    state.start_cooldown(["rmx"], now=1000.0)
+    # When the daemon "restarts" (a new instance on the same directory)
+    again = DaemonState(tmp_path)
+    # Then the sequence continues, the cooldown holds until it ends, and a clock set back does not end it
+    assert again.next_sequence() == 3
+    assert again.cooling("rmx", 300, now=1299.0) and not again.cooling("rmx", 300, now=1300.0)
+    assert again.cooling("rmx", 300, now=900.0)
+    assert stat.S_IMODE((tmp_path / "daemon.json").stat().st_mode) == 0o600
+
+
+def test_daemon_serve_modules_import_no_circle() -> None:
+    # Given every import statement of daemon/serve (TYPE_CHECKING blocks included)
+    import ast
+
+    serve = Path(__file__).resolve().parents[2] / "daemon" / "serve"
+    graph: dict[str, set[str]] = {}
+    for path in serve.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[f"daemon.serve.{path.stem}"] = {d for d in deps if d.startswith("daemon.serve.")}
+
+    # Then no module reaches itself through the others (the http <-> service circle stays open)
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(d == goal or (d in graph and d not in seen and reaches(d, goal, seen | {d}))
+                   for d in graph.get(start, set()))
+
+    assert [m for m in graph if reaches(m, m, set())] == []

@@ -1,0 +1,103 @@
+"""On-demand runs for ``GET /probe``: every wait, queueing included, inside the scrape's budget.
+
+- The budget starts when the scrape arrives and covers waiting for a probe slot, the run and the
+  answer; a scrape that gets no slot within it answers at its budget with ``probe_success`` 0 and
+  the reason, never later.
+- At most one run per target is in flight: concurrent scrapes of the same target wait for that
+  run (each within its own budget), so 200 scrapes of one tarpit hold one slot, not all of them,
+  and a slow target cannot take the slots another target's scrape needs.
+- A slot is held until the run's thread has really finished (not only until a scrape gave up),
+  so the number of probe threads never exceeds the number of slots and nothing queues unseen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Callable
+
+from daemon.engine import DEADLINE_GRACE
+from daemon.report import TargetReport
+from daemon.serve.scheduler import TargetRunner
+from daemon.serve.snapshot import TargetState
+from probes.model import ErrorKind, failed
+from probes.target import Settings, Target
+
+log = logging.getLogger("rmxdiag.probe")
+
+RUN_MARGIN = 0.3  # seconds kept after the engine's own grace, so probe deadline outcomes arrive first
+
+
+class OnDemand:
+    """Slots, the thread pool and the in-flight runs of ``/probe``."""
+
+    def __init__(self, size: int, runner: TargetRunner, record: Callable[[str, TargetState], None]) -> None:
+        self.size = size
+        self.runner = runner
+        self.record = record  # stores a finished run's result (the snapshot)
+        self._slots = asyncio.Semaphore(size)
+        self._pool = cf.ThreadPoolExecutor(max_workers=size, thread_name_prefix="probe")
+        self._runs: dict[str, asyncio.Task[TargetReport]] = {}
+
+    async def probe(self, target: Target, settings: Settings, cache: dict[object, object],
+                    budget: float) -> TargetState:
+        """The result of a run of ``target`` (shared with concurrent scrapes), within ``budget`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        task = self._runs.get(target.name)
+        if task is None:
+            task = loop.create_task(self._run(target, settings, cache, budget, deadline))
+            self._runs[target.name] = task
+            task.add_done_callback(functools.partial(self._forget, target.name))
+        try:
+            report = await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            report = _failed(target.name, f"no result within {budget:g}s")
+        return TargetState(report, time.time())
+
+    def _forget(self, name: str, task: asyncio.Task[TargetReport]) -> None:
+        if self._runs.get(name) is task:
+            del self._runs[name]
+
+    async def _run(self, target: Target, settings: Settings, cache: dict[object, object], budget: float,
+                   deadline: float) -> TargetReport:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            return _failed(target.name, f"no probe slot free within {budget:g}s ({self.size} on-demand runs "
+                                        "of other targets in flight)")
+        # The engine returns at most DEADLINE_GRACE after the probe deadline: keep a margin so the
+        # probes' own deadline outcomes (not the waiters' fallback) reach Prometheus.
+        limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline,
+                                                                    budget - DEADLINE_GRACE - RUN_MARGIN)))
+        try:
+            future = loop.run_in_executor(self._pool, self.runner, limited, settings, cache)
+        except RuntimeError:  # the pool is shut down: the daemon is stopping
+            self._slots.release()
+            return _failed(target.name, "the daemon is stopping")
+        future.add_done_callback(lambda _: self._slots.release())
+        try:
+            report = await future
+        except Exception as exc:  # a bug in the engine or a probe module: one outcome, not a 500
+            log.error("on-demand run of %s failed with a bug: %s", target.name, type(exc).__name__)
+            log.debug("on-demand run traceback", exc_info=True)
+            return TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
+                                                     f"internal error ({type(exc).__name__})"),))
+        self.record(target.name, TargetState(report, time.time()))
+        return report
+
+    def close(self) -> None:
+        """Take no more runs; running threads end at their deadlines and are not waited for."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for task in list(self._runs.values()):
+            task.cancel()
+
+
+def _failed(name: str, why: str) -> TargetReport:
+    return TargetReport(name, (failed("engine", ErrorKind.DEADLINE, why),))
