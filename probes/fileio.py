@@ -92,24 +92,31 @@ def create_private(path: Path) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
 
 
-def write_atomic(path: Path, data: bytes, *, replace: bool = True) -> None:
+def write_atomic(path: Path | str, data: bytes, *, replace: bool = True, dir_fd: int | None = None) -> None:
     """Write ``data`` to ``path`` (mode 0600) so a reader sees the old file or the new one, never part.
 
     A temporary file in the same directory is written, fsynced and renamed over ``path``; with
     ``replace=False`` it is linked instead, so a file that exists (or appeared meanwhile) is kept
-    and FileExistsError raised. OSError on failure; no temporary file is left behind.
+    and FileExistsError raised. With ``dir_fd``, ``path`` is a bare name inside that open
+    directory (the daemon's state directory, opened once without following symlinks), and the
+    directory is fsynced too. OSError on failure; no temporary file is left behind.
     """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if replace:
-            os.replace(tmp, path)
+            os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         else:
-            os.link(tmp, path)
+            # link() fails when the name exists: an existing file is never silently replaced.
+            os.link(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        if dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)
     finally:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            os.unlink(tmp, dir_fd=dir_fd)

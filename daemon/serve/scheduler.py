@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import probes
 from daemon.engine import DEADLINE_GRACE, run_target
 from daemon.report import TargetReport
 from daemon.serve.snapshot import SnapshotHolder, TargetState
@@ -30,11 +29,6 @@ log = logging.getLogger("rmxdiag.scheduler")
 TargetRunner = Callable[[Target, Settings, dict[Any, Any]], TargetReport]
 JITTER = 0.1  # +-10% of the interval, so targets sharing an interval spread out
 FIRST_RUN_SPREAD = 0.2  # seconds: the first sweep starts at once, spread over at most this
-
-
-def installed_probes() -> frozenset[str]:
-    """Every registered probe: an installed wheel always carries all of them."""
-    return frozenset(probes.PROBES)
 
 
 def default_runner(target: Target, settings: Settings, cache: dict[Any, Any]) -> TargetReport:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from daemon.config import load as config_load
 from daemon.config.model import Config
 from daemon.engine import run_target
 from daemon.report import TargetReport
@@ -30,11 +30,11 @@ from daemon.serve import sdnotify
 from daemon.serve.access import exposure_warning
 from daemon.serve.http import HttpServer, bind, tls_context
 from daemon.serve.ondemand import OnDemand
-from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner, installed_probes
+from daemon.serve.scheduler import Scheduler, TargetRunner, default_runner
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.webhook import Troubleshooter, TroubleshootRunner, firing_targets
 from probes import children
-from probes.certificate.load import read_capped
+from probes.fileio import read_capped
 from probes.model import InputError
 from probes.target import SecretFile, Settings, Target
 
@@ -49,13 +49,11 @@ class StartupError(Exception):
 
 
 def load_config(path: Path) -> Config:
-    """The YAML loader (``daemon.config.load.load_config``); its ConfigError becomes StartupError."""
-    loader: Any = importlib.import_module("daemon.config.load")
+    """The YAML loader (:func:`daemon.config.load.load_config`); its ConfigError becomes StartupError."""
     try:
-        config: Config = loader.load_config(path)
-    except loader.ConfigError as exc:
+        return config_load.load_config(path)
+    except config_load.ConfigError as exc:
         raise StartupError(str(exc)) from None
-    return config
 
 
 def _secret(secret: SecretFile | None, what: str, empty_hint: str = "") -> bytes | None:
@@ -110,7 +108,7 @@ def preflight(config: Config) -> None:
 
 def troubleshoot_runner(target: Target, settings: Settings) -> TargetReport:
     """The production alert-driven run: every probe, on demand (a live capture is allowed)."""
-    return run_target(target, settings, on_demand=True, only=sorted(installed_probes()))
+    return run_target(target, settings, on_demand=True)
 
 
 class Daemon:

@@ -18,12 +18,13 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from probes.fileio import write_atomic
 
 log = logging.getLogger("rmxdiag.state")
 
@@ -48,27 +49,6 @@ def open_dir(root: Path, name: str | None = None) -> int:
         return os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=top)
     finally:
         os.close(top)
-
-
-def write_atomic(dir_fd: int, name: str, data: bytes, *, replace: bool = True) -> None:
-    """Write ``name`` in ``dir_fd`` atomically (0600); with ``replace=False``, FileExistsError if it exists."""
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if replace:
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        else:
-            # link() fails when the name exists: an existing file is never silently replaced.
-            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        with contextlib.suppress(OSError):
-            os.fsync(dir_fd)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)
 
 
 def read_private(dir_fd: int, name: str, cap: int) -> bytes:
@@ -147,7 +127,7 @@ class DaemonState:
         try:
             fd = open_dir(self.root)
             try:
-                write_atomic(fd, STATE_FILE, data)
+                write_atomic(STATE_FILE, data, dir_fd=fd)
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -1,6 +1,6 @@
 """The report store: troubleshooting runs as JSON files in ``state_dir/reports``.
 
-- Writes are atomic (:func:`daemon.serve.state.write_atomic`: a private temporary file, fsync,
+- Writes are atomic (:func:`probes.fileio.write_atomic`: a private temporary file, fsync,
   then a link into place) and never replace an existing report: a taken id moves on to the next
   sequence number.
 - Run ids are ``STAMP-SEQ-TARGET``; SEQ comes from the sequence kept in the state directory,
@@ -26,7 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from daemon.serve.state import DaemonState, clean_temporary, open_dir, own_regular, read_private, write_atomic
+from daemon.serve.state import DaemonState, clean_temporary, open_dir, own_regular, read_private
+from probes.fileio import write_atomic
 from probes.redact import redact_doc
 
 log = logging.getLogger("rmxdiag.store")
@@ -81,7 +82,7 @@ class ReportStore:
         for _ in range(_ATTEMPTS):
             run_id = f"{stamp}-{self.state.next_sequence() % 10_000:04d}-{target}"
             try:
-                write_atomic(fd, f"{run_id}.json", data, replace=False)
+                write_atomic(f"{run_id}.json", data, replace=False, dir_fd=fd)
             except FileExistsError:
                 log.warning("run id %s is taken by a report already stored: using the next one", run_id)
                 continue

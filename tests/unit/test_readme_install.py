@@ -66,9 +66,9 @@ def test_install_steps_then_check_config_guide_the_admin(tmp_path: Path) -> None
     first = _run(check[0], tmp_path)
     assert first.returncode == 3, first.stdout + first.stderr
     assert first.stderr.splitlines() == [first.stderr.strip()] and "Traceback" not in first.stderr
-    shown = re.escape("rmxdiag: error: /etc/rmxdiag/rmxdiag.yaml:37: targets[0].certificate.pfx: no such file")
+    shown = re.escape("rmxdiag: error: /etc/rmxdiag/rmxdiag.yaml:39: targets[0].certificate.pfx: no such file")
     assert re.search(shown, README.read_text(encoding="utf-8").replace("\n", " ").replace("  ", " "))
-    assert first.stderr.startswith(f"rmxdiag: error: {etc}/rmxdiag.yaml:37: targets[0].certificate.pfx: no such file")
+    assert first.stderr.startswith(f"rmxdiag: error: {etc}/rmxdiag.yaml:39: targets[0].certificate.pfx: no such file")
 
     # When the admin edits it as the README says: keeps one target with its certificate, CA bundle
     # and pool, puts the files where it points, and deletes the optional sections
