@@ -141,8 +141,12 @@ def test_capture_cut_with_editcap_is_partial_never_ok(files: dict[str, Path], tm
     warning, and the CLI exits 1 with that hint and its fix instead of "OK"."""
     editcap = need("editcap")
     path, port = _record(files, tmp_path, _server(files, "-tls1_2"), _client(files))
-    cut = tmp_path / "cut.pcapng"
-    subprocess.run([editcap, "-r", str(path), str(cut), "1-4"], check=True, capture_output=True, timeout=30)
+    # The recording also holds the UDP markers that told it dumpcap was running: keep the TCP
+    # packets only, then the first four of them (SYN, SYN/ACK, ACK, ClientHello).
+    tcp_only, cut = tmp_path / "tcp.pcapng", tmp_path / "cut.pcapng"
+    subprocess.run([need("tshark"), "-r", str(path), "-Y", f"tcp.port == {port}", "-w", str(tcp_only)],
+                   check=True, capture_output=True, timeout=30)
+    subprocess.run([editcap, "-r", str(tcp_only), str(cut), "1-4"], check=True, capture_output=True, timeout=30)
     outcome = _inspect(cut, port)
     assert outcome.result is not None and outcome.result.outcomes == {"incomplete": 1}  # type: ignore[attr-defined]
     assert _hints(outcome) == [("CAPTURE_INCOMPLETE", "warning", frozenset({"capture"}))]
