@@ -50,6 +50,7 @@ class _Conn:
     cipher: int | None = None
     sni: str | None = None
     client_hello: bool = False
+    client_finished: bool = False  # only visible decrypted (TLS 1.3 with a key log or embedded secrets)
     server_answered: bool = False  # any TLS record, RST or FIN from the server after the ClientHello
     server_hello: bool = False
     server_ccs: bool = False
@@ -210,6 +211,8 @@ class CaptureAnalyzer:
             conn.cipher = ev.cipher
         elif hs == 13 and not from_client:
             conn.cert_request = True
+        elif hs == 20 and from_client:
+            conn.client_finished = True
 
     def _certificates(self, conn: _Conn, ev: PacketEvent, from_client: bool) -> None:
         chain = conn.client_chain if from_client else conn.server_chain
@@ -312,6 +315,10 @@ class CaptureAnalyzer:
             return "closed_after_client_hello"
         if conn.server_hello:
             if conn.sip or (conn.server_ccs and conn.chosen != 0x0304):
+                return "ok"
+            # Decrypted TLS 1.3: the client finished and the server did not reset it (a rejection
+            # of the client certificate would be a fatal alert, handled above).
+            if conn.client_finished and "S" not in conn.rst_from:
                 return "ok"
             # TLS 1.3 encrypts everything after the ServerHello (a rejection alert included): without a
             # key log the capture cannot tell success from a late rejection.
