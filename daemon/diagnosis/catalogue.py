@@ -92,6 +92,14 @@ _SPECS: tuple[HintSpec, ...] = (
              ("Take the certificate the CA returned (a .cer/.crt, P7B or PFX), not the request you sent.",
               "Convert it to Base-64 PEM (rmxdiag can extract the leaf) and paste that: {personal}.",
               _REBOOT)),
+    HintSpec("CERT_IS_CA", Severity.CRITICAL, "A CA certificate was given as the RMX certificate",
+             "The certificate is a CA (basicConstraints CA:TRUE): an issuing/intermediate CA or a root "
+             "pasted or exported by mistake instead of the certificate the CA issued for the RMX. The RMX "
+             "cannot use it as its own: its name, EKUs and key are the CA's.",
+             ("Take the certificate issued for the RMX signaling FQDN (CN = that FQDN, not the CA's name); "
+              "in a PFX export, select the RMX's own certificate with its private key.",
+              "Put the CA certificates where the chain belongs instead: {trusted}.",
+              "Import the RMX certificate: {personal}.", _REBOOT)),
     HintSpec("CERT_CN_MISMATCH", Severity.CRITICAL, "The certificate name does not match the RMX signaling FQDN",
              "The Front End takes the peer's name from its certificate (CN, or the SAN when one exists) "
              "and looks it up among trusted application computers; another name is refused.",
@@ -128,13 +136,15 @@ _SPECS: tuple[HintSpec, ...] = (
              "Fewer days than the configured warning threshold remain.",
              ("Request the renewal now; import it before the expiry date: {personal}.",
               "Plan the reboot the RMX will ask for.")),
-    HintSpec("CERT_WEAK_KEY", Severity.WARNING, "The certificate key is weaker than RSA 2048",
-             "An RSA key under 2048 bits is weak and refused by current Windows policies.",
+    HintSpec("CERT_WEAK_KEY", Severity.WARNING, "The certificate key is weaker than RSA 2048 or not RSA",
+             "An RSA key under 2048 bits is weak and refused by current Windows policies. The RMX and "
+             "Lync/SfB use RSA keys: an EC key is untested there (warning); DSA, Ed25519, Ed448, GOST or "
+             "an unknown key type cannot be used at all (critical).",
              (_REISSUE, "Import the new certificate: {personal}.")),
     HintSpec("CERT_SIGNATURE_UNSUPPORTED", Severity.CRITICAL, "The certificate signature algorithm is a problem",
-             "Lync 2013 does not support RSASSA-PSS signatures (critical); SHA-512 can stop older Front "
-             "End services and MD5 is broken (warning). SHA-256 on firmware before 8.1.4 is lost on "
-             "downgrade.",
+             "Lync 2013 does not support RSASSA-PSS signatures (critical), nor DSA, Ed25519, Ed448 or "
+             "GOST ones (critical); SHA-512 can stop older Front End services, MD5 is broken and ECDSA is "
+             "untested with the RMX (warning). SHA-256 on firmware before 8.1.4 is lost on downgrade.",
              ("Reissue from a CA template that signs with RSA PKCS#1 v1.5 and SHA-256 (or SHA-1).",
               "Import the new certificate: {personal}.", _REBOOT)),
     HintSpec("CERT_KEY_MISMATCH", Severity.CRITICAL, "The private key does not belong to the certificate",

@@ -121,6 +121,11 @@ _ISSUER_NOT_LISTED = code("CERT_CHAIN_INCOMPLETE", "CAPTURE_TRUNCATED_CA_LIST")
 RULES: tuple[Rule, ...] = (
     # The factory certificate: every other defect of that certificate and every trust symptom
     # disappears with the one fix (install a CA-issued certificate).
+    # A CA certificate given as the RMX's: its name, EKUs, key and self-signature are the CA's, so
+    # every other certificate defect and trust symptom goes away with the right certificate.
+    Rule("CERT_IS_CA", code("CERT_IS_CA"),
+         (*_TRUST_SYMPTOMS, code("CERT_SELF_SIGNED", "CERT_CN_MISMATCH", "CERT_NO_CDP", "CERT_EKU_MISSING",
+                                 "CERT_KEY_MISMATCH", "CERT_SAN_PRESENT", "SIP_NOT_TRUSTED"))),
     Rule("CERT_SELF_SIGNED", code("CERT_SELF_SIGNED"),
          (*_TRUST_SYMPTOMS, code("CERT_CN_MISMATCH", "CERT_NO_CDP", "CERT_EKU_MISSING", "CERT_WEAK_KEY",
                                  "CERT_SIGNATURE_UNSUPPORTED", "CERT_EXPIRING_SOON", "SIP_NOT_TRUSTED"))),
@@ -173,7 +178,7 @@ _CERTIFICATE_ALARM_CLAIMS: tuple[tuple[str, frozenset[str]], ...] = (
     ("subject name", frozenset({"CERT_CN_MISMATCH", "CERT_DNS_MISMATCH"})),
     ("load or verify", frozenset({"PFX_BAD_PASSWORD", "CERT_KEY_MISMATCH", "CERT_CHAIN_INCOMPLETE",
                                   "CERT_IS_REQUEST", "CERT_SELF_SIGNED", "CERT_SIGNATURE_UNSUPPORTED",
-                                  "CERT_EKU_MISSING", "CERT_WEAK_KEY"})),
+                                  "CERT_EKU_MISSING", "CERT_WEAK_KEY", "CERT_IS_CA"})),
 )
 
 
