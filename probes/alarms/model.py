@@ -86,7 +86,7 @@ RULES: tuple[Rule, ...] = (
     _r("certificate_file_unreadable",
        r"certificate files? (is |are )?(missing|not found|not exist|unreadable|not readable|corrupt|invalid|empty)"
        r"|(missing|unreadable|no|can ?not (read|open|find|load)|fail(ed|ure)? to (read|open|find)|error reading)"
-       r" (the )?(sip tls |tls |ssl )?(certificate|cert|pem|pfx|key|password) (files?|pem)",
+       r" (the )?(sip tls |tls |ssl )?certificate files?",
        _CERT, "The RMX cannot find or read its SIP TLS certificate files (cert.pem, pkey.pem, rootCA.pem, "
        "certPassword.txt, or the PFX): they were never installed, were lost in an upgrade or restore, or are "
        "corrupt. Import the certificate again."),
