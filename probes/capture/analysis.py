@@ -17,7 +17,7 @@ from cryptography import x509
 
 from probes.capture.events import PacketEvent
 from probes.capture.result import CaptureResult, ConnectionSummary, parse_ms_diagnostics
-from probes.certificate.load import CERT_PARSE_ERRORS
+from probes.certificate.load import CERT_PARSE_ERRORS, quiet_parser_warnings
 from probes.model import Finding, Severity
 from probes.tlswire import HANDSHAKE_NAMES, alert_name, dn_to_rfc4514, version_name
 
@@ -84,8 +84,9 @@ class _Conn:
 
 @functools.lru_cache(maxsize=256)  # the same few chains repeat in every connection of a capture
 def _names(der: bytes) -> tuple[str, str, bytes]:
-    cert = x509.load_der_x509_certificate(der)
-    return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.issuer.public_bytes()
+    with quiet_parser_warnings():  # a certificate seen on the wire may be odd DER: no warning on stderr
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.issuer.public_bytes()
 
 
 class CaptureAnalyzer:
