@@ -296,3 +296,13 @@ def dn_to_rfc4514(der: bytes) -> str:
         rdns.append("+".join(atvs))
         pos = set_end
     return ",".join(reversed(rdns))
+
+
+def der_element(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos``; ValueError if malformed."""
+    return _der(data, pos)
+
+
+def der_oid(body: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER's content bytes; ValueError when empty."""
+    return _oid(body)

@@ -20,7 +20,7 @@ from daemon.commands._cert_options import options_from, source_from
 from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
-from probes.certificate.load import Material, load_certificate, load_chain, load_key
+from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
 from probes.fileio import read_capped, read_secret
 from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
 
@@ -41,7 +41,8 @@ def run_action(action: str, args: argparse.Namespace, path: Path) -> int:
     if args.output is not None and action not in ("extract", "pfx"):
         raise InputError(f"-o/--output does not apply to '{action}'")
     handler = {"csr": lint_csr, "extract": extract, "pfx": assemble, "preflight": preflight}[action]
-    return handler(args, path)
+    with quiet_parser_warnings():
+        return handler(args, path)
 
 
 def _report(name: str, outcome: ProbeOutcome, args: argparse.Namespace) -> int:

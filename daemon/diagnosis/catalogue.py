@@ -21,6 +21,7 @@ class HintCode(enum.StrEnum):
 
     CERT_SELF_SIGNED = "CERT_SELF_SIGNED"
     CERT_IS_REQUEST = "CERT_IS_REQUEST"
+    CERT_IS_CA = "CERT_IS_CA"
     CERT_CN_MISMATCH = "CERT_CN_MISMATCH"
     CERT_SAN_PRESENT = "CERT_SAN_PRESENT"
     CERT_DNS_MISMATCH = "CERT_DNS_MISMATCH"
@@ -139,6 +140,14 @@ _SPECS: tuple[HintSpec, ...] = (
              ("Take the certificate the CA returned (a .cer/.crt, P7B or PFX), not the request you sent.",
               "Convert it to Base-64 PEM (rmxdiag can extract the leaf) and paste that: {personal}.",
               _REBOOT)),
+    HintSpec(HintCode.CERT_IS_CA, Severity.CRITICAL, "A CA certificate was given as the RMX certificate",
+             "The certificate is a CA (basicConstraints CA:TRUE): an issuing/intermediate CA or a root "
+             "pasted or exported by mistake instead of the certificate the CA issued for the RMX. The RMX "
+             "cannot use it as its own: its name, EKUs and key are the CA's.",
+             ("Take the certificate issued for the RMX signaling FQDN (CN = that FQDN, not the CA's name); "
+              "in a PFX export, select the RMX's own certificate with its private key.",
+              "Put the CA certificates where the chain belongs instead: {trusted}.",
+              "Import the RMX certificate: {personal}.", _REBOOT)),
     HintSpec(HintCode.CERT_CN_MISMATCH, Severity.CRITICAL, "The certificate name does not match the RMX signaling FQDN",
              "The Front End takes the peer's name from its certificate (CN, or the SAN when one exists) "
              "and looks it up among trusted application computers; another name is refused.",
@@ -176,13 +185,15 @@ _SPECS: tuple[HintSpec, ...] = (
              "Fewer days than the configured warning threshold remain.",
              ("Request the renewal now; import it before the expiry date: {personal}.",
               "Plan the reboot the RMX will ask for.")),
-    HintSpec(HintCode.CERT_WEAK_KEY, Severity.WARNING, "The certificate key is weaker than RSA 2048",
-             "An RSA key under 2048 bits is weak and refused by current Windows policies.",
+    HintSpec(HintCode.CERT_WEAK_KEY, Severity.WARNING, "The certificate key is weaker than RSA 2048 or not RSA",
+             "An RSA key under 2048 bits is weak and refused by current Windows policies. The RMX and "
+             "Lync/SfB use RSA keys: an EC key is untested there (warning); DSA, Ed25519, Ed448, GOST or "
+             "an unknown key type cannot be used at all (critical).",
              (_REISSUE, "Import the new certificate: {personal}.")),
     HintSpec(HintCode.CERT_SIGNATURE_UNSUPPORTED, Severity.CRITICAL, "The certificate signature algorithm is a problem",
-             "Lync 2013 does not support RSASSA-PSS signatures (critical); SHA-512 can stop older Front "
-             "End services and MD5 is broken (warning). SHA-256 on firmware before 8.1.4 is lost on "
-             "downgrade.",
+             "Lync 2013 does not support RSASSA-PSS signatures (critical), nor DSA, Ed25519, Ed448 or "
+             "GOST ones (critical); SHA-512 can stop older Front End services, MD5 is broken and ECDSA is "
+             "untested with the RMX (warning). SHA-256 on firmware before 8.1.4 is lost on downgrade.",
              ("Reissue from a CA template that signs with RSA PKCS#1 v1.5 and SHA-256 (or SHA-1).",
               "Import the new certificate: {personal}.", _REBOOT)),
     HintSpec(HintCode.CERT_KEY_MISMATCH, Severity.CRITICAL, "The private key does not belong to the certificate",
@@ -393,6 +404,15 @@ FOLDS_INTO: dict[HintCode, frozenset[HintCode]] = {
     _C.SIP_ERROR_RESPONSE: frozenset({_C.CERT_SELF_SIGNED, _C.CLIENT_CERT_UNKNOWN_CA, _C.CERT_EXPIRED,
                                       _C.CERT_NOT_YET_VALID, _C.CLIENT_CERT_REJECTED}),
 }
+
+# A CA certificate given as the RMX's explains every defect of "its" certificate and every trust
+# symptom at once: the one fix is the certificate issued for the RMX.
+_CA_AS_LEAF_EXPLAINS = (_C.CAPTURE_EMPTY_CLIENT_CERT, _C.CAPTURE_RESET_AFTER_CLIENT_CERT, _C.CAPTURE_TRUNCATED_CA_LIST,
+                        _C.CERT_CHAIN_INCOMPLETE, _C.CERT_CN_MISMATCH, _C.CERT_EKU_MISSING, _C.CERT_KEY_MISMATCH,
+                        _C.CERT_NO_CDP, _C.CERT_SAN_PRESENT, _C.CERT_SELF_SIGNED, _C.CLIENT_CERT_REJECTED,
+                        _C.CLIENT_CERT_UNKNOWN_CA, _C.SIP_ERROR_RESPONSE, _C.SIP_NOT_TRUSTED)
+for _code in _CA_AS_LEAF_EXPLAINS:
+    FOLDS_INTO[_code] = FOLDS_INTO.get(_code, frozenset()) | {_C.CERT_IS_CA}
 
 
 def hint_code(code: str) -> HintCode | None:

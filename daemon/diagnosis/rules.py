@@ -151,6 +151,11 @@ _TABLE_ROOTS = (_C.REGISTRAR_CERT_EXPIRED, _C.REGISTRAR_CERT_UNTRUSTED, _C.TLS_V
 RULES: tuple[Rule, ...] = (
     # The factory certificate: every other defect of that certificate and every trust symptom
     # disappears with the one fix (install a CA-issued certificate).
+    # A CA certificate given as the RMX's: its name, EKUs, key and self-signature are the CA's, so
+    # every other certificate defect and trust symptom goes away with the right certificate.
+    own(_C.CERT_IS_CA, *_TRUST_SYMPTOMS,
+        take(_C.CERT_SELF_SIGNED, _C.CERT_CN_MISMATCH, _C.CERT_NO_CDP, _C.CERT_EKU_MISSING, _C.CERT_KEY_MISMATCH,
+             _C.CERT_SAN_PRESENT, _C.SIP_NOT_TRUSTED)),
     own(_C.CERT_SELF_SIGNED, *_TRUST_SYMPTOMS,
         take(_C.CERT_CN_MISMATCH, _C.CERT_NO_CDP, _C.CERT_EKU_MISSING, _C.CERT_WEAK_KEY,
              _C.CERT_SIGNATURE_UNSUPPORTED, _C.CERT_EXPIRING_SOON, _C.SIP_NOT_TRUSTED)),
@@ -206,7 +211,7 @@ _CERTIFICATE_ALARM_CLAIMS: tuple[tuple[str, frozenset[str]], ...] = (
     ("subject name", frozenset({"CERT_CN_MISMATCH", "CERT_DNS_MISMATCH"})),
     ("load or verify", frozenset({"PFX_BAD_PASSWORD", "CERT_KEY_MISMATCH", "CERT_CHAIN_INCOMPLETE",
                                   "CERT_IS_REQUEST", "CERT_SELF_SIGNED", "CERT_SIGNATURE_UNSUPPORTED",
-                                  "CERT_EKU_MISSING", "CERT_WEAK_KEY"})),
+                                  "CERT_EKU_MISSING", "CERT_WEAK_KEY", "CERT_IS_CA"})),
 )
 
 

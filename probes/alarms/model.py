@@ -82,6 +82,14 @@ RULES: tuple[Rule, ...] = (
     _r("registration_failed_conference", r"registration failed for (some|a|one) conference", _REG,
        "Some conferences/meeting rooms could not register: a registrar-side refusal (the RMX is not "
        "a trusted application, or a name mismatch) or transport trouble."),
+    # Missing or unreadable certificate files (before "secured SIP failed", which such texts may also contain).
+    _r("certificate_file_unreadable",
+       r"certificate files? (is |are )?(missing|not found|not exist|unreadable|not readable|corrupt|invalid|empty)"
+       r"|(missing|unreadable|no|can ?not (read|open|find|load)|fail(ed|ure)? to (read|open|find)|error reading)"
+       r" (the )?(sip tls |tls |ssl )?certificate files?",
+       _CERT, "The RMX cannot find or read its SIP TLS certificate files (cert.pem, pkey.pem, rootCA.pem, "
+       "certPassword.txt, or the PFX): they were never installed, were lost in an upgrade or restore, or are "
+       "corrupt. Import the certificate again."),
     _r("secured_sip_failed", r"secured sip communication fail", _REG,
        "SIP over TLS with the registrar failed: look at the certificate and trust hints."),
     _r("certificate_load_failed", r"fail(ed)? to load or verify certificate", _CERT,

@@ -9,7 +9,10 @@ These OIDs come from the published MIB; :class:`SnmpOids` lets a deployment over
 
 snmptrapd prints a header line (date, host, transport) and then the varbinds TAB-separated on
 one line, as names (MIB loaded), ``SNMPv2-SMI::enterprises.…`` or ``iso.3.6…`` / ``.1.3.6…``
-(no MIB). All forms are accepted. Pure: never raises.
+(no MIB). The layout of the RMX administrator's guide and of MIB browsers (and of snmptrapd with
+``-F '%B [%b]:\n%V\n%v\n'``) puts one ``OID = value`` binding per line, with or without the value
+type: consecutive binding lines form one trap, which ends at a blank or other line, at the next
+sysUpTime / snmpTrapOID binding, or when a field repeats. All forms are accepted. Pure: never raises.
 """
 
 from __future__ import annotations
@@ -35,9 +38,17 @@ class SnmpOids:
 
 _NAMES = {"rmxalarmdescription": 1, "rmxactivealarmdateandtime": 2, "rmxactivealarmindex": 3,
           "rmxactivealarmlistname": 4, "rmxactivealarmrmxstatus": 5}
-_HEADER = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} .*(UDP|TCP|udp|tcp)")
+_HEADER = re.compile(r"^(?:\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} .*(UDP|TCP|udp|tcp)|\S+ \[(UDP|TCP|udp|tcp): \[)")
 _HEADER_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
-_VARBIND = re.compile(r"^\s*(?P<oid>\S+) = (?:(?P<type>[A-Za-z][A-Za-z0-9 -]*?): ?)?(?P<value>.*?)\s*$")
+# Net-SNMP's value types (MIB browsers print some as OctetString / ObjectIdentifier): only these
+# are a type prefix, so an untyped alarm text such as "SIP TLS: Registration ..." stays whole.
+_TYPES = ("STRING|Hex-STRING|OCTET STRING|OctetString|INTEGER|Integer32|Gauge32|Counter32|Counter64|Unsigned32|"
+          "UInteger32|Timeticks|TimeTicks|OID|Object ID|ObjectIdentifier|IpAddress|Network Address|BITS|Opaque|NULL")
+_VARBIND = re.compile(rf"^\s*(?P<oid>\S+) = (?:(?P<type>{_TYPES}): ?)?(?P<value>.*?)\s*$")
+_QUOTED_HEX = re.compile(r'^"?(?:[0-9A-Fa-f]{2} )*[0-9A-Fa-f]{2} ?"?$')
+_TRAP_OID = ("snmpv2-mib::snmptrapoid", "iso.3.6.1.6.3.1.1.4.1", ".1.3.6.1.6.3.1.1.4.1", "1.3.6.1.6.3.1.1.4.1")
+_TRAP_HEADER_OIDS = (*_TRAP_OID, "snmpv2-mib::sysuptime", "disman-event-mib::sysuptimeinstance",
+                     "iso.3.6.1.2.1.1.3.", ".1.3.6.1.2.1.1.3.", "1.3.6.1.2.1.1.3.")
 _V1_SPECIFIC = re.compile(r"Enterprise Specific Trap \((\d+)\)")
 _PREFIXES = (("SNMPv2-SMI::enterprises.", "1.3.6.1.4.1."), ("enterprises.", "1.3.6.1.4.1."),
              ("iso.", "1."), (".", ""))
@@ -93,6 +104,8 @@ def _string(kind: str | None, value: str) -> str:
 
 def _date_and_time(kind: str | None, value: str) -> str:
     """SNMPv2-TC DateAndTime (8 or 11 octets) as ISO 8601; other shapes are kept as printed."""
+    if kind is None and _QUOTED_HEX.match(value):  # printed without its type (snmptrapd -OQ, MIB browsers)
+        kind, value = "Hex-STRING", value.strip('"')
     if kind != "Hex-STRING":
         return _string(kind, value)
     try:
@@ -114,11 +127,12 @@ _MAX_PENDING = 4096
 
 
 class TrapLogParser:
-    """Line-by-line parser of an snmptrapd log.
+    """Line-by-line parser of an snmptrapd log (or of traps printed one binding per line).
 
-    State: the last header's time, and one trap line whose Hex-STRING value snmptrapd wrapped
-    onto the following lines (it breaks hex dumps every 16 bytes; seen with non-ASCII alarm
-    texts such as an en dash). Call :meth:`flush` at the end of a whole file.
+    State: the last header's time, one trap line whose Hex-STRING value snmptrapd wrapped onto
+    the following lines (it breaks hex dumps every 16 bytes; seen with non-ASCII alarm texts such
+    as an en dash), and the trap being collected from one-binding lines. Call :meth:`flush` at the
+    end of a whole file.
     """
 
     def __init__(self, oids: SnmpOids | None = None, file: str | None = None) -> None:
@@ -130,6 +144,9 @@ class TrapLogParser:
         # SNMPv1: snmptrapd logs "Enterprise Specific Trap (N)" on its own line before the
         # varbinds; N carries raise (N) vs clear (N + 10000) for the next varbind line.
         self._v1_state: AlarmState | None = None
+        self._group: dict[int, tuple[str | None, str]] = {}  # RMX fields of the trap being collected
+        self._group_state: AlarmState | None = None
+        self._group_line: int | None = None
 
     def feed(self, text: str, line_no: int | None = None) -> tuple[bool, list[Alarm]]:
         """(recognised as snmptrapd output, the RMX alarms completed by this line)."""
@@ -139,9 +156,10 @@ class TrapLogParser:
                 self._pending += text
                 if _HEX_FULL_ROW.search(text) and len(self._pending) < _MAX_PENDING:
                     return True, []
-                return True, self.flush()
-            out = self.flush()
+                return True, self._complete_pending()
+            out = self._complete_pending()
         if _HEADER.match(text):
+            out += self._close_group()
             m = _HEADER_TIME.match(text)
             self.header_time = m.group(1) if m else None
             self._v1_state = None
@@ -150,16 +168,52 @@ class TrapLogParser:
         if _HEX_FULL_ROW.search(text) and "Hex-STRING:" in last:
             self._pending, self._pending_line = text, line_no
             return True, out
-        recognised, alarm = self._parse(text, line_no)
-        return recognised or bool(out), out + ([alarm] if alarm else [])
+        recognised, alarms = self._logical(text, line_no)
+        return recognised or bool(out), out + alarms
 
     def flush(self) -> list[Alarm]:
-        """The alarm of a trap line still waiting for hex continuation lines, if any."""
+        """The alarms still being put together (a wrapped trap line, a one-binding-per-line trap)."""
+        return self._complete_pending() + self._close_group()
+
+    def _complete_pending(self) -> list[Alarm]:
         if self._pending is None:
             return []
         text, line_no = self._pending, self._pending_line
         self._pending = self._pending_line = None
-        alarm = self._parse(text, line_no)[1]
+        return self._logical(text, line_no)[1]
+
+    def _logical(self, text: str, line_no: int | None) -> tuple[bool, list[Alarm]]:
+        """One complete line: a single binding joins the trap being collected; anything else ends it."""
+        if "\t" not in text.strip():
+            m = _VARBIND.match(text)
+            if m is not None and self._binding_oid(m.group("oid")):
+                return True, self._bind(m.group("oid"), m.group("type"), m.group("value"), line_no)
+        out = self._close_group()
+        recognised, alarm = self._parse(text, line_no)
+        return recognised or bool(out), out + ([alarm] if alarm else [])
+
+    def _binding_oid(self, oid: str) -> bool:
+        return _is_trap_header(oid) or _field(oid, self.oids) is not None or "." in oid or "::" in oid
+
+    def _bind(self, oid: str, kind: str | None, value: str, line_no: int | None) -> list[Alarm]:
+        """Add one binding line to the trap being collected; the alarms a new trap closes."""
+        if _is_trap_header(oid):  # sysUpTime / snmpTrapOID open a trap: a collected one is complete
+            out = self._close_group() if self._group else []
+            if oid.lower().startswith(_TRAP_OID):
+                self._group_state = _trap_state(value, self.oids) or self._group_state
+            return out
+        index = _field(oid, self.oids)
+        if index is None:
+            return []
+        out = self._close_group() if index in self._group else []
+        self._group[index] = (kind, value)
+        self._group_line = self._group_line or line_no
+        return out
+
+    def _close_group(self) -> list[Alarm]:
+        fields, state, line_no = self._group, self._group_state or self._v1_state, self._group_line
+        self._group, self._group_state, self._group_line = {}, None, None
+        alarm = self._alarm(fields, state, line_no)
         return [alarm] if alarm else []
 
     def _parse(self, text: str, line_no: int | None) -> tuple[bool, Alarm | None]:
@@ -176,8 +230,7 @@ class TrapLogParser:
                 continue
             saw_varbind = True
             oid, kind, value = m.group("oid"), m.group("type"), m.group("value")
-            if oid.lower().startswith(("snmpv2-mib::snmptrapoid", "iso.3.6.1.6.3.1.1.4.1",
-                                       ".1.3.6.1.6.3.1.1.4.1", "1.3.6.1.6.3.1.1.4.1")):
+            if oid.lower().startswith(_TRAP_OID):
                 state = _trap_state(value, self.oids) or state
                 continue
             index = _field(oid, self.oids)
@@ -185,15 +238,26 @@ class TrapLogParser:
                 fields[index] = (kind, value)
         if 1 not in fields:
             return saw_varbind or v1 is not None, None
+        return True, self._alarm(fields, state, line_no)
+
+    def _alarm(self, fields: dict[int, tuple[str | None, str]], state: AlarmState | None,
+               line_no: int | None) -> Alarm | None:
+        """The alarm of one trap's RMX fields (None without a description)."""
+        if 1 not in fields:
+            return None
         description = _string(*fields[1])
         if not description.strip():
-            return True, None
+            return None
         alarm_id = _string(*fields[3]) if 3 in fields else None
         when = _date_and_time(*fields[2]) if 2 in fields else self.header_time
         level = _level(*fields[5]) if 5 in fields else None
-        return True, make_alarm(AlarmSource.SNMP, description, alarm_id=alarm_id, time=when,
-                                level=level, state=state or AlarmState.RAISED, file=self.file,
-                                line=line_no)
+        return make_alarm(AlarmSource.SNMP, description, alarm_id=alarm_id, time=when,
+                          level=level, state=state or AlarmState.RAISED, file=self.file, line=line_no)
+
+
+def _is_trap_header(oid: str) -> bool:
+    """sysUpTime.0 or snmpTrapOID.0: the two bindings every SNMPv2 trap starts with."""
+    return oid.lower().startswith(_TRAP_HEADER_OIDS)
 
 
 def _level(kind: str | None, value: str) -> str:

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from probes.capture.events import PacketEvent
 from probes.capture.result import CaptureResult, ConnectionSummary, parse_ms_diagnostics
-from probes.certificate.load import CERT_PARSE_ERRORS
+from probes.certificate.load import CERT_PARSE_ERRORS, quiet_parser_warnings
 from probes.model import Facts, Finding, Severity
 from probes.tlswire import HANDSHAKE_NAMES, Alert, Sender, alert_name, dn_to_rfc4514, version_name
 
@@ -50,6 +50,7 @@ class _Conn:
     cipher: int | None = None
     sni: str | None = None
     client_hello: bool = False
+    client_finished: bool = False  # only visible decrypted (TLS 1.3 with a key log or embedded secrets)
     server_answered: bool = False  # any TLS record, RST or FIN from the server after the ClientHello
     server_hello: bool = False
     server_ccs: bool = False
@@ -83,8 +84,9 @@ class _Conn:
 
 @functools.lru_cache(maxsize=256)  # the same few chains repeat in every connection of a capture
 def _names(der: bytes) -> tuple[str, str, bytes]:
-    cert = x509.load_der_x509_certificate(der)
-    return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.issuer.public_bytes()
+    with quiet_parser_warnings():  # a certificate seen on the wire may be odd DER: no warning on stderr
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.issuer.public_bytes()
 
 
 class CaptureAnalyzer:
@@ -210,6 +212,8 @@ class CaptureAnalyzer:
             conn.cipher = ev.cipher
         elif hs == 13 and not from_client:
             conn.cert_request = True
+        elif hs == 20 and from_client:
+            conn.client_finished = True
 
     def _certificates(self, conn: _Conn, ev: PacketEvent, from_client: bool) -> None:
         chain = conn.client_chain if from_client else conn.server_chain
@@ -313,6 +317,10 @@ class CaptureAnalyzer:
             return "closed_after_client_hello"
         if conn.server_hello:
             if conn.sip or (conn.server_ccs and conn.chosen != 0x0304):
+                return "ok"
+            # Decrypted TLS 1.3: the client finished and the server did not reset it (a rejection
+            # of the client certificate would be a fatal alert, handled above).
+            if conn.client_finished and "S" not in conn.rst_from:
                 return "ok"
             # TLS 1.3 encrypts everything after the ServerHello (a rejection alert included): without a
             # key log the capture cannot tell success from a late rejection.

@@ -20,11 +20,10 @@ from pathlib import Path
 
 from probes import children
 from probes.capture.events import PacketEvent
+from probes.capture.formats import Kind, inner_head, is_capture_head, kind_of
 from probes.model import ErrorKind, InputError
 
 MIN_TSHARK = (3, 6)  # JSON -J filtering, --no-duplicate-keys and "in {a..b}" display-filter sets
-_PCAP_MAGICS = {bytes.fromhex(m) for m in ("a1b2c3d4", "d4c3b2a1", "a1b23c4d", "4d3cb2a1")}
-_PCAPNG_MAGIC = bytes.fromhex("0a0d0d0a")
 _MAX_LINE = 32 * 1024 * 1024  # one event line (certificates in hex) is far below this
 DROP_IN = "systemd/rmxdiag.service.d/capture.conf"
 
@@ -56,7 +55,7 @@ def find_tshark(timeout: float = 10.0) -> str:
 
 
 def check_capture(path: Path) -> None:
-    """Raise InputError unless ``path`` is a readable, non-empty pcap or pcapng file."""
+    """Raise InputError unless ``path`` is a readable, non-empty capture in a format tshark reads."""
     try:
         with path.open("rb") as f:
             if not path.is_file():
@@ -70,16 +69,28 @@ def check_capture(path: Path) -> None:
         raise InputError(f"{path}: cannot read: {exc.strerror}", ErrorKind.FILE_UNREADABLE) from None
     if not head:
         raise InputError(f"{path}: empty file, not a capture")
-    if head[:4] == _PCAPNG_MAGIC:
-        return
-    if head[:4] not in _PCAP_MAGICS:
-        raise InputError(f"{path}: not a pcap or pcapng capture")
-    if len(head) <= 24:
+    kind = kind_of(head)
+    if kind is Kind.PCAP and len(head) <= 24:
         raise InputError(f"{path}: capture holds no packets (pcap header only)")
+    if kind is Kind.GZIP and not inner_head(path):
+        raise InputError(f"{path}: gzip-compressed, but empty or damaged")
+    if (kind is Kind.OTHER or (kind is Kind.GZIP and kind_of(inner_head(path)) is Kind.OTHER)) \
+            and not _tshark_reads(path):
+        raise InputError(f"{path}: not a capture file tshark can read (pcap, pcapng, Network Monitor .cap, "
+                         "snoop, gzip-compressed ...)")
+
+
+def _tshark_reads(path: Path) -> bool:
+    """Whether Wireshark's file reader knows the format (``captype``, shipped with tshark, says)."""
+    captype = shutil.which("captype")
+    if captype is None:
+        return False
+    code, out = _run_bounded([captype, str(path)], 20.0)
+    return code == 0 and not out.strip().endswith(": unknown")
 
 
 def expand(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a directory becomes its capture files, oldest first (rotation order)."""
+    """Files as given; a directory becomes its capture files (known by their magic), oldest first."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -87,11 +98,11 @@ def expand(paths: Sequence[Path]) -> list[Path]:
             for child in path.iterdir():
                 if child.is_file() and not child.name.startswith("."):
                     with contextlib.suppress(OSError), child.open("rb") as f:
-                        magic = f.read(4)
-                        if magic == _PCAPNG_MAGIC or magic in _PCAP_MAGICS:
+                        head = f.read(32)
+                        if is_capture_head(head, inner_head(child) if kind_of(head) is Kind.GZIP else b""):
                             found.append(child)
             if not found:
-                raise InputError(f"{path}: directory holds no pcap or pcapng file")
+                raise InputError(f"{path}: directory holds no capture file")
             out.extend(sorted(found, key=lambda p: (p.stat().st_mtime, p.name)))
         else:
             out.append(path)

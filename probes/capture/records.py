@@ -64,6 +64,12 @@ def handshake_messages(records: list[Unit]) -> list[Unit]:
     return _units(stream, 0, _HANDSHAKE)[0]
 
 
+def split_messages(stream: bytes) -> tuple[list[Unit], bytes]:
+    """Complete handshake messages at the start of a handshake byte stream, and the incomplete rest."""
+    messages, stop = _units(stream, 0, _HANDSHAKE)
+    return messages, stream[stop:]
+
+
 def segment_records_prefix(data: bytes) -> list[Unit]:
     """Complete TLS records of a TCP payload, tolerating a record tail before and a partial record after.
 

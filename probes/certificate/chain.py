@@ -45,7 +45,10 @@ def spki(public_key: Any) -> bytes:
 
 def key_matches(cert: x509.Certificate, private_key: Any) -> bool:
     """True when ``private_key`` is the key of ``cert`` (same SubjectPublicKeyInfo)."""
-    return spki(cert.public_key()) == spki(private_key.public_key())
+    try:
+        return spki(cert.public_key()) == spki(private_key.public_key())
+    except (UnsupportedAlgorithm, ValueError):  # a key type cryptography cannot load (GOST...)
+        return False
 
 
 def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -54,9 +57,9 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     Done with the public key directly: ``verify_directly_issued_by`` refuses SHA-1, the hash of
     the RMX factory certificate and of many enterprise CAs.
     """
-    pub: Any = issuer.public_key()
-    params: Any = cert.signature_algorithm_parameters
     try:
+        pub: Any = issuer.public_key()
+        params: Any = cert.signature_algorithm_parameters  # ValueError for unreadable PSS parameters
         digest: Any = cert.signature_hash_algorithm
         if isinstance(pub, rsa.RSAPublicKey):
             # cryptography gives no parameters for MD5-RSA: those are PKCS#1 v1.5 too.
@@ -79,7 +82,10 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 
 def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
-    return a.subject == b.subject and spki(a.public_key()) == spki(b.public_key())
+    try:
+        return a.subject == b.subject and spki(a.public_key()) == spki(b.public_key())
+    except (UnsupportedAlgorithm, ValueError):
+        return a == b
 
 
 def verify_client(leaf: x509.Certificate, roots: list[x509.Certificate],
@@ -99,7 +105,7 @@ def verify_client(leaf: x509.Certificate, roots: list[x509.Certificate],
                .extension_policies(ca_policy=v.ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee))
     try:
         verified = builder.build_client_verifier().verify(leaf, intermediates)
-    except v.VerificationError as exc:
+    except (v.VerificationError, UnsupportedAlgorithm, ValueError) as exc:
         return [], str(exc)[:300]
     return list(verified.chain), None
 

@@ -16,8 +16,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from probes.certificate import rawcert
 from probes.certificate.chain import chain_findings, common_name, is_self_signed, iso, key_matches
-from probes.certificate.load import Material
+from probes.certificate.load import Material, is_ca
 from probes.model import Facts, Finding, Severity
 
 _EKU_NAMES = {
@@ -28,6 +29,9 @@ _EKU_NAMES = {
 }
 # RSA PKCS#1 v1.5 with these hashes is what Lync 2013 and every RMX firmware accept.
 _GOOD_HASHES = {"sha1", "sha256"}
+# RSA keys are what every RMX firmware and Lync 2013 use; EC keys are untested there (a warning);
+# DSA, Ed25519, Ed448, GOST and keys cryptography does not know are not usable at all.
+_REISSUE_RSA = "reissue it with an RSA key of 2048 bits or more, signed with RSA PKCS#1 SHA-256"
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,11 @@ def signature_info(obj: x509.Certificate | x509.CertificateSigningRequest) -> tu
     """(algorithm name, hash name or None, is RSASSA-PSS)."""
     oid = obj.signature_algorithm_oid
     name = getattr(oid, "_name", None) or oid.dotted_string  # cryptography names well-known OIDs
+    if name in (oid.dotted_string, "Unknown OID"):
+        name = rawcert.algorithm_name(oid.dotted_string)
     try:
         hash_alg = obj.signature_hash_algorithm
-    except UnsupportedAlgorithm:  # an exotic algorithm must not stop the analysis
+    except (UnsupportedAlgorithm, ValueError):  # an exotic algorithm or odd PSS parameters must not stop it
         hash_alg = None
     return str(name), hash_alg.name if hash_alg else None, oid == x509.SignatureAlgorithmOID.RSASSA_PSS
 
@@ -112,10 +118,19 @@ def key_info(public_key: Any) -> tuple[str, int | None]:
     return type(public_key).__name__, None
 
 
+def public_key_info(obj: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, int | None]:
+    """(key type, size in bits) of a certificate's or request's key, also for types cryptography cannot load."""
+    try:
+        return key_info(obj.public_key())
+    except (UnsupportedAlgorithm, ValueError):
+        oid = getattr(obj, "public_key_algorithm_oid", None)
+        return (rawcert.algorithm_name(oid.dotted_string) if oid is not None else "unknown key type"), None
+
+
 def describe(cert: x509.Certificate) -> dict[str, Any]:
     """Every fact an admin checks, JSON-ready (the certificate summary and the evidence pool)."""
     alg, hash_name, _pss = signature_info(cert)
-    key_type, bits = key_info(cert.public_key())
+    key_type, bits = public_key_info(cert)
     aia = aia_urls(cert)
     return {
         "subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
@@ -183,16 +198,19 @@ def eku_findings(obj: x509.Certificate | x509.CertificateSigningRequest, base: d
                     {**base, "ekus": ekus, "missing": missing})]
 
 
-def key_findings(public_key: Any, base: dict[str, Any]) -> list[Finding]:
-    """RSA of at least 2048 bits."""
-    key_type, bits = key_info(public_key)
+def key_findings(key: tuple[str, int | None], base: dict[str, Any]) -> list[Finding]:
+    """RSA of at least 2048 bits; other key types are a warning (EC) or unusable (the rest)."""
+    key_type, bits = key
     ev = {**base, "key_type": key_type, "key_bits": bits}
-    if key_type in ("RSA", "DSA") and bits is not None and bits < 2048:
-        return [Finding("CERT_WEAK_KEY", Severity.WARNING, f"{key_type} key of {bits} bits (2048 or more needed)", ev)]
-    if key_type != "RSA":
+    if key_type == "RSA":
+        if bits is not None and bits < 2048:
+            return [Finding("CERT_WEAK_KEY", Severity.WARNING, f"RSA key of {bits} bits (2048 or more needed)", ev)]
+        return []
+    if key_type.startswith("EC "):
         return [Finding("CERT_WEAK_KEY", Severity.WARNING,
                         f"{key_type} key: Lync 2013 and the RMX expect RSA (2048 bits or more)", ev)]
-    return []
+    return [Finding("CERT_WEAK_KEY", Severity.CRITICAL,
+                    f"{key_type} key: the RMX cannot use it for SIP TLS; {_REISSUE_RSA}", ev)]
 
 
 def signature_findings(obj: x509.Certificate | x509.CertificateSigningRequest, firmware: str,
@@ -202,7 +220,13 @@ def signature_findings(obj: x509.Certificate | x509.CertificateSigningRequest, f
     ev = {**base, "signature_algorithm": alg, "signature_hash": hash_name}
     if pss:
         return [Finding("CERT_SIGNATURE_UNSUPPORTED", Severity.CRITICAL,
-                        f"signed with RSASSA-PSS ({hash_name}): Lync 2013 does not support PSS", ev)]
+                        f"signed with RSASSA-PSS ({hash_name or 'parameters unreadable'}): Lync 2013 does not "
+                        "support PSS", ev)]
+    family = rawcert.algorithm_name(obj.signature_algorithm_oid.dotted_string)
+    if family not in ("RSA", "ECDSA"):
+        return [Finding("CERT_SIGNATURE_UNSUPPORTED", Severity.CRITICAL,
+                        f"signature {alg}: the RMX and the Front End cannot verify {family} signatures; the CA "
+                        "must sign with RSA PKCS#1 SHA-256", ev)]
     if not alg.lower().endswith("withrsaencryption") or hash_name not in _GOOD_HASHES:
         why = "MD5 is broken" if hash_name == "md5" else (
             "SHA-512 can stop older Front End services" if hash_name == "sha512"
@@ -252,6 +276,8 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
         return [Finding("CERT_IS_REQUEST", Severity.CRITICAL,
                         "this is a certificate request (BEGIN CERTIFICATE REQUEST), not the issued certificate",
                         {**base, "subject": req.subject.rfc4514_string()})]
+    if material.unusable is not None:
+        return unusable_findings(material.unusable, base)
     cert = material.leaf
     if cert is None:
         return []
@@ -269,11 +295,19 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
         what = "the RMX factory self-signed certificate" if factory else "a self-signed certificate"
         found.append(Finding("CERT_SELF_SIGNED", Severity.CRITICAL, f"{what}: no Front End trusts it",
                              {**base, "issuer": cert.issuer.rfc4514_string(), "factory_default": factory}))
+    if is_ca(cert):
+        found.append(Finding("CERT_IS_CA", Severity.CRITICAL,
+                             "this is a CA certificate (basicConstraints CA:TRUE), not the RMX's own certificate: "
+                             "an intermediate or root given by mistake",
+                             {**base, "issuer": cert.issuer.rfc4514_string()}))
     found += name_findings(cert, policy, base)
     found += eku_findings(cert, base)
-    found += key_findings(cert.public_key(), base)
+    found += key_findings(public_key_info(cert), base)
     found += signature_findings(cert, policy.firmware, base)
     found += validity_findings(cert, now, policy.expiry_warning_days, base)
+    if material.key_problem is not None:
+        found.append(Finding("CERT_NOTE_KEY_NOT_CHECKED", Severity.INFO,
+                             f"the private key in the file was not checked: {material.key_problem}", base))
     if material.key is not None and not key_matches(cert, material.key):
         found.append(Finding("CERT_KEY_MISMATCH", Severity.CRITICAL,
                              "the private key does not belong to this certificate", base))
@@ -283,4 +317,20 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
                                  base))
         found += chain_findings(cert, list(material.chain), list(policy.anchors), bundle_given=policy.bundle_given,
                                 chain_supplied=material.chain_supplied, now=now, base=base)
+    return found
+
+
+def unusable_findings(raw: rawcert.RawCertificate, base: dict[str, Any]) -> list[Finding]:
+    """A certificate cryptography refused, whose key or signature algorithm the RMX cannot use."""
+    ev = {**base, "subject": raw.subject, "issuer": raw.issuer}
+    key, signature = rawcert.algorithm_name(raw.key_oid), rawcert.algorithm_name(raw.signature_oid)
+    found = []
+    if raw.key_oid != rawcert.RSA_KEY:
+        found.append(Finding("CERT_WEAK_KEY", Severity.CRITICAL,
+                             f"{key} key: the RMX cannot use it for SIP TLS; {_REISSUE_RSA}",
+                             {**ev, "key_type": key, "key_bits": None}))
+    if signature != "RSA":
+        found.append(Finding("CERT_SIGNATURE_UNSUPPORTED", Severity.CRITICAL,
+                             f"signature {signature}: the RMX and the Front End cannot verify it; the CA must sign "
+                             "with RSA PKCS#1 SHA-256", {**ev, "signature_algorithm": raw.signature_oid}))
     return found

@@ -4,12 +4,22 @@ Each file is size-capped *before* any parser sees it, and every failure becomes 
 :class:`~probes.model.InputError` line naming the file and the problem (never a secret, never a
 traceback). Forms: PEM/DER certificate (optionally several certificates and a key in one PEM),
 PKCS#10 request (recognised so the caller can say "this is the request"), PKCS#7/P7B (PEM or DER),
-PKCS#12/PFX with a password file, and the firmware 7.x directory layout.
+PKCS#12/PFX with a password file, and the firmware 7.x directory layout. Text files may be saved
+as Notepad's "Unicode" (UTF-16 LE/BE with a BOM) or UTF-8 with a BOM, and a certificate may be
+a bare Base-64 body without its BEGIN/END lines. A certificate cryptography refuses but whose
+key or signature algorithm the RMX cannot use anyway (:mod:`probes.certificate.rawcert`) loads
+as ``unusable``, to be judged rather than refused.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import dataclasses
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,15 +28,18 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from probes.certificate import rawcert
 from probes.certificate.chain import key_matches
-from probes.fileio import read_capped, read_secret
+from probes.fileio import read_capped as _read_capped
+from probes.fileio import read_secret
 from probes.model import ErrorKind, InputError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["CERT_PARSE_ERRORS", "LAYOUT_7X", "Material", "is_ca", "is_pfx", "load_certificate", "load_chain",
-           "load_dir7x", "load_key", "load_pem_blocks", "read_capped", "split_leaf", "well_formed"]
+__all__ = ["CERT_PARSE_ERRORS", "LAYOUT_7X", "Material", "UnusableAlgorithm", "is_ca", "is_pfx", "load_certificate",
+           "load_chain", "load_dir7x", "load_key", "load_pem_blocks", "quiet_parser_warnings", "read_capped",
+           "split_leaf", "text_bytes", "well_formed"]
 
 LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
 
@@ -46,6 +59,8 @@ _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTE
                b"DSA PRIVATE KEY"}
 # DER prefix of a PFX: SEQUENCE { INTEGER 3, SEQUENCE { OID 1.2.840.113549.1.7.1 (data) ...
 _PFX_VERSION = bytes.fromhex("020103")
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\s]+")
 _PKCS7_DATA_OID = bytes.fromhex("06092a864886f70d010701")
 
 
@@ -69,6 +84,58 @@ class Material:
     bad_password: bool = False
     chain_supplied: bool = False
     extra_leaves: tuple[x509.Certificate, ...] = ()
+    unusable: rawcert.RawCertificate | None = None  # refused by cryptography, algorithm the RMX cannot use
+    key_problem: str | None = None  # why a private key found next to the certificate was not read
+
+
+class UnusableAlgorithm(InputError):
+    """A certificate cryptography cannot parse, signed or keyed with an algorithm the RMX cannot use."""
+
+    def __init__(self, path: Path, raw: rawcert.RawCertificate) -> None:
+        super().__init__(f"{path}: the certificate uses {rawcert.algorithm_name(raw.key_oid)} keys / "
+                         f"{rawcert.algorithm_name(raw.signature_oid)} signatures, which the RMX cannot use")
+        self.raw = raw
+
+
+@contextlib.contextmanager
+def quiet_parser_warnings() -> Iterator[None]:
+    """Keep cryptography's parser warnings (BER in a P7B, a negative serial...) off stderr.
+
+    They name the install path and mean nothing to an admin; what matters in such a file is
+    judged by the checks. cryptography parses lazily, so the whole judgement runs inside this.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def text_bytes(data: bytes) -> bytes:
+    """A text file saved as "Unicode" (UTF-16 with BOM) or UTF-8 with BOM as plain bytes; other data as is."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec).encode("utf-8")
+            except UnicodeDecodeError:
+                return data
+    return data
+
+
+def read_capped(path: Path, what: str) -> bytes:
+    """:func:`probes.fileio.read_capped`, then the text form normalised (:func:`text_bytes`)."""
+    return text_bytes(_read_capped(path, what))
+
+
+def _bare_base64(data: bytes) -> bytes | None:
+    """The DER inside a Base-64 body pasted without its BEGIN/END lines (None when it is not one)."""
+    if b"-----" in data or not _BASE64_BODY.fullmatch(data):
+        return None
+    body = b"".join(data.split())
+    if len(body) < 64:
+        return None
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def is_pfx(data: bytes) -> bool:
@@ -110,13 +177,30 @@ def load_pem_blocks(data: bytes, path: Path) -> tuple[list[x509.Certificate], li
             else:
                 raise InputError(f"{path}: unexpected PEM block '{label.decode()}'")
         except _LOAD_ERRORS:
+            if label in _CERT_LABELS:
+                _raise_if_unusable(path, _pem_body(block))
             raise InputError(f"{path}: the '{label.decode()}' PEM block is corrupt or truncated") from None
     return certs, requests, keys, p7
 
 
+def _pem_body(block: bytes) -> bytes:
+    lines = [ln for ln in block.splitlines()[1:-1] if b":" not in ln]  # headers (Proc-Type...) have colons
+    try:
+        return base64.b64decode(b"".join(b"".join(lines).split()))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _raise_if_unusable(path: Path, der: bytes) -> None:
+    """UnusableAlgorithm when ``der`` is a certificate cryptography refused for an algorithm the RMX cannot use."""
+    raw = rawcert.read(der)
+    if raw is not None and raw.unusable:
+        raise UnusableAlgorithm(path, raw)
+
+
 def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes:
     """A private key from PEM or DER (encrypted ones with ``password``); InputError otherwise."""
-
+    data = text_bytes(data)
     loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
               else serialization.load_der_private_key)
     try:
@@ -196,7 +280,8 @@ def split_leaf(certs: list[x509.Certificate], key: PrivateKeyTypes | None = None
     """(leaf, CA certificates, other end-entity certificates) of a bag of certificates.
 
     The leaf matches ``key`` when one is given; otherwise it is the first non-CA certificate that
-    issues nothing else in the bag (a self-signed factory certificate qualifies).
+    issues nothing else in the bag (a self-signed factory certificate qualifies); a bag of CA
+    certificates only gives its lowest CA (the checks then say it is a CA).
     """
     unique: list[x509.Certificate] = []
     for cert in certs:
@@ -204,11 +289,17 @@ def split_leaf(certs: list[x509.Certificate], key: PrivateKeyTypes | None = None
             unique.append(cert)
     ends = [c for c in unique if not is_ca(c) and not any(_is_issuer_of(c, o) for o in unique)]
     if key is not None:
-        matching = [c for c in unique if not is_ca(c) and key_matches(c, key)]
-        if matching:
-            ends = matching + [c for c in ends if c not in matching]
-    if not ends and len(unique) == 1:
-        ends = unique  # a lone CA certificate is still the certificate the user asks about
+        # The certificate the key belongs to is the RMX's, whatever else the bag holds (even a CA:
+        # that is then the finding).
+        matching = [c for c in unique if key_matches(c, key)]
+        preferred = [c for c in matching if not is_ca(c)] or matching[:1]  # an end entity first
+        if preferred:
+            ends = preferred + [c for c in ends if c not in preferred]
+    if not ends and unique:
+        # Only CA certificates: the one lowest in the bag (issuing none of the others) is what was
+        # given as the RMX certificate (an intermediate pasted by mistake, perhaps with its root).
+        lowest = [c for c in unique if not any(_is_issuer_of(c, o) for o in unique)]
+        ends = lowest[:1] or unique[:1]
     leaf = ends[0] if ends else None
     cas = _path_order(leaf, [c for c in unique if c is not leaf and c not in ends])
     return leaf, cas, [c for c in ends if c is not leaf]
@@ -233,7 +324,7 @@ def _assemble(file: str, form: str, certs: list[x509.Certificate], key: PrivateK
               chain_supplied: bool) -> Material:
     leaf, cas, others = split_leaf(well_formed(certs, file), key)
     if leaf is None:
-        raise InputError(f"{file}: holds only CA certificates, no end-entity certificate for the RMX")
+        raise InputError(f"{file}: holds no certificate (only a private key?)")
     return Material(file, form, leaf=leaf, chain=tuple(cas), key=key,
                     chain_supplied=chain_supplied or bool(cas), extra_leaves=tuple(others))
 
@@ -242,21 +333,39 @@ def load_certificate(path: Path, password: bytes | None = None) -> Material:
     """Whatever ``path`` holds in certificate position: PEM/DER/P7B/PFX file or 7.x directory."""
     if path.is_dir():
         return load_dir7x(path)
+    try:
+        return _load_file(path, password)
+    except UnusableAlgorithm as exc:
+        return Material(str(path), "unusable", unusable=exc.raw)
+
+
+def _load_file(path: Path, password: bytes | None) -> Material:
     data = read_capped(path, "certificate file")
+    pasted = _bare_base64(data)
+    if pasted is not None:
+        data = pasted
     if b"-----BEGIN" in data:
         certs, requests, keys, p7 = load_pem_blocks(data, path)
         if not certs and not p7:
             if requests:
                 return Material(str(path), "request", request=requests[0])
             raise InputError(f"{path}: holds no certificate (only a private key?)")
-        key = load_key(keys[0], path, password) if keys else None
-        return _assemble(str(path), "p7b" if p7 and not certs else "pem", certs + p7, key,
-                         chain_supplied=bool(p7) or len(certs) > 1)
+        key, problem = None, None
+        if keys:
+            try:
+                key = load_key(keys[0], path, password)
+            except InputError as exc:
+                if exc.kind is ErrorKind.BAD_PASSWORD:
+                    raise  # a password was given for it: that it does not fit is the answer
+                problem = str(exc).removeprefix(f"{path}: ")  # the certificate is still judged
+        material = _assemble(str(path), "p7b" if p7 and not certs else "pem", certs + p7, key,
+                             chain_supplied=bool(p7) or len(certs) > 1)
+        return material if problem is None else dataclasses.replace(material, key_problem=problem)
     if is_pfx(data):
         return _from_pfx(data, path, password)
     found = _der_cert_or_request(data, path)
     if found is not None:
-        return found
+        return found if pasted is None else Material(found.file, "base64", leaf=found.leaf, request=found.request)
     try:
         from cryptography.hazmat.primitives.serialization import pkcs7
         p7_certs = pkcs7.load_der_pkcs7_certificates(data)
@@ -264,6 +373,7 @@ def load_certificate(path: Path, password: bytes | None = None) -> Material:
         p7_certs = []
     if p7_certs:
         return _assemble(str(path), "p7b", p7_certs, None, chain_supplied=True)
+    _raise_if_unusable(path, data)
     raise InputError(f"{path}: not a certificate: neither PEM, DER, PKCS#7/P7B nor PKCS#12/PFX "
                      "(truncated or corrupt?)")
 
@@ -271,6 +381,7 @@ def load_certificate(path: Path, password: bytes | None = None) -> Material:
 def load_chain(path: Path) -> list[x509.Certificate]:
     """CA certificates from a PEM bundle, DER certificate or P7B (``--chain``, ``--ca-bundle``)."""
     data = read_capped(path, "certificate bundle")
+    data = _bare_base64(data) or data
     if b"-----BEGIN" in data:
         certs, requests, _keys, p7 = load_pem_blocks(data, path)
         if requests and not (certs or p7):

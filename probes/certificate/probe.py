@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from probes.certificate.checks import Policy, analyse, describe
-from probes.certificate.load import Material, load_certificate, load_chain, load_key
+from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
 from probes.fileio import read_capped, read_secret
 from probes.model import MAX_CHAIN_POSITION, Finding, InputError, Metric, ProbeOutcome, ProbeStatus, Sample, Severity
 from probes.target import CertificateSource, ProbeContext, Settings, Target
@@ -189,8 +189,9 @@ def inspect(source: CertificateSource, options: CertOptions, now: datetime, dead
             cache: dict[Any, Any] | None = None) -> ProbeOutcome:
     """Direct entry point: the outcome for one certificate source; InputError for bad input."""
     started = time.monotonic()
-    material = load_source(source, deadline, cache)
-    findings, result = judge(material, options, now, deadline, cache)
+    with quiet_parser_warnings():
+        material = load_source(source, deadline, cache)
+        findings, result = judge(material, options, now, deadline, cache)
     return ProbeOutcome(PROBE, ProbeStatus.OK, time.monotonic() - started, tuple(findings), result=result)
 
 

@@ -18,14 +18,13 @@ from probes.certificate.checks import (
     eku_findings,
     eku_names,
     key_findings,
-    key_info,
     name_findings,
+    public_key_info,
     san_names,
     signature_findings,
     signature_info,
 )
-from probes.certificate.load import load_pem_blocks
-from probes.fileio import read_capped
+from probes.certificate.load import load_pem_blocks, read_capped
 from probes.model import Finding, InputError, NoSamples, Severity
 
 
@@ -83,9 +82,9 @@ def request_signature_ok(req: x509.CertificateSigningRequest) -> bool:
     Checked directly because ``is_signature_valid`` refuses SHA-1 and MD5, which the RMX and old
     IIS request wizards still produce.
     """
-    pub: Any = req.public_key()
-    params: Any = req.signature_algorithm_parameters
     try:
+        pub: Any = req.public_key()
+        params: Any = req.signature_algorithm_parameters
         digest: Any = req.signature_hash_algorithm
         if isinstance(pub, rsa.RSAPublicKey):
             pub.verify(req.signature, req.tbs_certrequest_bytes, params or padding.PKCS1v15(), digest)
@@ -104,13 +103,13 @@ def lint_request(req: x509.CertificateSigningRequest, policy: Policy, file: str)
     if not request_signature_ok(req):
         raise InputError(f"{file}: the request's signature does not verify (corrupt or edited request)")
     base: dict[str, Any] = {"file": file, "subject": req.subject.rfc4514_string()}
-    findings = name_findings(req, policy, base) + key_findings(req.public_key(), base)
+    findings = name_findings(req, policy, base) + key_findings(public_key_info(req), base)
     findings += signature_findings(req, policy.firmware, base) + eku_findings(req, base, request=True)
     if policy.fqdn is None:
         findings.append(Finding("CERT_NOTE_NO_FQDN", Severity.INFO,
                                 "no --fqdn given: the CN was taken as the signaling FQDN", base))
     alg, _hash, _pss = signature_info(req)
-    key_type, bits = key_info(req.public_key())
+    key_type, bits = public_key_info(req)
     sans, ekus = san_names(req), eku_names(req)
     result = RequestResult(file, req.subject.rfc4514_string(), None if sans is None else tuple(sans),
                            None if ekus is None else tuple(ekus), alg,

@@ -113,3 +113,25 @@ def test_daemon_follows_across_a_real_logrotate_of_the_trap_log(tmp_path: Path) 
     # Then nothing was missed (the old file was drained first) and the cleared alarm is gone
     assert [f.code for f in restarted.findings] == ["RMX_ALARM_CERTIFICATE"]
     assert restarted.result is not None and restarted.result.to_json()["sources"][0]["new"] == 1
+
+
+def test_one_binding_per_line_layout_of_the_admin_guide(tmp_path: Path) -> None:
+    """Given snmptrapd printing each trap one `OID = value` binding per line without value types (the
+    layout of the RMX administrator's guide and of MIB browsers), When a raise, a certificate alarm and a
+    clear are logged and parsed, Then each trap is one alarm with its index, state, level and time."""
+    with snmptrapd(tmp_path, "-OQ", "-F", "%B [%b]:\n%V\n%v\n") as trapd:
+        trapd.send(5012, HANDSHAKE, index=7)
+        trapd.send(5014, "SIP TLS: Certificate files are missing", index=9, status=3)
+        trapd.send(15012, HANDSHAKE, index=7, status=0)
+        trapd.wait_for(3)
+    text = trapd.log.read_text()
+    assert "\tiso." not in text and f'.13885.9.1.1.2.1.1 = "{HANDSHAKE}"' in text  # really one per line
+    result = parse_snmptrapd(trapd.log.read_bytes(), str(trapd.log))
+    assert [(a.alarm_id, a.state, a.description, a.category) for a in result.alarms] == [
+        ("7", AlarmState.RAISED, HANDSHAKE, AlarmCategory.REGISTRATION),
+        ("9", AlarmState.RAISED, "SIP TLS: Certificate files are missing", AlarmCategory.CERTIFICATE),
+        ("7", AlarmState.CLEARED, HANDSHAKE, AlarmCategory.REGISTRATION)]
+    assert result.alarms[0].level == "major" and result.alarms[0].time == "2026-11-26T12:30:45"
+    # And the probe reads the file as a trap log: only the certificate alarm is still active
+    outcome = alarms.check([trapd.log])
+    assert outcome.result is not None and outcome.result.to_json()["counts"]["certificate"] == 1

@@ -91,7 +91,7 @@ def test_truncated_capture_gives_results_and_a_warning(healthy: tuple[Path, int]
 
 @pytest.mark.parametrize(("content", "expected"), [
     (b"", "empty file"),
-    (b"this is not a capture at all\n" * 10, "not a pcap or pcapng"),
+    (b"this is not a capture at all\n" * 10, "not a capture file tshark can read"),
     (bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"), "holds no packets"),
 ])
 def test_bad_files_exit_3_with_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
@@ -109,7 +109,7 @@ def test_bad_files_exit_3_with_one_line(tmp_path: Path, content: bytes, expected
 def test_missing_file_and_empty_directory_exit_3(tmp_path: Path) -> None:
     # Given a path that does not exist and a directory without captures
     (tmp_path / "notes.txt").write_text("no capture here")
-    for arg, expected in ((str(tmp_path / "nope.pcap"), "no such file"), (str(tmp_path), "no pcap or pcapng")):
+    for arg, expected in ((str(tmp_path / "nope.pcap"), "no such file"), (str(tmp_path), "no capture file")):
         result = _rmxdiag(arg)
         assert result.returncode == 3 and expected in result.stderr and result.stderr.count("\n") == 1
 

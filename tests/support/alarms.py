@@ -64,8 +64,11 @@ class TrapDaemon:
 
 
 @contextlib.contextmanager
-def snmptrapd(directory: Path) -> Iterator[TrapDaemon]:
-    """A foreground snmptrapd on a free loopback UDP port, accepting any community (test only)."""
+def snmptrapd(directory: Path, *log_format: str) -> Iterator[TrapDaemon]:
+    """A foreground snmptrapd on a free loopback UDP port, accepting any community (test only).
+
+    ``log_format``: extra output options (e.g. ``-OQ -F FORMAT``) for another log layout.
+    """
     binary = need("snmptrapd")
     need("snmptrap")
     conf = directory / "snmptrapd.conf"
@@ -77,7 +80,7 @@ def snmptrapd(directory: Path) -> Iterator[TrapDaemon]:
            "SNMPCONFPATH": str(directory), "HOME": str(directory)}
     port = free_port(__import__("socket").SOCK_DGRAM)
     log = directory / "traps.log"
-    argv = [binary, "-f", "-C", "-c", str(conf), "-Lf", str(log), "-m", "", "-M", "/dev/null",
+    argv = [binary, "-f", "-C", "-c", str(conf), "-Lf", str(log), "-m", "", "-M", "/dev/null", *log_format,
             f"--persistentDir={state}", f"udp:127.0.0.1:{port}"]
     with started(argv, directory / "snmptrapd.out", env=env) as proc:
         deadline = time.monotonic() + 10

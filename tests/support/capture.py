@@ -16,17 +16,21 @@ from support.peers import eventually, free_port, kill_group, need, need_capture,
 
 
 @contextlib.contextmanager
-def recording(port: int, out: Path, pcap: bool = False) -> Iterator[Path]:
+def recording(port: int, out: Path, pcap: bool = False, also: str | None = None) -> Iterator[Path]:
     """Given dumpcap capturing ``tcp port P`` on lo into ``out`` until the block ends.
 
     dumpcap says neither when its capture loop runs nor when a packet reached the file (it writes
     in batches): a UDP marker datagram on a second port (outside ``tcp port P``, so no analysis
-    sees it) is sent until the file grows, before the block starts and after it ends.
+    sees it) is sent until the file grows, before the block starts and after it ends. ``also``
+    names a second interface captured into the same pcapng (only the markers pass its filter):
+    a file with two interfaces, as a capture on two NICs makes.
     """
     dumpcap = need_capture()
     marker_port = free_port(socket.SOCK_DGRAM)
     argv = [dumpcap, "-q", "-i", "lo", "-f", f"tcp port {port} or udp port {marker_port}", "-w", str(out),
             "-a", "duration:120"]
+    if also is not None:
+        argv[6:6] = ["-i", also, "-f", f"udp port {marker_port}"]  # after lo and its own filter
     if pcap:
         argv.append("-P")
     with started(argv, out.with_suffix(".dumpcap.log")) as proc, \

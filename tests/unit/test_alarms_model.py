@@ -31,6 +31,8 @@ EXAMPLES = [
     ("Registration failed for some conference", REG, "registration_failed_conference"),
     ("Secured SIP communication failed", REG, "secured_sip_failed"),
     ("SIP TLS: Failed to load or verify certificate files", CERT, "certificate_load_failed"),
+    ("SIP TLS: Certificate files are missing", CERT, "certificate_file_unreadable"),
+    ("Secured SIP communication failed: cannot read the certificate file", CERT, "certificate_file_unreadable"),
     ("SIP TLS: Certificate has expired", CERT, "certificate_expired"),
     ("SIP TLS: Certificate is about to expire", CERT, "certificate_expiring"),
     ("SIP TLS: Certificate subject name is not valid or DNS failed to resolve this name", CERT,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probes.alarms.lines import MAX_LINE, ParseResult, Skips, iter_prefiltered, iter_stream_lines
-from probes.alarms.model import AlarmCategory, AlarmState
+from probes.alarms.model import AlarmCategory, AlarmState, classify
 from probes.alarms.report import parse_report
 from probes.alarms.snmp import SnmpOids, parse_snmptrapd
 from probes.alarms.sources import FileFormat, detect
@@ -296,3 +296,43 @@ def test_batch_framing_equals_line_framing_on_fixtures() -> None:
 
     lines = (_fixture("syslog_3164.log") + _fixture("syslog_5424.log")).decode().splitlines()
     assert list(frames(lines)) == [_frame(line) for line in lines]
+
+
+# The trap layout of the RMX administrator's guide, as a MIB browser shows it: one binding per line,
+# names or numeric OIDs, untyped values (an alarm text with a colon stays whole), blank lines between traps.
+GUIDE_LAYOUT = """\
+1.3.6.1.2.1.1.3.0 = 12345
+1.3.6.1.6.3.1.1.4.1.0 = 1.3.6.1.4.1.13885.9.1.1.2.2.0.5012
+1.3.6.1.4.1.13885.9.1.1.2.1.1 = SIP TLS: Registration handshake failure
+1.3.6.1.4.1.13885.9.1.1.2.1.3 = 11
+1.3.6.1.4.1.13885.9.1.1.2.1.5 = 3
+
+sysUpTime.0 = 12346
+snmpTrapOID.0 = rmxSipSecuredCommunicationFailedAlarmFault
+rmxAlarmDescription = SIP TLS: Failed to read certificate file
+rmxActiveAlarmIndex = 12
+rmxActiveAlarmRmxStatus = major(3)
+1.3.6.1.6.3.1.1.4.1.0 = 1.3.6.1.4.1.13885.9.1.1.2.2.0.15012
+1.3.6.1.4.1.13885.9.1.1.2.1.1 = OctetString: SIP TLS: Registration handshake failure
+1.3.6.1.4.1.13885.9.1.1.2.1.3 = 11
+"""
+
+
+def test_guide_layout_one_binding_per_line() -> None:
+    # Given traps printed one `OID = value` binding per line (blank line or a new trap OID between traps)
+    result = parse_snmptrapd(GUIDE_LAYOUT.encode())
+    # Then each trap is one alarm: text whole, index, raise/clear, level; a certificate-file alarm is one
+    assert [(a.alarm_id, a.state, a.description, a.level) for a in result.alarms] == [
+        ("11", AlarmState.RAISED, "SIP TLS: Registration handshake failure", "major"),
+        ("12", AlarmState.RAISED, "SIP TLS: Failed to read certificate file", "major"),
+        ("11", AlarmState.CLEARED, "SIP TLS: Registration handshake failure", None)]
+    assert result.alarms[1].category is AlarmCategory.CERTIFICATE
+    assert detect(GUIDE_LAYOUT.encode()) is FileFormat.SNMPTRAPD
+
+
+@pytest.mark.parametrize("text", ["SIP TLS: Certificate files are missing", "SIP TLS: Failed to read certificate file",
+                                  "Cannot open TLS certificate file", "Secured SIP communication failed: certificate "
+                                  "file not found", "SIP TLS: certificate file is unreadable"])
+def test_missing_or_unreadable_certificate_files_are_certificate_alarms(text: str) -> None:
+    # Given alarm texts about certificate files that are missing or cannot be read, Then certificate alarms
+    assert classify(text).category is AlarmCategory.CERTIFICATE

@@ -146,6 +146,10 @@ CASES = [
          ("RMX_ALARM_REGISTRATION", C, "alarms")),
     # --- one case per remaining hint code -----------------------------------------------------
     case("is_request", [out("certificate", f("CERT_IS_REQUEST"))], ("CERT_IS_REQUEST", C, "certificate")),
+    case("ca_given_explains_its_name_eku_and_the_alert",
+         [out("certificate", f("CERT_IS_CA"), f("CERT_CN_MISMATCH"), f("CERT_EKU_MISSING"), f("CERT_SELF_SIGNED")),
+          out("mtls", f("CLIENT_CERT_UNKNOWN_CA", alert=48, direction="from_fe"))],
+         ("CERT_IS_CA", C, "certificate,mtls")),
     case("cn_mismatch_explains_not_trusted",
          [out("certificate", f("CERT_CN_MISMATCH", subject="CN=rmx-old")),
           out("mtls", f("SIP_NOT_TRUSTED", **diag(1000, status=403)))],
