@@ -30,14 +30,33 @@ def esc(value: object) -> Markup:
     return Markup(html.escape(str(value), quote=True))
 
 
-@functools.lru_cache(maxsize=256)
-def _template(text: str) -> Template:
-    return Template(text)
+@functools.lru_cache(maxsize=512)
+def _parts(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``text`` split once into (literal, placeholder name or None) pairs, by string.Template's rules."""
+    parts: list[tuple[str, str | None]] = []
+    last = 0
+    for found in Template.pattern.finditer(text):
+        name = found.group("named") or found.group("braced")
+        if found.group("invalid") is not None:
+            raise ValueError(f"invalid placeholder in template at {found.start()}: {text[:60]!r}")
+        literal = text[last:found.start()] + ("$" if found.group("escaped") is not None else "")
+        parts.append((literal, name))
+        last = found.end()
+    parts.append((text[last:], None))
+    return tuple(parts)
 
 
 def render(template: str, **values: object) -> Markup:
-    """Fill ``template`` (``$name`` placeholders), escaping every value that is not Markup."""
-    return Markup(_template(template).substitute({k: esc(v) for k, v in values.items()}))
+    """Fill ``template`` (``$name`` placeholders), escaping every value that is not Markup.
+
+    A placeholder without a value is a KeyError (a template bug, never silently empty).
+    """
+    out: list[str] = []
+    for literal, name in _parts(template):
+        out.append(literal)
+        if name is not None:
+            out.append(esc(values[name]))
+    return Markup("".join(out))
 
 
 def join(parts: Iterable[object], sep: str = "") -> Markup:

@@ -16,11 +16,15 @@ from typing import Any
 from daemon.config.model import Config
 from daemon.html import pages
 from daemon.html.view import as_dict, as_list, status_of, text, verdict_line
+from daemon.report import TargetReport
 from daemon.serve.snapshot import Snapshot
 from daemon.serve.store import ReportStore, target_of
 from probes.redact import redact_doc
 
 _SUMMARIES_KEPT = 512
+# The probes whose results the overview reads (the two certificate chains); the rest of a report
+# (findings, ladders of the capture, alarm lists) is only drawn on the target's own page.
+_OVERVIEW_RESULTS = frozenset({"mtls", "certificate"})
 
 
 class RunSummaries:
@@ -57,11 +61,25 @@ def _summary(run_id: str, doc: Any) -> pages.RunRow:
                         text(as_dict(doc).get("generated_at")), verdict_line(head) if head else "")
 
 
-def _row(config: Config, snap: Snapshot, name: str) -> pages.TargetRow:
+def overview_doc(report: TargetReport) -> dict[str, Any]:
+    """The parts of a target's report document the overview reads: verdict, hints, probe errors and
+    the results that hold the certificate chains (a 1,000-target overview skips the rest)."""
+    probes = []
+    for outcome in report.probes:
+        doc: dict[str, Any] = {"probe": outcome.probe, "status": str(outcome.status),
+                               "error": outcome.error.to_json() if outcome.error else None}
+        if outcome.probe in _OVERVIEW_RESULTS and outcome.result is not None:
+            doc["result"] = outcome.result.to_json()
+        probes.append(doc)
+    return {"name": report.name, "status": str(report.status), "probes": probes,
+            "hints": [h.to_json() for h in report.hints]}
+
+
+def _row(config: Config, snap: Snapshot, name: str, full: bool = True) -> pages.TargetRow:
     target = config.target(name)
     state = snap.targets.get(name)
-    return pages.TargetRow(name, target.firmware if target else "?",
-                           redact_doc(state.report.to_json()) if state else None,
+    doc = (state.report.to_json() if full else overview_doc(state.report)) if state else None
+    return pages.TargetRow(name, target.firmware if target else "?", redact_doc(doc) if doc else None,
                            state.finished if state else None,
                            target.expiry_warning_days if target else config.settings.expiry_warning_days)
 
@@ -76,7 +94,7 @@ def _recent(store: ReportStore | None, name: str | None = None) -> list[str]:
 def overview(config: Config, snap: Snapshot, store: ReportStore | None, summaries: RunSummaries,
              now: datetime | None = None) -> str:
     """``/``."""
-    rows = [_row(config, snap, name) for name in snap.order]
+    rows = [_row(config, snap, name, full=False) for name in snap.order]
     return pages.overview(rows, summaries.rows(store, _recent(store)), now or datetime.now(UTC))
 
 

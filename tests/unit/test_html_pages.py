@@ -209,3 +209,25 @@ def test_run_page_shows_actions_and_whether_the_hint_cleared() -> None:
     page = pages.run_page("20270101T000000Z-0007-lab", stored, NOW)
     assert "Remediation actions" in page and "<li><code>SIP_NOT_TRUSTED</code>: cleared</li>" in page
     assert 'href="../api/v1/report/runs/20270101T000000Z-0007-lab"' in page
+
+
+def test_the_overviews_reduced_documents_draw_the_same_page_as_full_reports() -> None:
+    """Given reports with chains, a critical hint and a probe that could not run, When the overview is
+    drawn from the reduced documents the daemon uses and from the full ones, Then the pages are equal."""
+    from daemon.diagnosis.diagnose import diagnose
+    from daemon.report import TargetReport
+    from daemon.serve.webpages import overview_doc
+    from probes.model import ErrorKind, Finding, ProbeOutcome, ProbeStatus, Severity, failed
+    from tests.support.daemon import mtls_result
+
+    ok = ProbeOutcome("mtls", ProbeStatus.OK, 0.1, (Finding("MTLS_OK", Severity.INFO, "ok"),),
+                      result=mtls_result(client_chain=(NOW, NOW)))
+    bad = ProbeOutcome("mtls", ProbeStatus.OK, 0.1, (Finding("SIP_NOT_TRUSTED", Severity.CRITICAL, "403"),),
+                       result=mtls_result(sip_status=403))
+    broken = failed("certificate", ErrorKind.FILE_UNREADABLE, "rmx.pem: no such file")
+    reports = [TargetReport(name, outcomes, diagnose(outcomes))
+               for name, outcomes in (("a", (ok,)), ("b", (bad,)), ("c", (ok, broken)))]
+    assert [r.status for r in reports] == ["ok", "critical", "unknown"]
+    full = [pages.TargetRow(r.name, "8.x", r.to_json(), 1.0) for r in reports]
+    reduced = [pages.TargetRow(r.name, "8.x", overview_doc(r), 1.0) for r in reports]
+    assert pages.overview(reduced, [], NOW) == pages.overview(full, [], NOW)
