@@ -89,7 +89,11 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
         response: web.StreamResponse = _unauthorized()
     else:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404/405 answers
+            exc.headers.setdefault("X-Content-Type-Options", "nosniff")
+            raise
     # No answer is ever content-sniffed into something else (a JSON report quoting "<script>").
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response

@@ -9,6 +9,8 @@ real peers execute nothing, in the daemon's pages and in `rmxdiag run --format h
 
 from __future__ import annotations
 
+import base64
+import re
 import subprocess
 import sys
 import time
@@ -131,6 +133,17 @@ def test_html_report_opens_from_a_file_with_the_network_off_and_asks_for_nothing
         assert [label for _, label, _ in ladder_labels(browser)][-1].endswith("TCP RST right after the RMX certificate")
         assert browser.execute_script("return document.scripts.length") == 0
         print(f"\nreport file: {out.stat().st_size} bytes")
+        # And it prints: a PDF of several pages, with the ladder drawn and nothing hidden that matters
+        pdf = base64.b64decode(browser.print_page())
+        assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 2
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+        try:
+            from selenium.webdriver.common.by import By
+
+            assert browser.find_element(By.CSS_SELECTOR, ".ladder-box svg").is_displayed()
+            assert _verdict(browser, ".headline .verdict") == ("CRITICAL", COLOURS["critical"])
+        finally:
+            browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
     finally:
         browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
             "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})

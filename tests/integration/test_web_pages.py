@@ -55,5 +55,7 @@ def test_pages_need_the_same_credentials_over_https_and_forbid_scripts(tmp_path:
         overview = requests.get(base + "/", headers=good, verify=ca, timeout=5).text
         assert 'data-target="rmx-bad" data-status="critical"' in overview
         assert 'data-target="rmx-ok" data-status="ok"' in overview
-        for path in ("/targets/not-configured", "/runs/20260101T000000Z-0001-rmx-ok", "/runs/..%2F..%2Fetc"):
-            assert requests.get(base + path, headers=good, verify=ca, timeout=5).status_code == 404
+        for path in ("/targets/not-configured", "/runs/20260101T000000Z-0001-rmx-ok", "/runs/..%2F..%2Fetc",
+                     "/favicon.ico"):
+            missing = requests.get(base + path, headers=good, verify=ca, timeout=5)
+            assert missing.status_code == 404 and missing.headers["X-Content-Type-Options"] == "nosniff"
