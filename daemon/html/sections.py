@@ -27,6 +27,7 @@ from daemon.html.view import (
 )
 
 MAX_LADDERS = 8  # captured connections drawn per page (the table lists the rest)
+MAX_NAME = 400  # characters of a certificate name shown (a hostile one can be kilobytes)
 _EMPTY = Markup("")
 
 
@@ -114,14 +115,22 @@ def handshakes(target: Mapping[str, Any], max_ladders: int = MAX_LADDERS) -> Mar
     return join(parts)
 
 
+def _name(value: str) -> Markup:
+    """A distinguished name in monospace; one longer than a screenful is cut, whole in its tooltip."""
+    if len(value) <= MAX_NAME:
+        return render('<span class="mono">$v</span>', v=value)
+    return render('<span class="mono" title="$v">$cut</span> <span class="muted">($n characters)</span>',
+                  v=value, cut=clip(value, MAX_NAME), n=len(value))
+
+
 def _cert_block(cert: Mapping[str, Any], now: datetime, warn_days: int) -> Markup:
     sans = ", ".join(text(s) for s in as_list(cert.get("sans")))
     return render(
-        '<div class="cert"><div><strong>[$pos]</strong> <span class="mono">$subject</span></div>'
-        '<div class="muted">issuer <span class="mono">$issuer</span></div>'
+        '<div class="cert"><div><strong>[$pos]</strong> $subject</div>'
+        '<div class="muted">issuer $issuer</div>'
         '<div>valid until $expiry</div>$sans$serial</div>',
-        pos=text(cert.get("position"), "?"), subject=text(cert.get("subject"), "?"),
-        issuer=text(cert.get("issuer"), "?"), expiry=expiry(cert, now, warn_days),
+        pos=text(cert.get("position"), "?"), subject=_name(text(cert.get("subject"), "?")),
+        issuer=_name(text(cert.get("issuer"), "?")), expiry=expiry(cert, now, warn_days),
         sans=render('<div class="muted">SAN <span class="mono">$s</span></div>', s=sans) if sans else _EMPTY,
         serial=render('<div class="muted">serial <span class="mono">$s</span></div>', s=text(cert.get("serial")))
         if cert.get("serial") else _EMPTY)

@@ -32,7 +32,7 @@ overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;margin:6px 0 12px}
 th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa;font-weight:600}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}
 .verdict{display:inline-block;min-width:88px;text-align:center;font-weight:700;letter-spacing:.03em;
 border-radius:4px;padding:1px 8px;border:1px solid currentColor;white-space:nowrap;overflow-wrap:normal}
 .v-ok{color:var(--ok);background:var(--ok-bg)}
