@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from daemon.diagnosis.catalogue import Firmware
 from daemon.report import Report, TargetReport, now_utc, render_json, render_text
@@ -12,9 +12,10 @@ from probes.model import ProbeOutcome
 
 
 def add_format(parser: argparse.ArgumentParser) -> None:
-    """The ``--format text|json`` option every reporting subcommand has."""
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="text for humans (default) or the JSON document of the report contract")
+    """The ``--format text|json|html`` option every reporting subcommand has."""
+    parser.add_argument("--format", choices=("text", "json", "html"), default="text",
+                        help="text for humans (default), the JSON document of the report contract, or one "
+                             "self-contained HTML page (no script, no external asset: attach it to a ticket)")
 
 
 def add_firmware(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +32,20 @@ def single_report(name: str, outcomes: Sequence[ProbeOutcome], firmware: Firmwar
     return Report(now_utc(), (target,))
 
 
-def emit(report: Report, fmt: str) -> int:
-    """Print the report in the chosen format and return its Nagios exit code."""
-    sys.stdout.write(render_json(report) if fmt == "json" else render_text(report, sys.stdout))
+def emit(report: Report, fmt: str, pages: Mapping[str, str] | None = None) -> int:
+    """Print the report in the chosen format and return its Nagios exit code.
+
+    ``pages``: target name -> URL of its page on the daemon, named at the end of the text report.
+    """
+    if fmt == "json":
+        sys.stdout.write(render_json(report))
+    elif fmt == "html":
+        from daemon.html.pages import report_file
+
+        sys.stdout.write(report_file(report.to_json()))
+    else:
+        sys.stdout.write(render_text(report, sys.stdout))
+        if pages:
+            sys.stdout.write("\n" + "".join(f"Web page of {name}: {url}\n" for name, url in pages.items()))
     sys.stdout.flush()
     return report.exit_code

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the generated PKI, alarm report and capture here (default: a temporary "
                              "directory removed afterwards)")
     parser.add_argument("--serve", action="store_true",
-                        help="also run the daemon against the lab and print the /metrics and /api/v1/report "
-                             "URLs until Ctrl-C")
+                        help="also run the daemon against the lab and print the URLs of its web page, /metrics and "
+                             "/api/v1/report until Ctrl-C")
     add_format(parser)
 
 
@@ -44,5 +44,5 @@ def execute(args: argparse.Namespace) -> int:
             from daemon.lab import serve as lab_serve
 
             sys.stdout.flush()
-            return lab_serve.serve(args.scenario, workdir, sys.stderr if args.format == "json" else sys.stdout)
+            return lab_serve.serve(args.scenario, workdir, sys.stdout if args.format == "text" else sys.stderr)
     return code

@@ -70,8 +70,8 @@ def execute(args: argparse.Namespace) -> int:
         outcome = capture.inspect(args.files, args.port, rmx_ip=args.rmx_ip, keylog=args.keylog, deadline=deadline)
     name = args.interface or (str(args.files[0]) if len(args.files) == 1 else f"{len(args.files)} captures")
     firmware = Firmware(args.firmware)
-    if args.format == "json":
-        return emit(single_report(name, [outcome], firmware), "json")
+    if args.format != "text":
+        return emit(single_report(name, [outcome], firmware), args.format)
     # Text: connection lines and counts first, then the verdict and hints (details not repeated).
     if outcome.result is not None:
         sys.stdout.write("".join(line + "\n" for line in outcome.result.text_lines()) + "\n")

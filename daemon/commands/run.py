@@ -1,8 +1,10 @@
 """``rmxdiag run``: one troubleshooting run of every probe of the configured targets.
 
 Prints a verdict line per target first, then the root-cause hints (most severe first) with their
-evidence and numbered fix steps, then the details; ``--format json`` prints the JSON
-document. The exit code is the Nagios one (3 for a bad config, which is one ``file:line:`` line).
+evidence and numbered fix steps, then the details, then (when ``server.external_url`` says where
+the daemon serves them) the URL of each target's page; ``--format json`` prints the JSON
+document, ``--format html`` one self-contained page. The exit code is the Nagios one (3 for a bad
+config, which is one ``file:line:`` line).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 from daemon.commands._common import add_format, emit
 from daemon.commands._config_arg import add_config, load
@@ -48,7 +51,9 @@ def execute(args: argparse.Namespace) -> int:
     targets = [t for t in config.targets if not args.target or t.name in args.target]
     with _progress(len(targets)):
         report = run_targets(targets, config.settings, on_demand=True)
-    return emit(report, args.format)
+    base = config.server.external_url  # named only when the configuration says where the daemon serves
+    pages = {t.name: f"{base}/targets/{quote(t.name, safe='')}" for t in targets} if base else None
+    return emit(report, args.format, pages)
 
 
 @contextmanager

@@ -278,9 +278,17 @@ def _server(node: Node) -> ServerConfig:
         body_timeout=m.opt("body_timeout", lambda n: n.number(0, 300), default.body_timeout),
         max_body_bytes=m.opt("max_body_bytes", lambda n: n.integer(1024, 64 * 1024**2), default.max_body_bytes),
         enable_lifecycle=m.opt("enable_lifecycle", lambda n: n.boolean(), default.enable_lifecycle),
+        external_url=m.opt("external_url", _external_url, None),
     )
     m.finish()
     return server
+
+
+def _external_url(node: Node) -> str:
+    url = node.text(_URL, "an http:// or https:// URL")
+    if "?" in url or "#" in url:
+        raise node.fail(f"{url!r} must not carry a query or fragment (it is the base of the page URLs)")
+    return url.rstrip("/")
 
 
 def _webhook(node: Node) -> WebhookConfig:

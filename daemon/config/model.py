@@ -7,6 +7,7 @@ report store). Secrets are SecretFile references; their values are read at use, 
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class ServerConfig:
     max_body_bytes: int = 1024 * 1024
     # POST /-/reload, off unless asked for (like Prometheus' --web.enable-lifecycle); SIGHUP always works.
     enable_lifecycle: bool = False
+    # Where users reach the web pages (like Prometheus' --web.external-url), without a trailing
+    # slash; None: derived from settings.listen (see Config.external_url).
+    external_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,3 +94,15 @@ class Config:
     def target(self, name: str) -> Target | None:
         """The target called ``name``, or None."""
         return next((t for t in self.targets if t.name == name), None)
+
+    def external_url(self, port: int | None = None) -> str:
+        """The base URL of the daemon's pages: ``server.external_url``, else derived from
+        ``settings.listen`` (``port``: the port actually bound, for ``:0``; a wildcard address
+        becomes this host's name; https when the endpoint serves TLS)."""
+        if self.server.external_url:
+            return self.server.external_url
+        host, _, listen_port = self.settings.listen.rpartition(":")
+        if host.strip("[]") in ("", "0.0.0.0", "::"):  # noqa: S104 (recognising a wildcard, not binding one)
+            host = socket.gethostname()
+        scheme = "https" if self.server.tls_cert is not None else "http"
+        return f"{scheme}://{host}:{port or int(listen_port)}"

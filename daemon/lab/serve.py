@@ -20,7 +20,8 @@ from daemon.lab.run import lab_settings, scenario_setup
 def urls(port: int, target: str) -> dict[str, str]:
     """The endpoints a newcomer opens, by name."""
     base = f"http://127.0.0.1:{port}"
-    return {"metrics": f"{base}/metrics", "report": f"{base}/api/v1/report?target={target}",
+    return {"page": f"{base}/targets/{target}", "overview": f"{base}/", "metrics": f"{base}/metrics",
+            "report": f"{base}/api/v1/report?target={target}",
             "probe": f"{base}/probe?target={target}"}
 
 

@@ -14,6 +14,9 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
 - listen backlog: :data:`BACKLOG`, applied (asyncio would re-apply its default of 100).
 Credentials, cross-site requests and exposure are :mod:`daemon.serve.access`'s. ``POST /-/reload``
 is off unless ``server.enable_lifecycle`` is set, and then refuses cross-site requests.
+The web pages (``/``, ``/targets/NAME``, ``/runs/ID``) are :mod:`daemon.serve.webpages`'; they are
+served with a Content-Security-Policy that admits no script and no remote load, and every answer
+carries ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from aiohttp import web
 
 from daemon.config.model import Config, ServerConfig
 from daemon.engine import DEADLINE_GRACE
+from daemon.html.style import SECURITY_HEADERS
 from daemon.report import Report, now_utc
-from daemon.serve import exporter, ondemand
+from daemon.serve import exporter, ondemand, webpages
 from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.webhook import Troubleshooter
@@ -67,6 +71,7 @@ log = logging.getLogger("rmxdiag.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DAEMON: web.AppKey[Backend] = web.AppKey("daemon")
+RUN_SUMMARIES: web.AppKey[webpages.RunSummaries] = web.AppKey("run_summaries")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
@@ -82,8 +87,16 @@ def _unauthorized() -> web.Response:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = request.app[DAEMON].config
     if request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
-        return _unauthorized()
-    return await handler(request)
+        response: web.StreamResponse = _unauthorized()
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404/405 answers
+            exc.headers.setdefault("X-Content-Type-Options", "nosniff")
+            raise
+    # No answer is ever content-sniffed into something else (a JSON report quoting "<script>").
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -151,6 +164,31 @@ async def _run(request: web.Request) -> web.Response:
     store = request.app[DAEMON].troubleshooter.store
     doc = store.load(request.match_info["run_id"]) if store else None
     return _json(doc) if doc is not None else _json({"error": "no such run"}, 404)
+
+
+def _page(body: str | None, missing: str) -> web.Response:
+    if body is None:
+        return web.Response(status=404, text=missing + "\n", headers=SECURITY_HEADERS)
+    return web.Response(text=body, content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS)
+
+
+async def _overview_page(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    store = daemon.troubleshooter.store
+    return _page(webpages.overview(daemon.config, daemon.holder.current, store, request.app[RUN_SUMMARIES]), "")
+
+
+async def _target_page(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = webpages.target(daemon.config, daemon.holder.current, daemon.troubleshooter.store,
+                           request.app[RUN_SUMMARIES], request.match_info["name"])
+    return _page(body, "unknown target (not in the configuration)")
+
+
+async def _run_page(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    body = webpages.run(daemon.config, daemon.troubleshooter.store, request.match_info["run_id"])
+    return _page(body, "no such run")
 
 
 async def _healthy(_request: web.Request) -> web.Response:
@@ -228,6 +266,10 @@ def build_app(daemon: Backend) -> web.Application:
     app = web.Application(middlewares=[_auth], client_max_size=daemon.config.server.max_body_bytes,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
     app[DAEMON] = daemon
+    app[RUN_SUMMARIES] = webpages.RunSummaries()
+    app.router.add_get("/", _overview_page)
+    app.router.add_get("/targets/{name}", _target_page)
+    app.router.add_get("/runs/{run_id}", _run_page)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/probe", _probe)
     app.router.add_get("/api/v1/report", _report)

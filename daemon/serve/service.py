@@ -198,6 +198,7 @@ class Daemon:
         if exposed:
             log.warning("%s", exposed)
         await self.http.start(self.config, sock)
+        self.troubleshooter.port = self.http.port
         self._tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
                        asyncio.create_task(self._watchdog())]
         sdnotify.notify("READY=1", f"STATUS=serving on port {self.http.port}, {len(self.config.targets)} targets")

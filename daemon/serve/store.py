@@ -90,7 +90,7 @@ class ReportStore:
         raise FileExistsError(f"{_ATTEMPTS} run ids in a row are taken")
 
     def _prune(self, fd: int, target: str) -> None:
-        mine = [i for i in self._ids(fd) if _target_of(i) == target]
+        mine = [i for i in self._ids(fd) if target_of(i) == target]
         for old in mine[: -self.keep]:
             name = f"{old}.json"
             if own_regular(fd, name):
@@ -123,6 +123,7 @@ class ReportStore:
         return doc
 
 
-def _target_of(run_id: str) -> str | None:
+def target_of(run_id: str) -> str | None:
+    """The target name inside a run id (None for a name that is not a run id)."""
     match = _ID.match(run_id)
     return match.group(3) if match else None

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from daemon.config.model import Config
 from daemon.report import Report, TargetReport, now_utc
@@ -66,6 +67,7 @@ class Troubleshooter:
         self.config: Config | None = None
         self.state: DaemonState | None = None  # cooldowns and the run sequence, kept across restarts
         self.store: ReportStore | None = None
+        self.port: int | None = None  # the bound HTTP port: the default page URLs derive from it
         self._closed = False
 
     def configure(self, config: Config) -> None:
@@ -159,10 +161,14 @@ class Troubleshooter:
         notify = config.notify
         assert notify is not None  # noqa: S101 (checked by the caller)
         head = report.hints[0] if report.hints else None
-        body = {"target": name, "status": str(report.status), "run_id": run_id,
+        # The run's page (the target's page when the run could not be stored).
+        url = config.external_url(self.port) + (f"/runs/{quote(run_id, safe='')}" if run_id
+                                                 else f"/targets/{quote(name, safe='')}")
+        summary = (f"rmxdiag {name}: {report.status}: {head.title} [{head.code}]. Fix: "
+                   + " / ".join(head.remediation)) if head else f"rmxdiag {name}: {report.status}"
+        body = {"target": name, "status": str(report.status), "run_id": run_id, "url": url,
                 "root_cause": head.to_json() if head else None,
-                "text": (f"rmxdiag {name}: {report.status}: {head.title} [{head.code}]. Fix: "
-                         + " / ".join(head.remediation)) if head else f"rmxdiag {name}: {report.status}"}
+                "text": summary.rstrip(".") + f". Details: {url}"}
         headers = {}
         try:
             if notify.token is not None:

@@ -209,6 +209,9 @@ def test_action_runs_then_reprobe_shows_the_hint_cleared_and_notify_posts(tmp_pa
             doc = requests.get(d.url + f"/api/v1/report/runs/{run_id}", timeout=5).json()
             metrics = requests.get(d.url + "/metrics", timeout=5).text
             eventually("the notification", lambda: sink.received)
+            page_url = next((r["body"].get("url") for r in sink.received  # type: ignore[union-attr]
+                             if "root_cause" in r["body"]), None)  # type: ignore[operator]
+            page = requests.get(str(page_url), timeout=5)
     finally:
         sink.close()
     # Then the command ran, the dry-run HTTP action did not, and the re-probe shows the hint cleared
@@ -223,3 +226,8 @@ def test_action_runs_then_reprobe_shows_the_hint_cleared_and_notify_posts(tmp_pa
     assert posted and posted[0]["body"]["root_cause"]["code"] == "SIP_NOT_TRUSTED"  # type: ignore[index]
     assert posted[0]["body"]["root_cause"]["remediation"]  # type: ignore[index]
     assert posted[0]["auth"] == "Bearer notify-canary"
+    # And it named the run's page (the default external URL: the address the daemon listens on),
+    # which serves the run
+    assert page_url == f"{d.url}/runs/{run_id}" and posted[0]["body"]["text"].endswith(f". Details: {page_url}")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert run_id in page.text and "SIP_NOT_TRUSTED" in page.text

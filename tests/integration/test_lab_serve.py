@@ -49,8 +49,8 @@ def test_serve_exposes_metrics_and_report_until_ctrl_c(tmp_path: Path) -> None:
                             start_new_session=True)
     try:
         urls = _read_urls(proc, 60)
-        # Then it prints the /metrics and /api/v1/report URLs
-        assert set(urls) >= {"metrics", "report"}, urls
+        # Then it prints the URLs of the target's page, /metrics and /api/v1/report
+        assert set(urls) >= {"page", "metrics", "report"}, urls
         # And /metrics carries the diagnosis as a hint metric once the first sweep is in
         deadline = time.monotonic() + 30
         metrics = ""
@@ -62,6 +62,10 @@ def test_serve_exposes_metrics_and_report_until_ctrl_c(tmp_path: Path) -> None:
         report = json.loads(_get(urls["report"]))
         assert report["targets"][0]["name"] == "lab-not-trusted-app"
         assert "SIP_NOT_TRUSTED" in [h["code"] for h in report["targets"][0]["hints"]]
+        # And the target's page shows the diagnosis: the verdict and the root cause with its fix
+        page = _get(urls["page"])
+        assert '<span class="verdict v-critical" data-status="critical">CRITICAL</span>' in page
+        assert 'data-code="SIP_NOT_TRUSTED"' in page and "New-CsTrustedApplicationComputer" in page
         # When Ctrl-C arrives
         os.killpg(proc.pid, signal.SIGINT)
         # Then it stops cleanly, leaves no process and removes its temporary files

@@ -166,10 +166,13 @@ def tls_then_close(server: pki.Issued, files_dir: Path) -> Iterator[int]:
 
 @contextlib.contextmanager
 def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2,
-                    answer: bytes = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n") -> Iterator[int]:
+                    answer: bytes = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+                    send_chain: bool = False) -> Iterator[int]:
     """A real TLS server that, after the handshake, sends ``answer`` one byte per ``interval``
-    (``interval=0``: all at once)."""
+    (``interval=0``: all at once); ``send_chain``: it presents its issuers after its certificate."""
     paths = server.write(files_dir, "drip")
+    if send_chain:
+        paths["cert"].write_bytes(server.cert_pem + server.chain_pem)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(paths["cert"], paths["key"])
 

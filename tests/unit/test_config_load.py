@@ -66,6 +66,7 @@ def test_the_documented_example_loads(tmp_path: Path, monkeypatch: pytest.Monkey
     assert loaded.actions[1].http_url == "https://tickets.example.com/api/rmx"
     assert loaded.reports_keep == 50 and loaded.notify is not None
     assert loaded.schedule is True
+    assert loaded.server.external_url == "https://rmxdiag.example.com:9817"
 
 
 def test_schedule_false_leaves_runs_to_prometheus_and_alerts(tmp_path: Path,
