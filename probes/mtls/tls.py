@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from probes.certificate.load import CERT_PARSE_ERRORS
+from probes.certificate.load import CERT_PARSE_ERRORS, quiet_parser_warnings
 from probes.fileio import create_private, read_capped
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
@@ -235,16 +235,18 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def cert_info(cert: x509.Certificate, position: int) -> CertInfo:
-    """Summarise one parsed certificate."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        sans = tuple([*san.get_values_for_type(x509.DNSName),
-                      *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))])
-    except (x509.ExtensionNotFound, ValueError):
-        sans = ()
-    return CertInfo(position, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
-                    format(cert.serial_number, "x"), _iso(cert.not_valid_before_utc),
-                    _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans)
+    """Summarise one parsed certificate (cryptography's parser warnings, e.g. a CN over 64
+    characters, never reach stderr: the values are shown as they are)."""
+    with quiet_parser_warnings():
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            sans = tuple([*san.get_values_for_type(x509.DNSName),
+                          *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))])
+        except (x509.ExtensionNotFound, ValueError):
+            sans = ()
+        return CertInfo(position, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
+                        format(cert.serial_number, "x"), _iso(cert.not_valid_before_utc),
+                        _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans)
 
 
 def ca_names(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[str, ...]:

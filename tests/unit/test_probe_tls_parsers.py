@@ -78,3 +78,21 @@ def test_malformed_ca_lists_raise_for_both_probes() -> None:
         tlswire.certificate_request_cas(b"\x00" + _u(len(ext), 2) + ext, tls13=True)
     # And a TLS 1.3 request without the extension lists no CA ("any CA")
     assert tlswire.certificate_request_cas(b"\x00" + _u(0, 2), tls13=True) == []
+
+
+def test_front_end_certificate_with_an_overlong_name_is_summarised_without_a_warning() -> None:
+    """Given a Front End certificate whose CN is longer than X.509's 64-character bound (real CAs
+    issue them), When the mtls probe summarises it, Then no cryptography warning escapes (the test
+    run turns warnings into errors) and the whole name is kept."""
+    import warnings
+
+    from cryptography.x509.oid import NameOID
+
+    cn = "fe-" + "x" * 120 + ".example"
+    root = pki.root_ca()
+    with warnings.catch_warnings():  # making such a certificate warns too; only the probe is under test
+        warnings.simplefilter("ignore")
+        fe = pki.issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)]), root)
+    # The certificate arrives as DER off the wire; parse it as the probe does.
+    info = mtls_tls.cert_info(x509.load_der_x509_certificate(pki.der(fe.cert)), 0)
+    assert info.subject == f"CN={cn}"
