@@ -53,17 +53,6 @@ def segment_records(data: bytes) -> list[Unit]:
     return []
 
 
-def handshake_messages(records: list[Unit]) -> list[Unit]:
-    """Plaintext handshake messages (type, body) of the records, up to a ChangeCipherSpec."""
-    stream = b""
-    for content_type, body in records:
-        if content_type == 20:
-            break  # what follows is encrypted
-        if content_type == 22:
-            stream += body
-    return _units(stream, 0, _HANDSHAKE)[0]
-
-
 def split_messages(stream: bytes) -> tuple[list[Unit], bytes]:
     """Complete handshake messages at the start of a handshake byte stream, and the incomplete rest."""
     messages, stop = _units(stream, 0, _HANDSHAKE)
@@ -85,8 +74,3 @@ def segment_records_prefix(data: bytes) -> list[Unit]:
             return records
     return []
 
-
-def exact_messages(body: bytes) -> list[Unit] | None:
-    """Handshake messages exactly filling a record body, None when it does not parse (encrypted)."""
-    messages, stop = _units(body, 0, _HANDSHAKE)
-    return messages if messages and stop == len(body) else None

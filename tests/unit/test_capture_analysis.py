@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from probes.capture.analysis import MAX_LISTED, CaptureAnalyzer, analyse, parse_ms_diagnostics
 from probes.capture.events import PacketEvent, TlsRecord
-from probes.capture.records import exact_messages, handshake_messages, segment_records, segment_records_prefix
+from probes.capture.records import segment_records, segment_records_prefix, split_messages
 from probes.tlswire import certificate_list, certificate_request_cas, dn_to_rfc4514, hello_body_facts
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "capture"
@@ -191,10 +191,13 @@ def test_handshake_messages_from_a_segment_starting_mid_record() -> None:
     request = b"\x01\x01" + b"\x00\x02\x04\x01" + len(dnames).to_bytes(2, "big") + dnames
     segment = (b"\x99tail-of-earlier-record" + _records((13, request), (14, b"")) + b"\x14\x03\x03\x00\x01\x01"
                + b"\x16\x03\x03\x00\x04\xde\xad\xbe\xef")
-    # When split into records and handshake messages
-    messages = handshake_messages(segment_records(segment))
-    # Then the plaintext messages come out and the CA names parse; nothing after the CCS is read
-    assert [t for t, _ in messages] == [13, 14]
+    # When split into records, and the first record into handshake messages
+    records = segment_records(segment)
+    messages, rest = split_messages(records[0][1])
+    # Then every record comes out whole (the tail before them skipped), the plaintext messages
+    # fill the first one, and the CA names parse
+    assert [t for t, _ in records] == [22, 20, 22]
+    assert [t for t, _ in messages] == [13, 14] and rest == b""
     assert certificate_request_cas(messages[0][1]) == names
 
 
@@ -206,8 +209,8 @@ def test_records_with_a_partial_record_left_for_reassembly() -> None:
     records = segment_records_prefix(segment)
     # Then the complete records come out in order and the partial one is left for later
     assert [t for t, _ in records] == [22, 20, 22]
-    assert exact_messages(records[0][1]) == [(2, records[0][1][4:])]
-    assert exact_messages(b"\xaa\xbb\xcc") is None  # an encrypted Finished does not parse
+    assert split_messages(records[0][1]) == ([(2, records[0][1][4:])], b"")
+    assert split_messages(b"\xaa\xbb\xcc") == ([], b"\xaa\xbb\xcc")  # an encrypted Finished does not parse
     assert hello_body_facts(records[0][1][4:], client=False) == {"legacy": 0x0303, "cipher": 0xC030}
 
 
@@ -223,8 +226,8 @@ def test_certificate_list() -> None:
 def test_raw_parsers_never_crash(data: bytes) -> None:
     # Given arbitrary bytes, Then the record splitters and hello reader return values, never raise,
     # and the message parsers either parse or raise ValueError (never another exception)
-    for kind, body in handshake_messages(segment_records(data)):
-        assert 0 <= kind <= 255 and isinstance(body, bytes)
+    for kind, body in segment_records(data):
+        assert kind in (20, 21, 22, 23) and isinstance(body, bytes)
     for tls13 in (False, True):
         try:
             names = certificate_request_cas(data, tls13)
@@ -238,7 +241,8 @@ def test_raw_parsers_never_crash(data: bytes) -> None:
         assert all(isinstance(c, bytes) for c in certs)
     hello_body_facts(data, client=True)
     for _, body in segment_records_prefix(data):
-        exact_messages(body)
+        messages, rest = split_messages(body)
+        assert sum(4 + len(m) for _, m in messages) + len(rest) == len(body)
 
 
 def test_event_json_round_trip() -> None:
