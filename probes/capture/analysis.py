@@ -362,6 +362,17 @@ class CaptureAnalyzer:
             self._finding(("CAPTURE_NO_SERVER_RESPONSE", outcome), Finding(
                 "CAPTURE_NO_SERVER_RESPONSE", Severity.CRITICAL, message,
                 {**base, "stage": stage, "reason": outcome}))
+        if outcome == "closed_after_client_hello":
+            # The server answered the ClientHello with a FIN or RST instead of a ServerHello or an
+            # alert: it refused the offer (versions, cipher suites, signature algorithms) without
+            # saying why, as some Schannel configurations do, or the port is not a TLS listener.
+            # The same observation by the mtls probe (tls stage, closed/reset) is this hint too.
+            reset = "S" in conn.rst_from
+            self._finding(("TLS_HANDSHAKE_FAILURE", outcome), Finding(
+                "TLS_HANDSHAKE_FAILURE", Severity.CRITICAL,
+                f"the server {'reset' if reset else 'closed'} the connection right after the ClientHello, "
+                "without a ServerHello or an alert (it refused what the client offered)",
+                {**base, "stage": "tls", "reason": "reset" if reset else "closed", "direction": conn.side(False)}))
         if outcome == "incomplete" and (conn.syn or conn.client_hello):
             # Its handshake began inside the capture and had no outcome when the capture ended (or
             # the file was cut): what the capture says about it is partial, never "OK". A connection

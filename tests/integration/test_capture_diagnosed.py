@@ -8,6 +8,8 @@ relay that flips a byte of the client's real CertificateVerify); nothing is hand
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support.capture import no_orphans, openssl_client, openssl_server, recording, wait_for_port
+from support.capture import no_orphans, openssl_client, openssl_server, recording, tcp_server, wait_for_port
 from support.peers import free_port, need
 
 from daemon.diagnosis.diagnose import diagnose
@@ -133,6 +135,35 @@ def test_recorded_alert_lands_where_the_alert_table_says(files: dict[str, Path],
     outcome = _inspect(path, port)
     assert alert in _alerts(outcome), [f.message for f in outcome.findings]
     assert _hints(outcome) == [(code, "critical", frozenset({"capture"}))]
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_front_end_that_drops_the_client_hello_is_a_handshake_failure(files: dict[str, Path], tmp_path: Path,
+                                                                      how: str) -> None:
+    """Given a server that reads the RMX's real ClientHello (openssl s_client) and closes (FIN) or
+    resets (RST) without a ServerHello or an alert, recorded by dumpcap, When the capture alone is
+    diagnosed, Then TLS_HANDSHAKE_FAILURE, never "OK" (the mtls probe reports the same drop so)."""
+    def drop(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        conn.recv(65536)  # the ClientHello
+        if how == "rst":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    out = tmp_path / "drop.pcapng"
+    with tcp_server(drop) as port, recording(port, out):
+        openssl_client(port, *_client(files))
+    outcome = _inspect(out, port)
+    assert outcome.result is not None
+    if how == "rst":
+        assert outcome.result.outcomes == {"closed_after_client_hello": 1}  # type: ignore[attr-defined]
+        dropped = [f for f in outcome.findings if f.code == "TLS_HANDSHAKE_FAILURE"]
+        assert len(dropped) == 1 and dropped[0].evidence["reason"] == "reset"
+    else:
+        # OpenSSL answers the FIN with its own fatal decode_error (50): the capture shows that alert.
+        assert outcome.result.outcomes == {"alert": 1}  # type: ignore[attr-defined]
+        assert _alerts(outcome) == [(50, "from_rmx")]
+    assert _hints(outcome) == [("TLS_HANDSHAKE_FAILURE", "critical", frozenset({"capture"}))]
 
 
 def test_capture_cut_with_editcap_is_partial_never_ok(files: dict[str, Path], tmp_path: Path) -> None:
