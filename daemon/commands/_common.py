@@ -31,8 +31,16 @@ def single_report(name: str, outcomes: Sequence[ProbeOutcome], firmware: Firmwar
     return Report(now_utc(), (target,))
 
 
-def emit(report: Report, fmt: str) -> int:
-    """Print the report in the chosen format and return its Nagios exit code."""
-    sys.stdout.write(render_json(report) if fmt == "json" else render_text(report, sys.stdout))
+def emit(report: Report, fmt: str, *, verbose: int = 0, config: bool = False, intro: Sequence[str] = ()) -> int:
+    """Print the report in the chosen format and return its Nagios exit code.
+
+    Text: the verdict line first, then ``intro`` (a banner), then the hints and details; ``verbose``
+    shows the evidence with its key=value facts. ``config``: the targets come from a configuration
+    file, so what was not checked names configuration keys, not options.
+    """
+    if fmt == "json":
+        sys.stdout.write(render_json(report))
+    else:
+        sys.stdout.write(render_text(report, sys.stdout, verbose=verbose > 0, config=config, intro=intro))
     sys.stdout.flush()
     return report.exit_code

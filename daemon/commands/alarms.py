@@ -63,4 +63,4 @@ def execute(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + 3 * args.timeout
     outcome = alarms.check(args.files, api, fmt, deadline)
     name = "rmx" if not args.files else ", ".join(p.name for p in args.files)
-    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format)
+    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

@@ -87,4 +87,4 @@ def inspect_file(args: argparse.Namespace, path: Path) -> int:
 
     options = options_from(args)
     outcome = inspect(source_from(args, path), options, datetime.now(UTC), time.monotonic() + 30.0)
-    return emit(single_report(str(path), [outcome], Firmware(args.firmware)), args.format)
+    return emit(single_report(str(path), [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

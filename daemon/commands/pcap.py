@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ipaddress
-import sys
 import time
 from pathlib import Path
 
@@ -56,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Inspect the captures, print the summary lines, counts and hints; exit by the hints."""
+    """Inspect the captures; print the verdict, the hints, then each connection; exit by the hints.
+
+    Nothing on the port (a wrong --port, a live capture that saw no traffic) is no verdict: exit 3
+    with what the capture held instead.
+    """
     from probes.capture import probe as capture
 
     if bool(args.files) == bool(args.interface):
@@ -69,10 +71,4 @@ def execute(args: argparse.Namespace) -> int:
     else:
         outcome = capture.inspect(args.files, args.port, rmx_ip=args.rmx_ip, keylog=args.keylog, deadline=deadline)
     name = args.interface or (str(args.files[0]) if len(args.files) == 1 else f"{len(args.files)} captures")
-    firmware = Firmware(args.firmware)
-    if args.format == "json":
-        return emit(single_report(name, [outcome], firmware), "json")
-    # Text: connection lines and counts first, then the verdict and hints (details not repeated).
-    if outcome.result is not None:
-        sys.stdout.write("".join(line + "\n" for line in outcome.result.text_lines()) + "\n")
-    return emit(single_report(name, [dataclasses.replace(outcome, result=None)], firmware), "text")
+    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

@@ -102,4 +102,4 @@ def execute(args: argparse.Namespace) -> int:
                            cert=args.cert, key=args.key, chain=args.chain, ca_bundle=args.ca_bundle,
                            tls_min=tls_min, tls_max=tls_max, keylog=args.keylog)
     outcome = mtls.probe([registrar], spec, deadline=time.monotonic() + args.timeout)
-    return emit(single_report(args.registrar, [outcome], Firmware(args.firmware)), args.format)
+    return emit(single_report(args.registrar, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

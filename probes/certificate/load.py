@@ -9,6 +9,7 @@ PKCS#12/PFX with a password file, and the firmware 7.x directory layout.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from probes.certificate.chain import key_matches
+from probes.certificate.pkcs12 import Protection, protection
 from probes.fileio import read_capped, read_secret
 from probes.model import ErrorKind, InputError
 
@@ -69,6 +71,7 @@ class Material:
     bad_password: bool = False
     chain_supplied: bool = False
     extra_leaves: tuple[x509.Certificate, ...] = ()
+    pfx_protection: Protection | None = None  # how a PFX input is encrypted (None: not a PFX)
 
 
 def is_pfx(data: bytes) -> bool:
@@ -173,10 +176,11 @@ def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
         except _LOAD_ERRORS:
             continue
         certs = ([cert] if cert is not None else []) + list(extra)
-        return _assemble(str(path), "pfx", certs, key, chain_supplied=True)
+        return dataclasses.replace(_assemble(str(path), "pfx", certs, key, chain_supplied=True),
+                                   pfx_protection=protection(data))
     if password is None:
         raise InputError(f"{path}: is a PKCS#12/PFX protected by a password: give --password-file")
-    return Material(str(path), "pfx", bad_password=True, chain_supplied=True)
+    return Material(str(path), "pfx", bad_password=True, chain_supplied=True, pfx_protection=protection(data))
 
 
 def _is_issuer_of(ca: x509.Certificate, cert: x509.Certificate) -> bool:

@@ -128,6 +128,12 @@ def _mtls_variants() -> Iterator[Variant]:
                            rmx_issuer="CN=RMX CA", rmx_issuer_der=b"\x30\x00", rmx_issuer_listed=False,
                            ca_names=("CN=Other CA",), ca_ders=(b"\x30\x02\x31\x00",))
     yield Variant("mtls", unlisted.findings()[1], "the CertificateRequest CA list does not name the RMX issuer")
+    from probes.mtls.tls import CertInfo
+
+    leaf = CertInfo(0, "CN=fe01.lab.example", "CN=Issuing CA", "1", "", "", 0.0, (), "AB:CD")
+    unchecked = mtls_result(handshake, server_chain=(leaf,), fe_chain_checked=False)
+    yield Variant("mtls", unchecked.findings()[1], "no trust anchors were given (--rmx-trust): the Front End "
+                  "chain was recorded, not checked")
 
 
 # --- the capture: findings made by the analysis from packet events ------------------------------

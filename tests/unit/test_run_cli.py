@@ -68,7 +68,7 @@ def test_check_config_shows_what_would_be_probed(tmp_path: Path) -> None:
     done = rmxdiag("check-config", "-c", str(config))
     # Then exit 0 and each target's probes and sources are listed
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{config}: valid, 2 target(s)")
+    assert done.stdout.startswith(f"OK: {config}: valid, 2 target(s)")
     assert "target rmx-hq: firmware 8.x" in done.stdout and "probes: certificate, mtls, alarms, capture" in done.stdout
     assert "mtls: pool01.example.com:5061, SNI pool01.example.com, TLS 1.0-1.2, then SIP OPTIONS" in done.stdout
     assert "target rmx-branch: firmware 7.x" in done.stdout and "[dry run]" in done.stdout
