@@ -74,13 +74,7 @@ class Hint:
 
     def where_sentence(self) -> str:
         """Where the fix goes, as a sentence ('' when the catalogue says nothing)."""
-        from daemon.diagnosis.catalogue import FixPlace
-
-        places = [FixPlace(p).label for p in self.fix_on]
-        if not places:
-            return ""
-        listed = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " and " + places[-1]
-        return f"Fix on {listed}."
+        return where_sentence(self.fix_on)
 
     def confidence_sentence(self) -> str:
         """How sure rmxdiag is: how many probes agree ('' when not known)."""
@@ -93,6 +87,17 @@ class Hint:
         if self.probes_ran > 1:
             return f"How sure: seen by 1 of the {self.probes_ran} probes that ran ({names})."
         return f"How sure: seen by the one probe that ran ({names})."
+
+
+def where_sentence(fix_on: Sequence[str]) -> str:
+    """'Fix on the Front End and the RMX.' for FixPlace values ('' for none)."""
+    from daemon.diagnosis.catalogue import FixPlace
+
+    places = [FixPlace(p).label for p in fix_on]
+    if not places:
+        return ""
+    listed = places[0] if len(places) == 1 else ", ".join(places[:-1]) + " and " + places[-1]
+    return f"Fix on {listed}."
 
 
 class TargetStatus(enum.StrEnum):
