@@ -79,7 +79,7 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
             continue
 
 
-def _run_bounded(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
+def run_bounded(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
     """Run a short command in its own session; (exit code or None on timeout, output)."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
@@ -100,7 +100,7 @@ def find_tshark(timeout: float = 10.0) -> str:
     path = shutil.which("tshark")
     if path is None:
         raise InputError("tshark is not installed: install the Debian package 'tshark'", ErrorKind.TOOL_MISSING)
-    code, out = _run_bounded([path, "-v"], timeout)
+    code, out = run_bounded([path, "-v"], timeout)
     match = re.search(r"TShark \(Wireshark\) (\d+)\.(\d+)", out)
     if code is None:
         raise InputError(f"{path} -v did not answer within {timeout:g}s: reinstall the Debian package 'tshark'",
@@ -248,7 +248,7 @@ def live_capture(interface: str, duration: float, port: int, *, max_packets: int
     argv = [dumpcap, "-q", "-i", interface, "-f", f"tcp port {port}", "-a", f"duration:{max(1, int(duration))}",
             "-c", str(max_packets), "-a", f"filesize:{max(1, max_bytes // 1000)}", "-w", str(out)]
     budget = min(duration + 15.0, max(1.0, deadline - time.monotonic()))
-    code, text = _run_bounded(argv, budget)
+    code, text = run_bounded(argv, budget)
     if code is None:
         raise InputError(f"live capture on {interface} did not stop within {budget:.0f}s", ErrorKind.DEADLINE)
     if code != 0:

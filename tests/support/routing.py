@@ -205,6 +205,12 @@ def _capture_variants() -> Iterator[Variant]:
             if finding.code not in ("CAPTURE_SUMMARY", "CAPTURE_TLS_ALERT"):
                 yield Variant("capture", finding, when)
     yield Variant("capture", _capture([])[0], "always: the counts of the capture")
+    from collections import Counter
+
+    from probes.capture.elsewhere import nothing_on_port
+
+    yield Variant("capture", nothing_on_port(5060, Counter({5061: 3}), "rmx.pcap"),
+                  "no connection on the port asked for (what the capture held instead is in the message)")
     yield Variant("capture", Finding("CAPTURE_INCOMPLETE", Severity.WARNING, "the capture was read only in part",
                                      {"count": 1}), "tshark reports the file damaged or cut short")
 

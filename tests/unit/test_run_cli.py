@@ -113,7 +113,7 @@ def test_run_with_a_bad_config_is_one_line_and_exit_3(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("targets:\n  - name: rmx\n    registrar: [{host: fe}]\n")
     done = rmxdiag("run", "-c", str(config))
-    expected = f"rmxdiag: error: {config}:3: targets[0].registrar: unknown key\n"
+    expected = f"rmxdiag: error: {config}:3: targets[0].registrar: unknown key; did you mean registrars?\n"
     assert (done.returncode, done.stdout, done.stderr) == (3, "", expected)
 
 
