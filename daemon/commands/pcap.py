@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from daemon.commands._common import add_firmware, add_format, emit, single_report
+from daemon.commands._progress import progress
 from daemon.diagnosis.catalogue import Firmware
 from probes.model import InputError
 
@@ -65,9 +66,15 @@ def execute(args: argparse.Namespace) -> int:
         raise InputError("rmxdiag pcap: give capture files/directories or --interface, not both or neither")
     deadline = time.monotonic() + args.timeout
     if args.interface:
-        outcome = capture.inspect_live(args.interface, args.duration, port=args.port, max_packets=args.max_packets,
-                                       max_bytes=args.max_bytes, rmx_ip=args.rmx_ip, keylog=args.keylog,
-                                       deadline=deadline + args.duration)
+        def left(seconds: float) -> str:
+            if seconds < args.duration:
+                return f"rmxdiag: capturing on {args.interface} port {args.port}: {args.duration - seconds:.0f}s left"
+            return f"rmxdiag: reading the capture from {args.interface}..."
+
+        with progress(left, after=0.0):
+            outcome = capture.inspect_live(args.interface, args.duration, port=args.port,
+                                           max_packets=args.max_packets, max_bytes=args.max_bytes, rmx_ip=args.rmx_ip,
+                                           keylog=args.keylog, deadline=deadline + args.duration)
     else:
         outcome = capture.inspect(args.files, args.port, rmx_ip=args.rmx_ip, keylog=args.keylog, deadline=deadline)
     name = args.interface or (str(args.files[0]) if len(args.files) == 1 else f"{len(args.files)} captures")

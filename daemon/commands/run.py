@@ -13,19 +13,16 @@ import argparse
 import concurrent.futures as cf
 import os
 import sys
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from daemon.commands._common import add_format, emit
 from daemon.commands._config_arg import add_config, load
+from daemon.commands._progress import progress
 from daemon.report import Report, TargetReport, now_utc
 from probes.model import ErrorKind, InputError, failed
 from probes.target import Settings, Target
 
 EXIT_INTERRUPTED = 130
-PROGRESS_AFTER = 1.0  # seconds: quick runs print nothing extra
 _POLL = 0.2  # seconds between looks at the running targets (and chances for Ctrl-C to arrive)
 
 
@@ -48,7 +45,8 @@ def execute(args: argparse.Namespace) -> int:
     started = now_utc()
     reports: dict[str, TargetReport] = {}
     try:
-        with _progress(len(targets), reports):
+        count = len(targets)
+        with progress(lambda s: f"rmxdiag: probing {count} target(s): {len(reports)} done, {s:.0f}s"):
             _run(targets, config.settings, reports)
     except KeyboardInterrupt:
         partial = [reports.get(t.name) or _interrupted(t) for t in targets]
@@ -93,32 +91,3 @@ def _interrupted(target: Target) -> TargetReport:
 
     why = "interrupted (Ctrl-C) before it finished"
     return TargetReport(target.name, tuple(failed(name, ErrorKind.INTERRUPTED, why) for name in applicable(target)))
-
-
-@contextmanager
-def _progress(count: int, reports: dict[str, TargetReport]) -> Iterator[None]:
-    """A progress line on stderr, only on a terminal and only once a run lasts over a second."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    done = threading.Event()
-    start = time.monotonic()
-
-    def tick() -> None:
-        shown = False
-        while not done.wait(PROGRESS_AFTER if not shown else 0.5):
-            shown = True
-            sys.stderr.write(f"\rrmxdiag: probing {count} target(s): {len(reports)} done, "
-                             f"{time.monotonic() - start:.0f}s ")
-            sys.stderr.flush()
-        if shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-    thread = threading.Thread(target=tick, name="progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=2)
