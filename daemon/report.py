@@ -306,7 +306,7 @@ def perfdata(report: Report) -> str:
         prefix = f"{target.name}:" if prefix_needed else ""
 
         def add(label: str, text: str, prefix: str = prefix) -> None:
-            items.setdefault(f"'{prefix}{label}'", text)
+            items.setdefault(f"'{prefix}{label}'", text.rstrip(";"))  # trailing empty fields may be left out
 
         for outcome in target.probes:
             if outcome.status is ProbeStatus.SKIPPED:

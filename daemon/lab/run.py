@@ -183,7 +183,7 @@ def footer(run: LabRun, kept: bool = True, width: int | None = None) -> str:
         steps.append(("Keep the lab's files in ./lab:", f"rmxdiag lab --scenario {run.scenario.name} --workdir lab"))
     cert = f"rmxdiag cert {d}/rmx-cert.pem --key {d}/rmx-key.pem"
     cert += f" --chain {d}/rmx-chain.pem" if (run.workdir / "rmx-chain.pem").exists() else ""
-    steps += [("Judge the RMX certificate:", f"{cert} --fe-trust {d}/enterprise-ca-bundle.pem --fqdn {RMX_FQDN}"),
+    steps += [("Judge the RMX certificate:", f"{cert} --fe-trust {d}/frontend-trusted-roots.pem --fqdn {RMX_FQDN}"),
               ("Read the RMX alarms:", f"rmxdiag alarms {d}/rmx-active-alarms.txt")]
     if run.capture is not None:
         keylog = f" --keylog {d}/rmx-tls-keys.log" if (run.workdir / "rmx-tls-keys.log").exists() else ""

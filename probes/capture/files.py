@@ -132,6 +132,9 @@ def check_capture(path: Path) -> None:
         raise InputError(f"{path}: empty file, not a capture")
     if head[:4] == _PCAPNG_MAGIC:
         return
+    if head[:4] == b"GMBU":  # Microsoft Network Monitor 2.x/3.x (.cap)
+        raise InputError(f"{path}: a Network Monitor capture: convert it first with Wireshark's editcap "
+                         f"(editcap -F pcapng {path.name} {path.stem}.pcapng) or save it as pcapng")
     if head[:4] not in _PCAP_MAGICS:
         raise InputError(f"{path}: not a pcap or pcapng capture")
     if len(head) <= 24:

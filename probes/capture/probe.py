@@ -50,11 +50,12 @@ def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = Non
             else:
                 analyzer.feed(item)
     result, findings = analyzer.finish([str(p) for p in files], warnings)
-    if result.connections == 0 and not live:
+    # Nothing on the port, in captures read whole: say what they held instead. (A read that stopped
+    # early is CAPTURE_INCOMPLETE below, and a second tshark would only wait on the same trouble.)
+    if result.connections == 0 and not warnings:
         where = str(files[0]) if len(files) == 1 else f"{len(files)} capture files"
-        findings.append(nothing_on_port(port, tls_ports(files, tshark, deadline), where))
-    elif result.connections == 0:
-        findings.append(nothing_on_port(port, None, live, live=True))
+        seen = None if live else tls_ports(files, tshark, deadline)
+        findings.append(nothing_on_port(port, seen, live or where, live=bool(live)))
     if warnings:
         findings.append(Finding("CAPTURE_INCOMPLETE", Severity.WARNING,
                                 "the capture was read only in part: " + "; ".join(warnings[:3]),
