@@ -33,18 +33,24 @@ def colour_enabled(stream: TextIO) -> bool:
 
 
 def shell_wrap(command: str, width: int | None = None, indent: str = "    ") -> list[str]:
-    """A command line cut between its options with ``\\`` continuations, so it still pastes into a shell."""
+    """A command line cut between its options with ``\\`` continuations, so it still pastes into a shell.
+
+    An option stays with its value; a unit longer than the width stays whole on its own line.
+    """
     width = width or terminal_width()
-    words = command.split(" ")
-    lines: list[str] = [indent + words[0]]
-    for word in words[1:]:
-        joined = f"{lines[-1]} {word}"
-        # Keep an option with its value: break only before a word that starts an option.
-        if len(joined) + 2 > width and word.startswith("-") and lines[-1].strip():
-            lines[-1] += " \\"
-            lines.append(f"{indent}    {word}")
+    units: list[str] = []
+    for word in command.split(" "):
+        if units and not word.startswith("-") and units[-1].startswith("-") and " " not in units[-1]:
+            units[-1] += " " + word  # the option's value
         else:
-            lines[-1] = joined
+            units.append(word)
+    lines: list[str] = [indent + units[0]]
+    for unit in units[1:]:
+        if len(lines[-1]) + 1 + len(unit) + 2 > width and unit.startswith("-"):
+            lines[-1] += " \\"
+            lines.append(f"{indent}    {unit}")
+        else:
+            lines[-1] += " " + unit
     return lines
 
 

@@ -192,7 +192,7 @@ def footer(run: LabRun, kept: bool = True, width: int | None = None) -> str:
         lines.append(f"  {what}")
         lines += shell_wrap(command, width)
     lines += ["  On a real RMX: the README section 'Your first real RMX' says what to collect",
-              "  (its certificate, the Front End's trusted CAs, an Active Alarms report, a capture)",
+              "  (its certificate, the Front End's trusted CAs, an alarms report, a capture)",
               "  and which commands to run on them."]
     return "\n".join(lines) + "\n"
 
