@@ -174,7 +174,7 @@ def chain_findings(leaf: x509.Certificate, supplied: list[x509.Certificate], anc
     """CERT_CHAIN_INCOMPLETE naming what is missing, or an informational chain observation."""
     unchecked = Finding("CERT_CHAIN_UNCHECKED", Severity.INFO,
                         "whether the Front End trusts this chain was not checked: give the Front End's trusted "
-                        f"roots and intermediates ({TRUST_OPTION})",
+                        f"roots and intermediates ({TRUST_OPTION}, or ca_bundle in the configuration)",
                         {**base, "unchecked": "the chain against the Front End's trust anchors",
                          "option": f"{TRUST_OPTION} F", "config_key": "ca_bundle"})
     if not bundle_given and not chain_supplied:

@@ -167,7 +167,8 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
     leaf = material.leaf
     if leaf is not None and not options.fqdn:
         findings.append(Finding("CERT_NOTE_NO_FQDN", Severity.INFO,
-                                "the name was not checked against the RMX signaling FQDN: give --fqdn",
+                                "the name was not checked against the RMX signaling FQDN: give --fqdn (fqdn in the "
+                                "configuration)",
                                 {"file": material.file, **UNCHECKED_NAME}))
     # The network checks (and their imports) only when asked for: start-up time matters to checks.
     if leaf is not None and options.fqdn and options.signaling_ip:

@@ -208,7 +208,8 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
             out.append(Finding("MTLS_FE_CHAIN_UNCHECKED", Severity.INFO,
                                f"{self.registrar}: the Front End's chain ({leaf.subject}, SHA-1 {leaf.sha1}, "
                                f"{len(self.server_chain)} certificate(s)) was recorded but not checked against "
-                               "the RMX's trust store: give --rmx-trust with the CAs the RMX trusts",
+                               "the RMX's trust store: give the CAs the RMX trusts (--rmx-trust, or ca_bundle in the "
+                               "configuration)",
                                {"registrar": self.registrar, "subject": leaf.subject, "sha1": leaf.sha1,
                                 "chain": [c.subject for c in self.server_chain], **_UNCHECKED_FE}))
         if self.client_cert_requested is False:
@@ -260,7 +261,7 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
             lines.append(f"  FE cert[{cert.position}] {cert.subject} (issuer {cert.issuer}; until {cert.not_after}; "
                          f"SHA-1 {cert.sha1 or '?'})")
         if self.server_chain and not self.fe_chain_checked:
-            lines.append("  FE chain: not checked against the RMX's trust store (give --rmx-trust)")
+            lines.append("  FE chain: not checked against the RMX's trust store (give --rmx-trust, or ca_bundle)")
         if self.ca_names:
             lines.append(f"  CertificateRequest CAs: {'; '.join(self.ca_names)}")
         return lines

@@ -95,7 +95,7 @@ def test_without_rmx_trust_the_front_end_still_judges_the_rmx_certificate(fe_dis
     assert all(re.fullmatch(r"([0-9A-F]{2}:){19}[0-9A-F]{2}", c["sha1"]) for c in registrar["server_chain"])
     unchecked = [f for f in target["probes"][0]["findings"] if f["code"] == "MTLS_FE_CHAIN_UNCHECKED"]
     assert unchecked and unchecked[0]["severity"] == "info" and unchecked[0]["evidence"]["option"] == "--rmx-trust F"
-    assert "FE chain: not checked against the RMX's trust store (give --rmx-trust)" in text.stdout
+    assert "FE chain: not checked against the RMX's trust store (give --rmx-trust, or ca_bundle)" in text.stdout
 
 
 def test_with_rmx_trust_nothing_is_left_unchecked(fe_trusting: Fe, files: dict[str, Path]) -> None:
