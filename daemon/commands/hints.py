@@ -35,7 +35,8 @@ def catalogue_markdown(firmware: Firmware = Firmware.V8, specs: Iterable[HintSpe
     """The README's hint reference (generated; a test keeps the README in sync)."""
     lines = ["| code | severity | what it means | what to do |", "|---|---|---|---|"]
     for s in CATALOGUE.values() if specs is None else specs:
-        steps = " ".join(f"{n}. {step}" for n, step in enumerate(remediation(s.code, firmware), 1))
+        steps = where_sentence([str(p) for p in FIX_ON[s.code]]) + " " + " ".join(
+            f"{n}. {step}" for n, step in enumerate(remediation(s.code, firmware), 1))
         cells = [f"`{s.code}`", str(s.severity), f"**{s.title}.** {s.meaning}", steps]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
