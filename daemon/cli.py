@@ -34,12 +34,31 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """True when the command line asks for ``--format json`` (read before argparse has run)."""
+    args = list(argv)
+    return any(a == "--format=json" or (a == "--format" and args[i + 1:i + 2] == ["json"])
+               for i, a in enumerate(args))
+
+
+def _json_error(kind: str, detail: str) -> None:
+    """The error as the one JSON document on stdout that --format json promises (stderr has the line)."""
+    from daemon.report import error_document
+
+    sys.stdout.write(error_document(kind, detail))
+    sys.stdout.flush()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on usage errors; a check plugin must exit 3 (UNKNOWN) instead."""
+
+    json_errors = False  # set from the raw command line: usage errors are JSON documents too
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
+        if _Parser.json_errors:
+            _json_error("usage", message)
         sys.exit(EXIT_UNKNOWN)
 
 
@@ -60,6 +79,7 @@ def _top_parser() -> _Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args_in = list(sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = _wants_json(args_in)
     top = _top_parser()
     # Find the subcommand without building every subparser: only the chosen module is imported.
     command = next((a for a in args_in if not a.startswith("-")), None)
@@ -86,21 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _execute(module: object, args: argparse.Namespace) -> int:
     from probes.model import InputError
 
+    as_json = getattr(args, "format", None) == "json"
+
+    def fail(kind: str, detail: str, code: int = EXIT_UNKNOWN) -> int:
+        sys.stderr.write(f"rmxdiag: {'error: ' if kind != 'interrupted' else ''}{detail}\n")
+        if as_json:
+            _json_error(kind, detail)
+        return code
+
     try:
         code: int = module.execute(args)  # type: ignore[attr-defined]
     except InputError as exc:
-        sys.stderr.write(f"rmxdiag: error: {exc}\n")
-        return EXIT_UNKNOWN
+        return fail(str(exc.kind), str(exc))
     except KeyboardInterrupt:
-        sys.stderr.write("rmxdiag: interrupted\n")
-        return 130
+        return fail("interrupted", "interrupted", 130)
     except BrokenPipeError:
         return EXIT_UNKNOWN
     except Exception as exc:  # the last boundary: a bug must still not print a traceback
         logging.getLogger("rmxdiag").debug("internal error", exc_info=True)
-        sys.stderr.write(f"rmxdiag: internal error ({type(exc).__name__}); "
-                         "rerun with -vv for details and report it as a bug\n")
-        return EXIT_UNKNOWN
+        return fail("internal", f"internal error ({type(exc).__name__}); "
+                    "rerun with -vv for details and report it as a bug")
     return code
 
 

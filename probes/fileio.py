@@ -77,8 +77,48 @@ def read_capped(path: Path, what: str = "file", *, limit: int = MAX_FILE_BYTES, 
     return data
 
 
+def check_private(path: Path, limit: int | None = None) -> None:
+    """The one rule for secret files (passwords, tokens, keys), for the CLI and the configuration alike.
+
+    Outside ``$CREDENTIALS_DIRECTORY`` (which systemd makes readable by the service only) a secret
+    file must not be a symlink (it could be re-pointed after the check), must not be readable by
+    group or others, and must be at most ``limit`` bytes. A missing file passes: its reader says so.
+    """
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and _inside(path, Path(creds)):
+        return
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FileReadError(path, f"cannot access ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise FileReadError(path, "refusing a symlink for secret material (point at the file itself)",
+                            ErrorKind.INSECURE_FILE)
+    if not stat.S_ISREG(info.st_mode):
+        return  # a directory, FIFO or device: the reader refuses it for what it is
+    if info.st_mode & 0o044:
+        raise FileReadError(path, f"readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                            "run chmod 600 on it", ErrorKind.INSECURE_FILE)
+    if limit is not None and info.st_size > limit:
+        raise FileReadError(path, f"larger than {_size(limit)}, not a key or password file", ErrorKind.INSECURE_FILE)
+
+
+def _inside(path: Path, base: Path) -> bool:
+    try:
+        path.absolute().relative_to(base.absolute())
+    except ValueError:
+        return False
+    return True
+
+
 def read_secret(path: Path, what: str = "password file") -> bytes:
-    """The secret in ``path``: its first line without the line ending (the RMX convention)."""
+    """The secret in ``path``: its first line without the line ending (the RMX convention).
+
+    The file must pass :func:`check_private` (the same rule the configuration applies).
+    """
+    check_private(path)
     data = read_capped(path, what, limit=MAX_SECRET_BYTES, allow_empty=True)
     return data.splitlines()[0] if data else b""
 

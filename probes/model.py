@@ -52,6 +52,7 @@ class ErrorKind(enum.StrEnum):
     DEADLINE = "deadline"  # the probe's overall deadline expired before it could conclude
     UPSTREAM = "upstream"  # a remote API answered with an error or something unparsable
     PROBE_BUG = "probe_bug"  # an unexpected exception inside rmxdiag (traceback is logged)
+    INTERRUPTED = "interrupted"  # the user stopped the run (Ctrl-C) before the probe finished
 
 
 class InputError(Exception):
@@ -75,7 +76,8 @@ class Facts:
     ``ca_list``: DER ``Name`` bytes of the RMX certificate's issuer and of the CertificateRequest
     CA list (None when not seen; names are compared as bytes, never as RFC 4514 text, whose
     renderings differ for emailAddress or serialNumber); ``ms_diagnostics``: the ids of the SIP
-    answer's ms-diagnostics headers.
+    answer's ms-diagnostics headers; ``no_client_cert``: the probe itself presented no client
+    certificate (none was given to it), so a refusal says nothing about the RMX's certificate.
     """
 
     alert: Alert | None = None
@@ -84,6 +86,7 @@ class Facts:
     rmx_issuer: bytes | None = None
     ca_list: tuple[bytes, ...] | None = None
     ms_diagnostics: tuple[int, ...] = ()
+    no_client_cert: bool = False
 
 
 NO_FACTS = Facts()

@@ -51,6 +51,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterat
             f"install with: {debian.install_command(packages)}", yellow=True, bold=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def wide_text_reports() -> Iterator[None]:
+    """Text reports of rmxdiag run by the tests are wrapped at 400 columns, so assertions on their
+    content do not depend on where a line breaks; the wrapping itself is tested with COLUMNS set."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLUMNS", "400")
+        yield
+
+
 @dataclass
 class LabPKI:
     """Two independent CA hierarchies: the enterprise one and an unrelated one."""

@@ -21,6 +21,7 @@ from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
+from probes.certificate.pkcs12 import protection
 from probes.fileio import read_capped, read_secret
 from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
 
@@ -33,6 +34,7 @@ IMPORT_ERRORS = {
     "CERT_CN_MISMATCH": "Certificate DNS name does not match RMX (service) DNS name.",
     "CERT_CHAIN_INCOMPLETE": "Chain is not trusted",
     "CERT_SELF_SIGNED": "Chain is not trusted",
+    "PFX_ENCRYPTION_UNSUPPORTED": "Invalid password.",
 }
 
 
@@ -45,8 +47,9 @@ def run_action(action: str, args: argparse.Namespace, path: Path) -> int:
         return handler(args, path)
 
 
-def _report(name: str, outcome: ProbeOutcome, args: argparse.Namespace) -> int:
-    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format)
+def _report(name: str, outcome: ProbeOutcome, args: argparse.Namespace, intro: tuple[str, ...] = ()) -> int:
+    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose,
+                intro=intro)
 
 
 def _policy(args: argparse.Namespace) -> Policy:
@@ -91,7 +94,7 @@ def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe:
     from daemon.report import render_text
 
     report = single_report(name, [outcome], Firmware(args.firmware))
-    sys.stderr.write(render_text(report, sys.stderr))
+    sys.stderr.write(render_text(report, sys.stderr, verbose=args.verbose > 0))
     return report.exit_code
 
 
@@ -178,8 +181,9 @@ def assemble(args: argparse.Namespace, path: Path) -> int:
         return _refuse(str(path), blocking, args, "pfx")
     assembly = build(material.leaf, key, cas, password)
     write_private(args.output, assembly.data, args.force)
+    # Judged like any PFX, its protection included: the file written must pass the rule it was built by.
     reopened = Material(str(args.output), "pfx", leaf=assembly.leaf, chain=assembly.cas, key=key,
-                        chain_supplied=True)
+                        chain_supplied=True, pfx_protection=protection(assembly.data))
     findings, cert_result = judge(reopened, options_from(args), now, time.monotonic() + 10.0)
     order = tuple(f"{role}: {c.subject.rfc4514_string()}" for role, c in
                   [("leaf + key", assembly.leaf), *(("CA", c) for c in assembly.cas)])
@@ -225,11 +229,9 @@ def preflight(args: argparse.Namespace, path: Path) -> int:
     verdict = "reject" if errors or blocking else "accept"
     result = PreflightResult(verdict, errors, fix_first, outcome.result)
     wrapped = ProbeOutcome("preflight", outcome.status, outcome.duration_seconds, outcome.findings, result=result)
-    if args.format == "text":
-        line = ("PRE-FLIGHT: the RMX will accept this" if verdict == "accept" and not problems else
-                "PRE-FLIGHT: the RMX will accept this, but see the warnings below" if verdict == "accept" else
-                "PRE-FLIGHT: the RMX 8.x import would refuse this"
-                + (f" ({' / '.join(repr(e) for e in errors)})" if errors else "")
-                + "; fix first: " + ", ".join(dict.fromkeys(f.code for f in problems)))
-        sys.stdout.write(line + "\n")
-    return _report(str(path), wrapped, args)
+    line = ("PRE-FLIGHT: the RMX will accept this" if verdict == "accept" and not problems else
+            "PRE-FLIGHT: the RMX will accept this, but see the warnings below" if verdict == "accept" else
+            "PRE-FLIGHT: the RMX 8.x import would refuse this"
+            + (f" ({' / '.join(repr(e) for e in errors)})" if errors else "")
+            + "; fix first: " + ", ".join(dict.fromkeys(f.code for f in problems)))
+    return _report(str(path), wrapped, args, (line,))

@@ -32,10 +32,14 @@ def single_report(name: str, outcomes: Sequence[ProbeOutcome], firmware: Firmwar
     return Report(now_utc(), (target,))
 
 
-def emit(report: Report, fmt: str, pages: Mapping[str, str] | None = None) -> int:
+def emit(report: Report, fmt: str, pages: Mapping[str, str] | None = None, *, verbose: int = 0, config: bool = False,
+         intro: Sequence[str] = ()) -> int:
     """Print the report in the chosen format and return its Nagios exit code.
 
-    ``pages``: target name -> URL of its page on the daemon, named at the end of the text report.
+    Text: the verdict line first, then ``intro`` (a banner), then the hints and details; ``verbose``
+    shows the evidence with its key=value facts. ``config``: the targets come from a configuration
+    file, so what was not checked names configuration keys, not options. ``pages``: target name ->
+    URL of its page on the daemon, named at the end of the text report.
     """
     if fmt == "json":
         sys.stdout.write(render_json(report))
@@ -44,7 +48,7 @@ def emit(report: Report, fmt: str, pages: Mapping[str, str] | None = None) -> in
 
         sys.stdout.write(report_file(report.to_json()))
     else:
-        sys.stdout.write(render_text(report, sys.stdout))
+        sys.stdout.write(render_text(report, sys.stdout, verbose=verbose > 0, config=config, intro=intro))
         if pages:
             sys.stdout.write("\n" + "".join(f"Web page of {name}: {url}\n" for name, url in pages.items()))
     sys.stdout.flush()

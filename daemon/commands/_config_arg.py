@@ -8,6 +8,8 @@ from pathlib import Path
 
 from daemon.config.model import Config
 
+EXAMPLE = "config/rmxdiag.example.yaml"  # in the rmxdiag sources (the README's install copies it)
+
 
 def add_config(parser: argparse.ArgumentParser) -> None:
     """``-c/--config FILE``; default ``$RMXDIAG_CONFIG``, then ``/etc/rmxdiag/rmxdiag.yaml``."""
@@ -27,7 +29,15 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def load(args: argparse.Namespace) -> Config:
-    """The validated configuration (``ConfigError`` -- an ``InputError`` -- when it is not)."""
-    from daemon.config.load import load_config
+    """The validated configuration (``ConfigError`` -- an ``InputError`` -- when it is not).
 
-    return load_config(config_path(args))
+    With no -c and no $RMXDIAG_CONFIG and nothing at the default path, the error says all three
+    ways to give one and where the documented example is, instead of just "no such file".
+    """
+    from daemon.config.load import ConfigError, load_config
+
+    path = config_path(args)
+    if args.config is None and not os.environ.get("RMXDIAG_CONFIG") and not path.exists():
+        raise ConfigError(f"no configuration: give one with -c FILE or $RMXDIAG_CONFIG, or create {path} "
+                          f"(start from {EXAMPLE}, which documents every key)")
+    return load_config(path)

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xml-api", metavar="URL", help="RMX XML API URL, e.g. https://rmx.example.com/")
     parser.add_argument("--user-file", type=Path, metavar="F", help="file holding the XML API user name")
     parser.add_argument("--password-file", type=Path, metavar="F", help="file holding the XML API password")
-    parser.add_argument("--ca-bundle", type=Path, metavar="F",
-                        help="CA bundle that verifies the RMX's HTTPS certificate (default: system store)")
+    parser.add_argument("--api-ca", "--ca-bundle", dest="ca_bundle", type=Path, metavar="F",
+                        help="the CA of the RMX's web (management) certificate, to verify the XML API's HTTPS "
+                        "(default: this host's system store; --ca-bundle: the old name)")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="XML API timeout (default 10 s)")
     add_format(parser)
     add_firmware(parser)
@@ -52,15 +53,15 @@ def execute(args: argparse.Namespace) -> int:
         if args.timeout <= 0:
             raise InputError("--timeout: must be a positive number of seconds")
         if args.ca_bundle is not None and not args.ca_bundle.is_file():
-            raise InputError(f"{args.ca_bundle}: CA bundle not found")
+            raise InputError(f"{args.ca_bundle}: --api-ca file not found")
         api = XmlApi(args.xml_api, SecretFile(args.user_file), SecretFile(args.password_file),
                      args.ca_bundle, args.timeout)
     elif args.user_file or args.password_file or args.ca_bundle:
-        raise InputError("--user-file/--password-file/--ca-bundle only make sense with --xml-api URL")
+        raise InputError("--user-file/--password-file/--api-ca only make sense with --xml-api URL")
     if not args.files and api is None:
         raise InputError("give at least one alarm FILE or --xml-api URL")
     fmt = None if args.input_format == "auto" else FileFormat(args.input_format)
     deadline = time.monotonic() + 3 * args.timeout
     outcome = alarms.check(args.files, api, fmt, deadline)
     name = "rmx" if not args.files else ", ".join(p.name for p in args.files)
-    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format)
+    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

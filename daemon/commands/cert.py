@@ -24,8 +24,8 @@ _EPILOG = """usage forms:
   rmxdiag cert FILE [options]                     judge a certificate (PEM/DER/PFX/P7B, 7.x directory)
   rmxdiag cert csr FILE [--fqdn N] [--allow-san]  lint a request before sending it to the CA
   rmxdiag cert extract FILE [--password-file F] [-o OUT [--force]]
-  rmxdiag cert pfx CERT --key KEY [--chain F] [--ca-bundle F] --password-file F -o OUT [--force]
-  rmxdiag cert preflight FILE.pfx --password-file F --fqdn N [--ca-bundle F]
+  rmxdiag cert pfx CERT --key KEY [--chain F] [--fe-trust F] --password-file F -o OUT [--force]
+  rmxdiag cert preflight FILE.pfx --password-file F --fqdn N [--fe-trust F]
 A file literally named like an action: write ./csr.
 Passwords are only read from files (first line). Exit: 0 ok, 1 warning, 2 critical, 3 could not run."""
 
@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain", type=Path, metavar="F", help="CA certificates the RMX holds (PEM bundle/DER/P7B)")
     parser.add_argument("--fqdn", metavar="NAME", help="the RMX signaling FQDN (CN of its certificate)")
     parser.add_argument("--signaling-ip", metavar="IP", help="the RMX signaling IP the FQDN must resolve to")
-    parser.add_argument("--ca-bundle", type=Path, metavar="F",
-                        help="trust anchors the Front End uses (PEM bundle); the chain is verified against it")
+    parser.add_argument("--fe-trust", "--ca-bundle", dest="ca_bundle", type=Path, metavar="F",
+                        help="the FRONT END's trust: the roots and intermediates it trusts (PEM, exported from "
+                        "certlm.msc); the RMX chain is verified against them (--ca-bundle: the old name)")
     add_firmware(parser)
     parser.add_argument("--expiry-warning-days", type=int, default=30, metavar="N",
                         help="warn when fewer days remain (default 30)")
@@ -87,4 +88,4 @@ def inspect_file(args: argparse.Namespace, path: Path) -> int:
 
     options = options_from(args)
     outcome = inspect(source_from(args, path), options, datetime.now(UTC), time.monotonic() + 30.0)
-    return emit(single_report(str(path), [outcome], Firmware(args.firmware)), args.format)
+    return emit(single_report(str(path), [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """0 and a summary when the file is valid; 3 and one ``file:line:`` line when it is not."""
+    """0 and a summary (first line ``OK: FILE: valid, N target(s)``); 3 and one ``file:line:`` line when not."""
     from daemon.serve.service import StartupError, preflight
 
     try:
@@ -39,7 +39,7 @@ def describe(config: Config) -> list[str]:
     from probes import applicable
 
     s = config.settings
-    lines = [f"{config.source}: valid, {len(config.targets)} target(s)",
+    lines = [f"OK: {config.source}: valid, {len(config.targets)} target(s)",
              f"settings: listen {s.listen}, every {s.interval:g}s, {s.concurrency} at once, "
              f"probe deadline {s.deadline:g}s, state in {s.state_dir}, expiry warning {s.expiry_warning_days} days"]
     for target in config.targets:

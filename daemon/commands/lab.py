@@ -33,13 +33,17 @@ def execute(args: argparse.Namespace) -> int:
     if args.list:
         lab.list_scenarios(sys.stdout)
         return 0
+    kept = args.workdir is not None
     with lab.lab_workdir(args.workdir) as workdir:
         run = lab.run_scenario(args.scenario, workdir)
-        banner = sys.stdout if args.format == "text" else sys.stderr
-        banner.write(lab.header(run))
-        banner.flush()
-        code = emit(lab.as_report(run), args.format)
-        (sys.stdout if args.format == "text" else sys.stderr).write(lab.footer(run))
+        if args.format == "text":
+            # The verdict line first (as every subcommand), then the banner saying this is a lab.
+            code = emit(lab.as_report(run), "text", verbose=args.verbose,
+                        intro=lab.header(run, kept).splitlines())
+        else:
+            sys.stderr.write(lab.header(run, kept))
+            code = emit(lab.as_report(run), args.format)
+        (sys.stdout if args.format == "text" else sys.stderr).write("\n" + lab.footer(run, kept))
         if args.serve:
             from daemon.lab import serve as lab_serve
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ipaddress
-import sys
 import time
 from pathlib import Path
 
 from daemon.commands._common import add_firmware, add_format, emit, single_report
+from daemon.commands._progress import progress
 from daemon.diagnosis.catalogue import Firmware
 from probes.model import InputError
 
@@ -56,23 +55,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Inspect the captures, print the summary lines, counts and hints; exit by the hints."""
+    """Inspect the captures; print the verdict, the hints, then each connection; exit by the hints.
+
+    Nothing on the port (a wrong --port, a live capture that saw no traffic) is no verdict: exit 3
+    with what the capture held instead.
+    """
     from probes.capture import probe as capture
 
     if bool(args.files) == bool(args.interface):
         raise InputError("rmxdiag pcap: give capture files/directories or --interface, not both or neither")
     deadline = time.monotonic() + args.timeout
     if args.interface:
-        outcome = capture.inspect_live(args.interface, args.duration, port=args.port, max_packets=args.max_packets,
-                                       max_bytes=args.max_bytes, rmx_ip=args.rmx_ip, keylog=args.keylog,
-                                       deadline=deadline + args.duration)
+        def left(seconds: float) -> str:
+            if seconds < args.duration:
+                return f"rmxdiag: capturing on {args.interface} port {args.port}: {args.duration - seconds:.0f}s left"
+            return f"rmxdiag: reading the capture from {args.interface}..."
+
+        with progress(left, after=0.0):
+            outcome = capture.inspect_live(args.interface, args.duration, port=args.port,
+                                           max_packets=args.max_packets, max_bytes=args.max_bytes, rmx_ip=args.rmx_ip,
+                                           keylog=args.keylog, deadline=deadline + args.duration)
     else:
         outcome = capture.inspect(args.files, args.port, rmx_ip=args.rmx_ip, keylog=args.keylog, deadline=deadline)
     name = args.interface or (str(args.files[0]) if len(args.files) == 1 else f"{len(args.files)} captures")
-    firmware = Firmware(args.firmware)
-    if args.format != "text":
-        return emit(single_report(name, [outcome], firmware), args.format)
-    # Text: connection lines and counts first, then the verdict and hints (details not repeated).
-    if outcome.result is not None:
-        sys.stdout.write("".join(line + "\n" for line in outcome.result.text_lines()) + "\n")
-    return emit(single_report(name, [dataclasses.replace(outcome, result=None)], firmware), "text")
+    return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

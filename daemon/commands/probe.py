@@ -23,8 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert", type=Path, metavar="F", help="RMX certificate, PEM")
     parser.add_argument("--key", type=Path, metavar="F", help="RMX private key, PEM")
     parser.add_argument("--chain", type=Path, metavar="F", help="RMX intermediate/root CAs, PEM")
-    parser.add_argument("--ca-bundle", type=Path, metavar="F",
-                        help="trust anchors for the FE certificate (default: the system store)")
+    parser.add_argument("--rmx-trust", "--ca-bundle", dest="ca_bundle", type=Path, metavar="F",
+                        help="the RMX's trust: the CAs in its Trusted Certificates (PEM); the Front End's chain "
+                        "and name are verified against them. Without it the chain is recorded, not checked "
+                        "(--ca-bundle: the old name)")
     parser.add_argument("--sip-options", action=argparse.BooleanOptionalAction, default=True,
                         help="send a SIP OPTIONS after the handshake (default: on)")
     parser.add_argument("--tls-min", metavar="V", default="1.2",
@@ -86,7 +88,7 @@ def execute(args: argparse.Namespace) -> int:
     if args.cert and not args.key:
         raise InputError(f"{args.cert}: --key is required with --cert")
     for path, option in ((args.pfx, "--pfx"), (args.password_file, "--password-file"), (args.cert, "--cert"),
-                         (args.key, "--key"), (args.chain, "--chain"), (args.ca_bundle, "--ca-bundle")):
+                         (args.key, "--key"), (args.chain, "--chain"), (args.ca_bundle, "--rmx-trust")):
         _check_file(path, option)
     if not 0 < args.timeout <= 600:
         raise InputError(f"--timeout: {args.timeout} must be between 0 and 600 seconds")
@@ -102,4 +104,4 @@ def execute(args: argparse.Namespace) -> int:
                            cert=args.cert, key=args.key, chain=args.chain, ca_bundle=args.ca_bundle,
                            tls_min=tls_min, tls_max=tls_max, keylog=args.keylog)
     outcome = mtls.probe([registrar], spec, deadline=time.monotonic() + args.timeout)
-    return emit(single_report(args.registrar, [outcome], Firmware(args.firmware)), args.format)
+    return emit(single_report(args.registrar, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

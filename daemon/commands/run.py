@@ -1,28 +1,32 @@
 """``rmxdiag run``: one troubleshooting run of every probe of the configured targets.
 
-Prints a verdict line per target first, then the root-cause hints (most severe first) with their
-evidence and numbered fix steps, then the details, then (when ``server.external_url`` says where
-the daemon serves them) the URL of each target's page; ``--format json`` prints the JSON
-document, ``--format html`` one self-contained page. The exit code is the Nagios one (3 for a bad
-config, which is one ``file:line:`` line).
+Prints the overall verdict first (one line, Nagios style with perfdata), then one verdict line per
+target, the root-cause hints (most severe first) with their evidence and numbered fix steps, then
+the details, then (when ``server.external_url`` says where the daemon serves them) the URL of each
+target's page; ``--format json`` prints the JSON document, ``--format html`` one self-contained
+page. The exit code is the Nagios one (3 for a bad config, which is one ``file:line:`` line).
+Ctrl-C stops the run at once: the targets that finished are reported, the others as interrupted,
+and the exit code is 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
+import os
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from daemon.commands._common import add_format, emit
 from daemon.commands._config_arg import add_config, load
-from daemon.config.load import ConfigError
+from daemon.commands._progress import progress
+from daemon.report import Report, TargetReport, now_utc
+from probes.model import ErrorKind, InputError, failed
+from probes.target import Settings, Target
 
-EXIT_UNKNOWN = 3
-PROGRESS_AFTER = 1.0  # seconds: quick runs print nothing extra
+EXIT_INTERRUPTED = 130
+_POLL = 0.2  # seconds between looks at the running targets (and chances for Ctrl-C to arrive)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,51 +38,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Run the selected targets and print the report; Nagios exit code."""
-    from daemon.engine import run_targets
-
-    try:
-        config = load(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"rmxdiag: error: {exc}\n")
-        return EXIT_UNKNOWN
+    """Run the selected targets and print the report; Nagios exit code (130 after Ctrl-C)."""
+    config = load(args)
     unknown = [name for name in args.target if config.target(name) is None]
     if unknown:
         known = ", ".join(t.name for t in config.targets)
-        sys.stderr.write(f"rmxdiag: error: --target {unknown[0]}: no such target in {config.source} "
-                         f"(configured: {known})\n")
-        return EXIT_UNKNOWN
+        raise InputError(f"--target {unknown[0]}: no such target in {config.source} (configured: {known})")
     targets = [t for t in config.targets if not args.target or t.name in args.target]
-    with _progress(len(targets)):
-        report = run_targets(targets, config.settings, on_demand=True)
+    started = now_utc()
+    reports: dict[str, TargetReport] = {}
+    try:
+        count = len(targets)
+        with progress(lambda s: f"rmxdiag: probing {count} target(s): {len(reports)} done, {s:.0f}s"):
+            _run(targets, config.settings, reports)
+    except KeyboardInterrupt:
+        partial = [reports.get(t.name) or _interrupted(t) for t in targets]
+        emit(Report(started, tuple(partial)), args.format, verbose=args.verbose, config=True)
+        sys.stderr.write(f"rmxdiag: interrupted: {len(reports)} of {len(targets)} target(s) finished; "
+                         "the others are reported as interrupted\n")
+        sys.stderr.flush()
+        # The probe threads end at their own deadlines (up to a minute): do not wait for them, and
+        # end the child processes (tshark, dumpcap) they started.
+        from probes import children
+
+        children.stop_all(final=True)
+        os._exit(EXIT_INTERRUPTED)
     base = config.server.external_url  # named only when the configuration says where the daemon serves
     pages = {t.name: f"{base}/targets/{quote(t.name, safe='')}" for t in targets} if base else None
-    return emit(report, args.format, pages)
+    return emit(Report(started, tuple(reports[t.name] for t in targets)), args.format, pages, verbose=args.verbose,
+                config=True)
 
 
-@contextmanager
-def _progress(count: int) -> Iterator[None]:
-    """A progress line on stderr, only on a terminal and only once a run lasts over a second."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    done = threading.Event()
-    start = time.monotonic()
+def _run(targets: Sequence[Target], settings: Settings, reports: dict[str, TargetReport]) -> None:
+    """Run the targets (at most ``settings.concurrency`` at once) into ``reports`` as each finishes.
 
-    def tick() -> None:
-        shown = False
-        while not done.wait(PROGRESS_AFTER if not shown else 0.5):
-            shown = True
-            sys.stderr.write(f"\rrmxdiag: probing {count} target(s)... {time.monotonic() - start:.0f}s ")
-            sys.stderr.flush()
-        if shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+    The main thread only waits in short slices, so Ctrl-C interrupts it at once.
+    """
+    from daemon.engine import run_target
 
-    thread = threading.Thread(target=tick, name="progress", daemon=True)
-    thread.start()
+    shared: dict[object, object] = {}
+    started = now_utc()
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(targets) or 1)),
+                                 thread_name_prefix="target")
     try:
-        yield
+        futures = {pool.submit(run_target, t, settings, cache=shared, now=started, on_demand=True): t
+                   for t in targets}
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=_POLL)
+            for future in done:
+                reports[futures[future].name] = future.result()
     finally:
-        done.set()
-        thread.join(timeout=2)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _interrupted(target: Target) -> TargetReport:
+    from probes import applicable
+
+    why = "interrupted (Ctrl-C) before it finished"
+    return TargetReport(target.name, tuple(failed(name, ErrorKind.INTERRUPTED, why) for name in applicable(target)))

@@ -13,6 +13,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from probes.fileio import FileReadError, check_private
 from probes.model import InputError
 
 MAX_SECRET_BYTES = 1024 * 1024
@@ -42,19 +43,13 @@ def readable_file(path: Path, fail: Fail) -> None:
 
 
 def private_file(path: Path, fail: Fail) -> Path:
-    """A readable secret file; outside the credentials directory also private, no symlink, <= 1 MiB."""
+    """A readable secret file; outside the credentials directory also private, no symlink, <= 1 MiB
+    (the one rule, :func:`probes.fileio.check_private`, that the command line applies too)."""
     readable_file(path, fail)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and _inside(path, Path(creds)):
-        return path  # systemd made it, readable by the service only
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode):
-        raise fail(f"{path}: refusing a symlink for secret material (point at the file itself)")
-    if info.st_mode & 0o044:
-        raise fail(f"{path}: readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                   "run chmod 600 on it")
-    if info.st_size > MAX_SECRET_BYTES:
-        raise fail(f"{path}: larger than 1 MiB, not a key or password file")
+    try:
+        check_private(path, MAX_SECRET_BYTES)
+    except FileReadError as exc:
+        raise fail(str(exc)) from None
     return path
 
 
@@ -67,11 +62,3 @@ def credential_file(name: str, fail: Fail) -> Path:
     path = Path(base) / name
     readable_file(path, fail)
     return path
-
-
-def _inside(path: Path, base: Path) -> bool:
-    try:
-        path.absolute().relative_to(base.absolute())
-    except ValueError:
-        return False
-    return True

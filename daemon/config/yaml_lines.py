@@ -7,9 +7,10 @@ Values never appear in error messages for secret-looking keys (they might be the
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -160,7 +161,12 @@ class Node:
 
     def input_file(self) -> Path:
         """An existing, readable regular file (certificate, CA bundle, report, capture...)."""
-        path = self.path_value()
+        written = self.text()
+        path = self.reader.resolve(written)
+        if not Path(written).is_absolute() and not path.exists() and not path.is_symlink():
+            # Say where a relative name was looked for: next to the config file, not in the working directory.
+            raise self.fail(f"{path.absolute()}: no such file ({written!r} is relative to the directory of "
+                            f"{self.reader.source.name})")
         readable_file(path, self.fail)
         return path
 
@@ -269,14 +275,14 @@ class Mapping:
         """Refuse unknown keys up front (used where a typo would otherwise read as a missing key)."""
         for key, (key_node, _value) in self.entries.items():
             if key not in keys:
-                raise key_node.fail("unknown key")
+                raise key_node.fail("unknown key" + _closest(key, keys))
 
     def finish(self) -> None:
         """Refuse the first key nobody took (keys are checked in file order)."""
         for key, (key_node, _value) in self.entries.items():
             if key in self.taken:
                 continue
-            raise key_node.fail("unknown key")
+            raise key_node.fail("unknown key" + _closest(key, self.taken))
 
 
 class Reader:
@@ -330,7 +336,8 @@ class Reader:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f":{mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{self.source}{line}: invalid YAML: {exc.problem or exc.context}") from None
+            raise ConfigError(f"{self.source}{line}: invalid YAML: {_plain(exc.problem or exc.context or '')}") \
+                from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.source}: invalid YAML: {type(exc).__name__}") from None
         return node
@@ -361,6 +368,32 @@ class Reader:
         """Release the parser."""
         if self._loader is not None and hasattr(self._loader, "dispose"):
             self._loader.dispose()
+
+
+# The parser's words for the mistakes people make, and what they mean in plain words.
+_PLAIN = (
+    ("mapping values are not allowed here", "wrong indentation: this line is indented deeper than the key above "
+     "it (keys of one section start in the same column), or a value containing ': ' needs quotes"),
+    ("expected <block end>", "wrong indentation: this line does not line up with the lines above it (keys of one "
+     "section, and the '-' of one list, start in the same column)"),
+    ("did not find expected key", "wrong indentation, or a list item without its '-': keys of one section start "
+     "in the same column"),
+    ("did not find expected '-' indicator", "wrong indentation: the items of a list start with '-' in the same "
+     "column"),
+    ("found character '\\t' that cannot start any token", "a tab character: YAML indentation must be spaces"),
+)
+
+
+def _closest(key: str, known: Iterable[str]) -> str:
+    """'; did you mean registrars?' for the known key nearest to a mistyped one ('' when none is near)."""
+    near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def _plain(problem: str) -> str:
+    """The parser's message in words a person understands (the parser's own words in brackets)."""
+    plain = next((text for needle, text in _PLAIN if needle in problem), None)
+    return f"{plain} ({problem})" if plain else problem
 
 
 # libyaml's parser composes ~5x faster than the pure-Python one and keeps the same line marks.

@@ -60,6 +60,27 @@ class HintCode(enum.StrEnum):
     CAPTURE_TRUNCATED_CA_LIST = "CAPTURE_TRUNCATED_CA_LIST"
     TLS_LOCAL_POLICY = "TLS_LOCAL_POLICY"
     CAPTURE_INCOMPLETE = "CAPTURE_INCOMPLETE"
+    PFX_ENCRYPTION_UNSUPPORTED = "PFX_ENCRYPTION_UNSUPPORTED"
+
+
+class FixPlace(enum.StrEnum):
+    """Where a hint's fix is made (JSON ``fix_on``; API: add members, never rename one)."""
+
+    FRONT_END = "front_end"  # a Front End server or the Lync/SfB topology (Management Shell, certlm.msc)
+    RMX = "rmx"  # RMX Manager: certificates, trusted CAs, IP Network Service, firmware
+    CA = "ca"  # the certification authority: a new or reissued certificate, CDP publication
+    DNS = "dns"  # DNS records
+    NETWORK = "network"  # addresses, ports, firewalls, load balancers between the RMX and the pool
+    CAPTURE = "capture"  # the capture itself: take it again
+
+    @property
+    def label(self) -> str:
+        """How the text report names the place."""
+        return _PLACE_LABELS[self]
+
+
+_PLACE_LABELS = {FixPlace.FRONT_END: "the Front End", FixPlace.RMX: "the RMX", FixPlace.CA: "the CA",
+                 FixPlace.DNS: "DNS", FixPlace.NETWORK: "the network", FixPlace.CAPTURE: "the capture"}
 
 
 class Firmware(enum.StrEnum):
@@ -119,11 +140,13 @@ _TRUSTED_APP: tuple[str, ...] = (
     "In the Lync/Skype for Business Management Shell check what the topology knows: "
     "Get-CsTrustedApplicationComputer | Where-Object Identity -eq <RMX signaling FQDN> (the FQDN must be "
     "exactly the CN of the RMX certificate).",
-    "If there is no pool yet: New-CsTrustedApplicationPool -Identity <pool FQDN> -Registrar <registrar pool "
-    "FQDN> -Site <site id> -RequiresReplication $false -ThrottleAsServer $true -TreatAsAuthenticated $true "
-    "(one pool can hold the DMA and the RMX).",
-    "New-CsTrustedApplicationComputer -Identity <RMX signaling FQDN> -Pool <pool FQDN>.",
-    "New-CsTrustedApplication -ApplicationId <id> -TrustedApplicationPoolFqdn <pool FQDN> -Port 5061.",
+    "If there is no trusted application pool yet: New-CsTrustedApplicationPool -Identity <trusted application "
+    "pool FQDN> -Registrar <registrar pool FQDN> -Site <site id> -RequiresReplication $false -ThrottleAsServer "
+    "$true -TreatAsAuthenticated $true (one pool can hold the DMA and the RMX; the registrar is the Front End "
+    "pool the RMX registers with).",
+    "New-CsTrustedApplicationComputer -Identity <RMX signaling FQDN> -Pool <trusted application pool FQDN>.",
+    "New-CsTrustedApplication -ApplicationId <id> -TrustedApplicationPoolFqdn <trusted application pool FQDN> "
+    "-Port 5061.",
     "Publish the topology: Enable-CsTopology.",
 )
 
@@ -358,6 +381,32 @@ _SPECS: tuple[HintSpec, ...] = (
               "(dumpcap -i <interface> -f 'tcp port 5061' -a duration:120 -w rmx.pcapng).",
               "Copy the capture file completely (check its size) and stop dumpcap before copying it, so the "
               "last block is written.")),
+    HintSpec(HintCode.PFX_ENCRYPTION_UNSUPPORTED, Severity.CRITICAL,
+             "The PFX is encrypted in a way the RMX import refuses",
+             "The PKCS#12 file protects its key or certificates with PBES2/AES (or a SHA-256 MAC), the "
+             "default of OpenSSL 3 and of newer Windows exports; RMX firmware opens only the older "
+             "3DES + SHA-1 form, and its import says 'Invalid password.' even when the password is right.",
+             ("Export the PFX again with TripleDES-SHA1: certlm.msc → the certificate → All Tasks → Export "
+              "(Encryption: TripleDES-SHA1), or Export-PfxCertificate -CryptoAlgorithmOption TripleDES_SHA1, "
+              "or openssl pkcs12 -export -legacy.",
+              "Or let rmxdiag build it: rmxdiag cert pfx CERT --key KEY --chain CHAIN --password-file F -o rmx.pfx "
+              "(always 3DES + SHA-1).",
+              "Import that PFX: {personal}.")),
+)
+
+# CLIENT_CERT_REJECTED when the test itself presented no client certificate (rmxdiag probe without
+# --pfx/--cert): the finding stays (the Front End does refuse certificate-less peers), the words say
+# that this is expected and how to test the RMX's own certificate.
+NO_CLIENT_CERT_TITLE = ("The Front End refused a peer without a certificate "
+                        "(expected: the RMX certificate was not tested)")
+NO_CLIENT_CERT_STEPS: tuple[str, ...] = (
+    "Nothing to fix on the Front End for this: it asked for a client certificate, this test presented none, "
+    "and refusing the handshake is what a Front End doing MTLS must do.",
+    "Test the RMX's own certificate: rmxdiag probe <registrar> --pfx rmx.pfx --password-file rmx.pass (or --cert "
+    "rmx.pem --key rmx.key --chain chain.pem), with --rmx-trust fe-cas.pem (the CAs the RMX trusts) to check the "
+    "Front End's chain as well.",
+    "Or judge the certificate file alone: rmxdiag cert rmx.pfx --password-file rmx.pass --fqdn <RMX signaling "
+    "FQDN> --fe-trust fe-roots.pem (the roots and intermediates exported from the Front End).",
 )
 
 CATALOGUE: dict[HintCode, HintSpec] = {spec.code: spec for spec in _SPECS}
@@ -365,6 +414,41 @@ if set(CATALOGUE) != set(HintCode) or len(_SPECS) != len(HintCode):
     raise RuntimeError("every HintCode needs exactly one catalogue entry")
 
 _C = HintCode
+_F = FixPlace
+# Where each hint's fix goes, the first place first (every code has an entry: checked below).
+FIX_ON: dict[HintCode, tuple[FixPlace, ...]] = {
+    _C.CERT_SELF_SIGNED: (_F.CA, _F.RMX, _F.FRONT_END), _C.CERT_IS_REQUEST: (_F.RMX,),
+    _C.CERT_IS_CA: (_F.RMX,),
+    _C.CERT_CN_MISMATCH: (_F.CA, _F.RMX, _F.FRONT_END), _C.CERT_SAN_PRESENT: (_F.CA,),
+    _C.CERT_DNS_MISMATCH: (_F.DNS,), _C.CERT_EKU_MISSING: (_F.CA, _F.RMX), _C.CERT_EXPIRED: (_F.CA, _F.RMX),
+    _C.CERT_NOT_YET_VALID: (_F.RMX, _F.FRONT_END), _C.CERT_EXPIRING_SOON: (_F.CA, _F.RMX),
+    _C.CERT_WEAK_KEY: (_F.CA, _F.RMX), _C.CERT_SIGNATURE_UNSUPPORTED: (_F.CA, _F.RMX),
+    _C.CERT_KEY_MISMATCH: (_F.RMX,), _C.CERT_CHAIN_INCOMPLETE: (_F.RMX, _F.FRONT_END), _C.CERT_NO_CDP: (_F.CA,),
+    _C.CERT_REVOCATION_UNREACHABLE: (_F.CA, _F.NETWORK, _F.RMX), _C.PFX_BAD_PASSWORD: (_F.RMX,),
+    _C.REGISTRAR_DNS_FAILURE: (_F.DNS, _F.RMX), _C.REGISTRAR_UNREACHABLE: (_F.NETWORK, _F.FRONT_END, _F.RMX),
+    _C.REGISTRAR_TLS_TIMEOUT: (_F.NETWORK, _F.CA), _C.REGISTRAR_CERT_UNTRUSTED: (_F.RMX,),
+    _C.REGISTRAR_CERT_NAME_MISMATCH: (_F.RMX, _F.FRONT_END), _C.REGISTRAR_CERT_EXPIRED: (_F.FRONT_END,),
+    _C.CLIENT_CERT_NOT_REQUESTED: (_F.RMX, _F.NETWORK), _C.CLIENT_CERT_UNKNOWN_CA: (_F.FRONT_END, _F.RMX),
+    _C.CLIENT_CERT_REJECTED: (_F.CA, _F.RMX), _C.TLS_VERSION_MISMATCH: (_F.RMX, _F.FRONT_END),
+    _C.TLS_HANDSHAKE_FAILURE: (_F.RMX, _F.FRONT_END), _C.SIP_NOT_TRUSTED: (_F.FRONT_END,),
+    _C.SIP_NO_RESPONSE: (_F.FRONT_END,), _C.SIP_ERROR_RESPONSE: (_F.FRONT_END,),
+    _C.RMX_ALARM_REGISTRATION: (_F.RMX,), _C.RMX_ALARM_CERTIFICATE: (_F.RMX,), _C.ALARM_UNCORROBORATED: (_F.RMX,),
+    _C.CAPTURE_TLS_ALERT: (_F.FRONT_END, _F.RMX), _C.CAPTURE_EMPTY_CLIENT_CERT: (_F.RMX,),
+    _C.CAPTURE_RESET_AFTER_CLIENT_CERT: (_F.FRONT_END, _F.CA),
+    _C.CAPTURE_NO_SERVER_RESPONSE: (_F.NETWORK, _F.FRONT_END),
+    _C.CAPTURE_TRUNCATED_CA_LIST: (_F.FRONT_END,), _C.TLS_LOCAL_POLICY: (_F.FRONT_END,),
+    _C.CAPTURE_INCOMPLETE: (_F.CAPTURE,), _C.PFX_ENCRYPTION_UNSUPPORTED: (_F.RMX,),
+}
+if set(FIX_ON) != set(HintCode):
+    raise RuntimeError("every HintCode needs a FIX_ON entry")
+# Observations that show a failure without naming its cause (what the wire, the RMX or the Front
+# End's refusal shows). A report lists the root causes before them at the same severity: in the
+# request-pasted case the cause (CERT_IS_REQUEST) before what it produced (CAPTURE_EMPTY_CLIENT_CERT).
+SYMPTOMS: frozenset[HintCode] = frozenset({
+    _C.CAPTURE_TLS_ALERT, _C.CAPTURE_EMPTY_CLIENT_CERT, _C.CAPTURE_RESET_AFTER_CLIENT_CERT,
+    _C.CAPTURE_NO_SERVER_RESPONSE, _C.CAPTURE_TRUNCATED_CA_LIST, _C.CAPTURE_INCOMPLETE, _C.CLIENT_CERT_REJECTED,
+    _C.TLS_HANDSHAKE_FAILURE, _C.SIP_NO_RESPONSE, _C.SIP_ERROR_RESPONSE, _C.REGISTRAR_TLS_TIMEOUT,
+    _C.RMX_ALARM_REGISTRATION, _C.RMX_ALARM_CERTIFICATE, _C.ALARM_UNCORROBORATED})
 # Generic symptoms: an observation that names no cause by itself (a capture's alert, an RMX
 # alarm). The diagnosis folds them into whichever root cause cites the same event.
 GENERIC_SYMPTOMS: frozenset[HintCode] = frozenset({_C.CAPTURE_TLS_ALERT, _C.RMX_ALARM_REGISTRATION,

@@ -14,11 +14,20 @@ No I/O, no clock, no globals: everything a rule needs is in its arguments. The s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from daemon.diagnosis.catalogue import CATALOGUE, Firmware, HintCode, hint_code, remediation
+from daemon.diagnosis.catalogue import (
+    CATALOGUE,
+    FIX_ON,
+    NO_CLIENT_CERT_STEPS,
+    NO_CLIENT_CERT_TITLE,
+    SYMPTOMS,
+    Firmware,
+    HintCode,
+    hint_code,
+    remediation,
+)
 from daemon.diagnosis.rules import (
     CERTIFICATE_ALARM,
     REGISTRATION_ALARM,
@@ -28,7 +37,7 @@ from daemon.diagnosis.rules import (
     certificate_alarm_claims,
     same_alert,
 )
-from daemon.report import Hint, sort_hints
+from daemon.report import Hint, evidence_facts, evidence_sentence, sort_hints
 from probes.model import Facts, Finding, ProbeOutcome, ProbeStatus, Severity
 from probes.tlswire import dn_to_rfc4514
 
@@ -42,17 +51,9 @@ _NOT_A_REGISTRATION_FAILURE = frozenset({"TLS_LOCAL_POLICY"})
 
 
 def evidence_line(probe: str, finding: Finding) -> str:
-    """One human-readable evidence line: which probe saw what, with its key facts."""
-    facts = ", ".join(f"{k}={_short(v)}" for k, v in finding.evidence.items() if v not in (None, "", [], {}))
+    """One evidence line with its key facts (JSON, ``-v``): which probe saw what, and key=value."""
+    facts = evidence_facts(finding.evidence)
     return f"{probe}: {finding.message}" + (f" ({facts})" if facts else "")
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_short(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items() if v is not None) + "}"
-    return str(value)
 
 
 @dataclass
@@ -81,7 +82,8 @@ def diagnose(outcomes: Iterable[ProbeOutcome], firmware: Firmware = Firmware.V8)
     merged: dict[str, _Root] = {}
     for root in roots + alarm_roots:  # one hint per code, even if a probe already used an alarm code
         merged.setdefault(root.code, _Root(root.code)).seen.extend(root.seen)
-    return sort_hints(_hint(root, firmware, seen) for root in merged.values())
+    ran_ok = sum(o.status is ProbeStatus.OK for o in ran)
+    return sort_hints((_hint(root, firmware, seen, ran_ok) for root in merged.values()), SYMPTOMS)
 
 
 def _correlate(seen: Sequence[Seen]) -> list[_Root]:
@@ -223,29 +225,67 @@ _TRUST_CODES = frozenset({"CLIENT_CERT_UNKNOWN_CA", "CERT_CHAIN_INCOMPLETE", "CA
                           "CAPTURE_RESET_AFTER_CLIENT_CERT"})  # not self-signed: its issuer is itself
 
 
+def _cn(subject: str) -> str:
+    return next((part.split("=", 1)[1] for part in subject.split(",") if part.strip().upper().startswith("CN=")), "")
+
+
+def _pool(seen: Sequence[Seen]) -> str:
+    """The Front End pool FQDN the RMX registers with: the SNI the probe sent, else a registrar name."""
+    for s in seen:
+        if s.probe != "mtls":
+            continue
+        name = str(s.get("sni") or "") or str(s.get("registrar") or "").rpartition(":")[0]
+        if name and not name.replace(".", "").isdigit() and ":" not in name and "[" not in name:
+            return name
+    return ""
+
+
 def _concrete(code: str, steps: list[str], seen: Sequence[Seen]) -> list[str]:
-    """Catalogue steps with this target's facts filled in: the certificate's name and issuer."""
-    subject = next((str(s.get("subject")) for s in seen if s.probe == "certificate" and s.get("subject")), "")
-    cn = next((part.split("=", 1)[1] for part in subject.split(",") if part.strip().upper().startswith("CN=")), "")
+    """Catalogue steps with this target's facts filled in: the certificate's name and issuer, the pool."""
+    subject = next((str(s.get("subject")) for s in seen if s.probe == "certificate" and s.get("subject")), "") \
+        or next((str(s.get("rmx_subject")) for s in seen if s.get("rmx_subject")), "")
+    cn = _cn(subject)
+    pool = _pool(seen)
+    registrar = next((str(s.get("registrar")) for s in seen if s.probe == "mtls" and s.get("registrar")), "")
     issuer = next((str(s.get("rmx_issuer")) for s in seen if s.get("rmx_issuer")), "") or next(
         (str(s.get("issuer")) for s in seen if s.probe == "certificate" and s.get("issuer")), "")
     out = []
     for step in steps:
         # The FE takes the peer's name from the certificate: that is the computer to define.
         text = step.replace("<RMX signaling FQDN>", cn) if cn else step
+        text = text.replace("<registrar pool FQDN>", pool) if pool else text
+        text = text.replace("<registrar>", registrar) if registrar else text
         if issuer and code in _TRUST_CODES and "Trusted Root Certification Authorities" in text:
             text += f" The RMX certificate here is issued by {issuer}."
         out.append(text)
     return out
 
 
-def _hint(root: _Root, firmware: Firmware, context: Sequence[Seen] = ()) -> Hint:
+def _probes(seen: Sequence[Seen]) -> tuple[str, ...]:
+    """The probes whose observations a hint rests on, in report order (a derived fact counts for both)."""
+    names = {name for s in seen for name in s.probe.split("+")}
+    order = ("certificate", "mtls", "alarms", "capture")
+    return tuple(sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n)))
+
+
+def _hint(root: _Root, firmware: Firmware, context: Sequence[Seen] = (), ran: int = 0) -> Hint:
     spec = CATALOGUE[root.code]
     severity = Severity.INFO if root.code == UNCORROBORATED else root.severity()
     lines: list[str] = []
+    sentences: list[str] = []
     for s in sorted(root.seen, key=lambda s: s.code != root.code):  # the root's own findings first
         line = evidence_line(s.probe, s.finding)
         if line not in lines:
             lines.append(line)
-    steps = _concrete(root.code, remediation(root.code, firmware), [*root.seen, *context])
-    return Hint(root.code, severity, spec.title, tuple(lines), tuple(steps))
+        sentence = evidence_sentence(s.probe, s.finding.message)
+        if sentence not in sentences:
+            sentences.append(sentence)
+    title, steps = spec.title, remediation(root.code, firmware)
+    own = [s for s in root.seen if s.code == root.code and s.probe == "mtls"]
+    if root.code == HintCode.CLIENT_CERT_REJECTED and own and all(s.facts.no_client_cert for s in own):
+        title, steps = NO_CLIENT_CERT_TITLE, list(NO_CLIENT_CERT_STEPS)
+    steps = _concrete(root.code, steps, [*root.seen, *context])
+    # An alarm the probes contradict is not agreement: only the probes that saw a problem count.
+    agreeing = _probes([s for s in root.seen if root.code != UNCORROBORATED or s.code in _ALARMS])
+    return Hint(root.code, severity, title, tuple(lines), tuple(steps), tuple(sentences),
+                tuple(str(p) for p in FIX_ON[root.code]), agreeing, ran)

@@ -81,10 +81,15 @@ class Issued:
         """The issuer chain (nearest first), PEM."""
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
 
-    def pfx(self, password: bytes | None, include_chain: bool = True, friendly: bytes = b"rmx") -> bytes:
-        """A PKCS#12 of key, certificate and (optionally) the chain."""
-        enc: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption())
+    def pfx(self, password: bytes | None, include_chain: bool = True, friendly: bytes = b"rmx",
+            modern: bool = False) -> bytes:
+        """A PKCS#12 of key, certificate and (optionally) the chain, protected as the RMX imports it
+        (3DES, SHA-1 MAC); ``modern``: as OpenSSL 3 and newer Windows export it (AES), which the RMX refuses."""
+        from probes.certificate.pkcs12 import rmx_encryption
+
+        enc: serialization.KeySerializationEncryption = serialization.NoEncryption()
+        if password:
+            enc = serialization.BestAvailableEncryption(password) if modern else rmx_encryption(password)
         return pkcs12.serialize_key_and_certificates(
             friendly, self.key, self.cert, self.chain if include_chain else None, enc)
 

@@ -147,27 +147,54 @@ def lab_workdir(requested: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def header(run: LabRun) -> str:
-    """The banner that says plainly this is a lab, what it simulates and what to expect."""
+def header(run: LabRun, kept: bool = True) -> str:
+    """The banner that says plainly this is a lab, what it simulates and where its files are.
+
+    ``kept``: the files stay in ``run.workdir`` (--workdir); otherwise they were in a temporary
+    directory that is gone by the time anyone reads the banner, so it does not name it.
+    """
     s = run.scenario
+    where = (f"{run.workdir} (certificate, key, alarm report" + (", capture)" if run.capture else ")")
+             if kept else "a temporary directory, removed when the lab ends (keep them with --workdir DIR)")
     lines = [
         "=" * 78,
         f"rmxdiag LAB - scenario '{s.name}': {s.summary}",
         "This is a simulation on 127.0.0.1: no real RMX or Lync/Skype for Business is involved.",
         f"  simulated Front End : {run.registrar} (pool {POOL_FQDN})"
         + ("" if s.registrar_up else " - deliberately down"),
-        f"  simulated RMX files : {run.workdir} (certificate, key, alarm report"
-        + (", capture)" if run.capture else ")"),
+        f"  simulated RMX files : {where}",
         f"  expected root cause : {s.expect or 'none (healthy)'}",
     ]
     lines.append("=" * 78)
     return "\n".join(lines) + "\n"
 
 
-def footer(run: LabRun) -> str:
-    """One line saying whether the diagnosis matched the scenario."""
+def footer(run: LabRun, kept: bool = True, width: int | None = None) -> str:
+    """Whether the diagnosis matched the scenario, then what to do next: the other subcommands on
+    the lab's files (named where they are), and the way to a real RMX. Commands are cut to
+    ``width`` with shell continuations."""
+    from daemon.textreport import shell_wrap
+
     verdict = "found" if run.found_expected else "NOT found (please report this as a bug)"
-    return f"lab: expected root cause {run.scenario.expect or '(none: healthy)'} {verdict}\n"
+    lines = [f"lab: expected root cause {run.scenario.expect or '(none: healthy)'} {verdict}", "", "Next:"]
+    d = str(run.workdir) if kept else "lab"
+    steps: list[tuple[str, str]] = []
+    if not kept:
+        steps.append(("Keep the lab's files in ./lab:", f"rmxdiag lab --scenario {run.scenario.name} --workdir lab"))
+    cert = f"rmxdiag cert {d}/rmx-cert.pem --key {d}/rmx-key.pem"
+    cert += f" --chain {d}/rmx-chain.pem" if (run.workdir / "rmx-chain.pem").exists() else ""
+    steps += [("Judge the RMX certificate:", f"{cert} --fe-trust {d}/frontend-trusted-roots.pem --fqdn {RMX_FQDN}"),
+              ("Read the RMX alarms:", f"rmxdiag alarms {d}/rmx-active-alarms.txt")]
+    if run.capture is not None:
+        keylog = f" --keylog {d}/rmx-tls-keys.log" if (run.workdir / "rmx-tls-keys.log").exists() else ""
+        steps.append(("Read the capture:", f"rmxdiag pcap {d}/{run.capture.name}{keylog}"))
+    for what, command in steps:
+        lines.append(f"  {what}")
+        lines += shell_wrap(command, width)
+    lines += ["  On a real RMX: the README section 'Your first real RMX' says what to collect",
+              "  (its certificate, the Front End's trusted CAs, an alarms report, a capture)",
+              "  and which commands to run on them."]
+    return "\n".join(lines) + "\n"
 
 
 def list_scenarios(out: TextIO) -> None:

@@ -28,7 +28,7 @@ _MAX_LINE = 32 * 1024 * 1024  # one event line (certificates in hex) is far belo
 DROP_IN = "systemd/rmxdiag.service.d/capture.conf"
 
 
-def _run_bounded(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
+def run_bounded(argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
     """Run a short command (its whole tree bounded by ``timeout``); (exit code or None on timeout, output tail)."""
     done = children.run(argv, timeout=timeout, keep=65536)
     return done.returncode, done.output.decode("utf-8", "replace")
@@ -39,7 +39,7 @@ def find_tshark(timeout: float = 10.0) -> str:
     path = shutil.which("tshark")
     if path is None:
         raise InputError("tshark is not installed: install the Debian package 'tshark'", ErrorKind.TOOL_MISSING)
-    code, out = _run_bounded([path, "-v"], timeout)
+    code, out = run_bounded([path, "-v"], timeout)
     match = re.search(r"TShark \(Wireshark\) (\d+)\.(\d+)", out)
     if code is None:
         raise InputError(f"{path} -v did not answer within {timeout:g}s: reinstall the Debian package 'tshark'",
@@ -85,7 +85,7 @@ def _tshark_reads(path: Path) -> bool:
     captype = shutil.which("captype")
     if captype is None:
         return False
-    code, out = _run_bounded([captype, str(path)], 20.0)
+    code, out = run_bounded([captype, str(path)], 20.0)
     return code == 0 and not out.strip().endswith(": unknown")
 
 
@@ -176,7 +176,7 @@ def live_capture(interface: str, duration: float, port: int, *, max_packets: int
     argv = [dumpcap, "-q", "-i", interface, "-f", f"tcp port {port}", "-a", f"duration:{max(1, int(duration))}",
             "-c", str(max_packets), "-a", f"filesize:{max(1, max_bytes // 1000)}", "-w", str(out)]
     budget = min(duration + 15.0, max(1.0, deadline - time.monotonic()))
-    code, text = _run_bounded(argv, budget)
+    code, text = run_bounded(argv, budget)
     if code is None:
         raise InputError(f"live capture on {interface} did not stop within {budget:.0f}s", ErrorKind.DEADLINE)
     if code != 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 
 from probes.capture.analysis import CaptureAnalyzer
+from probes.capture.elsewhere import nothing_on_port, tls_ports
 from probes.capture.files import check_capture, expand, find_tshark, live_capture, stream_events
 from probes.fileio import read_capped
 from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, skipped
@@ -23,8 +24,12 @@ NAME = "capture"
 
 
 def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = None, keylog: Path | None = None,
-            deadline: float | None = None, rmx_issuers: Sequence[bytes] = ()) -> ProbeOutcome:
-    """Analyse capture files/directories; raises InputError for bad input (missing tshark too)."""
+            deadline: float | None = None, rmx_issuers: Sequence[bytes] = (), live: str = "") -> ProbeOutcome:
+    """Analyse capture files/directories; raises InputError for bad input (missing tshark too).
+
+    No connection on ``port`` is nothing to judge: a finding says what the files held instead
+    (``live``: the description of the live capture they came from, which held only that port).
+    """
     start = time.monotonic()
     deadline = deadline if deadline is not None else start + 600.0
     files = expand(paths)
@@ -45,6 +50,12 @@ def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = Non
             else:
                 analyzer.feed(item)
     result, findings = analyzer.finish([str(p) for p in files], warnings)
+    # Nothing on the port, in captures read whole: say what they held instead. (A read that stopped
+    # early is CAPTURE_INCOMPLETE below, and a second tshark would only wait on the same trouble.)
+    if result.connections == 0 and not warnings:
+        where = str(files[0]) if len(files) == 1 else f"{len(files)} capture files"
+        seen = None if live else tls_ports(files, tshark, deadline)
+        findings.append(nothing_on_port(port, seen, live or where, live=bool(live)))
     if warnings:
         findings.append(Finding("CAPTURE_INCOMPLETE", Severity.WARNING,
                                 "the capture was read only in part: " + "; ".join(warnings[:3]),
@@ -60,18 +71,21 @@ def inspect_live(interface: str, duration: float, *, port: int = 5061, max_packe
     with tempfile.TemporaryDirectory(prefix="rmxdiag-live-") as tmp:
         path = live_capture(interface, duration, port, max_packets=max_packets, max_bytes=max_bytes,
                             directory=Path(tmp), deadline=deadline)
+        where = f"the live capture on {interface} ({duration:g} s)"
         try:
             check_capture(path)
         except InputError:
             # Nothing crossed the port during the window: an empty result, not an input error.
-            return inspect_empty(path, port)
-        return inspect([path], port, rmx_ip=rmx_ip, keylog=keylog, deadline=deadline, rmx_issuers=rmx_issuers)
+            return inspect_empty(path, port, where)
+        return inspect([path], port, rmx_ip=rmx_ip, keylog=keylog, deadline=deadline, rmx_issuers=rmx_issuers,
+                       live=where)
 
 
-def inspect_empty(path: Path, port: int) -> ProbeOutcome:
-    """The outcome of a live capture that saw no packet at all."""
+def inspect_empty(path: Path, port: int, where: str = "the live capture") -> ProbeOutcome:
+    """The outcome of a live capture that saw no packet at all: nothing to judge."""
     analyzer = CaptureAnalyzer(port)
     result, findings = analyzer.finish([str(path)], ["no packet on the port during the live capture"])
+    findings.append(nothing_on_port(port, None, where, live=True))
     return ProbeOutcome(NAME, ProbeStatus.OK, 0.0, tuple(findings), result=result)
 
 

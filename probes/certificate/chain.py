@@ -12,13 +12,16 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from probes.model import Finding, Severity
 
 MAX_DEPTH = 8  # real RMX chains are 2-3 deep; bounds the walk over a hostile bundle
+# The option that gives the Front End's trust anchors (``ca_bundle`` in the configuration; its old
+# name --ca-bundle is kept as an alias).
+TRUST_OPTION = "--fe-trust"
 
 
 def iso(moment: datetime) -> str:
@@ -35,6 +38,14 @@ def common_name(name: x509.Name) -> str | None:
 def display_name(name: x509.Name) -> str:
     """A short human name: the CN, else the RFC 4514 string."""
     return common_name(name) or name.rfc4514_string()
+
+
+def thumbprint(cert: x509.Certificate) -> str:
+    """The SHA-1 thumbprint as Windows shows it (certlm.msc, certutil), colon-separated upper-case hex.
+
+    An identity, not a security check: two CAs with one name and different keys differ here.
+    """
+    return cert.fingerprint(hashes.SHA1()).hex(":").upper()  # noqa: S303 -- what Windows displays
 
 
 def spki(public_key: Any) -> bytes:
@@ -127,12 +138,15 @@ def walk(leaf: x509.Certificate, supplied: list[x509.Certificate], anchors: list
         if not issuers:
             what = f"issuing CA '{display_name(current.issuer)}' (issuer of '{display_name(current.subject)}')"
             if named:
-                problems.append(f"{what}: a certificate with that name is present but did not sign it "
+                prints = ", ".join(f"SHA-1 {thumbprint(c)}" for c in named)
+                problems.append(f"{what}: a certificate with that name is present ({prints}) but did not sign it "
                                 "(a renewed CA with a new key?)")
             elif bundle_given and chain_supplied:
-                problems.append(f"{what} is neither in the chain you supplied nor in --ca-bundle")
+                problems.append(f"{what} is neither in the chain you supplied nor in the Front End's trust anchors "
+                                f"({TRUST_OPTION})")
             elif bundle_given:
-                problems.append(f"{what} is not in --ca-bundle (and no chain was supplied)")
+                problems.append(f"{what} is not in the Front End's trust anchors ({TRUST_OPTION}) and no chain was "
+                                "supplied")
             else:
                 problems.append(f"{what} is not in the chain you supplied")
             return path, problems
@@ -145,15 +159,18 @@ def walk(leaf: x509.Certificate, supplied: list[x509.Certificate], anchors: list
             problems.append(f"{role} '{label}' is not valid before {iso(issuer.not_valid_before_utc)}")
         if not root and chain_supplied and bundle_given and not any(_same(issuer, c) for c in supplied):
             problems.append(f"intermediate '{label}' is not in the chain you supplied (the RMX must hold and "
-                            "send it; it was found only in --ca-bundle)")
+                            f"send it; it was found only in the Front End's trust anchors, {TRUST_OPTION})")
         path.append(issuer)
         current = issuer
     else:
         problems.append(f"no root reached within {MAX_DEPTH} certificates")
         return path, problems
     if bundle_given and not any(_same(current, a) for a in anchors):
-        problems.append(f"root '{display_name(current.subject)}' is not in --ca-bundle: the Front End does not "
-                        "trust it")
+        same_name = [a for a in anchors if a.subject == current.subject]
+        twin = (f"; the trust anchors hold a root with that name but another key (SHA-1 "
+                f"{', '.join(thumbprint(a) for a in same_name)})" if same_name else "")
+        problems.append(f"root '{display_name(current.subject)}' (SHA-1 {thumbprint(current)}) is not in the Front "
+                        f"End's trust anchors ({TRUST_OPTION}): the Front End does not trust it{twin}")
     return path, problems
 
 
@@ -161,9 +178,13 @@ def chain_findings(leaf: x509.Certificate, supplied: list[x509.Certificate], anc
                    bundle_given: bool, chain_supplied: bool, now: datetime,
                    base: dict[str, Any]) -> list[Finding]:
     """CERT_CHAIN_INCOMPLETE naming what is missing, or an informational chain observation."""
+    unchecked = Finding("CERT_CHAIN_UNCHECKED", Severity.INFO,
+                        "whether the Front End trusts this chain was not checked: give the Front End's trusted "
+                        f"roots and intermediates ({TRUST_OPTION}, or ca_bundle in the configuration)",
+                        {**base, "unchecked": "the chain against the Front End's trust anchors",
+                         "option": f"{TRUST_OPTION} F", "config_key": "ca_bundle"})
     if not bundle_given and not chain_supplied:
-        return [Finding("CERT_CHAIN_UNCHECKED", Severity.INFO,
-                        "chain not checked: give --chain (or a PFX/P7B holding it) and --ca-bundle", base)]
+        return [unchecked]
     if bundle_given:
         roots = [c for c in anchors if is_self_signed(c)] or list(anchors)
         extra = [c for c in anchors if not any(c is r for r in roots)]
@@ -174,13 +195,16 @@ def chain_findings(leaf: x509.Certificate, supplied: list[x509.Certificate], anc
     path, problems = walk(leaf, supplied, anchors, bundle_given=bundle_given, chain_supplied=chain_supplied,
                           now=now)
     ev = {**base, "path": [display_name(c.subject) for c in (verified or path)],
-          "anchors_from": "--ca-bundle" if bundle_given else "supplied chain"}
+          "path_sha1": [thumbprint(c) for c in (verified or path)],
+          "anchors_from": TRUST_OPTION if bundle_given else "supplied chain"}
+    # Without the Front End's anchors only completeness was judged: say what was not.
+    rest = [] if bundle_given else [unchecked]
     if problems:
         return [Finding("CERT_CHAIN_INCOMPLETE", Severity.CRITICAL, "; ".join(problems),
-                        {**ev, "missing": problems})]
+                        {**ev, "missing": problems}), *rest]
     if why is None:
         return [Finding("CERT_CHAIN_OK", Severity.INFO,
-                        f"chain verified up to '{display_name(verified[-1].subject)}' (client-auth policy)", ev)]
+                        f"chain verified up to '{display_name(verified[-1].subject)}' (client-auth policy)", ev), *rest]
     return [Finding("CERT_CHAIN_NOTE", Severity.INFO,
                     "the chain is complete by names and signatures; cryptography's stricter verifier also "
-                    f"refused it ({why}); other findings say why", ev)]
+                    f"refused it ({why}); other findings say why", ev), *rest]

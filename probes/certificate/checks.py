@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from probes.certificate import rawcert
-from probes.certificate.chain import chain_findings, common_name, is_self_signed, iso, key_matches
+from probes.certificate.chain import chain_findings, common_name, is_self_signed, iso, key_matches, thumbprint
 from probes.certificate.load import Material, is_ca
+from probes.certificate.pkcs12 import refused
 from probes.model import Facts, Finding, Severity
 
 _EKU_NAMES = {
@@ -134,7 +135,7 @@ def describe(cert: x509.Certificate) -> dict[str, Any]:
     aia = aia_urls(cert)
     return {
         "subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
-        "serial": format(cert.serial_number, "X"),
+        "serial": format(cert.serial_number, "X"), "sha1": thumbprint(cert),
         "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc),
         "sans": san_names(cert) or [], "ekus": eku_names(cert) or [],
         "signature_algorithm": alg, "signature_hash": hash_name, "key_type": key_type, "key_bits": bits,
@@ -143,7 +144,12 @@ def describe(cert: x509.Certificate) -> dict[str, Any]:
 
 
 def _identity(cert: x509.Certificate) -> dict[str, Any]:
-    return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "X")}
+    return {"subject": cert.subject.rfc4514_string(), "serial": format(cert.serial_number, "X"),
+            "sha1": thumbprint(cert)}
+
+
+# What a judgement without --fqdn did not check (the report's "not checked" line).
+UNCHECKED_NAME = {"unchecked": "the name against the RMX signaling FQDN", "option": "--fqdn NAME", "config_key": "fqdn"}
 
 
 def names_match(a: str, b: str) -> bool:
@@ -176,6 +182,18 @@ def name_findings(obj: x509.Certificate | x509.CertificateSigningRequest, policy
             out.append(Finding("CERT_SAN_PRESENT", Severity.WARNING,
                                f"a SAN is present ({', '.join(sans)}); it contains '{wanted}'", ev))
     return out
+
+
+def pfx_findings(material: Material, base: dict[str, Any]) -> list[Finding]:
+    """PFX_ENCRYPTION_UNSUPPORTED when a PFX is protected in a way the RMX import refuses (the one rule)."""
+    sealed = material.pfx_protection
+    why = refused(sealed) if sealed is not None else None
+    if sealed is None or why is None:
+        return []
+    return [Finding("PFX_ENCRYPTION_UNSUPPORTED", Severity.CRITICAL,
+                    f"the PFX uses {why}: the RMX import refuses it (it says 'Invalid password.'); export it again "
+                    "with TripleDES-SHA1 or build it with rmxdiag cert pfx",
+                    {**base, "protection": sealed.describe()})]
 
 
 def eku_findings(obj: x509.Certificate | x509.CertificateSigningRequest, base: dict[str, Any],
@@ -268,9 +286,11 @@ def _factory(cert: x509.Certificate) -> bool:
 def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
     """Every finding for the loaded material (a request or an unopened PFX yields one finding)."""
     base: dict[str, Any] = {"file": material.file}
+    sealed = pfx_findings(material, base)
     if material.bad_password:
         return [Finding("PFX_BAD_PASSWORD", Severity.CRITICAL,
-                        "the PFX does not open with the password in the password file (or is corrupt)", base)]
+                        "the PFX does not open with the password in the password file (or is corrupt)", base),
+                *sealed]
     if material.request is not None:
         req = material.request
         return [Finding("CERT_IS_REQUEST", Severity.CRITICAL,
@@ -300,6 +320,7 @@ def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
                              "this is a CA certificate (basicConstraints CA:TRUE), not the RMX's own certificate: "
                              "an intermediate or root given by mistake",
                              {**base, "issuer": cert.issuer.rfc4514_string()}))
+    found += sealed
     found += name_findings(cert, policy, base)
     found += eku_findings(cert, base)
     found += key_findings(public_key_info(cert), base)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from probes.certificate import rawcert
 from probes.certificate.chain import key_matches
+from probes.certificate.pkcs12 import Protection, protection
 from probes.fileio import read_capped as _read_capped
 from probes.fileio import read_secret
 from probes.model import ErrorKind, InputError
@@ -86,6 +87,7 @@ class Material:
     extra_leaves: tuple[x509.Certificate, ...] = ()
     unusable: rawcert.RawCertificate | None = None  # refused by cryptography, algorithm the RMX cannot use
     key_problem: str | None = None  # why a private key found next to the certificate was not read
+    pfx_protection: Protection | None = None  # how a PFX input is encrypted (None: not a PFX)
 
 
 class UnusableAlgorithm(InputError):
@@ -257,10 +259,11 @@ def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
         except _LOAD_ERRORS:
             continue
         certs = ([cert] if cert is not None else []) + list(extra)
-        return _assemble(str(path), "pfx", certs, key, chain_supplied=True)
+        return dataclasses.replace(_assemble(str(path), "pfx", certs, key, chain_supplied=True),
+                                   pfx_protection=protection(data))
     if password is None:
         raise InputError(f"{path}: is a PKCS#12/PFX protected by a password: give --password-file")
-    return Material(str(path), "pfx", bad_password=True, chain_supplied=True)
+    return Material(str(path), "pfx", bad_password=True, chain_supplied=True, pfx_protection=protection(data))
 
 
 def _is_issuer_of(ca: x509.Certificate, cert: x509.Certificate) -> bool:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.certificate.chain import display_name, is_self_signed, iso, key_matches, walk
+from probes.certificate.pkcs12 import rmx_encryption
 from probes.fileio import write_atomic
 from probes.model import Finding, InputError, Severity
 
@@ -60,11 +60,8 @@ def build(leaf: x509.Certificate, key: PrivateKeyTypes, cas: list[x509.Certifica
     """The PFX bytes (leaf, key, CAs nearest first), verified by opening them again."""
     if not password:
         raise InputError("--password-file: the password is empty; the RMX import asks for one")
-    # PBES1 3DES + SHA-1 MAC: what older OpenSSL builds (RMX firmware) and Windows 2012 import;
-    # the AES PBES2 default of newer tools is refused by them.
-    encryption = (serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(50000)
-                  .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())  # noqa: S303 -- MAC compat, see above
-                  .build(password))
+    # The protection RMX firmware opens (the one rule, probes.certificate.pkcs12).
+    encryption = rmx_encryption(password)
     friendly = (display_name(leaf.subject)).encode()[:64]
     data = pkcs12.serialize_key_and_certificates(friendly, key, leaf, cas, encryption)  # type: ignore[arg-type]
     try:

@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from probes.certificate.checks import Policy, analyse, describe
+from probes.certificate.chain import thumbprint
+from probes.certificate.checks import UNCHECKED_NAME, Policy, analyse, describe
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
 from probes.fileio import read_capped, read_secret
 from probes.model import MAX_CHAIN_POSITION, Finding, InputError, Metric, ProbeOutcome, ProbeStatus, Sample, Severity
@@ -72,6 +73,7 @@ class CertificateResult:
         s = self.summary
         if s is not None:
             lines += [f"subject:   {s['subject']}", f"issuer:    {s['issuer']}", f"serial:    {s['serial']}",
+                      f"SHA-1:     {s.get('sha1', '?')}",
                       f"valid:     {s['not_before']} -> {s['not_after']}",
                       f"SAN:       {', '.join(s['sans']) or 'none'}",
                       f"EKU:       {', '.join(s['ekus']) or 'none (extension absent)'}",
@@ -81,7 +83,8 @@ class CertificateResult:
                       f"CDP:       {', '.join(s['cdp_urls']) or 'none'}",
                       f"AIA:       {', '.join(s['aia_urls'] + s['ocsp_urls']) or 'none'}"]
         for entry in self.chain:
-            lines.append(f"CA cert:   {entry['subject']} (expires {entry['not_after']})")
+            lines.append(f"CA cert:   {entry['subject']} (expires {entry['not_after']}; "
+                         f"SHA-1 {entry.get('sha1', '?')})")
         lines += [f"other end-entity certificate: {e}" for e in self.extra_leaves]
         lines += [f"note: {n}" for n in self.notes]
         return lines
@@ -145,7 +148,7 @@ def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
         key = load_key(read_capped(source.key, "private key"), source.key, password)
     return Material(material.file, material.form, leaf=material.leaf, chain=tuple(chain), key=key,
                     chain_supplied=material.chain_supplied or source.chain is not None,
-                    extra_leaves=material.extra_leaves)
+                    extra_leaves=material.extra_leaves, pfx_protection=material.pfx_protection)
 
 
 def _anchors(path: Path | None, cache: dict[Any, Any] | None) -> tuple[Any, ...]:
@@ -162,6 +165,11 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
                     allow_san=options.allow_san)
     findings = analyse(material, policy, now)
     leaf = material.leaf
+    if leaf is not None and not options.fqdn:
+        findings.append(Finding("CERT_NOTE_NO_FQDN", Severity.INFO,
+                                "the name was not checked against the RMX signaling FQDN: give --fqdn (fqdn in the "
+                                "configuration)",
+                                {"file": material.file, **UNCHECKED_NAME}))
     # The network checks (and their imports) only when asked for: start-up time matters to checks.
     if leaf is not None and options.fqdn and options.signaling_ip:
         from probes.certificate.net import dns_findings
@@ -177,7 +185,7 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
     result = CertificateResult(
         file=material.file, form=material.form, summary=describe(leaf) if leaf is not None else None,
         chain=tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
-                     "not_after": describe(c)["not_after"]} for c in material.chain),
+                     "not_after": describe(c)["not_after"], "sha1": thumbprint(c)} for c in material.chain),
         key=key_state,
         notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
         extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves),

@@ -14,6 +14,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from probes.certificate.checks import (
+    UNCHECKED_NAME,
     Policy,
     eku_findings,
     eku_names,
@@ -107,7 +108,7 @@ def lint_request(req: x509.CertificateSigningRequest, policy: Policy, file: str)
     findings += signature_findings(req, policy.firmware, base) + eku_findings(req, base, request=True)
     if policy.fqdn is None:
         findings.append(Finding("CERT_NOTE_NO_FQDN", Severity.INFO,
-                                "no --fqdn given: the CN was taken as the signaling FQDN", base))
+                                "no --fqdn given: the CN was taken as the signaling FQDN", {**base, **UNCHECKED_NAME}))
     alg, _hash, _pss = signature_info(req)
     key_type, bits = public_key_info(req)
     sans, ekus = san_names(req), eku_names(req)

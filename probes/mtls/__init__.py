@@ -10,12 +10,13 @@ from probes import LazyProbe
 from probes.target import Target
 
 # Every finding code of this probe: one per outcome (probes.mtls.outcome.hint_for, or MTLS_OK)
-# and the two observations a handshake adds (no CertificateRequest; a CA list without the issuer).
+# and the observations a handshake adds (no CertificateRequest; a CA list without the issuer; a
+# Front End chain recorded but not checked because no trust anchors were given).
 FINDINGS = frozenset({
     "MTLS_OK", "REGISTRAR_DNS_FAILURE", "REGISTRAR_UNREACHABLE", "REGISTRAR_TLS_TIMEOUT", "REGISTRAR_CERT_UNTRUSTED",
     "REGISTRAR_CERT_NAME_MISMATCH", "REGISTRAR_CERT_EXPIRED", "CLIENT_CERT_UNKNOWN_CA", "CLIENT_CERT_REJECTED",
     "TLS_VERSION_MISMATCH", "TLS_HANDSHAKE_FAILURE", "TLS_LOCAL_POLICY", "SIP_NOT_TRUSTED", "SIP_NO_RESPONSE",
-    "SIP_ERROR_RESPONSE", "CLIENT_CERT_NOT_REQUESTED", "CAPTURE_TRUNCATED_CA_LIST",
+    "SIP_ERROR_RESPONSE", "CLIENT_CERT_NOT_REQUESTED", "CAPTURE_TRUNCATED_CA_LIST", "MTLS_FE_CHAIN_UNCHECKED",
 })
 
 

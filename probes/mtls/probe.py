@@ -128,7 +128,9 @@ def _result(endpoint: _Endpoint, attempt: mtls_conn.Attempt, client: ClientConte
         sip_status=response.status if response else None, sip_reason_phrase=response.reason if response else None,
         sip_server=response.server if response else None,
         ms_diagnostics=response.diagnostics if response else (), ladder=tuple(trace.steps), detail=attempt.detail,
-        rmx_issuer_der=client.issuer_der, ca_ders=tuple(ca_ders) if ca_ders is not None else None)
+        rmx_issuer_der=client.issuer_der, ca_ders=tuple(ca_ders) if ca_ders is not None else None,
+        fe_chain_checked=client.verifies,
+        rmx_subject=client.chain_infos[0].subject if client.chain_infos else None)
 
 
 def _srv_failure(domain: str, port: int, exc: ResolveError) -> RegistrarResult:

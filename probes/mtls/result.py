@@ -19,6 +19,12 @@ _FE_CERT_CODES = frozenset({"REGISTRAR_CERT_UNTRUSTED", "REGISTRAR_CERT_NAME_MIS
                             "TLS_LOCAL_POLICY"})
 _CLIENT_CERT_CODES = frozenset({"CLIENT_CERT_REJECTED", "CLIENT_CERT_UNKNOWN_CA"})
 _DROPPED = frozenset({Reason.RESET_AFTER_CLIENT_CERT, Reason.CLOSED_AFTER_CLIENT_CERT})
+_SIP_CODES = frozenset({"SIP_NOT_TRUSTED", "SIP_NO_RESPONSE", "SIP_ERROR_RESPONSE"})
+# What a probe without trust anchors, or without a client certificate, did not check (and what checks it).
+_UNCHECKED_FE = {"unchecked": "the Front End chain against the RMX's trust store", "option": "--rmx-trust F",
+                 "config_key": "ca_bundle"}
+_UNCHECKED_CLIENT = {"unchecked": "the RMX's own certificate", "option": "--pfx F --password-file F, or --cert/--key",
+                     "config_key": "certificate"}
 
 # What ssl.SSLSocket.version() can return: the closed set of rmxdiag_tls_version_info{version}.
 TLS_VERSION_LABELS = frozenset({"SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})
@@ -98,6 +104,8 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
     detail: str = ""
     rmx_issuer_der: bytes | None = None
     ca_ders: tuple[bytes, ...] | None = None
+    fe_chain_checked: bool = True  # False: no trust anchors were given, the chain was only recorded
+    rmx_subject: str | None = None  # the subject of the client certificate presented (None: none)
 
     @property
     def ok(self) -> bool:
@@ -122,7 +130,8 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
         return Facts(alert=self.typed_alert, after_client_cert=self.client_cert_sent,
                      dropped_after_client_cert=self.reason in _DROPPED and self.alert_direction is not Sender.FE,
                      rmx_issuer=self.rmx_issuer_der, ca_list=self.ca_ders,
-                     ms_diagnostics=tuple(d.id for d in self.ms_diagnostics if d.parsed))
+                     ms_diagnostics=tuple(d.id for d in self.ms_diagnostics if d.parsed),
+                     no_client_cert=self.client_cert_empty)
 
     def describe(self) -> str:
         """One human sentence for the outcome."""
@@ -143,6 +152,10 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
             text = _REASON_TEXT.get(self.reason, str(self.reason))
             if self.verify_message:
                 text += f" ({self.verify_message})"
+        if self.client_cert_empty and self.hint is not None and self.hint.code in _CLIENT_CERT_CODES:
+            text += ("; no client certificate was presented (none was given to this test), and a Front End "
+                     "that refuses a peer without one is doing MTLS as it should: this says nothing about the "
+                     "RMX's own certificate")
         return f"{self.registrar}: {self.stage} failed: {text}" + (f" [{self.detail}]" if self.detail else "")
 
     def evidence(self) -> dict[str, Any]:
@@ -165,7 +178,11 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
             leaf = self.server_chain[0]
             ev.update(subject=leaf.subject, issuer=leaf.issuer, serial=leaf.serial,
                       not_before=leaf.not_before, not_after=leaf.not_after, sans=list(leaf.sans))
+        if code in _SIP_CODES and self.rmx_subject:
+            ev["rmx_subject"] = self.rmx_subject
         if code in _CLIENT_CERT_CODES:
+            if self.client_cert_empty:
+                ev.update(_UNCHECKED_CLIENT)
             if self.ca_names is not None:
                 ev["ca_names"] = list(self.ca_names)
             if self.rmx_issuer is not None:
@@ -179,9 +196,22 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
         hint = self.hint
         facts = self.facts()
         if hint is not None:
-            out.append(Finding(hint.code, hint.severity, self.describe(), self.evidence(), facts))
+            # The Front End refusing a peer that presented no certificate is MTLS working: worth
+            # knowing, not a failure of the RMX (whose certificate was not tested).
+            severity = Severity.WARNING if self.client_cert_empty and hint.code in _CLIENT_CERT_CODES \
+                else hint.severity
+            out.append(Finding(hint.code, severity, self.describe(), self.evidence(), facts))
         else:
             out.append(Finding("MTLS_OK", Severity.INFO, self.describe(), self.evidence(), facts))
+        if not self.fe_chain_checked and self.server_chain:
+            leaf = self.server_chain[0]
+            out.append(Finding("MTLS_FE_CHAIN_UNCHECKED", Severity.INFO,
+                               f"{self.registrar}: the Front End's chain ({leaf.subject}, SHA-1 {leaf.sha1}, "
+                               f"{len(self.server_chain)} certificate(s)) was recorded but not checked against "
+                               "the RMX's trust store: give the CAs the RMX trusts (--rmx-trust, or ca_bundle in the "
+                               "configuration)",
+                               {"registrar": self.registrar, "subject": leaf.subject, "sha1": leaf.sha1,
+                                "chain": [c.subject for c in self.server_chain], **_UNCHECKED_FE}))
         if self.client_cert_requested is False:
             out.append(Finding("CLIENT_CERT_NOT_REQUESTED", Severity.WARNING,
                                f"{self.registrar}: the server sent no CertificateRequest (not MTLS)",
@@ -212,6 +242,7 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
             "sip_status": self.sip_status, "sip_reason": self.sip_reason_phrase, "sip_server": self.sip_server,
             "ms_diagnostics": [d.to_json() for d in self.ms_diagnostics],
             "ladder": [{"direction": d, "message": m} for d, m in self.ladder], "detail": self.detail,
+            "fe_chain_checked": self.fe_chain_checked,
         }
 
     def text_lines(self) -> list[str]:
@@ -227,7 +258,10 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
         lines.append(f"  {mark} {self.stage}: {self.reason}  "
                      + " ".join(f"{k}={v * 1000:.1f}ms" for k, v in self.phases))
         for cert in self.server_chain:
-            lines.append(f"  FE cert[{cert.position}] {cert.subject} (issuer {cert.issuer}; until {cert.not_after})")
+            lines.append(f"  FE cert[{cert.position}] {cert.subject} (issuer {cert.issuer}; until {cert.not_after}; "
+                         f"SHA-1 {cert.sha1 or '?'})")
+        if self.server_chain and not self.fe_chain_checked:
+            lines.append("  FE chain: not checked against the RMX's trust store (give --rmx-trust, or ca_bundle)")
         if self.ca_names:
             lines.append(f"  CertificateRequest CAs: {'; '.join(self.ca_names)}")
         return lines

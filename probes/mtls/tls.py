@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from probes.certificate.chain import thumbprint
 from probes.certificate.load import CERT_PARSE_ERRORS, quiet_parser_warnings
 from probes.fileio import create_private, read_capped
 from probes.model import ErrorKind, InputError
@@ -71,6 +72,7 @@ class ClientContext:
     issuer_der: bytes | None = None
     issuer_text: str | None = None
     cn: str | None = None
+    verifies: bool = True  # False: no trust anchors given, the FE chain is recorded but not verified
 
 
 def _stat_key(path: Path | None) -> tuple[Any, ...]:
@@ -166,7 +168,13 @@ def _load_into(ctx: ssl.SSLContext, key: Any, certs: Sequence[x509.Certificate],
 
 
 def build_client_context(spec: ClientSpec) -> ClientContext:
-    """Build the client SSLContext: verification on, hostname checked, TLS range, identity."""
+    """Build the client SSLContext: TLS range, identity, and the RMX's trust anchors.
+
+    With ``ca_bundle`` the Front End's chain and name are verified against it, as the RMX does with
+    its Trusted Certificates. Without it nothing is verified: this host's system store is not what
+    the RMX trusts, so refusing the Front End on its account would stop the handshake before the
+    Front End judged the RMX certificate. The chain is still recorded (``verifies`` False).
+    """
     for value in (spec.tls_min, spec.tls_max):
         if value not in TLS_VERSIONS:
             raise InputError(f"--tls-min/--tls-max: {value!r} is not one of {', '.join(TLS_VERSIONS)}")
@@ -187,7 +195,8 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         except ssl.SSLError as exc:
             raise InputError(f"{spec.ca_bundle}: not a PEM CA bundle ({exc.reason})") from exc
     else:
-        ctx.load_default_certs()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     chain: tuple[x509.Certificate, ...] = ()
     identity = _load_identity(spec)
     if identity is not None:
@@ -202,12 +211,13 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         except OSError as exc:
             raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",
                              ErrorKind.FILE_UNREADABLE) from exc
+    verifies = spec.ca_bundle is not None
     if not chain:
-        return ClientContext(ctx, chain)
+        return ClientContext(ctx, chain, verifies=verifies)
     cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     return ClientContext(ctx, chain, tuple(cert_info(c, i) for i, c in enumerate(chain)),
                          chain[0].issuer.public_bytes(), chain[0].issuer.rfc4514_string(),
-                         str(cns[0].value) if cns else None)
+                         str(cns[0].value) if cns else None, verifies)
 
 
 @dataclass(frozen=True)
@@ -222,12 +232,13 @@ class CertInfo:
     not_after: str
     not_after_ts: float
     sans: tuple[str, ...]
+    sha1: str = ""  # the SHA-1 thumbprint Windows shows (certlm.msc, certutil): tells same-name CAs apart
 
     def to_json(self) -> dict[str, Any]:
         """The evidence keys of the brief."""
         return {"position": self.position, "subject": self.subject, "issuer": self.issuer,
                 "serial": self.serial, "not_before": self.not_before, "not_after": self.not_after,
-                "sans": list(self.sans)}
+                "sans": list(self.sans), "sha1": self.sha1}
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -246,7 +257,8 @@ def cert_info(cert: x509.Certificate, position: int) -> CertInfo:
             sans = ()
         return CertInfo(position, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
                         format(cert.serial_number, "x"), _iso(cert.not_valid_before_utc),
-                        _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans)
+                        _iso(cert.not_valid_after_utc), cert.not_valid_after_utc.timestamp(), sans,
+                        thumbprint(cert))
 
 
 def ca_names(ders: Sequence[bytes], cache: dict[Any, Any]) -> tuple[str, ...]:

@@ -28,7 +28,8 @@ def creds(tmp_path: Path) -> tuple[SecretFile, SecretFile]:
     user, password = tmp_path / "user", tmp_path / "password"
     user.write_text("POLYCOM\n")
     password.write_text(CANARY + "\n")
-    password.chmod(0o600)
+    for secret in (user, password):  # the configuration's rule for secret files holds on the command line too
+        secret.chmod(0o600)
     return SecretFile(user), SecretFile(password)
 
 
@@ -194,6 +195,7 @@ def test_cli_never_prints_the_password(tmp_path: Path, creds: tuple[SecretFile, 
 
 def test_secret_that_is_a_device_is_refused(tmp_path: Path) -> None:
     (tmp_path / "user").write_text("u")
+    (tmp_path / "user").chmod(0o600)
     api = XmlApi("http://127.0.0.1:9/", SecretFile(tmp_path / "user"), SecretFile(Path("/dev/zero")))
     with pytest.raises(XmlApiError) as info:
         fetch_state(api)

@@ -85,7 +85,8 @@ def test_truncated_capture_gives_results_and_a_warning(healthy: tuple[Path, int]
     done = _rmxdiag(str(cut), "--port", str(port))
     assert done.returncode == 1, done.stdout
     verdicts = [line for line in done.stdout.splitlines() if line.startswith(("OK: ", "WARNING: ", "CRITICAL: "))]
-    assert len(verdicts) == 1 and verdicts[0].startswith("WARNING: ") and verdicts[0].endswith("[CAPTURE_INCOMPLETE]")
+    assert len(verdicts) == 1 and verdicts[0].startswith("WARNING: ")
+    assert verdicts[0].split(" | ")[0].endswith("[CAPTURE_INCOMPLETE]") and done.stdout.startswith(verdicts[0])
     assert "Capture again for longer" in done.stdout
 
 
@@ -189,11 +190,13 @@ def test_cli_text_and_json(healthy: tuple[Path, int]) -> None:
     # When the CLI prints text and JSON
     text = _rmxdiag(str(path), "--port", str(port))
     doc = _rmxdiag(str(path), "--port", str(port), "--format", "json")
-    # Then text starts with the connection lines, then counts, then the verdict; JSON carries the result
+    # Then text starts with the verdict, then what the capture probe found: the connection lines and
+    # the counts; JSON carries the result
     lines = text.stdout.splitlines()
-    assert text.returncode == 0 and lines[0].startswith("127.0.0.1:") and ": ok, TLSv1.2:" in lines[0]
-    assert any(line.startswith("6 connection(s) on port") for line in lines)
-    assert any(line.startswith("OK: ") for line in lines)
+    assert text.returncode == 0 and lines[0].startswith(f"OK: {path}: no problem found | 'capture_seconds'=")
+    connections = [line.strip() for line in lines if line.strip().startswith("127.0.0.1:")]
+    assert len(connections) == 6 and all(": ok, TLSv1.2:" in line for line in connections)
+    assert any(line.strip().startswith("6 connection(s) on port") for line in lines)
     import json
 
     report = json.loads(doc.stdout)
@@ -264,8 +267,10 @@ def test_capture_without_traffic_on_the_port() -> None:
     fixture = ROOT / "tests" / "fixtures" / "capture" / "alert48.pcap"
     # When inspected for port 5999
     result = _rmxdiag(str(fixture), "--port", "5999")
-    # Then zero connections, no hint, exit 0 (not an input error)
-    assert result.returncode == 0, result.stderr
+    # Then nothing to judge is not OK: exit 3 (no hint), and the verdict says where the TLS was
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("UNKNOWN: ") and "nothing to judge" in result.stdout.splitlines()[0]
+    assert "no connection on port 5999" in result.stdout and "TLS seen on port " in result.stdout
     assert "0 connection(s) on port 5999" in result.stdout
 
 

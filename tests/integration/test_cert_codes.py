@@ -160,7 +160,8 @@ def test_chain_root_not_in_bundle(lab_pki: LabPKI, env: dict[str, Path]) -> None
     # Then the report says the root is not trusted by the bundle
     assert problems(proc) == {"CERT_CHAIN_INCOMPLETE": "critical"}
     message = next(f for f in findings(proc) if f["code"] == "CERT_CHAIN_INCOMPLETE")["message"]
-    assert "root 'rmxdiag Lab Root CA' is not in --ca-bundle" in message
+    assert "root 'rmxdiag Lab Root CA' (SHA-1 " in message and "is not in the Front End's trust anchors (--fe-trust)" \
+        in message
 
 
 def test_pfx_bad_password(lab_pki: LabPKI, env: dict[str, Path]) -> None:

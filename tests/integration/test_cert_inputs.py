@@ -3,6 +3,7 @@ input exits 3 with one line naming the file, no traceback and never the password
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,7 @@ def test_dir7x_layout(d: Path, lab_pki: LabPKI) -> None:
         serialization.BestAvailableEncryption(CANARY.encode())))
     write(layout / "rootCA.pem", lab_pki.issuing.cert, lab_pki.root.cert)
     (layout / "certPassword.txt").write_text(CANARY + "\n")
+    (layout / "certPassword.txt").chmod(0o600)
     _ok(d, lab_pki, layout)
 
 
@@ -206,7 +208,11 @@ def test_bad_input_one_line_exit_3(d: Path, lab_pki: LabPKI, case: str) -> None:
         proc = rmxdiag("cert", *args, "--format", fmt)
         # Then exit 3, one line naming the problem, no traceback, no password
         assert_one_line_error(proc, expected)
-        assert proc.stdout == ""
+        if fmt == "text":
+            assert proc.stdout == ""
+        else:  # the same error as the one JSON document a script parses
+            error = json.loads(proc.stdout)["error"]
+            assert error["detail"] == proc.stderr.strip().removeprefix("rmxdiag: error: ") and error["kind"]
 
 
 def test_bad_input_line_names_the_file(d: Path, lab_pki: LabPKI) -> None:

@@ -217,7 +217,10 @@ def _verdict(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def test_preflight_accepts_the_healthy_pfx(d: Path, lab_pki: LabPKI) -> None:
     # Given the healthy PFX, Then "the RMX will accept this", exit 0
     proc = _preflight(d, lab_pki, lab_pki.rmx)
-    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "PRE-FLIGHT: the RMX will accept this"
+    lines = proc.stdout.splitlines()
+    # (the verdict line first, as every subcommand; the import verdict right after it)
+    assert proc.returncode == 0 and lines[0].startswith(f"OK: {d / 'preflight.pfx'}: no problem found | ")
+    assert lines[1] == "PRE-FLIGHT: the RMX will accept this"
     assert _verdict(_preflight(d, lab_pki, lab_pki.rmx, "--format", "json"))["verdict"] == "accept"
 
 
@@ -246,9 +249,11 @@ def test_preflight_each_import_rejection(d: Path, lab_pki: LabPKI, case: tuple[s
     assert proc.returncode == 2 and verdict["verdict"] == "reject"
     assert rmx_message in verdict["import_errors"]
     assert verdict["fix_first"][0].startswith(f"[{code}]")
-    # And the text form leads with the refusal
+    # And the text form leads with the verdict naming that code, then the refusal
     text = _preflight(d, lab_pki, issued, **kwargs)  # type: ignore[arg-type]
-    assert text.stdout.splitlines()[0].startswith("PRE-FLIGHT: the RMX 8.x import would refuse this")
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"CRITICAL: {d / 'preflight.pfx'}: ") and f"[{code}]" in lines[0]
+    assert lines[1].startswith("PRE-FLIGHT: the RMX 8.x import would refuse this")
     assert CANARY not in text.stdout + text.stderr
 
 

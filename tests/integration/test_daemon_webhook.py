@@ -193,6 +193,7 @@ def test_action_runs_then_reprobe_shows_the_hint_cleared_and_notify_posts(tmp_pa
     sink = _Sink()
     notify_token = tmp_path / "notify.token"
     notify_token.write_text("notify-canary\n")
+    notify_token.chmod(0o600)
     config = Config(tmp_path / "c.yaml", Settings(state_dir=tmp_path / "state"), (Target("rmx-hq", interval=3600),),
                     webhook=WebhookConfig(token=_token(tmp_path)),
                     notify=NotifyConfig(sink.url, token=SecretFile(notify_token)),

@@ -62,13 +62,22 @@ def test_default_text_run_prints_a_lab_banner_then_the_diagnosis(tmp_path: Path)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     done = _lab(cwd=tmp_path, tmpdir=scratch)
-    # Then the banner says it is a lab, and the default scenario's verdict follows
-    assert done.stdout.startswith("=" * 78 + "\nrmxdiag LAB - scenario 'untrusted-ca'")
+    # Then the verdict comes first (as for every subcommand), then the banner saying it is a lab,
+    # which does not name the temporary directory it removes
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("CRITICAL: lab-untrusted-ca: ") and lines[1] == "=" * 78
+    assert lines[2].startswith("rmxdiag LAB - scenario 'untrusted-ca'")
     assert "no real RMX or Lync" in done.stdout
+    banner = "\n".join(lines[1:lines.index("=" * 78, 2) + 1])
+    assert "simulated RMX files : a temporary directory, removed when the lab ends (keep them with --workdir DIR)" \
+        in banner and str(scratch) not in banner
     assert DEFAULT_SCENARIO == "untrusted-ca"
     assert done.returncode == 2
-    assert "CRITICAL: lab-untrusted-ca:" in done.stdout
-    assert "fix:" in done.stdout
+    assert "Fix:" in done.stdout
+    # And it ends with what to do next: keep the files, the other subcommands, the way to a real RMX
+    assert ("Next:\n  Keep the lab's files in ./lab:\n    rmxdiag lab --scenario untrusted-ca --workdir lab"
+            in done.stdout)
+    assert done.stdout.rstrip().endswith("and which commands to run on them.")
     # And its temporary directory (keys included) was removed
     assert list(scratch.iterdir()) == []
 

@@ -113,6 +113,7 @@ def test_cli_text_ladder_and_pfx(fe: Fe, lab: Lab, capsys: pytest.CaptureFixture
     pfx.write_bytes(lab.pki.rmx.pfx(b"s3cret-pw"))
     pw = lab.dir / "pw.txt"
     pw.write_text("s3cret-pw\n")
+    pw.chmod(0o600)
     code = main(["probe", f"127.0.0.1:{fe.port}", "--sni", POOL, "--pfx", str(pfx), "--password-file", str(pw),
                  "--ca-bundle", str(lab.ca), "--timeout", "3"])
     text = capsys.readouterr().out
@@ -127,6 +128,7 @@ def test_cli_bad_password_exits_3(lab: Lab, capsys: pytest.CaptureFixture[str]) 
     pfx.write_bytes(lab.pki.rmx.pfx(b"right-pw"))
     pw = lab.dir / "wrong.txt"
     pw.write_text("wrong-pw\n")
+    pw.chmod(0o600)
     code = main(["probe", "127.0.0.1:1", "--pfx", str(pfx), "--password-file", str(pw)])
     err = capsys.readouterr().err
     assert code == 3 and str(pfx) in err and "wrong-pw" not in err and err.count("\n") == 1

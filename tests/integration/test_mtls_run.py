@@ -42,6 +42,7 @@ def files(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     paths["pfx"].write_bytes(lab_pki.rmx.pfx(b"pfx-secret"))
     paths["pw"] = d / "pw.txt"
     paths["pw"].write_text("pfx-secret\n")
+    paths["pw"].chmod(0o600)
     paths["dir"] = d
     return paths
 
@@ -79,6 +80,7 @@ def test_run_reports_bad_password_as_error_kind(files: dict[str, Path], tmp_path
     """Given a wrong PFX password, When run, Then status failed with BAD_PASSWORD and no secret in the detail."""
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
     target = Target("rmx", certificate=CertificateSource("pfx", path=files["pfx"], password=SecretFile(wrong)),
                     registrars=(Registrar(host="127.0.0.1", port=1),))
     out = run_probe("mtls", target, Settings(), _ctx(2))
@@ -271,6 +273,7 @@ def test_cli_pfx_password_messages(tmp_path: Path, capsys: pytest.CaptureFixture
     pfx.write_bytes(pki.issue(pki.name("rmx.lab.example"), pki.root_ca()).pfx(b"Right-Secret-42"))
     wrong = tmp_path / "wrong.pw"
     wrong.write_bytes(b"Wrong-Secret-17\n")
+    wrong.chmod(0o600)
     wrong.chmod(0o600)
     assert main(["probe", "127.0.0.1:1", "--pfx", str(pfx)]) == 3
     assert "give --password-file" in capsys.readouterr().err

@@ -140,11 +140,14 @@ def test_text_report_puts_verdicts_first(lab_config: Path) -> None:
     # When run as text (not a TTY)
     run = _run(lab_config)
     lines = run.out.splitlines()
-    # Then one verdict line per target comes first, then the problems with numbered fix steps
+    # Then the overall verdict comes first (for people and Nagios), then one verdict line per target,
+    # worst first, then the problems with numbered fix steps
     assert run.code == 2
-    assert lines[0].startswith("OK: rmx-healthy:") or lines[0].startswith("OK: rmx-healthy")
-    assert lines[1].startswith("CRITICAL: rmx-untrusted-ca:") and "[CLIENT_CERT_UNKNOWN_CA]" in lines[1]
-    assert lines[2].startswith("CRITICAL: rmx-not-trusted-app:") and "[SIP_NOT_TRUSTED]" in lines[2]
+    assert lines[0].startswith("CRITICAL: 2 of 3 RMX critical (rmx-untrusted-ca: CLIENT_CERT_UNKNOWN_CA; "
+                               "rmx-not-trusted-app: SIP_NOT_TRUSTED), 1 ok | 'rmx-healthy:certificate_seconds'=")
+    assert lines[1].startswith("  CRITICAL: rmx-untrusted-ca:") and "[CLIENT_CERT_UNKNOWN_CA]" in lines[1]
+    assert lines[2].startswith("  CRITICAL: rmx-not-trusted-app:") and "[SIP_NOT_TRUSTED]" in lines[2]
+    assert lines[3].startswith("  OK: rmx-healthy: ")
     assert "     1. " in run.out and "\x1b[" not in run.out and run.err == ""
 
 

@@ -51,6 +51,7 @@ def password_file(directory: Path, value: str = CANARY) -> Path:
     """A password file holding ``value`` (the canary by default)."""
     path = directory / f"pw-{abs(hash(value))}.txt"
     path.write_text(value + "\n")
+    path.chmod(0o600)  # secret files are private, on the command line as in the configuration
     return path
 
 

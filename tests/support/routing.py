@@ -128,6 +128,12 @@ def _mtls_variants() -> Iterator[Variant]:
                            rmx_issuer="CN=RMX CA", rmx_issuer_der=b"\x30\x00", rmx_issuer_listed=False,
                            ca_names=("CN=Other CA",), ca_ders=(b"\x30\x02\x31\x00",))
     yield Variant("mtls", unlisted.findings()[1], "the CertificateRequest CA list does not name the RMX issuer")
+    from probes.mtls.tls import CertInfo
+
+    leaf = CertInfo(0, "CN=fe01.lab.example", "CN=Issuing CA", "1", "", "", 0.0, (), "AB:CD")
+    unchecked = mtls_result(handshake, server_chain=(leaf,), fe_chain_checked=False)
+    yield Variant("mtls", unchecked.findings()[1], "no trust anchors were given (--rmx-trust): the Front End "
+                  "chain was recorded, not checked")
 
 
 # --- the capture: findings made by the analysis from packet events ------------------------------
@@ -203,6 +209,12 @@ def _capture_variants() -> Iterator[Variant]:
             if finding.code not in ("CAPTURE_SUMMARY", "CAPTURE_TLS_ALERT"):
                 yield Variant("capture", finding, when)
     yield Variant("capture", _capture([])[0], "always: the counts of the capture")
+    from collections import Counter
+
+    from probes.capture.elsewhere import nothing_on_port
+
+    yield Variant("capture", nothing_on_port(5060, Counter({5061: 3}), "rmx.pcap"),
+                  "no connection on the port asked for (what the capture held instead is in the message)")
     yield Variant("capture", Finding("CAPTURE_INCOMPLETE", Severity.WARNING, "the capture was read only in part",
                                      {"count": 1}), "tshark reports the file damaged or cut short")
 

@@ -68,8 +68,9 @@ def test_expired_deadline_fails_as_deadline(tmp_path: Path) -> None:
 
 
 def test_unreachable_xml_api_fails_upstream(tmp_path: Path) -> None:
-    (tmp_path / "u").write_text("u")
-    (tmp_path / "p").write_text("p")
+    for name in ("u", "p"):
+        (tmp_path / name).write_text(name)
+        (tmp_path / name).chmod(0o600)
     api = XmlApi("http://127.0.0.1:9/", SecretFile(tmp_path / "u"), SecretFile(tmp_path / "p"), timeout=1)
     outcome = run_probe("alarms", Target("t", alarms=AlarmSources(xml_api=api)), Settings(state_dir=tmp_path), _ctx())
     assert outcome.error is not None and outcome.error.kind is ErrorKind.UPSTREAM

@@ -9,7 +9,7 @@ import pytest
 from conftest import LabPKI
 
 from daemon.lab import pki
-from probes.certificate.chain import is_self_signed, key_matches, walk
+from probes.certificate.chain import is_self_signed, key_matches, thumbprint, walk
 from probes.certificate.checks import Policy, analyse
 from probes.certificate.load import Material, is_pfx, split_leaf
 from probes.certificate.request import lint_request
@@ -65,7 +65,8 @@ def test_walk_names_missing_intermediate_and_untrusted_root(lab_pki: LabPKI) -> 
                           chain_supplied=True, now=now)
     assert [c.subject for c in path] == [lab_pki.rmx.cert.subject, lab_pki.issuing.cert.subject,
                                          lab_pki.root.cert.subject]
-    assert problems == ["root 'rmxdiag Lab Root CA' is not in --ca-bundle: the Front End does not trust it"]
+    assert problems == [f"root 'rmxdiag Lab Root CA' (SHA-1 {thumbprint(lab_pki.root.cert)}) is not in the Front End's "
+                        "trust anchors (--fe-trust): the Front End does not trust it"]
 
 
 def test_walk_flags_intermediate_found_only_in_bundle(lab_pki: LabPKI) -> None:

@@ -175,6 +175,8 @@ CASES = [
          [out("certificate", f("CERT_REVOCATION_UNREACHABLE", W)), out("mtls", f("REGISTRAR_TLS_TIMEOUT"))],
          ("CERT_REVOCATION_UNREACHABLE", C, "certificate,mtls")),
     case("pfx_bad_password", [out("certificate", f("PFX_BAD_PASSWORD"))], ("PFX_BAD_PASSWORD", C, "certificate")),
+    case("pfx_aes_refused_by_the_rmx", [out("certificate", f("PFX_ENCRYPTION_UNSUPPORTED"))],
+         ("PFX_ENCRYPTION_UNSUPPORTED", C, "certificate")),
     case("registrar_dns", [out("mtls", f("REGISTRAR_DNS_FAILURE"))], ("REGISTRAR_DNS_FAILURE", C, "mtls")),
     case("unreachable+capture_syn+alarm->one",
          [out("mtls", f("REGISTRAR_UNREACHABLE", stage="connect", reason="refused")),

@@ -43,6 +43,7 @@ def test_every_refusal_names_the_file_with_a_kind(tmp_path: Path) -> None:
 def test_secrets_are_the_first_line_of_a_small_regular_file(tmp_path: Path) -> None:
     secret = tmp_path / "password.txt"
     secret.write_bytes(b"s3cret\r\nsecond line\n")
+    secret.chmod(0o600)
     assert fileio.read_secret(secret) == b"s3cret"
     secret.write_bytes(b"")
     assert SecretFile(secret).read() == b""  # an empty password is a password (a PFX may have none)
@@ -76,3 +77,27 @@ def test_create_private_makes_an_owner_only_file_and_keeps_an_existing_one(tmp_p
     keylog.write_bytes(b"CLIENT_RANDOM ...\n")
     fileio.create_private(keylog)
     assert keylog.read_bytes() == b"CLIENT_RANDOM ...\n"
+
+
+def test_secret_files_follow_the_configuration_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a password file readable by others (the umask default), a symlink to a private one, a private one
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    private = tmp_path / "private.pass"
+    private.write_bytes(b"pw\n")
+    private.chmod(0o600)
+    shared = tmp_path / "shared.pass"
+    shared.write_bytes(b"pw\n")
+    shared.chmod(0o644)
+    link = tmp_path / "link.pass"
+    link.symlink_to(private)
+    # Then the command line's reader refuses what the configuration refuses, with the same words
+    assert fileio.read_secret(private) == b"pw"
+    with pytest.raises(fileio.FileReadError, match=r"shared\.pass: readable by group or others \(mode 0644\); run "
+                       "chmod 600 on it") as caught:
+        fileio.read_secret(shared)
+    assert caught.value.kind is ErrorKind.INSECURE_FILE
+    with pytest.raises(fileio.FileReadError, match="refusing a symlink for secret material"):
+        SecretFile(link).read()
+    # And inside $CREDENTIALS_DIRECTORY (systemd made those files) the mode is not held against them
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert fileio.read_secret(shared) == b"pw"

@@ -89,5 +89,5 @@ def test_install_steps_then_check_config_guide_the_admin(tmp_path: Path) -> None
     # Then check-config says it is valid and what it would probe, exit 0
     valid = _run(check[0], tmp_path)
     assert valid.returncode == 0, valid.stderr
-    assert valid.stdout.startswith(f"{etc}/rmxdiag.yaml: valid, 1 target(s)")
+    assert valid.stdout.startswith(f"OK: {etc}/rmxdiag.yaml: valid, 1 target(s)")
     assert "target rmx-hq:" in valid.stdout and "probes: certificate, mtls" in valid.stdout

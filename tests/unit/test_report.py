@@ -54,7 +54,10 @@ def test_json_document_matches_the_contract() -> None:
     assert target["status"] == "critical"
     assert target["probes"][0]["findings"][0]["evidence"] == {"not_after": "2020-01-01"}
     hint = target["hints"][0]
-    assert set(hint) == {"code", "severity", "title", "evidence", "remediation"}
+    # the schema 1 keys stay; keys are only ever added
+    assert {"code", "severity", "title", "evidence", "remediation"} <= set(hint)
+    assert hint["fix_on"] == ["ca", "rmx"] and hint["sentences"] == ["Certificate check: Expired."]
+    assert hint["confidence"] == {"probes": ["certificate"], "agreeing": 1, "ran": 1}
     assert hint["code"] == "CERT_EXPIRED" and "not_after=2020-01-01" in hint["evidence"][0]
     assert report.exit_code == 2
 
@@ -82,7 +85,7 @@ def test_text_puts_verdict_first_then_fix_steps() -> None:
     lines = text.splitlines()
     assert lines[0].startswith("CRITICAL: rmx: The RMX uses a self-signed certificate")
     assert text.index("CERT_SELF_SIGNED") < text.index("CERT_SAN_PRESENT")
-    assert "fix:" in text and "\x1b[" not in text  # no colour when not a TTY
+    assert "Fix:" in text and "\x1b[" not in text  # no colour when not a TTY
 
 
 def test_a_probe_that_could_not_run_is_not_hidden_behind_a_warning() -> None:
