@@ -78,6 +78,7 @@ def _pfx_certs(data: bytes, password: bytes) -> list[x509.Certificate]:
 def _argv(path: Path, directory: Path) -> list[str]:
     password_file = directory / _password(path).decode()
     password_file.write_bytes(_password(path) + b"\n")
+    password_file.chmod(0o600)  # the rule every secret file follows
     return ["cert", str(path), *(["--password-file", str(password_file)] if path.suffix == ".p12" else [])]
 
 
