@@ -119,8 +119,27 @@ def read_secret(path: Path, what: str = "password file") -> bytes:
     The file must pass :func:`check_private` (the same rule the configuration applies).
     """
     check_private(path)
-    data = read_capped(path, what, limit=MAX_SECRET_BYTES, allow_empty=True)
+    data = text_bytes(read_capped(path, what, limit=MAX_SECRET_BYTES, allow_empty=True))
     return data.splitlines()[0] if data else b""
+
+
+# Byte order marks of text files saved as "Unicode" (UTF-16) or "UTF-8" by Windows Notepad.
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def text_bytes(data: bytes) -> bytes:
+    """A text file saved as "Unicode" (UTF-16 with BOM) or UTF-8 with BOM as plain UTF-8 bytes; other data as is.
+
+    Certificates, keys and password files copied from Windows arrive this way; a password file saved
+    by Notepad as "Unicode" holds the password the RMX import was given, in UTF-16.
+    """
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec).encode("utf-8")
+            except UnicodeDecodeError:
+                return data
+    return data
 
 
 def create_private(path: Path) -> None:

@@ -32,7 +32,7 @@ from probes.certificate import rawcert
 from probes.certificate.chain import key_matches
 from probes.certificate.pkcs12 import Protection, protection
 from probes.fileio import read_capped as _read_capped
-from probes.fileio import read_secret
+from probes.fileio import read_secret, text_bytes
 from probes.model import ErrorKind, InputError
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"ENCRYPTE
                b"DSA PRIVATE KEY"}
 # DER prefix of a PFX: SEQUENCE { INTEGER 3, SEQUENCE { OID 1.2.840.113549.1.7.1 (data) ...
 _PFX_VERSION = bytes.fromhex("020103")
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\s]+")
 _PKCS7_DATA_OID = bytes.fromhex("06092a864886f70d010701")
 
@@ -109,17 +108,6 @@ def quiet_parser_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
-
-
-def text_bytes(data: bytes) -> bytes:
-    """A text file saved as "Unicode" (UTF-16 with BOM) or UTF-8 with BOM as plain bytes; other data as is."""
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom):].decode(codec).encode("utf-8")
-            except UnicodeDecodeError:
-                return data
-    return data
 
 
 def read_capped(path: Path, what: str) -> bytes:

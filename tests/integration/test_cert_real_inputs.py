@@ -143,3 +143,20 @@ def test_pfx_with_several_certificates_takes_the_one_matching_the_key(d: Path, l
     assert result["other_end_entity_certificates"] == ["CN=conference.lab.example"]
     extracted = rmxdiag("cert", "extract", pfx, "--password-file", pw)
     assert extracted.returncode == 0 and extracted.stdout.strip().encode() == pki.pem(rmx.cert).strip()
+
+
+@pytest.mark.parametrize(("encoding", "bom"), [("utf-16-le", b"\xff\xfe"), ("utf-8", b"\xef\xbb\xbf")])
+def test_password_file_saved_by_notepad_opens_the_pfx(d: Path, lab_pki: LabPKI, encoding: str, bom: bytes) -> None:
+    """Given a PFX and its password saved by Notepad ("Unicode" = UTF-16 LE, or UTF-8 with BOM, and
+    CRLF), When judged with that password file, Then the PFX opens (not PFX_BAD_PASSWORD) and its key
+    matches: the file holds the same password as the plain one."""
+    secret = "Rmx-Pfx-2026!"  # noqa: S105 (a test password)
+    pfx = d / f"notepad-{encoding}.pfx"
+    pfx.write_bytes(lab_pki.rmx.pfx(secret.encode()))
+    pw = d / f"notepad-{encoding}.pass"
+    pw.write_bytes(bom + (secret + "\r\n").encode(encoding))
+    pw.chmod(0o600)
+    proc = rmxdiag("cert", pfx, "--password-file", pw, "--fqdn", FQDN, "--format", "json")
+    codes = [f["code"] for f in report(proc)["probes"][0]["findings"]]
+    assert "PFX_BAD_PASSWORD" not in codes, codes
+    assert report(proc)["probes"][0]["result"]["private_key"] == "matches"
