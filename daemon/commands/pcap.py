@@ -40,7 +40,8 @@ def _positive(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `rmxdiag pcap`."""
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE|DIR",
-                        help="pcap/pcapng files, or directories of rotated (closed) captures")
+                        help="capture files in any format tshark reads (pcap, pcapng, gzip-compressed, Network "
+                             "Monitor .cap, ...), or directories of rotated (closed) captures")
     parser.add_argument("--port", type=_port, default=5061, help="SIP TLS port (default 5061)")
     parser.add_argument("--rmx-ip", type=_ip, help="the RMX signaling IP (default: the client of each connection)")
     parser.add_argument("--keylog", type=Path, help="TLS key log (NSS format) to decrypt the SIP inside")
