@@ -42,6 +42,7 @@ class HintCode(enum.StrEnum):
     REGISTRAR_CERT_UNTRUSTED = "REGISTRAR_CERT_UNTRUSTED"
     REGISTRAR_CERT_NAME_MISMATCH = "REGISTRAR_CERT_NAME_MISMATCH"
     REGISTRAR_CERT_EXPIRED = "REGISTRAR_CERT_EXPIRED"
+    REGISTRAR_CERT_INVALID = "REGISTRAR_CERT_INVALID"
     CLIENT_CERT_NOT_REQUESTED = "CLIENT_CERT_NOT_REQUESTED"
     CLIENT_CERT_UNKNOWN_CA = "CLIENT_CERT_UNKNOWN_CA"
     CLIENT_CERT_REJECTED = "CLIENT_CERT_REJECTED"
@@ -275,6 +276,17 @@ _SPECS: tuple[HintSpec, ...] = (
              "The certificate presented by the registrar is outside its validity period (or a clock is wrong).",
              ("Renew the Front End certificate (Lync Deployment Wizard → Request, Assign).",
               "Check NTP on the Front Ends and the RMX.")),
+    HintSpec(HintCode.REGISTRAR_CERT_INVALID, Severity.CRITICAL,
+             "The Front End certificate cannot be used for TLS",
+             "The RMX side refused the certificate the registrar presented for a reason other than trust, "
+             "name or validity: it lacks the Server Authentication EKU, its issuer is not marked as a CA, a "
+             "path length is exceeded or a signature does not verify (the verify message in the evidence "
+             "says which). Adding roots to the RMX does not help.",
+             ("Reissue the Front End certificate from a template with Server Authentication (Lync "
+              "Deployment Wizard → Request, Assign), issued by a CA whose own certificate is a CA "
+              "(basicConstraints CA:TRUE).",
+              "On the Front End, open the certificate in certlm.msc → Personal → Certification Path and fix "
+              "what it warns about.")),
     HintSpec(HintCode.CLIENT_CERT_NOT_REQUESTED, Severity.WARNING, "The registrar did not ask for a client certificate",
              "No CertificateRequest arrived: this listener is not doing MTLS, so it is not the Front End's "
              "server-to-server port, or it sits behind something that terminates TLS.",
@@ -428,6 +440,7 @@ FIX_ON: dict[HintCode, tuple[FixPlace, ...]] = {
     _C.REGISTRAR_DNS_FAILURE: (_F.DNS, _F.RMX), _C.REGISTRAR_UNREACHABLE: (_F.NETWORK, _F.FRONT_END, _F.RMX),
     _C.REGISTRAR_TLS_TIMEOUT: (_F.NETWORK, _F.CA), _C.REGISTRAR_CERT_UNTRUSTED: (_F.RMX,),
     _C.REGISTRAR_CERT_NAME_MISMATCH: (_F.RMX, _F.FRONT_END), _C.REGISTRAR_CERT_EXPIRED: (_F.FRONT_END,),
+    _C.REGISTRAR_CERT_INVALID: (_F.FRONT_END, _F.CA),
     _C.CLIENT_CERT_NOT_REQUESTED: (_F.RMX, _F.NETWORK), _C.CLIENT_CERT_UNKNOWN_CA: (_F.FRONT_END, _F.RMX),
     _C.CLIENT_CERT_REJECTED: (_F.CA, _F.RMX), _C.TLS_VERSION_MISMATCH: (_F.RMX, _F.FRONT_END),
     _C.TLS_HANDSHAKE_FAILURE: (_F.RMX, _F.FRONT_END), _C.SIP_NOT_TRUSTED: (_F.FRONT_END,),

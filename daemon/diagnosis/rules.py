@@ -189,6 +189,7 @@ RULES: tuple[Rule, ...] = (
     # The probe's own verdicts on the Front End's certificate or offer: each keeps its code, and
     # the capture's record of the same alert joins it (they come before the alert-table rules below).
     own(_C.REGISTRAR_CERT_NAME_MISMATCH),
+    own(_C.REGISTRAR_CERT_INVALID),
     own(_C.TLS_LOCAL_POLICY),
     *(own(code) for code in _TABLE_ROOTS),
     # What the one alert table makes of the remaining capture alerts.

@@ -406,6 +406,18 @@ def test_fe_cert_not_yet_valid_is_expired_or_not_yet_valid(lab: Lab) -> None:
     assert any("NTP" in step for step in hint.remediation)
 
 
+def test_fe_cert_without_server_auth_is_invalid_not_untrusted(lab: Lab) -> None:
+    """Given an FE certificate with only the Client Authentication EKU (verify 26 invalid purpose, we
+    send 43), Then REGISTRAR_CERT_INVALID with "reissue with Server Authentication", not "add the FE
+    root to the RMX" (the root is already trusted)."""
+    out = next(r for r in REAL if r.name == "fe_cert_client_auth_only").produce(lab)
+    assert _registrar(out).verify_code == 26
+    hint = _only_hint(out)
+    assert hint.code == "REGISTRAR_CERT_INVALID" and hint.severity is Severity.CRITICAL
+    assert "Server Authentication" in hint.remediation[0]
+    assert not any("Trusted Certificates" in s for s in hint.remediation)
+
+
 @pytest.mark.parametrize(("name", "verify_code"), [("fe_cert_sha1_signed", 68), ("fe_cert_rsa1024", 66),
                                                    ("fe_weak_dh_group", None)])
 def test_our_own_policy_is_a_local_policy_warning(lab: Lab, name: str, verify_code: int | None) -> None:
