@@ -119,7 +119,7 @@ _VERIFY_REASON: dict[int, Reason] = {
     19: Reason.SERVER_CERT_UNTRUSTED,  # self-signed certificate in chain
     20: Reason.SERVER_CERT_UNTRUSTED,  # unable to get local issuer certificate
     21: Reason.SERVER_CERT_UNTRUSTED,  # unable to verify the first certificate
-    24: Reason.SERVER_CERT_UNTRUSTED,  # invalid CA certificate
+    24: Reason.SERVER_CERT_INVALID,  # invalid CA certificate (an issuer without CA:TRUE): the FE side must fix it
     27: Reason.SERVER_CERT_UNTRUSTED,  # certificate not trusted
     9: Reason.SERVER_CERT_NOT_YET_VALID,
     10: Reason.SERVER_CERT_EXPIRED,
