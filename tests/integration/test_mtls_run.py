@@ -66,8 +66,9 @@ def test_run_with_pfx_target_reuses_the_cached_context(fe: Fe, files: dict[str, 
     first = run_probe("mtls", target, Settings(), ctx)
     second = run_probe("mtls", target, Settings(), ctx)
     assert first.status is ProbeStatus.OK and first.failure is None and second.failure is None
-    contexts = [v for v in ctx.cache.values() if isinstance(v, ClientContext)]
-    assert len(contexts) == 1
+    # One slot per client spec holding (file signature, context): the second run reused it.
+    contexts = [v[1] for k, v in ctx.cache.items() if k[0] == "mtls-client-context"]
+    assert len(contexts) == 1 and isinstance(contexts[0], ClientContext)
     result = second.result
     assert isinstance(result, mtls.MtlsResult)
     r = result.registrars[0]
