@@ -4,6 +4,11 @@ The CLI (`rmxdiag run`), the daemon's scheduler, the ``/probe`` endpoint, alert-
 the lab all call :func:`run_target` / :func:`run_targets`. A probe that raises becomes a
 ``probe_bug`` outcome (bad input a ``failed`` one of its kind) and one that overruns its deadline
 a ``deadline`` outcome, here and nowhere else: the engine never lets a probe take a run down.
+
+Probes run on one process-wide pool of reused threads (:data:`PROBE_THREADS` at most): creating
+threads for every run cost more than a probe's own bookkeeping. A probe still queued when its
+target's deadline passes never started: that is an ``overloaded`` outcome (rmxdiag was busy),
+never a verdict on the target.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -28,6 +34,22 @@ log = logging.getLogger("rmxdiag.engine")
 
 # Grace beyond a probe's own deadline before the engine stops waiting for it.
 DEADLINE_GRACE = 0.5
+# Threads are created only when no idle one is free and then reused; the callers bound the work
+# (targets in flight x probes per target), this only caps a runaway.
+PROBE_THREADS = 2048
+
+_pool_guard = threading.Lock()
+_pool: cf.ThreadPoolExecutor | None = None
+
+
+def probe_pool() -> cf.ThreadPoolExecutor:
+    """The process-wide pool the probes of every run execute in (created on first use)."""
+    global _pool  # noqa: PLW0603 -- one pool per process, created lazily (CLI start-up stays light)
+    if _pool is None:
+        with _pool_guard:
+            if _pool is None:
+                _pool = cf.ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="probe")
+    return _pool
 
 
 def guarded(name: str, call: Callable[[], ProbeOutcome], target: str) -> ProbeOutcome:
@@ -76,7 +98,7 @@ def run_target(
                        cache=cache if cache is not None else {}, on_demand=on_demand)
     outcomes: dict[str, ProbeOutcome] = {}
     if names:
-        pool = cf.ThreadPoolExecutor(max_workers=len(names), thread_name_prefix=f"probe-{target.name}")
+        pool = probe_pool()
         calls = {n: functools.partial((runners or {}).get(n) or probes.get(n).run, target, settings, ctx)
                  for n in names}
         futures = {pool.submit(guarded, n, call, target.name): n for n, call in calls.items()}
@@ -85,11 +107,17 @@ def run_target(
             outcomes[futures[future]] = future.result()
         for future in pending:
             name = futures[future]
+            # Never wait for an overrunning probe thread (it ends at its own deadline); one that
+            # never started is cancelled: the pool was saturated, which is rmxdiag's load.
+            if future.cancel():
+                log.warning("probe %s on target %s did not start within its %.1fs deadline (busy)", name,
+                            target.name, target.deadline)
+                outcomes[name] = failed(name, ErrorKind.OVERLOADED, f"not started within the {target.deadline:g}s "
+                                        "deadline: rmxdiag was too busy (no verdict on the target)", target.deadline)
+                continue
             log.warning("probe %s on target %s overran its %.1fs deadline", name, target.name, target.deadline)
             outcomes[name] = failed(name, ErrorKind.DEADLINE,
                                     f"no result within the {target.deadline:g}s deadline", target.deadline)
-        # Never wait for an overrunning probe thread; it ends at its own deadline.
-        pool.shutdown(wait=False, cancel_futures=True)
     ordered = tuple(outcomes[n] for n in names)
     return TargetReport(target.name, ordered, diagnose(ordered, Firmware(target.firmware)))
 

@@ -52,6 +52,9 @@ class ErrorKind(enum.StrEnum):
     DEADLINE = "deadline"  # the probe's overall deadline expired before it could conclude
     UPSTREAM = "upstream"  # a remote API answered with an error or something unparsable
     PROBE_BUG = "probe_bug"  # an unexpected exception inside rmxdiag (traceback is logged)
+    # rmxdiag (the machine or the run) was too busy to probe in time: no verdict on the target,
+    # never a target fault (a probe not started before its deadline, a registrar not given its time)
+    OVERLOADED = "overloaded"
 
 
 class InputError(Exception):

@@ -16,6 +16,7 @@ from typing import Any
 
 from probes.certificate.checks import Policy, Prepared, describe, findings_at, prepare
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
+from probes.cpu import cpu_slot
 from probes.fileio import read_capped, read_secret
 from probes.memo import file_signature, once
 from probes.model import MAX_CHAIN_POSITION, Finding, InputError, Metric, ProbeOutcome, ProbeStatus, Sample, Severity
@@ -168,9 +169,10 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
     anchors = _anchors(options.ca_bundle, cache)
     policy = Policy(fqdn=options.fqdn, firmware=options.firmware, expiry_warning_days=options.expiry_warning_days,
                     anchors=anchors, bundle_given=options.ca_bundle is not None, allow_san=options.allow_san)
-    judged = once(cache if slot is not None else None, ("certificate-judged", slot),
-                  (id(material), id(anchors), options), lambda: _judged(material, policy, now))
-    findings = findings_at(judged.prepared, material, policy, now)
+    with cpu_slot:
+        judged = once(cache if slot is not None else None, ("certificate-judged", slot),
+                      (id(material), id(anchors), options), lambda: _judged(material, policy, now))
+        findings = findings_at(judged.prepared, material, policy, now)
     leaf = material.leaf
     # The network checks (and their imports) only when asked for: start-up time matters to checks.
     if leaf is not None and options.fqdn and options.signaling_ip:
@@ -196,7 +198,11 @@ def inspect(source: CertificateSource, options: CertOptions, now: datetime, dead
     """Direct entry point: the outcome for one certificate source; InputError for bad input."""
     started = time.monotonic()
     with quiet_parser_warnings():
-        material = load_source(source, deadline, cache)
+        if source.kind == "fetch":
+            material = load_source(source, deadline, cache)
+        else:
+            with cpu_slot:
+                material = load_source(source, deadline, cache)
         # A fetched certificate is the world's answer of the moment: judged afresh every time.
         findings, result = judge(material, options, now, deadline, cache,
                                  slot=None if source.kind == "fetch" else source)
