@@ -34,6 +34,10 @@ log = logging.getLogger("rmxdiag.engine")
 
 # Grace beyond a probe's own deadline before the engine stops waiting for it.
 DEADLINE_GRACE = 0.5
+# A target that waited for its turn in a run still gets this share of its deadline: more than
+# the share a registrar must stay silent before a timeout is its fault (probes.mtls.budget),
+# which leaves the connect and the ClientHello their time.
+MIN_SHARE = 0.5
 # Threads are created only when no idle one is free and then reused; the callers bound the work
 # (targets in flight x probes per target), this only caps a runaway.
 PROBE_THREADS = 2048
@@ -87,14 +91,20 @@ def run_target(
     on_demand: bool = False,
     only: Sequence[str] | None = None,
     runners: dict[str, ProbeRunner] | None = None,
+    clock: float | None = None,
 ) -> TargetReport:
     """Run every applicable probe of ``target`` concurrently and diagnose the outcomes.
 
     ``only`` restricts the probes by name; ``runners`` replaces probe entry points (tests of
-    the engine itself use it to inject probes that hang or raise).
+    the engine itself use it to inject probes that hang or raise). ``clock``: when the
+    target's deadline started counting (a run's start; default now). A target that waited for
+    its turn past half of its deadline still gets half of it (:data:`MIN_SHARE`): more than a
+    registrar must stay silent before a timeout is blamed on it.
     """
     names = [n for n in (list(runners) if runners else probes.applicable(target)) if only is None or n in only]
-    ctx = ProbeContext(now=now or now_utc(), deadline=time.monotonic() + target.deadline,
+    started = time.monotonic()
+    deadline = max((clock if clock is not None else started) + target.deadline, started + MIN_SHARE * target.deadline)
+    ctx = ProbeContext(now=now or now_utc(), deadline=deadline,
                        cache=cache if cache is not None else {}, on_demand=on_demand)
     outcomes: dict[str, ProbeOutcome] = {}
     if names:
@@ -102,7 +112,7 @@ def run_target(
         calls = {n: functools.partial((runners or {}).get(n) or probes.get(n).run, target, settings, ctx)
                  for n in names}
         futures = {pool.submit(guarded, n, call, target.name): n for n, call in calls.items()}
-        done, pending = cf.wait(futures, timeout=target.deadline + DEADLINE_GRACE)
+        done, pending = cf.wait(futures, timeout=deadline - started + DEADLINE_GRACE)
         for future in done:
             outcomes[futures[future]] = future.result()
         for future in pending:
@@ -129,11 +139,19 @@ def run_targets(
     cache: dict[Any, Any] | None = None,
     on_demand: bool = False,
 ) -> Report:
-    """Run several targets concurrently (at most ``settings.concurrency`` at once)."""
+    """Run several targets concurrently (at most ``settings.concurrency`` at once), all on the run's clock.
+
+    Every target's deadline counts from the start of the run, so a run that can start every
+    target within half a deadline ends within the deadline (plus the engine's grace) however many
+    tarpits it meets; a target that had to wait longer for its turn still gets half of its
+    deadline (:data:`MIN_SHARE`), so none goes unprobed and none is blamed for a timeout it had
+    no time for.
+    """
     shared = cache if cache is not None else {}
     started = now_utc()
+    clock = time.monotonic()
     with cf.ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(targets) or 1)),
                                thread_name_prefix="target") as pool:
         reports = list(pool.map(lambda t: run_target(t, settings, cache=shared, now=started,
-                                                     on_demand=on_demand), targets))
+                                                     on_demand=on_demand, clock=clock), targets))
     return Report(started, tuple(reports))

@@ -9,7 +9,6 @@ CPUs while the registrar's answer sat unread) says so with :attr:`Reason.OVERLOA
 
 from __future__ import annotations
 
-import select
 import time
 from dataclasses import dataclass
 
@@ -17,22 +16,21 @@ from dataclasses import dataclass
 # least this share of the probe's deadline (nothing readable or writable since we last did I/O),
 # or when the probe had its time and the CPU; otherwise rmxdiag (or the run) was too busy to
 # give the registrar its turn, and the probe says so (Reason.OVERLOADED), never blaming it.
-SILENCE_SHARE = 0.5
+SILENCE_SHARE = 0.4
 BUSY_SHARE = 0.5  # other threads of this process used at least half a CPU while the probe ran
 
 
 class DeadlineExpired(Exception):
-    """The overall probe deadline passed; ``fd``/``write``/``since``: the wait it passed in, if any."""
+    """The overall probe deadline passed; ``silent``: for how long the peer had verifiably said nothing.
 
-    def __init__(self, fd: int | None = None, write: bool = False, since: float = 0.0) -> None:
+    Set by the wait the deadline passed in: a ``poll`` that returned nothing for that long (what
+    arrived meanwhile would have woken it). 0 when the deadline passed while the probe was not
+    waiting on the network (it was busy, or it got to its wait too late).
+    """
+
+    def __init__(self, silent: float = 0.0) -> None:
         super().__init__()
-        self.fd, self.write, self.since = fd, write, since
-
-
-def _ready(fd: int, write: bool) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT if write else select.POLLIN)
-    return bool(poller.poll(0))
+        self.silent = silent
 
 
 @dataclass(frozen=True)
@@ -56,18 +54,15 @@ class Busy:
     def overloaded(self, exc: DeadlineExpired, deadline: float) -> bool:
         """True when the deadline passed because rmxdiag was busy, not because the registrar was slow.
 
-        The registrar is blamed when it was verifiably silent for at least half of the probe's
-        deadline at the end (data that arrived would still be unread on the socket). Otherwise
-        the probe is overloaded when it started with less than half of its deadline left (it
+        The registrar is blamed when it was verifiably silent for at least 40 % of the probe's
+        deadline at the end (a wait on its socket that nothing woke). Otherwise
+        the probe is overloaded when it started with less than that share of its deadline left (it
         waited for its turn) or when other work of this process used the CPU meanwhile; a probe
         that had its time and the CPU to itself blames the registrar (a server dripping bytes or
         flooding provisional answers keeps the probe itself busy: that is its fault).
         """
         now = time.monotonic()
-        silent = 0.0
-        if exc.fd is not None and not _ready(exc.fd, exc.write):
-            silent = now - exc.since
-        if silent >= SILENCE_SHARE * self.budget:
+        if exc.silent >= SILENCE_SHARE * self.budget:
             return False
         if deadline - self.started < SILENCE_SHARE * self.budget:
             return True

@@ -127,11 +127,14 @@ def _remaining(deadline: float) -> float:
 def _wait(sock: socket.socket, write: bool, deadline: float) -> None:
     since = time.monotonic()
     if since >= deadline:
-        raise DeadlineExpired(sock.fileno(), write, since)
+        raise DeadlineExpired  # got to this wait too late: the peer had no time to be silent in
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLOUT if write else select.POLLIN)
-    if not poller.poll(max(1, int((deadline - since) * 1000 + 0.999))) and time.monotonic() >= deadline:
-        raise DeadlineExpired(sock.fileno(), write, since)
+    timeout_ms = max(1, int((deadline - since) * 1000 + 0.999))
+    if not poller.poll(timeout_ms) and time.monotonic() >= deadline:
+        # The kernel saw nothing for the whole timeout (not "since": the thread may have waited
+        # for the interpreter lock before it even got to poll).
+        raise DeadlineExpired(timeout_ms / 1000)
     # else ready, or a spurious wake-up: the caller retries
 
 

@@ -11,8 +11,12 @@ fleet of the same size is reused (a bench run twice generates it once).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
-from collections.abc import Sequence
+import select
+import socket
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from daemon.lab import pki
+from tests.support.kamailio import kamailio_registrar
+from tests.support.peers import free_port, need, started, wait_for_port
 
 POOL = "pool.lab.example"
 RMX_CN = "rmx.lab.example"
@@ -87,14 +93,15 @@ def fleet_pki(directory: Path, count: int) -> FleetFiles:
 
 def write_config(path: Path, files: FleetFiles, ports: Sequence[int], *, deadline: float, concurrency: int,
                  tarpit_port: int | None = None, tarpit_every: int = 10, interval: float = 60.0,
-                 listen: str = "127.0.0.1:9817", schedule: bool = True, extra: str = "") -> list[str]:
-    """Write an rmxdiag config with one target per leaf; return the target names.
+                 listen: str = "127.0.0.1:9817", schedule: bool = True, extra: str = "",
+                 only: int | None = None) -> list[str]:
+    """Write an rmxdiag config with one target per leaf (the first ``only`` ones); return the target names.
 
     Target ``i`` registers with ``ports[i % len(ports)]`` (Kamailio instances), or with the
     tarpit when ``tarpit_port`` is set and ``i % tarpit_every == 0``.
     """
     names, lines = [], []
-    for index, (cert, key) in enumerate(files.leaves):
+    for index, (cert, key) in enumerate(files.leaves[:only]):
         name = f"rmx-{index:04d}"
         names.append(name)
         pit = tarpit_port is not None and index % tarpit_every == 0
@@ -119,3 +126,100 @@ schedule: {'true' if schedule else 'false'}
 {extra}targets:
 """ + "\n".join(lines) + "\n")
     return names
+
+
+@contextlib.contextmanager
+def holding_tarpit() -> Iterator[int]:
+    """A port that accepts every connection and never says a byte, until the client closes it.
+
+    Unlike a listener that never accepts, its backlog never fills: a bench can run round after
+    round against it and every connect still completes.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    listener.setblocking(False)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([listener, *held], [], [], 0.1)
+            for sock in ready:
+                if sock is listener:
+                    with contextlib.suppress(BlockingIOError):
+                        held.append(listener.accept()[0])
+                    continue
+                try:
+                    closed = not sock.recv(65536)
+                except OSError:
+                    closed = True
+                if closed:
+                    held.remove(sock)
+                    sock.close()
+
+    thread = threading.Thread(target=serve, name="tarpit", daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for sock in [listener, *held]:
+            sock.close()
+
+
+@contextlib.contextmanager
+def registrars(directory: Path, files: FleetFiles, count: int) -> Iterator[list[int]]:
+    """``count`` Kamailio Front Ends (children=1 each: Kamailio 5.6 with OpenSSL 3 is stable so) trusting the fleet."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(kamailio_registrar(directory / f"kamailio{i}", files.fe, files.ca,
+                                                      trusted_cn=RMX_CN)).port for i in range(count)]
+
+
+def blackbox_config(path: Path, files: FleetFiles, *, timeout: float) -> Path:
+    """A blackbox_exporter config with one ``tcp`` module per fleet leaf: TLS with that client
+    certificate, then the SIP OPTIONS, expecting ``^SIP/2.0 200`` (module ``rmx-NNNN``)."""
+    # blackbox appends "\n" to each send: end the request with "\r\n\r" so the wire gets CRLF CRLF.
+    send = OPTIONS[:-1].replace("\r", "\\r").replace("\n", "\\n")
+    modules = []
+    for index, (cert, key) in enumerate(files.leaves):
+        modules.append(f"""  rmx-{index:04d}:
+    prober: tcp
+    timeout: {timeout:g}s
+    tcp:
+      tls: true
+      tls_config:
+        ca_file: {files.ca}
+        cert_file: {cert}
+        key_file: {key}
+        server_name: {POOL}
+      query_response:
+        - send: "{send}"
+        - expect: "^SIP/2.0 200"
+""")
+    path.write_text("modules:\n" + "".join(modules))
+    return path
+
+
+@contextlib.contextmanager
+def blackbox_exporter(directory: Path, config: Path) -> Iterator[tuple[int, int]]:
+    """Debian's prometheus-blackbox-exporter with ``config`` on a free port: yields (port, pid); killed by PID."""
+    binary = need("prometheus-blackbox-exporter")
+    port = free_port()
+    argv = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
+    with started(argv, directory / "blackbox.log") as proc:
+        wait_for_port(port, proc=proc)
+        yield port, proc.pid
+
+
+OPTIONS = ("OPTIONS sip:pool.lab.example:5061;transport=tls SIP/2.0\r\n"
+           "Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKbench;rport\r\nMax-Forwards: 70\r\n"
+           "From: <sip:rmx.lab.example>;tag=1\r\nTo: <sip:pool.lab.example>\r\nCall-ID: bench\r\n"
+           "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of process ``pid`` and of its reaped children (utime + stime + cutime + cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
