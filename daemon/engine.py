@@ -27,6 +27,7 @@ from daemon.diagnosis.catalogue import Firmware
 from daemon.diagnosis.diagnose import diagnose
 from daemon.report import Report, TargetReport, now_utc
 from probes import ProbeRunner
+from probes.memo import BoundedCache
 from probes.model import ErrorKind, InputError, ProbeOutcome, failed, skipped
 from probes.target import ProbeContext, Settings, Target
 
@@ -38,6 +39,7 @@ DEADLINE_GRACE = 0.5
 # the share a registrar must stay silent before a timeout is its fault (probes.mtls.budget),
 # which leaves the connect and the ClientHello their time.
 MIN_SHARE = 0.5
+RUN_CACHE_PER_TARGET = 16  # cache entries a run keeps per target in flight (a target makes about 8)
 # Threads are created only when no idle one is free and then reused; the callers bound the work
 # (targets in flight x probes per target), this only caps a runaway.
 PROBE_THREADS = 2048
@@ -147,7 +149,9 @@ def run_targets(
     deadline (:data:`MIN_SHARE`), so none goes unprobed and none is blamed for a timeout it had
     no time for.
     """
-    shared = cache if cache is not None else {}
+    # What one target parsed is kept while others may still share it (the same files), not for the
+    # whole run: a run over 1,000 targets with their own files must not hold 1,000 TLS contexts.
+    shared = cache if cache is not None else BoundedCache(RUN_CACHE_PER_TARGET * max(1, settings.concurrency))
     started = now_utc()
     clock = time.monotonic()
     with cf.ThreadPoolExecutor(max_workers=max(1, min(settings.concurrency, len(targets) or 1)),

@@ -177,13 +177,13 @@ def registrars(directory: Path, files: FleetFiles, count: int) -> Iterator[list[
                                                       trusted_cn=RMX_CN)).port for i in range(count)]
 
 
-def blackbox_config(path: Path, files: FleetFiles, *, timeout: float) -> Path:
+def blackbox_config(path: Path, files: FleetFiles, *, timeout: float, only: int | None = None) -> Path:
     """A blackbox_exporter config with one ``tcp`` module per fleet leaf: TLS with that client
     certificate, then the SIP OPTIONS, expecting ``^SIP/2.0 200`` (module ``rmx-NNNN``)."""
     # blackbox appends "\n" to each send: end the request with "\r\n\r" so the wire gets CRLF CRLF.
     send = OPTIONS[:-1].replace("\r", "\\r").replace("\n", "\\n")
     modules = []
-    for index, (cert, key) in enumerate(files.leaves):
+    for index, (cert, key) in enumerate(files.leaves[:only]):
         modules.append(f"""  rmx-{index:04d}:
     prober: tcp
     timeout: {timeout:g}s
