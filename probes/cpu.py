@@ -15,24 +15,38 @@ import os
 import threading
 
 SLOTS = max(1, os.cpu_count() or 1)
-_slots = threading.BoundedSemaphore(SLOTS)
 
 
 class _Slot:
-    """The context manager of one CPU slot (re-entrant per thread)."""
+    """The context manager of the CPU slots (re-entrant per thread).
 
-    _held = threading.local()
+    One plain lock per slot (C-level, no Python condition variable on the uncontended path):
+    a thread takes the first free one, or waits on one chosen by its identity.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._locks = [threading.Lock() for _ in range(count)]
+        self._held = threading.local()
 
     def __enter__(self) -> None:
-        depth = getattr(self._held, "depth", 0)
+        held = self._held
+        depth = getattr(held, "depth", 0)
         if depth == 0:
-            _slots.acquire()
-        self._held.depth = depth + 1
+            for lock in self._locks:
+                if lock.acquire(blocking=False):
+                    held.lock = lock
+                    break
+            else:
+                lock = self._locks[threading.get_ident() % len(self._locks)]
+                lock.acquire()
+                held.lock = lock
+        held.depth = depth + 1
 
     def __exit__(self, *_: object) -> None:
-        self._held.depth -= 1
-        if self._held.depth == 0:
-            _slots.release()
+        held = self._held
+        held.depth -= 1
+        if held.depth == 0:
+            held.lock.release()
 
 
-cpu_slot = _Slot()
+cpu_slot = _Slot(SLOTS)

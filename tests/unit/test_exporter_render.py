@@ -26,7 +26,8 @@ class _Result:
 
     def samples(self) -> list[Sample]:
         return [Sample(Metric.MTLS_PHASE_SECONDS, ("tls",), 0.00123), Sample(Metric.TLS_VERSION, ("TLSv1.3",), 1.0),
-                Sample(Metric.SIP_STATUS, (), 403.0), Sample(Metric.CERT_NOT_AFTER, ("client", self.position), self.big),
+                Sample(Metric.SIP_STATUS, (), 403.0),
+                Sample(Metric.CERT_NOT_AFTER, ("client", self.position), self.big),
                 Sample(Metric.ACTIVE_ALARMS, ("registration",), 2.0)]
 
 
