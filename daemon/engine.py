@@ -62,6 +62,23 @@ def probe_pool() -> cf.ThreadPoolExecutor:
     return _pool
 
 
+def shutdown_probe_pool() -> None:
+    """Let the pool's idle threads end (a stopping daemon must not wait for them); running probes
+    end at their deadlines. The next run creates a new pool."""
+    global _pool  # (see probe_pool)
+    with _pool_guard:
+        old, _pool = _pool, None
+    if old is not None:
+        old.shutdown(wait=False, cancel_futures=True)
+
+
+def _submit(call: Callable[[], ProbeOutcome], name: str, target: str) -> cf.Future[ProbeOutcome]:
+    try:
+        return probe_pool().submit(guarded, name, call, target)
+    except RuntimeError:  # the pool was shut down meanwhile (a daemon stopping): a new one takes it
+        return probe_pool().submit(guarded, name, call, target)
+
+
 def guarded(name: str, call: Callable[[], ProbeOutcome], target: str) -> ProbeOutcome:
     """The one envelope boundary of every probe run: bad input and bugs become failed outcomes."""
     start = time.monotonic()
@@ -114,13 +131,12 @@ def run_target(
                        cache=cache if cache is not None else {}, on_demand=on_demand)
     outcomes: dict[str, ProbeOutcome] = {}
     if names:
-        pool = probe_pool()
         calls = {n: functools.partial((runners or {}).get(n) or probes.get(n).run, target, settings, ctx)
                  for n in names}
         # The local probe runs in this thread while the others run in the pool: two thread
         # hand-offs fewer per run (each costs more CPU than the certificate probe's cached work).
         local = INLINE if INLINE in calls and len(calls) > 1 else None
-        futures = {pool.submit(guarded, n, call, target.name): n for n, call in calls.items() if n != local}
+        futures = {_submit(call, n, target.name): n for n, call in calls.items() if n != local}
         if local is not None:
             outcomes[local] = guarded(local, calls[local], target.name)
         done, pending = cf.wait(futures, timeout=max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE)
