@@ -207,6 +207,12 @@ _formatted: dict[str, tuple[TargetState, tuple[str, ...]]] = {}
 _formatted_lock = threading.Lock()
 
 
+def forget() -> None:
+    """Drop every formatted target (the next render formats all of them: what benchmarks compare)."""
+    with _formatted_lock:
+        _formatted.clear()
+
+
 def prepare(name: str, state: TargetState) -> None:
     """Format ``state``'s lines now (in the thread that finished the run), so a scrape only joins them."""
     _target_lines(name, state)

@@ -26,7 +26,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from tests.bench.common import Row, print_table
+from tests.bench.common import Row, installed_env, print_table
 from tests.support.fleet import (
     blackbox_config,
     blackbox_exporter,
@@ -41,11 +41,7 @@ TARGETS, BIG, DEADLINE, CONCURRENCY, ROUNDS = 200, 1000, 2.0, 64, 5
 CACHE = Path(tempfile.gettempdir()) / "rmxdiag-bench-fleet"  # keys are generated once per machine
 
 
-def child_env() -> dict[str, str]:
-    """The environment of the measured CLI: bytecode cached, as an installed package has it."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
+child_env = installed_env  # the measured CLI runs with bytecode cached, as an installed package
 
 
 def run_cli(config: Path) -> tuple[float, float, float, dict[str, object]]:

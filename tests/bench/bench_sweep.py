@@ -69,7 +69,7 @@ def _render_ms() -> tuple[float, float, float]:
     snap = holder.current
     cold, warm, client = [], [], []
     for _ in range(7):
-        exporter._formatted.clear()  # every target changed since the last scrape
+        exporter.forget()  # every target changed since the last scrape, none prepared
         start = time.perf_counter()
         exporter.render(lambda: snap)
         cold.append(time.perf_counter() - start)
