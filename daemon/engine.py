@@ -58,7 +58,7 @@ def probe_pool() -> cf.ThreadPoolExecutor:
     if _pool is None:
         with _pool_guard:
             if _pool is None:
-                _pool = cf.ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="probe")
+                _pool = cf.ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="engine-probe")
     return _pool
 
 
