@@ -53,6 +53,9 @@ class ErrorKind(enum.StrEnum):
     UPSTREAM = "upstream"  # a remote API answered with an error or something unparsable
     PROBE_BUG = "probe_bug"  # an unexpected exception inside rmxdiag (traceback is logged)
     INTERRUPTED = "interrupted"  # the user stopped the run (Ctrl-C) before the probe finished
+    # rmxdiag (the machine or the run) was too busy to probe in time: no verdict on the target,
+    # never a target fault (a probe not started before its deadline, a registrar not given its time)
+    OVERLOADED = "overloaded"
 
 
 class InputError(Exception):

@@ -30,6 +30,7 @@ from probes.target import Settings, Target
 log = logging.getLogger("rmxdiag.probe")
 
 RUN_MARGIN = 0.3  # seconds kept after the engine's own grace, so probe deadline outcomes arrive first
+SLOT_MARGIN = 0.05  # a scrape that gets no slot says so this much before its waiter gives up
 
 
 class OnDemand:
@@ -67,11 +68,12 @@ class OnDemand:
                    deadline: float) -> TargetReport:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline - SLOT_MARGIN):
                 await self._slots.acquire()
         except TimeoutError:
+            # The daemon's load, not the target's fault: no verdict on the target.
             return _failed(target.name, f"no probe slot free within {budget:g}s ({self.size} on-demand runs "
-                                        "of other targets in flight)")
+                                        "of other targets in flight)", ErrorKind.OVERLOADED)
         # The engine returns at most DEADLINE_GRACE after the probe deadline: keep a margin so the
         # probes' own deadline outcomes (not the waiters' fallback) reach Prometheus.
         limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline,
@@ -99,5 +101,5 @@ class OnDemand:
             task.cancel()
 
 
-def _failed(name: str, why: str) -> TargetReport:
-    return TargetReport(name, (failed("engine", ErrorKind.DEADLINE, why),))
+def _failed(name: str, why: str, kind: ErrorKind = ErrorKind.DEADLINE) -> TargetReport:
+    return TargetReport(name, (failed("engine", kind, why),))

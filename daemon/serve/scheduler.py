@@ -21,6 +21,7 @@ from typing import Any
 
 from daemon.engine import DEADLINE_GRACE, run_target
 from daemon.report import TargetReport
+from daemon.serve import exporter
 from daemon.serve.snapshot import SnapshotHolder, TargetState
 from probes.target import Settings, Target
 
@@ -96,7 +97,11 @@ class Scheduler:
             log.error("run of target %s failed with a bug: %s", target.name, type(exc).__name__)
             log.debug("run bug traceback", exc_info=True)
             return
-        self._results.append((target.name, TargetState(report, time.time())))  # deque: thread-safe
+        state = TargetState(report, time.time())
+        # Its /metrics lines are formatted here, not on the event loop at the next scrape (a result
+        # bug costs its own samples there, logged, never the run).
+        exporter.prepare(target.name, state)
+        self._results.append((target.name, state))  # deque: thread-safe
 
     def _flush(self) -> None:
         # Swap the snapshot once for every result that arrived since the last flush.

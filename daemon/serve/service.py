@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from daemon.config import load as config_load
 from daemon.config.model import Config
-from daemon.engine import run_target
+from daemon.engine import run_target, shutdown_probe_pool
 from daemon.report import TargetReport
 from daemon.serve import sdnotify
 from daemon.serve.access import exposure_warning
@@ -240,6 +240,7 @@ class Daemon:
         self.scheduler.close()
         self.troubleshooter.close()
         self.ondemand.close()
+        shutdown_probe_pool()  # its idle threads would hold the exit for the whole grace
         # A running action or capture would hold the exit until its deadline (the interpreter joins
         # the threads that wait for them): end every child process tree now.
         stopped = children.stop_all()

@@ -283,62 +283,120 @@ def _factory(cert: x509.Certificate) -> bool:
     return "OU=Self Signed Certificate" in text or "O=Polycom" in text
 
 
-def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
-    """Every finding for the loaded material (a request or an unopened PFX yields one finding)."""
+@dataclass(frozen=True)
+class Prepared:
+    """The findings of :func:`analyse` that hold for a while, split by what they depend on.
+
+    ``head`` and ``tail`` depend on the material and the policy only (they come before and after
+    the leaf's validity findings); ``chain`` also depends on the clock and holds while ``now`` is
+    inside ``window`` (every certificate involved within its validity): outside it, or when
+    ``window`` is None, it is computed again. ``leaf`` is False when there is no certificate to
+    judge the validity of (a request, an unopened PFX, an unusable certificate); ``chained`` is
+    False when no chain is judged (no leaf, or a self-signed one).
+    """
+
+    head: tuple[Finding, ...]
+    tail: tuple[Finding, ...] = ()
+    chain: tuple[Finding, ...] = ()
+    window: tuple[datetime, datetime] | None = None
+    leaf: bool = False
+    chained: bool = False
+
+
+def _chain(material: Material, policy: Policy, now: datetime, base: dict[str, Any]) -> tuple[Finding, ...]:
+    assert material.leaf is not None  # noqa: S101 -- callers check
+    return tuple(chain_findings(material.leaf, list(material.chain), list(policy.anchors),
+                                bundle_given=policy.bundle_given, chain_supplied=material.chain_supplied,
+                                now=now, base=base))
+
+
+def _window(certs: list[x509.Certificate]) -> tuple[datetime, datetime] | None:
+    start = max(c.not_valid_before_utc for c in certs)
+    end = min(c.not_valid_after_utc for c in certs)
+    return (start, end) if start <= end else None
+
+
+def _base(material: Material) -> dict[str, Any]:
     base: dict[str, Any] = {"file": material.file}
-    sealed = pfx_findings(material, base)
+    if material.leaf is not None:
+        base.update(_identity(material.leaf))
+    return base
+
+
+def prepare(material: Material, policy: Policy, now: datetime) -> Prepared:
+    """What :func:`analyse` finds, computed once for an unchanged material and policy (see :class:`Prepared`)."""
+    base = _base(material)
+    sealed = tuple(pfx_findings(material, base))
     if material.bad_password:
-        return [Finding("PFX_BAD_PASSWORD", Severity.CRITICAL,
-                        "the PFX does not open with the password in the password file (or is corrupt)", base),
-                *sealed]
+        return Prepared((Finding("PFX_BAD_PASSWORD", Severity.CRITICAL,
+                                 "the PFX does not open with the password in the password file (or is corrupt)",
+                                 base), *sealed))
     if material.request is not None:
         req = material.request
-        return [Finding("CERT_IS_REQUEST", Severity.CRITICAL,
-                        "this is a certificate request (BEGIN CERTIFICATE REQUEST), not the issued certificate",
-                        {**base, "subject": req.subject.rfc4514_string()})]
+        return Prepared((Finding("CERT_IS_REQUEST", Severity.CRITICAL,
+                                 "this is a certificate request (BEGIN CERTIFICATE REQUEST), not the issued "
+                                 "certificate", {**base, "subject": req.subject.rfc4514_string()}),))
     if material.unusable is not None:
-        return unusable_findings(material.unusable, base)
+        return Prepared(tuple(unusable_findings(material.unusable, base)))
     cert = material.leaf
     if cert is None:
-        return []
-    base.update(_identity(cert))
+        return Prepared(())
     # Every fact in one informational finding, so diagnosis rules and the exporter (not_after,
     # issuer) can use them without parsing the certificate again.
-    found: list[Finding] = [Finding("CERT_SUMMARY", Severity.INFO,
-                                    f"certificate '{common_name(cert.subject) or cert.subject.rfc4514_string()}' "
-                                    f"valid until {iso(cert.not_valid_after_utc)}",
-                                    {"file": material.file, **describe(cert)},
-                                    Facts(rmx_issuer=cert.issuer.public_bytes()))]
+    head: list[Finding] = [Finding("CERT_SUMMARY", Severity.INFO,
+                                   f"certificate '{common_name(cert.subject) or cert.subject.rfc4514_string()}' "
+                                   f"valid until {iso(cert.not_valid_after_utc)}",
+                                   {"file": material.file, **describe(cert)},
+                                   Facts(rmx_issuer=cert.issuer.public_bytes()))]
     self_signed = is_self_signed(cert)
     if self_signed:
         factory = _factory(cert)
         what = "the RMX factory self-signed certificate" if factory else "a self-signed certificate"
-        found.append(Finding("CERT_SELF_SIGNED", Severity.CRITICAL, f"{what}: no Front End trusts it",
-                             {**base, "issuer": cert.issuer.rfc4514_string(), "factory_default": factory}))
+        head.append(Finding("CERT_SELF_SIGNED", Severity.CRITICAL, f"{what}: no Front End trusts it",
+                            {**base, "issuer": cert.issuer.rfc4514_string(), "factory_default": factory}))
     if is_ca(cert):
-        found.append(Finding("CERT_IS_CA", Severity.CRITICAL,
-                             "this is a CA certificate (basicConstraints CA:TRUE), not the RMX's own certificate: "
-                             "an intermediate or root given by mistake",
-                             {**base, "issuer": cert.issuer.rfc4514_string()}))
-    found += sealed
-    found += name_findings(cert, policy, base)
-    found += eku_findings(cert, base)
-    found += key_findings(public_key_info(cert), base)
-    found += signature_findings(cert, policy.firmware, base)
-    found += validity_findings(cert, now, policy.expiry_warning_days, base)
+        head.append(Finding("CERT_IS_CA", Severity.CRITICAL,
+                            "this is a CA certificate (basicConstraints CA:TRUE), not the RMX's own certificate: "
+                            "an intermediate or root given by mistake",
+                            {**base, "issuer": cert.issuer.rfc4514_string()}))
+    head += sealed
+    head += name_findings(cert, policy, base)
+    head += eku_findings(cert, base)
+    head += key_findings(public_key_info(cert), base)
+    head += signature_findings(cert, policy.firmware, base)
+    tail: list[Finding] = []
     if material.key_problem is not None:
-        found.append(Finding("CERT_NOTE_KEY_NOT_CHECKED", Severity.INFO,
-                             f"the private key in the file was not checked: {material.key_problem}", base))
+        tail.append(Finding("CERT_NOTE_KEY_NOT_CHECKED", Severity.INFO,
+                            f"the private key in the file was not checked: {material.key_problem}", base))
     if material.key is not None and not key_matches(cert, material.key):
-        found.append(Finding("CERT_KEY_MISMATCH", Severity.CRITICAL,
-                             "the private key does not belong to this certificate", base))
-    if not self_signed:
-        if not cdp_urls(cert):
-            found.append(Finding("CERT_NO_CDP", Severity.WARNING, "no CRL distribution point (Lync requires one)",
-                                 base))
-        found += chain_findings(cert, list(material.chain), list(policy.anchors), bundle_given=policy.bundle_given,
-                                chain_supplied=material.chain_supplied, now=now, base=base)
+        tail.append(Finding("CERT_KEY_MISMATCH", Severity.CRITICAL,
+                            "the private key does not belong to this certificate", base))
+    if self_signed:
+        return Prepared(tuple(head), tuple(tail), leaf=True)
+    if not cdp_urls(cert):
+        tail.append(Finding("CERT_NO_CDP", Severity.WARNING, "no CRL distribution point (Lync requires one)", base))
+    window = _window([cert, *material.chain, *policy.anchors])
+    return Prepared(tuple(head), tuple(tail), _chain(material, policy, now, base), window, leaf=True, chained=True)
+
+
+def findings_at(prepared: Prepared, material: Material, policy: Policy, now: datetime) -> list[Finding]:
+    """The findings of :func:`analyse` at ``now`` from what :func:`prepare` computed (maybe earlier)."""
+    if not prepared.leaf or material.leaf is None:
+        return list(prepared.head)
+    found = [*prepared.head,
+             *validity_findings(material.leaf, now, policy.expiry_warning_days, _base(material)),
+             *prepared.tail]
+    window = prepared.window
+    if window is not None and window[0] <= now <= window[1]:
+        found += prepared.chain
+    elif prepared.chained:
+        found += _chain(material, policy, now, _base(material))  # some certificate is out of its validity
     return found
+
+
+def analyse(material: Material, policy: Policy, now: datetime) -> list[Finding]:
+    """Every finding for the loaded material (a request or an unopened PFX yields one finding)."""
+    return findings_at(prepare(material, policy, now), material, policy, now)
 
 
 def unusable_findings(raw: rawcert.RawCertificate, base: dict[str, Any]) -> list[Finding]:

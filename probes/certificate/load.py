@@ -17,12 +17,13 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import hashlib
 import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,14 +34,15 @@ from probes.certificate.chain import key_matches
 from probes.certificate.pkcs12 import Protection, protection
 from probes.fileio import read_capped as _read_capped
 from probes.fileio import read_secret, text_bytes
+from probes.memo import PARSED, once
 from probes.model import ErrorKind, InputError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 __all__ = ["CERT_PARSE_ERRORS", "LAYOUT_7X", "Material", "UnusableAlgorithm", "is_ca", "is_pfx", "load_certificate",
-           "load_chain", "load_dir7x", "load_key", "load_pem_blocks", "quiet_parser_warnings", "read_capped",
-           "split_leaf", "text_bytes", "well_formed"]
+           "load_chain", "load_dir7x", "load_key", "load_pem_blocks", "open_pfx", "quiet_parser_warnings",
+           "read_capped", "split_leaf", "text_bytes", "well_formed"]
 
 LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
 
@@ -189,12 +191,19 @@ def _raise_if_unusable(path: Path, der: bytes) -> None:
 
 
 def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes:
-    """A private key from PEM or DER (encrypted ones with ``password``); InputError otherwise."""
+    """A private key from PEM or DER (encrypted ones with ``password``); InputError otherwise.
+
+    RSA keys are not put through cryptography's consistency check (primality of p and q...):
+    about 35 ms of CPU per key, holding the interpreter lock, which with many targets starved
+    the other probes' network deadlines. What an admin needs to know is checked anyway: that the
+    key belongs to the certificate (the public keys are compared), and OpenSSL checks the pair
+    again when the mtls probe loads it; a key damaged in its private half shows as the Front
+    End refusing the handshake signature, which the mtls probe reports as such.
+    """
     data = text_bytes(data)
-    loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
-              else serialization.load_der_private_key)
+    pem = b"-----BEGIN" in data
     try:
-        return loader(data, None)
+        return _private_key(data, None, pem)
     except TypeError:
         pass  # encrypted: cryptography asks for the password with a TypeError
     except (ValueError, UnsupportedAlgorithm):
@@ -202,10 +211,33 @@ def load_key(data: bytes, path: Path, password: bytes | None) -> PrivateKeyTypes
     if password is None:
         raise InputError(f"{path}: the private key is encrypted: give the password file")
     try:
-        return loader(data, password)
+        return _private_key(data, password, pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InputError(f"{path}: the private key does not decrypt with the password given "
                          "(wrong password or corrupt key)", ErrorKind.BAD_PASSWORD) from None
+
+
+def _private_key(data: bytes, password: bytes | None, pem: bool) -> PrivateKeyTypes:
+    if pem:
+        return serialization.load_pem_private_key(data, password, unsafe_skip_rsa_key_validation=True)
+    return serialization.load_der_private_key(data, password, unsafe_skip_rsa_key_validation=True)
+
+
+def open_pfx(data: bytes, password: bytes | None) -> tuple[Any, Any, list[Any]]:
+    """(key, certificate, other certificates) of a PKCS#12; ValueError (and the like) when it does not open.
+
+    cryptography validates the RSA key of a PKCS#12 with no way to skip it (~35 ms of CPU,
+    holding the interpreter lock): the result is kept per content and password
+    (:data:`probes.memo.PARSED`), so the certificate and mtls probes of a target, and every later
+    run while the file is unchanged, open it once.
+    """
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    digest = hashlib.sha256(data)
+    digest.update(b"\0" + hashlib.sha256(password).digest() if password is not None else b"\1")
+    key, cert, extra = once(PARSED, ("pkcs12", digest.digest()), None,
+                            lambda: pkcs12.load_key_and_certificates(data, password))
+    return key, cert, list(extra)
 
 
 def well_formed(certs: list[x509.Certificate], file: str) -> list[x509.Certificate]:
@@ -236,14 +268,12 @@ def _der_cert_or_request(data: bytes, path: Path) -> Material | None:
 
 
 def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
     # A wrong password and a corrupt file both raise ValueError: report both
     # as "does not open", which is what the RMX import says too.
     attempts = [password] if password is not None else [None, b""]
     for attempt in attempts:
         try:
-            key, cert, extra = pkcs12.load_key_and_certificates(data, attempt)
+            key, cert, extra = open_pfx(data, attempt)
         except _LOAD_ERRORS:
             continue
         certs = ([cert] if cert is not None else []) + list(extra)

@@ -8,21 +8,22 @@ pure :func:`probes.certificate.checks.analyse`. :func:`inspect` is the direct en
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from probes.certificate.chain import thumbprint
-from probes.certificate.checks import UNCHECKED_NAME, Policy, analyse, describe
+from probes.certificate.checks import UNCHECKED_NAME, Policy, Prepared, describe, findings_at, prepare
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
+from probes.cpu import cpu_slot
 from probes.fileio import read_capped, read_secret
+from probes.memo import file_signature, once
 from probes.model import MAX_CHAIN_POSITION, Finding, InputError, Metric, ProbeOutcome, ProbeStatus, Sample, Severity
 from probes.target import CertificateSource, ProbeContext, Settings, Target
 
 PROBE = "certificate"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,8 @@ class CertificateResult:
         return lines
 
 
-def _stat_key(path: Path | None) -> tuple[str, int, int] | None:
-    if path is None:
-        return None
-    try:
-        info = path.stat()
-    except OSError:
-        return (str(path), -1, -1)
-    return (str(path), info.st_mtime_ns, info.st_size)
-
-
 def load_source(source: CertificateSource, deadline: float, cache: dict[Any, Any] | None = None) -> Material:
-    """The material of a configured source (cached by path, mtime and size for file kinds)."""
+    """The material of a configured source (parsed once per version of its files, see :mod:`probes.memo`)."""
     if source.kind == "fetch":
         if not source.fetch_address:
             raise InputError("certificate: kind 'fetch' needs fetch_address (host:port)")
@@ -114,22 +105,7 @@ def load_source(source: CertificateSource, deadline: float, cache: dict[Any, Any
     files = [source.path, source.key, source.chain, pw_path]
     if source.kind == "dir7x":
         files += [source.path / n for n in ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")]
-    # One slot per source, replaced when any file's (path, mtime_ns, size) changes: a daemon that
-    # runs for months keeps one parsed copy per configured certificate, not one per version.
-    slot, signature = ("certificate-material", source), tuple(_stat_key(p) for p in files)
-    return _cached(cache, slot, signature, lambda: _load_files(source, pw_path))
-
-
-def _cached(cache: dict[Any, Any] | None, slot: Any, signature: Any, load: Callable[[], T]) -> T:
-    if cache is not None:
-        hit = cache.get(slot)
-        if hit is not None and hit[0] == signature:
-            value: T = hit[1]
-            return value
-    value = load()
-    if cache is not None:
-        cache[slot] = (signature, value)
-    return value
+    return once(cache, ("certificate-material", source), file_signature(*files), lambda: _load_files(source, pw_path))
 
 
 def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
@@ -154,16 +130,52 @@ def _load_files(source: CertificateSource, pw_path: Path | None) -> Material:
 def _anchors(path: Path | None, cache: dict[Any, Any] | None) -> tuple[Any, ...]:
     if path is None:
         return ()
-    return _cached(cache, ("certificate-anchors", path), _stat_key(path), lambda: tuple(load_chain(path)))
+    return once(cache, ("certificate-anchors", path), file_signature(path), lambda: tuple(load_chain(path)))
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """What judging one material under one policy yields that the clock and the network do not change.
+
+    Holds the material and anchors it was computed from, so their ids in the cache signature
+    cannot be reused by other objects while this entry lives.
+    """
+
+    material: Material
+    anchors: tuple[Any, ...]
+    prepared: Prepared
+    summary: dict[str, Any] | None
+    chain: tuple[dict[str, Any], ...]
+    extra_leaves: tuple[str, ...]
+    not_after: tuple[float, ...]
+
+
+def _judged(material: Material, policy: Policy, now: datetime) -> _Judged:
+    leaf = material.leaf
+    return _Judged(
+        material, policy.anchors, prepare(material, policy, now), describe(leaf) if leaf is not None else None,
+        tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
+               "not_after": describe(c)["not_after"], "sha1": thumbprint(c)} for c in material.chain),
+        tuple(c.subject.rfc4514_string() for c in material.extra_leaves),
+        tuple(c.not_valid_after_utc.timestamp() for c in (leaf, *material.chain)) if leaf else ())
 
 
 def judge(material: Material, options: CertOptions, now: datetime, deadline: float,
-          cache: dict[Any, Any] | None = None) -> tuple[list[Finding], CertificateResult]:
-    """Findings (pure checks + DNS + revocation when asked) and the result for one material."""
+          cache: dict[Any, Any] | None = None, *, slot: Any = None) -> tuple[list[Finding], CertificateResult]:
+    """Findings (pure checks + DNS + revocation when asked) and the result for one material.
+
+    With a ``cache`` and the ``slot`` of the material's source, what depends only on the
+    material and the options (parsing, names, signatures, the chain while every certificate is
+    within its validity) is computed once; what depends on the clock (expiry) or on the world
+    (DNS, revocation) is computed on every call.
+    """
+    anchors = _anchors(options.ca_bundle, cache)
     policy = Policy(fqdn=options.fqdn, firmware=options.firmware, expiry_warning_days=options.expiry_warning_days,
-                    anchors=_anchors(options.ca_bundle, cache), bundle_given=options.ca_bundle is not None,
-                    allow_san=options.allow_san)
-    findings = analyse(material, policy, now)
+                    anchors=anchors, bundle_given=options.ca_bundle is not None, allow_san=options.allow_san)
+    with cpu_slot:
+        judged = once(cache if slot is not None else None, ("certificate-judged", slot),
+                      (id(material), id(anchors), options), lambda: _judged(material, policy, now))
+        findings = findings_at(judged.prepared, material, policy, now)
     leaf = material.leaf
     if leaf is not None and not options.fqdn:
         findings.append(Finding("CERT_NOTE_NO_FQDN", Severity.INFO,
@@ -183,13 +195,9 @@ def judge(material: Material, options: CertOptions, now: datetime, deadline: flo
     if material.key is not None:
         key_state = "DOES NOT MATCH" if any(f.code == "CERT_KEY_MISMATCH" for f in findings) else "matches"
     result = CertificateResult(
-        file=material.file, form=material.form, summary=describe(leaf) if leaf is not None else None,
-        chain=tuple({"subject": c.subject.rfc4514_string(), "issuer": c.issuer.rfc4514_string(),
-                     "not_after": describe(c)["not_after"], "sha1": thumbprint(c)} for c in material.chain),
-        key=key_state,
+        file=material.file, form=material.form, summary=judged.summary, chain=judged.chain, key=key_state,
         notes=tuple(f.message for f in findings if f.severity is Severity.INFO and f.code != "CERT_SUMMARY"),
-        extra_leaves=tuple(c.subject.rfc4514_string() for c in material.extra_leaves),
-        not_after=tuple(c.not_valid_after_utc.timestamp() for c in (leaf, *material.chain)) if leaf else ())
+        extra_leaves=judged.extra_leaves, not_after=judged.not_after)
     return findings, result
 
 
@@ -198,8 +206,14 @@ def inspect(source: CertificateSource, options: CertOptions, now: datetime, dead
     """Direct entry point: the outcome for one certificate source; InputError for bad input."""
     started = time.monotonic()
     with quiet_parser_warnings():
-        material = load_source(source, deadline, cache)
-        findings, result = judge(material, options, now, deadline, cache)
+        if source.kind == "fetch":
+            material = load_source(source, deadline, cache)
+        else:
+            with cpu_slot:
+                material = load_source(source, deadline, cache)
+        # A fetched certificate is the world's answer of the moment: judged afresh every time.
+        findings, result = judge(material, options, now, deadline, cache,
+                                 slot=None if source.kind == "fetch" else source)
     return ProbeOutcome(PROBE, ProbeStatus.OK, time.monotonic() - started, tuple(findings), result=result)
 
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes import resolve, sip
+from probes.cpu import cpu_slot
 from probes.mtls import outcome as oc
+from probes.mtls.budget import Busy, DeadlineExpired
 from probes.mtls.outcome import Reason, Stage
 from probes.mtls.tls import ClientContext
 from probes.tlswire import ALERTS, HANDSHAKE_NAMES
@@ -26,10 +28,6 @@ from probes.tlswire import ALERTS, HANDSHAKE_NAMES
 _HEADER_TYPES = 256  # 256 record header, 257 TLS 1.3 inner content type: OpenSSL pseudo-messages
 MAX_ADDRESSES = 4  # a pool FQDN has a handful of Front Ends; more would only stretch the deadline
 _TRACE_ATTR = "_rmxdiag_trace"
-
-
-class DeadlineExpired(Exception):
-    """The overall probe deadline passed while waiting on the network."""
 
 
 @dataclass
@@ -127,10 +125,17 @@ def _remaining(deadline: float) -> float:
 
 
 def _wait(sock: socket.socket, write: bool, deadline: float) -> None:
+    since = time.monotonic()
+    if since >= deadline:
+        raise DeadlineExpired  # got to this wait too late: the peer had no time to be silent in
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLOUT if write else select.POLLIN)
-    if not poller.poll(max(1, int(_remaining(deadline) * 1000 + 0.999))):
-        _remaining(deadline)  # raises when time is up; else a spurious wake-up, caller retries
+    timeout_ms = max(1, int((deadline - since) * 1000 + 0.999))
+    if not poller.poll(timeout_ms) and time.monotonic() >= deadline:
+        # The kernel saw nothing for the whole timeout (not "since": the thread may have waited
+        # for the interpreter lock before it even got to poll).
+        raise DeadlineExpired(timeout_ms / 1000)
+    # else ready, or a spurious wake-up: the caller retries
 
 
 def connect(family: int, sockaddr: tuple[Any, ...], deadline: float) -> socket.socket:
@@ -156,7 +161,8 @@ def handshake(tls: ssl.SSLSocket, deadline: float) -> None:
     """Drive the handshake of a non-blocking SSLSocket to completion within the deadline."""
     while True:
         try:
-            tls.do_handshake()
+            with cpu_slot:
+                tls.do_handshake()
             return
         except ssl.SSLWantReadError:
             _wait(tls, False, deadline)
@@ -265,12 +271,18 @@ def _classify_error(attempt: Attempt, exc: BaseException | None) -> None:
 
 def probe_once(host: str, port: int, sni: str | None, client: ClientContext, deadline: float, *,
                sip_options: bool, from_host: str, settle_seconds: float = 0.3,
-               nameserver: tuple[str, int] | None = None) -> Attempt:
+               nameserver: tuple[str, int] | None = None, started: float | None = None,
+               budget: float | None = None) -> Attempt:
     """Probe one registrar: each stage timed, the outcome classified, never raising for the network.
 
     ``nameserver`` (ip, port): resolve ``host`` there instead of through getaddrinfo (split DNS, tests).
+    ``started``: when the probe began (default now); ``budget``: its deadline in seconds as
+    configured (default: what is left from ``started``). A deadline that passed while rmxdiag was
+    too busy to give the registrar its time is :attr:`Reason.OVERLOADED`, not a registrar fault
+    (:meth:`Busy.overloaded`).
     """
     attempt = Attempt()
+    busy = Busy.now(deadline, started, budget)
     mark = time.monotonic()
 
     def lap(phase: str) -> None:
@@ -335,8 +347,10 @@ def probe_once(host: str, port: int, sni: str | None, client: ClientContext, dea
             # TLS 1.3: the FE judges our certificate after our Finished; read once to see it.
             if not settle(tls, min(deadline, time.monotonic() + settle_seconds), attempt.trace):
                 _classify_error(attempt, None)
-    except DeadlineExpired:
-        if attempt.stage is Stage.TLS and not attempt.after_handshake:
+    except DeadlineExpired as exc:
+        if busy.overloaded(exc, deadline):
+            attempt.reason = Reason.OVERLOADED
+        elif attempt.stage is Stage.TLS and not attempt.after_handshake:
             attempt.reason = Reason.STALLED if attempt.trace.server_spoke else Reason.NO_TLS_ANSWER
         else:
             attempt.reason = Reason.TIMEOUT

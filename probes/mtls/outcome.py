@@ -79,6 +79,7 @@ class Reason(enum.StrEnum):
     NOT_TRUSTED = "not_trusted"  # SIP 401/403
     ERROR_RESPONSE = "error_response"  # other SIP non-2xx
     BAD_RESPONSE = "bad_response"  # not a SIP response
+    OVERLOADED = "overloaded"  # rmxdiag (or the run) was too busy: no verdict on the registrar
 
 
 _ALERT_REASON: dict[int, Reason] = {
@@ -250,7 +251,7 @@ def hint_for(stage: Stage, reason: Reason, *, alert: int | None = None,
     is the FE refusing our certificate (OpenSSL and Schannel send 40 for a missing or refused
     client certificate in TLS 1.2).
     """
-    if reason is Reason.OK:
+    if reason in (Reason.OK, Reason.OVERLOADED):
         return None
     if stage is Stage.CONNECT and reason is Reason.TIMEOUT:
         return HintRef("REGISTRAR_UNREACHABLE", _C)

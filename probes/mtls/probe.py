@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import InputError, ProbeOutcome, ProbeStatus
+from probes.cpu import cpu_slot
+from probes.model import ErrorKind, InputError, ProbeError, ProbeOutcome, ProbeStatus
 from probes.mtls import conn as mtls_conn
 from probes.mtls import srv as mtls_srv
 from probes.mtls.outcome import Reason, Stage, resolve_reason
@@ -153,7 +154,7 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
           cache: dict[Any, Any] | None = None, from_host: str | None = None,
           client_specs: Sequence[ClientSpec] | None = None,
           srv_nameserver: tuple[str, int] | None = None,
-          nameserver: tuple[str, int] | None = None) -> ProbeOutcome:
+          nameserver: tuple[str, int] | None = None, budget: float | None = None) -> ProbeOutcome:
     """Probe every registrar (SRV domains expanded) before the absolute ``deadline``.
 
     Raises :class:`InputError` for unusable client files (the CLI exits 3); network trouble is
@@ -161,6 +162,8 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
     ``spec`` where registrars need different TLS ranges; ``srv_nameserver`` (ip, port) answers
     the SRV lookups instead of the system resolvers; ``nameserver`` (ip, port) answers the
     A/AAAA lookups of registrar hosts (split DNS; tests with a silent or NXDOMAIN server).
+    ``budget``: the deadline in seconds as configured, when ``deadline`` leaves less because the
+    probe started late (a registrar is blamed for a timeout only when it had its time).
     """
     started = time.monotonic()
     cache = cache if cache is not None else {}
@@ -168,7 +171,8 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
     client_infos: tuple[CertInfo, ...] = ()
     for index, registrar in enumerate(registrars):
         this_spec = client_specs[index] if client_specs else spec
-        client = client_context(this_spec, cache)
+        with cpu_slot:
+            client = client_context(this_spec, cache)
         mtls_conn.install_callback(client.context)
         client_infos = client_infos or client.chain_infos
         if registrar.srv_domain:
@@ -193,8 +197,9 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
         endpoint, client, sip_options = item
         attempt = mtls_conn.probe_once(endpoint.host, endpoint.port, endpoint.sni, client, deadline,
                                        sip_options=sip_options, from_host=_from_host(from_host, client),
-                                       nameserver=nameserver)
-        return _result(endpoint, attempt, client, cache)
+                                       nameserver=nameserver, started=started, budget=budget)
+        with cpu_slot:
+            return _result(endpoint, attempt, client, cache)
 
     if sum(not isinstance(item, RegistrarResult) for item in planned) <= 1:
         results = [one(item) for item in planned]
@@ -204,6 +209,13 @@ def probe(registrars: Sequence[Registrar], spec: ClientSpec, *, deadline: float,
             results = list(pool.map(one, planned))
     result = MtlsResult(tuple(results), client_infos)
     findings = tuple(f for r in results for f in r.findings())
+    busy = [r.registrar for r in results if r.reason is Reason.OVERLOADED]
+    if busy:
+        # Load is never a diagnosis: the probe could not do its job (UNKNOWN, no hint for it).
+        return ProbeOutcome(NAME, ProbeStatus.FAILED, time.monotonic() - started, findings, result=result,
+                            error=ProbeError(ErrorKind.OVERLOADED,
+                                             f"{', '.join(busy)}: not probed before the deadline because rmxdiag "
+                                             "was too busy (no verdict on the registrar)"))
     failing = result.primary if result.primary is not None and not result.primary.ok else None
     return ProbeOutcome(NAME, ProbeStatus.OK, time.monotonic() - started, findings, result=result,
                         failure=(str(failing.stage), str(failing.reason)) if failing else None)
@@ -215,4 +227,4 @@ def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
         raise InputError(f"target {target.name}: no registrar configured")
     specs = [spec_for_target(target, r) for r in target.registrars]
     return probe(target.registrars, specs[0], deadline=ctx.deadline, cache=ctx.cache,
-                 from_host=target.fqdn, client_specs=specs)
+                 from_host=target.fqdn, client_specs=specs, budget=target.deadline)

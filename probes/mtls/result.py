@@ -34,6 +34,7 @@ _REASON_TEXT: dict[Reason, str] = {
     Reason.DNS_TIMEOUT: "the resolver did not answer before the deadline",
     Reason.REFUSED: "the connection was refused (RST to SYN)",
     Reason.TIMEOUT: "no answer before the deadline",
+    Reason.OVERLOADED: "not finished before the deadline because rmxdiag was too busy (no verdict on the registrar)",
     Reason.UNREACHABLE: "no route to the registrar",
     Reason.NO_TLS_ANSWER: "TCP connected but not one TLS byte came back",
     Reason.STALLED: "the Front End started the handshake, then stalled",
@@ -191,7 +192,12 @@ names as DER (what the diagnosis compares); ``server_chain``: the chain the FE p
         return ev
 
     def findings(self) -> list[Finding]:
-        """The findings of this registrar: its failure hint, or MTLS_OK, plus MTLS observations."""
+        """The findings of this registrar: its failure hint, or MTLS_OK, plus MTLS observations.
+
+        None for an overloaded probe: what it saw before time ran out says nothing about the registrar.
+        """
+        if self.reason is Reason.OVERLOADED:
+            return []
         out = []
         hint = self.hint
         facts = self.facts()

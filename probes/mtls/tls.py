@@ -20,11 +20,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.certificate.chain import thumbprint
-from probes.certificate.load import CERT_PARSE_ERRORS, quiet_parser_warnings
+from probes.certificate.load import CERT_PARSE_ERRORS, open_pfx, quiet_parser_warnings
 from probes.fileio import create_private, read_capped
+from probes.memo import file_signature, once
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
 from probes.tlswire import dn_to_rfc4514
@@ -75,33 +75,11 @@ class ClientContext:
     verifies: bool = True  # False: no trust anchors given, the FE chain is recorded but not verified
 
 
-def _stat_key(path: Path | None) -> tuple[Any, ...]:
-    if path is None:
-        return ()
-    try:
-        st = path.stat()
-    except OSError:
-        return (str(path), None)
-    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def cache_key(spec: ClientSpec) -> tuple[Any, ...]:
-    """A key that changes when any input file changes (path, inode, size, mtime)."""
+def client_context(spec: ClientSpec, cache: dict[Any, Any]) -> ClientContext:
+    """The client context for ``spec``, built once per version of its files (:func:`probes.memo.once`)."""
     files = (spec.pfx, spec.password.path if spec.password else None, spec.cert, spec.key, spec.chain,
              spec.ca_bundle)
-    return ("mtls-client-context", *(_stat_key(p) for p in files), spec.tls_min, spec.tls_max,
-            str(spec.keylog) if spec.keylog else None)
-
-
-def client_context(spec: ClientSpec, cache: dict[Any, Any]) -> ClientContext:
-    """The client context for ``spec``, built once per unchanged set of files."""
-    key = cache_key(spec)
-    found = cache.get(key)
-    if isinstance(found, ClientContext):
-        return found
-    built = build_client_context(spec)
-    cache[key] = built
-    return built
+    return once(cache, ("mtls-client-context", spec), file_signature(*files), lambda: build_client_context(spec))
 
 
 def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | None:
@@ -110,7 +88,7 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         data = read_capped(spec.pfx, "PFX")
         password = spec.password.read("password file") if spec.password else None
         try:
-            key, cert, extra = pkcs12.load_key_and_certificates(data, password or None)
+            key, cert, extra = open_pfx(data, password or None)
         except ValueError as exc:
             if spec.password is None:
                 raise InputError(f"{spec.pfx}: the PFX is protected by a password: give --password-file "
@@ -131,7 +109,9 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         raise InputError(f"{spec.cert}: not a PEM certificate") from exc
     key_password = spec.password.read("password file") if spec.password else None
     try:
-        key = serialization.load_pem_private_key(read_capped(spec.key, "private key"), key_password or None)
+        # No RSA consistency check (see probes.certificate.load.load_key): OpenSSL checks the pair below.
+        key = serialization.load_pem_private_key(read_capped(spec.key, "private key"), key_password or None,
+                                                 unsafe_skip_rsa_key_validation=True)
     except TypeError as exc:
         raise InputError(f"{spec.key}: the private key is encrypted; give --password-file") from exc
     except ValueError as exc:
@@ -147,21 +127,50 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
 
 
 def _load_into(ctx: ssl.SSLContext, key: Any, certs: Sequence[x509.Certificate], origin: Path) -> None:
-    """Load key + chain into ``ctx`` via a 0600 temp file whose key is encrypted with a one-time password."""
-    otp = secrets.token_hex(16).encode()
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.BestAvailableEncryption(otp))
+    """Load key + chain into ``ctx`` without the key ever reaching a disk in clear.
+
+    OpenSSL loads identities from files only: the PEM goes to an anonymous memory file
+    (``memfd_create``, reachable only through this process's descriptor table), or where that
+    does not exist to a 0600 temporary file whose key is encrypted with a one-time password.
+    """
     pem_certs = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-    fd, name = tempfile.mkstemp(prefix="rmxdiag-", suffix=".pem")  # mode 0600
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem_certs + pem_key)
-        ctx.load_cert_chain(name, password=otp)
+        if hasattr(os, "memfd_create"):
+            try:
+                _load_from_memory(ctx, key, pem_certs)
+                return
+            except OSError as exc:
+                if isinstance(exc, ssl.SSLError):
+                    raise
+        _load_from_temporary(ctx, key, pem_certs)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise InputError(f"{origin}: the private key does not match the certificate") from exc
         raise InputError(f"{origin}: OpenSSL refused the certificate ({exc.reason}); "
                          "for SHA-1 or small keys use --tls-min 1.0 (legacy mode)") from exc
+
+
+def _load_from_memory(ctx: ssl.SSLContext, key: Any, pem_certs: bytes) -> None:
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    fd = os.memfd_create("rmxdiag-identity", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, pem_certs + pem_key)
+        # An empty password: a key that is (unexpectedly) encrypted fails instead of prompting on a terminal.
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}", password=b"")
+    finally:
+        os.close(fd)
+
+
+def _load_from_temporary(ctx: ssl.SSLContext, key: Any, pem_certs: bytes) -> None:
+    otp = secrets.token_hex(16).encode()
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(otp))
+    fd, name = tempfile.mkstemp(prefix="rmxdiag-", suffix=".pem")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem_certs + pem_key)
+        ctx.load_cert_chain(name, password=otp)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)

@@ -194,8 +194,10 @@ def _collector_render_ms() -> tuple[float, str]:
                                failure=("tls", "no_tls_answer") if tarpit else None)
         states.append((name, TargetState(TargetReport(name, (outcome,), diagnose((outcome,))), time.time())))
     holder.put_many(states)
+    from daemon.serve.exporter import forget
     samples = []
     for _ in range(20):
+        forget()  # every target formatted during the render (the scheduler prepares them after each run)
         start = time.perf_counter()
         text = render(lambda: holder.current)
         samples.append(time.perf_counter() - start)
@@ -283,7 +285,7 @@ def main() -> int:
     rows = [
         Row("first full sweep, 1000 targets (100 tarpits)", first_sweep, "s", f"ideal {DEADLINE:.1f} s",
             first_sweep / DEADLINE, f"<= {DEADLINE + 2:.1f} s", first_sweep <= DEADLINE + 2),
-        Row("/metrics render, 1000 targets (collector)", render_ms, "ms", f"client Gauges {baseline_ms:.1f} ms",
+        Row("/metrics render, 1000 targets (all formatted)", render_ms, "ms", f"client Gauges {baseline_ms:.1f} ms",
             render_ms / baseline_ms if baseline_ms else None, "< 100 ms", render_ms < 100),
         # The daemon process is CPU-bound during these 1 s-interval sweeps (1,000 runs/s on 2
         # shared cores): this latency includes waiting for the GIL; shown, not a goal.

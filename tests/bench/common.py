@@ -48,15 +48,24 @@ def wall_median(argv: Sequence[str], runs: int = 11, env: dict[str, str] | None 
     return statistics.median(samples)
 
 
-def interleaved(commands: dict[str, Sequence[str]], runs: int = 11) -> dict[str, float]:
+def installed_env() -> dict[str, str]:
+    """The environment of a measured command, as an installed Python package runs: bytecode cached
+    (a shell or CI may set PYTHONDONTWRITEBYTECODE, which makes every start compile every module)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def interleaved(commands: dict[str, Sequence[str]], runs: int = 11,
+                env: dict[str, str] | None = None) -> dict[str, float]:
     """Median wall times of several commands measured in alternation (fair on a noisy machine)."""
     for argv in commands.values():
-        subprocess.run(list(argv), capture_output=True, check=False)
+        subprocess.run(list(argv), capture_output=True, check=False, env=env)
     samples: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(runs):
         for key, argv in commands.items():
             start = time.perf_counter()
-            subprocess.run(list(argv), capture_output=True, check=False)
+            subprocess.run(list(argv), capture_output=True, check=False, env=env)
             samples[key].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in samples.items()}
 

@@ -348,8 +348,9 @@ def _citing(out: ProbeOutcome, hints: tuple[Hint, ...]) -> list[Hint]:
 
 
 def test_every_reason_is_produced_by_a_real_peer() -> None:
-    # Given the real cases, Then every Reason of the outcome enum is among them
-    assert {r.reason for r in REAL} == set(Reason)
+    # Given the real cases, Then every Reason of the outcome enum is among them (but `overloaded`:
+    # rmxdiag's own load, no peer's doing; test_run_at_scale starves a probe of a real Front End for it)
+    assert {r.reason for r in REAL} == set(Reason) - {Reason.OVERLOADED}
 
 
 @pytest.mark.parametrize("case", REAL, ids=[r.name for r in REAL])

@@ -65,13 +65,23 @@ def test_a_lab_run_leaves_no_thread_and_no_descriptor(tmp_path: Path) -> None:
     fds, threads = open_fds(), set(threading.enumerate())
     # When a scenario runs end to end
     run = run_scenario("not-trusted-app", tmp_path)
-    # Then it found its root cause and left nothing running or open (probe threads end at their deadline)
+    # Then it found its root cause and left nothing running or open (probe threads end at their
+    # deadline; the engine's pool keeps its idle threads for the next run, holding nothing)
     assert "SIP_NOT_TRUSTED" in [h.code for h in run.report.hints]
-    leftover = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
+    leftover = [t for t in threading.enumerate() if t not in threads and t.is_alive() and not _pooled(t)]
     for thread in leftover:
         thread.join(10)
     assert [t.name for t in leftover if t.is_alive()] == []
     assert open_fds() == fds
+    # And a second run reuses the pool's threads instead of adding its own
+    before = set(threading.enumerate())
+    run_scenario("not-trusted-app", tmp_path / "again")
+    assert [t.name for t in threading.enumerate() if t not in before and _pooled(t)] == []
+
+
+def _pooled(thread: threading.Thread) -> bool:
+    """A worker of the engine's process-wide probe pool (daemon.engine.probe_pool)."""
+    return thread.name.startswith("engine-probe_")
 
 
 def test_registrar_down_capture_is_a_syn_answered_by_a_reset(tmp_path: Path) -> None:

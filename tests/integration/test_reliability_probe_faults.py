@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.model import ProbeOutcome
+from probes.model import ErrorKind, ProbeOutcome
 from probes.mtls import probe as mtls
 from probes.mtls.outcome import Reason
 from probes.target import Registrar
@@ -139,6 +139,12 @@ def test_fault_is_classified_within_the_deadline(fault: Fault, files: tuple[Path
     assert out.error is None  # a classified outcome, never a probe bug
 
 
+# Faults whose reason depends on our own timing rather than on a silent peer: a peer that keeps
+# sending, too slowly or without end. Alone they are classified exactly (above); in a sweep whose
+# in-process peers burn the CPU, a deadline passing may honestly be rmxdiag's load.
+_SELF_TIMED = frozenset({"drip_1_byte_per_s", "endless_sip_100_trying"})
+
+
 def test_faults_do_not_delay_a_healthy_target_in_the_same_sweep(files: tuple[Path, mtls.ClientSpec]) -> None:
     """Given every fault and one healthy registrar in one sweep, Then the healthy one answers at once."""
     d, spec = files
@@ -156,6 +162,11 @@ def test_faults_do_not_delay_a_healthy_target_in_the_same_sweep(files: tuple[Pat
     assert _reason(healthy) is Reason.OK
     assert healthy.duration_seconds < 0.5, healthy.duration_seconds  # not held behind the tarpits
     for fault, out in zip(FAULTS, outcomes, strict=False):
+        if fault.name in _SELF_TIMED and _reason(out) is Reason.OVERLOADED:
+            # This process was busy (the flood server is a thread of it) while this peer was slow
+            # but not silent: no verdict, and no hint either.
+            assert out.error is not None and out.error.kind is ErrorKind.OVERLOADED and not out.findings
+            continue
         assert _reason(out) in fault.reasons, (fault.name, _reason(out))
     assert total < DEADLINE + SLACK
 

@@ -29,8 +29,8 @@ class SweepJob:
 def _one(job: SweepJob, deadline: float, cache: dict[Any, Any]) -> ProbeOutcome:
     started = time.monotonic()
     if started >= deadline:
-        # Queued behind slow targets until the shared deadline: say so, never "unreachable".
-        return failed(mtls.NAME, ErrorKind.DEADLINE, f"{job.name}: not started before the sweep deadline")
+        # Queued behind slow targets until the shared deadline: the sweep's load, never "unreachable".
+        return failed(mtls.NAME, ErrorKind.OVERLOADED, f"{job.name}: not started before the sweep deadline")
     # The engine's envelope: one bad target (bad files, a bug) must not sink the sweep.
     return guarded(mtls.NAME, lambda: mtls.probe(job.registrars, job.spec, deadline=deadline, cache=cache,
                                                  from_host=job.from_host, nameserver=job.nameserver), job.name)

@@ -16,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.routing import (
     MTLS_CASES,
+    MtlsCase,
     Variant,
     alert_table_codes,
     alone,
+    mtls_result,
     reported_as,
     variants,
 )
@@ -60,7 +62,16 @@ def test_the_mtls_declaration_covers_every_outcome() -> None:
              if (hint := oc.hint_for(stage, reason, alert=number, after_client_cert=after)) is not None}
     # Then each code it names is declared, and the routing cases cover every reason
     assert codes <= get("mtls").findings
-    assert {c.reason for c in MTLS_CASES} == set(Reason)
+    # (an overloaded probe is no finding at all: rmxdiag was busy, no verdict on the registrar)
+    assert {c.reason for c in MTLS_CASES} == set(Reason) - {Reason.OVERLOADED}
+
+
+@pytest.mark.parametrize("stage", [Stage.CONNECT, Stage.TLS, Stage.SIP])
+def test_an_overloaded_registrar_yields_no_finding(stage: Stage) -> None:
+    # Given a registrar whose probe ran out of time because rmxdiag was busy
+    result = mtls_result(MtlsCase(stage, Reason.OVERLOADED))
+    # Then it says so in words but adds no finding (no hint, no MTLS_OK)
+    assert result.findings() == [] and "rmxdiag was too busy" in result.describe()
 
 
 @pytest.mark.parametrize("name", list(PROBES))

@@ -14,13 +14,20 @@ from probes.resolve import ResolveError
 
 
 @pytest.mark.parametrize("stage", list(Stage))
-@pytest.mark.parametrize("reason", [r for r in Reason if r is not Reason.OK])
+@pytest.mark.parametrize("reason", [r for r in Reason if r not in (Reason.OK, Reason.OVERLOADED)])
 def test_every_outcome_maps_to_a_catalogue_hint_with_its_severity(stage: Stage, reason: Reason) -> None:
     """Given any failing (stage, reason), When mapped, Then a catalogue code with the catalogue's severity."""
     for after_cert in (False, True):
         hint = oc.hint_for(stage, reason, after_client_cert=after_cert)
         assert hint is not None and hint.code in CATALOGUE
         assert hint.severity is CATALOGUE[hint.code].severity
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+def test_an_overloaded_probe_maps_to_no_hint(stage: Stage) -> None:
+    """Given a probe that ran out of time because rmxdiag was busy, When mapped, Then no hint (no verdict)."""
+    assert oc.hint_for(stage, Reason.OVERLOADED) is None
+    assert oc.hint_for(stage, Reason.OVERLOADED, after_client_cert=True) is None
 
 
 @pytest.mark.parametrize(("alert", "code"), [(40, "TLS_HANDSHAKE_FAILURE"), (42, "CLIENT_CERT_REJECTED"),
