@@ -73,10 +73,11 @@ def test_a_lab_run_leaves_no_thread_and_no_descriptor(tmp_path: Path) -> None:
         thread.join(10)
     assert [t.name for t in leftover if t.is_alive()] == []
     assert open_fds() == fds
-    # And a second run reuses the pool's threads instead of adding its own
-    before = set(threading.enumerate())
-    run_scenario("not-trusted-app", tmp_path / "again")
-    assert [t.name for t in threading.enumerate() if t not in before and _pooled(t)] == []
+    # And later runs reuse the pool's threads instead of adding their own: however the probes of
+    # each run happen to overlap in time, the pool never holds more threads than a run has probes
+    again = [run_scenario("not-trusted-app", tmp_path / f"again{i}") for i in range(3)]
+    pooled = [t.name for t in threading.enumerate() if _pooled(t)]
+    assert 0 < len(pooled) <= max(len(r.report.probes) for r in again), pooled
 
 
 def _pooled(thread: threading.Thread) -> bool:
