@@ -204,8 +204,11 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         except ssl.SSLError as exc:
             raise InputError(f"{spec.ca_bundle}: not a PEM CA bundle ({exc.reason})") from exc
     else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        # reviewed: no RMX trust store given: the handshake goes on so the Front End's answer to the
+        # RMX certificate is seen; the Front End chain is recorded and reported as unchecked
+        # (MTLS_FE_CHAIN_UNCHECKED), never as trusted.
+        ctx.check_hostname = False  # reviewed: see above
+        ctx.verify_mode = ssl.CERT_NONE  # reviewed: see above
     chain: tuple[x509.Certificate, ...] = ()
     identity = _load_identity(spec)
     if identity is not None:
