@@ -1,10 +1,13 @@
 """What the CLI does with the files it is pointed at: -o never replaces a device or an input,
-a secret with a NUL byte or in a non-UTF-8 encoding is one line."""
+a secret with a NUL byte or in a non-UTF-8 encoding is one line, a FIFO never hangs a command."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,29 @@ def test_a_password_the_pfx_cannot_hold_is_one_line(tmp_path: Path, issued: dict
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     assert pkcs12.load_key_and_certificates(out.read_bytes(), "päss".encode())[1] is not None
+
+
+def _fifo_commands(tmp_path: Path, fifo: Path) -> dict[str, list[str | Path]]:
+    return {"pcap": ["pcap", fifo, "--timeout", "5"], "check-config": ["check-config", "-c", fifo],
+            "cert": ["cert", fifo], "pfx": ["cert", "pfx", fifo, "--password-file", password_file(tmp_path),
+                                            "-o", tmp_path / "out.pfx"]}
+
+
+@pytest.mark.parametrize("command", ["pcap", "check-config", "cert", "pfx"])
+def test_a_fifo_never_hangs_a_command(tmp_path: Path, command: str) -> None:
+    """Given a FIFO nobody writes to, named as capture, configuration or certificate."""
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    # (the reference: how long the same command takes to refuse a missing file on this machine)
+    argv = _fifo_commands(tmp_path, fifo)[command]
+    started = time.monotonic()
+    missing = rmxdiag(*[tmp_path / "missing" if a == fifo else a for a in argv])
+    reference = time.monotonic() - started
+    assert missing.returncode == 3, missing.stderr
+    # When the command is pointed at it
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "daemon.cli", *map(str, argv)], capture_output=True, text=True,
+                          timeout=max(30.0, 10 * reference), check=False)
+    # Then it refuses it in one line at once (it used to wait for a writer forever), exit 3
+    assert_one_line_error(proc, str(fifo), "not a regular file")
+    assert time.monotonic() - started < max(30.0, 10 * reference)
