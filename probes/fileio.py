@@ -204,8 +204,8 @@ def text_bytes(data: bytes) -> bytes:
 def write_atomic(path: Path | str, data: bytes, *, replace: bool = True, dir_fd: int | None = None) -> None:
     """Write ``data`` to ``path`` (mode 0600) so a reader sees the old file or the new one, never part.
 
-    A temporary file in the same directory is written, fsynced and renamed over ``path`` (only
-    over a regular file: a device, FIFO, socket, directory or symlink there is a FileReadError); with
+    A temporary file in the same directory is written, fsynced and renamed over ``path`` (over a
+    regular file or a symlink only: a device, FIFO, socket or directory there is a FileReadError); with
     ``replace=False`` it is linked instead, so a file that exists (or appeared meanwhile) is kept
     and FileExistsError raised. With ``dir_fd``, ``path`` is a bare name inside that open
     directory (the daemon's state directory, opened once without following symlinks), and the
@@ -234,12 +234,13 @@ def write_atomic(path: Path | str, data: bytes, *, replace: bool = True, dir_fd:
 
 
 def _refuse_special(path: Path, dir_fd: int | None) -> None:
-    """FileReadError when ``path`` exists and is not a regular file: a rename would replace it (/dev/null, say)."""
+    """FileReadError when ``path`` is a device, FIFO, socket or directory: a rename would replace it (/dev/null)."""
     try:
         mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
     except FileNotFoundError:
         return
-    if not stat.S_ISREG(mode):
+    # A symlink is replaced itself (never what it points to), which keeps the daemon's own names self-healing.
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise FileReadError(path, f"is {file_type(mode)}, not a regular file: only a regular file is replaced",
                             ErrorKind.BAD_INPUT)
 

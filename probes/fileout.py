@@ -74,11 +74,14 @@ def open_keylog(path: Path) -> int:
     stricter), that is empty or already a key log (Wireshark users keep one); anything else, a
     certificate named by a typo say, is refused with a FileReadError and left untouched.
     """
-    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        pass
+        if _is_device(path):
+            # Opening a device can act on it (a tape rewinds, a modem hangs up): refuse it unopened.
+            raise FileReadError(path, "not a regular file (expected a key log; give a new file name)",
+                                ErrorKind.BAD_INPUT) from None
     except OSError as exc:
         raise FileReadError(path, f"cannot create the key log: {exc.strerror or type(exc).__name__}") from None
     else:
@@ -98,6 +101,14 @@ def open_keylog(path: Path) -> int:
         raise
     os.set_blocking(fd, True)
     return fd
+
+
+def _is_device(path: Path) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False  # gone again: the open says what it is
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 def _check_keylog(path: Path, fd: int) -> None:

@@ -187,3 +187,10 @@ def test_an_atomic_replace_never_replaces_a_device_or_fifo(tmp_path: Path) -> No
             after = os.lstat(path)
             assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo", "out.sock"]
+    # And a symlink is replaced itself, never the file it points to
+    pointed = tmp_path / "pointed"
+    pointed.write_bytes(b"kept")
+    (tmp_path / "link").symlink_to(pointed)
+    fileio.write_atomic(tmp_path / "link", b"new")
+    assert pointed.read_bytes() == b"kept" and (tmp_path / "link").read_bytes() == b"new"
+    assert not (tmp_path / "link").is_symlink()

@@ -83,6 +83,7 @@ def test_a_key_log_never_lands_in_a_file_it_does_not_own(tmp_path: Path) -> None
     refusals = {cert: "mode 0644", key: "is not a TLS key log", tmp_path / "link.log": "refusing a symlink",
                 tmp_path / "dangling.log": "refusing a symlink", tmp_path / "keys.fifo": "not a regular file",
                 shared: "mode 0640"}
+    refusals[Path("/dev/null")] = "not a regular file"
     if os.geteuid() == 0:  # a private key log of another user: that user reads what rmxdiag appends
         theirs = tmp_path / "theirs.log"
         theirs.write_bytes(b"CLIENT_RANDOM aa bb\n")
@@ -95,4 +96,5 @@ def test_a_key_log_never_lands_in_a_file_it_does_not_own(tmp_path: Path) -> None
         with pytest.raises(FileReadError, match=why) as caught:
             fileout.open_keylog(path)
         assert str(caught.value).startswith(f"{path}: "), caught.value
+        assert os.lstat("/dev/null").st_rdev == os.makedev(1, 3)
         assert [(p.name, p.lstat().st_size, p.lstat().st_mode) for p in sorted(tmp_path.iterdir())] == before
