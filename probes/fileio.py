@@ -10,6 +10,7 @@ secret). It is an :class:`~probes.model.InputError` (the CLI exits 3, a probe fa
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -48,17 +49,25 @@ def open_regular(path: Path, what: str = "file") -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        expected = f"expected {'an' if what[:1] in 'aeiou' else 'a'} {what}"
+        expected = f"expected {_article(what)} {what}"
         if stat.S_ISDIR(mode):
             raise FileReadError(path, f"is a directory, {expected}")
         # A FIFO or device would hang or feed endless data: never what a file option means.
         raise FileReadError(path, f"not a regular file ({expected})", ErrorKind.BAD_INPUT)
+    os.set_blocking(fd, True)  # a regular file never blocks; reads through a buffer expect blocking mode
     return fd
 
 
 def read_capped(path: Path, what: str = "file", *, limit: int = MAX_FILE_BYTES, allow_empty: bool = False) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them (FileReadError otherwise)."""
-    fd = open_regular(path, what)
+    data = _read_fd(open_regular(path, what), path, what, limit)
+    if not allow_empty and not data.strip():
+        raise FileReadError(path, f"{what} is empty", ErrorKind.BAD_INPUT)
+    return data
+
+
+def _read_fd(fd: int, path: Path, what: str, limit: int) -> bytes:
+    """At most ``limit`` bytes from the open regular file ``fd`` (closed here); FileReadError otherwise."""
     try:
         with os.fdopen(fd, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -72,8 +81,6 @@ def read_capped(path: Path, what: str = "file", *, limit: int = MAX_FILE_BYTES, 
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
     if len(data) > limit:
         raise FileReadError(path, f"{what} is over the {_size(limit)} limit", ErrorKind.INSECURE_FILE)
-    if not allow_empty and not data.strip():
-        raise FileReadError(path, f"{what} is empty", ErrorKind.BAD_INPUT)
     return data
 
 
@@ -81,23 +88,60 @@ def check_private(path: Path, limit: int | None = None) -> None:
     """The one rule for secret files (passwords, tokens, keys), for the CLI and the configuration alike.
 
     Outside ``$CREDENTIALS_DIRECTORY`` (which systemd makes readable by the service only) a secret
-    file must not be a symlink (it could be re-pointed after the check), must not be readable by
-    group or others, and must be at most ``limit`` bytes. A missing file passes: its reader says so.
+    file must not be a symlink (it could be re-pointed after the check), must be a regular file
+    owned by this user or root, not readable by group or others, and at most ``limit`` bytes.
+    A missing file passes: its reader says so.
     """
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and _inside(path, Path(creds)):
-        return
     try:
-        info = path.lstat()
+        fd = _open_private(path, "secret file", limit)
     except FileNotFoundError:
         return
+    os.close(fd)
+
+
+def _open_private(path: Path, what: str, limit: int | None) -> int:
+    """A read-only descriptor on the secret file ``path``, checked on the descriptor itself.
+
+    Opened once, without following a symlink and without blocking (a FIFO), so the file checked is
+    the file read: nothing can swap it in between. FileNotFoundError when it does not exist.
+    """
+    trusted = _in_credentials(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if trusted else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if path.is_symlink() and not trusted:  # a dangling symlink is still a symlink
+            raise _symlink(path) from None
+        raise
     except OSError as exc:
-        raise FileReadError(path, f"cannot access ({exc.strerror or type(exc).__name__})") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise FileReadError(path, "refusing a symlink for secret material (point at the file itself)",
-                            ErrorKind.INSECURE_FILE)
+        if exc.errno == errno.ELOOP and not trusted:
+            raise _symlink(path) from None
+        raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        info = os.fstat(fd)
+        _check_private_info(path, what, info, trusted, limit)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _symlink(path: Path) -> FileReadError:
+    return FileReadError(path, "refusing a symlink for secret material (point at the file itself)",
+                         ErrorKind.INSECURE_FILE)
+
+
+def _check_private_info(path: Path, what: str, info: os.stat_result, trusted: bool, limit: int | None) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise FileReadError(path, f"is a directory, expected {_article(what)} {what}")
     if not stat.S_ISREG(info.st_mode):
-        return  # a directory, FIFO or device: the reader refuses it for what it is
+        raise FileReadError(path, f"not a regular file (expected {_article(what)} {what})", ErrorKind.BAD_INPUT)
+    if trusted:
+        return
+    if info.st_uid not in (os.geteuid(), 0):
+        raise FileReadError(path, f"owned by uid {info.st_uid}, not by this user (uid {os.geteuid()}) or root; "
+                            "a secret file must be yours", ErrorKind.INSECURE_FILE)
     if info.st_mode & 0o044:
         raise FileReadError(path, f"readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
                             "run chmod 600 on it", ErrorKind.INSECURE_FILE)
@@ -105,9 +149,16 @@ def check_private(path: Path, limit: int | None = None) -> None:
         raise FileReadError(path, f"larger than {_size(limit)}, not a key or password file", ErrorKind.INSECURE_FILE)
 
 
-def _inside(path: Path, base: Path) -> bool:
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _in_credentials(path: Path) -> bool:
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        return False
     try:
-        path.absolute().relative_to(base.absolute())
+        path.absolute().relative_to(Path(creds).absolute())
     except ValueError:
         return False
     return True
@@ -116,10 +167,18 @@ def _inside(path: Path, base: Path) -> bool:
 def read_secret(path: Path, what: str = "password file") -> bytes:
     """The secret in ``path``: its first line without the line ending (the RMX convention).
 
-    The file must pass :func:`check_private` (the same rule the configuration applies).
+    The file must pass :func:`check_private` (the same rule the configuration applies), checked
+    on the descriptor it is read from. A NUL byte is refused: no password or token holds one, and
+    the libraries that take a password as a C string would stop at it (or crash).
     """
-    check_private(path)
-    data = text_bytes(read_capped(path, what, limit=MAX_SECRET_BYTES, allow_empty=True))
+    try:
+        fd = _open_private(path, what, None)
+    except FileNotFoundError:
+        raise FileReadError(path, f"{what} does not exist") from None
+    data = text_bytes(_read_fd(fd, path, what, MAX_SECRET_BYTES))
+    if b"\0" in data:
+        raise FileReadError(path, "contains a NUL byte; save it as UTF-8 text (UTF-16 is read only with its "
+                            "byte order mark)", ErrorKind.BAD_INPUT)
     return data.splitlines()[0] if data else b""
 
 
@@ -142,19 +201,11 @@ def text_bytes(data: bytes) -> bytes:
     return data
 
 
-def create_private(path: Path) -> None:
-    """Create ``path`` readable by its owner only (0600) unless it exists; the caller then appends.
-
-    For files that decrypt traffic (TLS key logs): OpenSSL and tcpdump would create them with
-    the umask, usually 0644.
-    """
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
-
-
 def write_atomic(path: Path | str, data: bytes, *, replace: bool = True, dir_fd: int | None = None) -> None:
     """Write ``data`` to ``path`` (mode 0600) so a reader sees the old file or the new one, never part.
 
-    A temporary file in the same directory is written, fsynced and renamed over ``path``; with
+    A temporary file in the same directory is written, fsynced and renamed over ``path`` (over a
+    regular file or a symlink only: a device, FIFO, socket or directory there is a FileReadError); with
     ``replace=False`` it is linked instead, so a file that exists (or appeared meanwhile) is kept
     and FileExistsError raised. With ``dir_fd``, ``path`` is a bare name inside that open
     directory (the daemon's state directory, opened once without following symlinks), and the
@@ -169,6 +220,7 @@ def write_atomic(path: Path | str, data: bytes, *, replace: bool = True, dir_fd:
             handle.flush()
             os.fsync(handle.fileno())
         if replace:
+            _refuse_special(path, dir_fd)
             os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         else:
             # link() fails when the name exists: an existing file is never silently replaced.
@@ -179,3 +231,24 @@ def write_atomic(path: Path | str, data: bytes, *, replace: bool = True, dir_fd:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
+
+
+def _refuse_special(path: Path, dir_fd: int | None) -> None:
+    """FileReadError when ``path`` is a device, FIFO, socket or directory: a rename would replace it (/dev/null)."""
+    try:
+        mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    # A symlink is replaced itself (never what it points to), which keeps the daemon's own names self-healing.
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise FileReadError(path, f"is {file_type(mode)}, not a regular file: only a regular file is replaced",
+                            ErrorKind.BAD_INPUT)
+
+
+def file_type(mode: int) -> str:
+    """What a non-regular file is, in words ("a character device")."""
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"

@@ -23,6 +23,7 @@ from probes.certificate.checks import Policy
 from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
 from probes.certificate.pkcs12 import protection
 from probes.fileio import read_capped, read_secret
+from probes.fileout import check_output, write_output
 from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
 
 # What the RMX 8.x Certification Repository import says for each cause
@@ -98,6 +99,12 @@ def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe:
     return report.exit_code
 
 
+def _inputs(args: argparse.Namespace, path: Path) -> tuple[Path | None, ...]:
+    """Every file an action reads: ``-o`` must be none of them (--force would destroy the input)."""
+    names = ("password_file", "key_password_file", "key", "chain", "ca_bundle", "fe_trust")
+    return (path, *(getattr(args, name, None) for name in names))
+
+
 def _material(args: argparse.Namespace, path: Path) -> Material:
     password = read_secret(args.password_file) if args.password_file else None
     return load_certificate(path, password)
@@ -108,6 +115,8 @@ def extract(args: argparse.Namespace, path: Path) -> int:
     from probes.certificate.chain import is_self_signed
     from probes.certificate.checks import analyse
 
+    if args.output is not None:
+        check_output(args.output, args.force, _inputs(args, path))  # before any work: nothing touched
     material = _material(args, path)
     if material.bad_password or material.request is not None:
         return _refuse(str(path), analyse(material, Policy(), datetime.now(UTC)), args, "extract")
@@ -121,9 +130,7 @@ def extract(args: argparse.Namespace, path: Path) -> int:
               for c in material.chain]
     result = ExtractResult(str(path), pem, tuple(roles))
     if args.output is not None:
-        from probes.certificate.pfx import write_private
-
-        write_private(args.output, pem.encode(), args.force)
+        write_output(args.output, pem.encode(), args.force, _inputs(args, path))
     if args.format == "json":
         return _report(str(path), ProbeOutcome("extract", ProbeStatus.OK, 0.0, result=result), args)
     if args.output is None:
@@ -156,14 +163,19 @@ class PfxResult(NoSamples):
 def assemble(args: argparse.Namespace, path: Path) -> int:
     """`cert pfx CERT --key KEY ... -o OUT`: check, build, re-open and write the PFX."""
     from probes.certificate.checks import analyse
-    from probes.certificate.pfx import blocking_problems, build, write_private
+    from probes.certificate.pfx import blocking_problems, build
     from probes.certificate.probe import judge
 
     if args.output is None or args.password_file is None:
         raise InputError("pfx: needs -o OUT and --password-file F (the PFX password)")
-    if args.output.exists() and not args.force:
-        raise InputError(f"{args.output}: exists; not overwritten (use --force)")
+    check_output(args.output, args.force, _inputs(args, path))  # before any work: nothing touched
     password = read_secret(args.password_file)
+    try:
+        password.decode("utf-8")
+    except UnicodeDecodeError:
+        # PKCS#12 stores the password as Unicode: bytes that are not text cannot be what the RMX is given.
+        raise InputError(f"{args.password_file}: the password is not UTF-8 text (an ANSI/Latin-1 file?); "
+                         "save the file as UTF-8 or as Notepad's \"Unicode\"") from None
     key_password = read_secret(args.key_password_file) if args.key_password_file else password
     material = load_certificate(path, key_password)
     now = datetime.now(UTC)
@@ -180,7 +192,7 @@ def assemble(args: argparse.Namespace, path: Path) -> int:
     if blocking:
         return _refuse(str(path), blocking, args, "pfx")
     assembly = build(material.leaf, key, cas, password)
-    write_private(args.output, assembly.data, args.force)
+    write_output(args.output, assembly.data, args.force, _inputs(args, path))
     # Judged like any PFX, its protection included: the file written must pass the rule it was built by.
     reopened = Material(str(args.output), "pfx", leaf=assembly.leaf, chain=assembly.cas, key=key,
                         chain_supplied=True, pfx_protection=protection(assembly.data))

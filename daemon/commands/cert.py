@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-san", action="store_true",
                         help="a SAN that contains the FQDN is deliberate (super-cluster style): no warning")
     parser.add_argument("-o", "--output", type=Path, metavar="OUT", help="extract/pfx: file to write")
-    parser.add_argument("--force", action="store_true", help="extract/pfx: overwrite an existing output file")
+    parser.add_argument("--force", action="store_true", help="extract/pfx: replace an existing output file "
+                        "(a regular file only, never one of the input files)")
     add_format(parser)
 
 

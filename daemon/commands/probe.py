@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-max", metavar="V", default="1.3", help="highest TLS version offered (default 1.3)")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="one deadline for the whole probe, seconds (default 10)")
-    parser.add_argument("--keylog", type=Path, metavar="F", help="append an NSS key log (for tshark) to F")
+    parser.add_argument("--keylog", type=Path, metavar="F",
+                        help="write the TLS secrets as an NSS key log (for tshark) to F: "
+                        "created with mode 0600; an existing F is appended to only when it is your own "
+                        "mode-0600 key log (never through a symlink)")
     add_firmware(parser)
     add_format(parser)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from daemon.config.files import ConfigError, credential_file, private_file, readable_file
+from probes.fileio import FileReadError, open_regular
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -298,10 +300,14 @@ class Reader:
         try:
             if self.source.is_dir():
                 raise ConfigError(f"{self.source}: is a directory, expected a YAML file")
-            with self.source.open("rb") as handle:
+            if not self.source.exists():
+                raise ConfigError(f"{self.source}: no such file")
+            # Non-blocking and checked on the descriptor: a FIFO (or a device) is refused at once
+            # instead of hanging check-config, the daemon's start or its reload.
+            with os.fdopen(open_regular(self.source, "YAML file"), "rb") as handle:
                 data = handle.read(MAX_CONFIG_BYTES + 1)
-        except FileNotFoundError:
-            raise ConfigError(f"{self.source}: no such file") from None
+        except FileReadError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"{self.source}: cannot read ({exc.strerror})") from None
         if len(data) > MAX_CONFIG_BYTES:

@@ -12,6 +12,7 @@ with its defaults.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -21,7 +22,7 @@ from pathlib import Path
 from daemon.lab.registrar import LabRegistrar, Transcript
 from daemon.lab.scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
 from daemon.lab.wire import set_tls_window
-from probes.fileio import create_private
+from probes.fileout import open_keylog
 
 log = logging.getLogger("rmxdiag.lab.capture")
 
@@ -109,8 +110,11 @@ def _rmx_context(material: Material, scenario: Scenario, keylog: Path) -> ssl.SS
     ctx.load_verify_locations(material.ca_bundle)
     set_tls_window(ctx, *scenario.rmx_tls)
     # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it.
-    create_private(keylog)
-    ctx.keylog_filename = str(keylog)
+    fd = open_keylog(keylog)
+    try:
+        ctx.keylog_filename = f"/proc/self/fd/{fd}"  # the file opened by the rule, not the name again
+    finally:
+        os.close(fd)
     try:
         ctx.load_cert_chain(material.rmx_cert, material.rmx_key)
     except (ssl.SSLError, OSError, ValueError):

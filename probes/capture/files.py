@@ -21,6 +21,7 @@ from pathlib import Path
 from probes import children
 from probes.capture.events import PacketEvent
 from probes.capture.formats import Kind, inner_head, is_capture_head, kind_of
+from probes.fileio import open_regular
 from probes.model import ErrorKind, InputError
 
 MIN_TSHARK = (3, 6)  # JSON -J filtering, --no-duplicate-keys and "in {a..b}" display-filter sets
@@ -56,15 +57,15 @@ def find_tshark(timeout: float = 10.0) -> str:
 
 def check_capture(path: Path) -> None:
     """Raise InputError unless ``path`` is a readable, non-empty capture in a format tshark reads."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory without captures", ErrorKind.FILE_UNREADABLE)
+    if not path.exists():
+        raise InputError(f"{path}: no such file", ErrorKind.FILE_UNREADABLE)
+    # Opened non-blocking and checked on the descriptor: a FIFO is refused, not waited on forever.
+    fd = open_regular(path, "capture file")
     try:
-        with path.open("rb") as f:
-            if not path.is_file():
-                raise InputError(f"{path}: not a regular file", ErrorKind.FILE_UNREADABLE)
+        with os.fdopen(fd, "rb") as f:
             head = f.read(32)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file", ErrorKind.FILE_UNREADABLE) from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory without captures", ErrorKind.FILE_UNREADABLE) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}", ErrorKind.FILE_UNREADABLE) from None
     if not head:

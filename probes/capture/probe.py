@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,8 +17,8 @@ from cryptography import x509
 from probes.capture.analysis import CaptureAnalyzer
 from probes.capture.elsewhere import nothing_on_port, tls_ports
 from probes.capture.files import check_capture, expand, find_tshark, live_capture, stream_events
-from probes.fileio import read_capped
-from probes.model import ErrorKind, Finding, InputError, ProbeOutcome, ProbeStatus, Severity, skipped
+from probes.fileio import open_regular, read_capped
+from probes.model import Finding, InputError, ProbeOutcome, ProbeStatus, Severity, skipped
 from probes.target import ProbeContext, Settings, Target
 
 NAME = "capture"
@@ -35,8 +36,9 @@ def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = Non
     files = expand(paths)
     for path in files:
         check_capture(path)
-    if keylog is not None and not keylog.is_file():
-        raise InputError(f"{keylog}: key log file not found", ErrorKind.FILE_UNREADABLE)
+    if keylog is not None:
+        # tshark opens the key log itself: a FIFO there would hang it, so it is refused here, at once.
+        os.close(open_regular(keylog, "key log"))
     tshark = find_tshark(timeout=max(1.0, min(10.0, deadline - time.monotonic())))
     analyzer = CaptureAnalyzer(port, rmx_ip, rmx_issuers)
     warnings: list[str] = []

@@ -1,4 +1,4 @@
-"""Assembling a PFX the RMX imports in one go, and writing files without clobbering anything.
+"""Assembling a PFX the RMX imports in one go (written by :func:`probes.fileout.write_output`).
 
 The PFX is built only after the key, the chain and the validity are checked, and it is re-opened
 with the same password before it is written (0600, never over an existing file unless forced).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -16,7 +15,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from probes.certificate.chain import display_name, is_self_signed, iso, key_matches, walk
 from probes.certificate.pkcs12 import rmx_encryption
-from probes.fileio import write_atomic
 from probes.model import Finding, InputError, Severity
 
 if TYPE_CHECKING:
@@ -71,18 +69,3 @@ def build(leaf: x509.Certificate, key: PrivateKeyTypes, cas: list[x509.Certifica
     if leaf2 != leaf or key2 is None or not key_matches(leaf, key2) or list(cas2) != cas:
         raise InputError("the assembled PFX re-opened with different contents (not written)")
     return Assembly(data, leaf, tuple(cas))
-
-
-def write_private(path: Path, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` with mode 0600; an existing file is kept unless ``force``."""
-    if path.exists() and not force:
-        raise InputError(f"{path}: exists; not overwritten (use --force)")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory")
-    try:
-        # Without --force the file is linked into place: one that appeared meanwhile is kept.
-        write_atomic(path, data, replace=force)
-    except FileExistsError:
-        raise InputError(f"{path}: exists; not overwritten (use --force)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror}") from None

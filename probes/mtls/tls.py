@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 
 from probes.certificate.chain import thumbprint
 from probes.certificate.load import CERT_PARSE_ERRORS, open_pfx, quiet_parser_warnings
-from probes.fileio import create_private, read_capped
+from probes.fileio import read_capped
+from probes.fileout import open_keylog
 from probes.memo import file_signature, once
 from probes.model import ErrorKind, InputError
 from probes.target import SecretFile
@@ -216,13 +217,17 @@ def build_client_context(spec: ClientSpec) -> ClientContext:
         _load_into(ctx, key, certs, spec.pfx or spec.cert or Path("?"))
         chain = tuple(certs)
     if spec.keylog is not None:
+        # A key log decrypts every session written to it: opened once by the one rule (a new 0600
+        # file or the user's own private key log, no symlink), then handed to OpenSSL through the
+        # descriptor so the file checked is the file written.
+        fd = open_keylog(spec.keylog)
         try:
-            # A key log decrypts every session written to it: readable by us only.
-            create_private(spec.keylog)
-            ctx.keylog_filename = str(spec.keylog)
+            ctx.keylog_filename = f"/proc/self/fd/{fd}"
         except OSError as exc:
             raise InputError(f"{spec.keylog}: cannot write the key log ({exc.strerror})",
                              ErrorKind.FILE_UNREADABLE) from exc
+        finally:
+            os.close(fd)
     verifies = spec.ca_bundle is not None
     if not chain:
         return ClientContext(ctx, chain, verifies=verifies)

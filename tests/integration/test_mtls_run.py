@@ -169,6 +169,36 @@ def test_keylog_written_for_tshark(fe: Fe, files: dict[str, Path], tmp_path: Pat
     assert keylog.stat().st_mode & 0o777 == 0o600, "a key log decrypts the session: owner-only"
 
 
+def test_keylog_goes_only_into_a_new_file_or_the_users_own_key_log(fe: Fe, files: dict[str, Path], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Given a certificate (0644) named by a typo, a symlink to another file, and an earlier private key log."""
+    argv = ["probe", f"127.0.0.1:{fe.port}", "--sni", POOL, "--cert", str(files["cert"]), "--key", str(files["key"]),
+            "--chain", str(files["chain"]), "--ca-bundle", str(files["ca"]), "--keylog"]
+    typo = tmp_path / "rmx.pem"
+    typo.write_bytes(files["cert"].read_bytes())
+    typo.chmod(0o644)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"not a key log\n")
+    (tmp_path / "link.log").symlink_to(victim)
+    for path, why in ((typo, "mode 0644"), (tmp_path / "link.log", "refusing a symlink")):
+        before = (typo.read_bytes(), typo.stat().st_mode, victim.read_bytes())
+        # When the probe is told to write its key log there
+        code = main([*argv, str(path)])
+        # Then one line refuses it, exit 3, before any connection, and no byte of a secret landed anywhere
+        err = capsys.readouterr().err
+        assert code == 3 and err.count("\n") == 1 and str(path) in err and why in err, err
+        assert (typo.read_bytes(), typo.stat().st_mode, victim.read_bytes()) == before
+    # And a key log written earlier (0600, the user's) gets the new session appended (one file for Wireshark)
+    keylog = tmp_path / "keys.log"
+    assert main([*argv, str(keylog)]) == 0
+    first = keylog.read_text()
+    assert main([*argv, str(keylog)]) == 0
+    second = keylog.read_text()
+    assert second.startswith(first) and second.count("CLIENT_TRAFFIC_SECRET_0 ") == 2 * first.count(
+        "CLIENT_TRAFFIC_SECRET_0 ") > 0
+    assert keylog.stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("written", ["TLSv1.2", "tls12", "TLS1.2"])
 def test_cli_tls_max_as_reports_print_it(fe: Fe, files: dict[str, Path], written: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:

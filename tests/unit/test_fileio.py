@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,15 +71,6 @@ def test_atomic_write_replaces_or_keeps_and_leaves_no_temporary_file(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pfx"]
 
 
-def test_create_private_makes_an_owner_only_file_and_keeps_an_existing_one(tmp_path: Path) -> None:
-    keylog = tmp_path / "keys.log"
-    fileio.create_private(keylog)
-    assert stat.S_IMODE(keylog.stat().st_mode) == 0o600 and keylog.read_bytes() == b""
-    keylog.write_bytes(b"CLIENT_RANDOM ...\n")
-    fileio.create_private(keylog)
-    assert keylog.read_bytes() == b"CLIENT_RANDOM ...\n"
-
-
 def test_secret_files_follow_the_configuration_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a password file readable by others (the umask default), a symlink to a private one, a private one
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
@@ -101,3 +93,104 @@ def test_secret_files_follow_the_configuration_rule(tmp_path: Path, monkeypatch:
     # And inside $CREDENTIALS_DIRECTORY (systemd made those files) the mode is not held against them
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     assert fileio.read_secret(shared) == b"pw"
+
+
+def test_a_nul_byte_in_a_secret_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """Given a password file holding a NUL byte (or UTF-16 saved without its byte order mark)."""
+    for name, content in (("nul.pass", b"sec\0ret\n"), ("utf16-nobom.pass", "pw\n".encode("utf-16-le"))):
+        secret = tmp_path / name
+        secret.write_bytes(content)
+        secret.chmod(0o600)
+        # When it is read, Then one refusal naming the file and the NUL byte (OpenSSL would panic on it)
+        with pytest.raises(fileio.FileReadError) as caught:
+            SecretFile(secret).read()
+        assert str(caught.value).startswith(f"{secret}: contains a NUL byte; save it as UTF-8 text")
+        assert caught.value.kind is ErrorKind.BAD_INPUT and "\n" not in str(caught.value)
+    # And the same password saved by Notepad as "Unicode" (with its byte order mark) is read as UTF-8
+    bom = tmp_path / "bom.pass"
+    bom.write_bytes("pw\r\n".encode("utf-16"))
+    bom.chmod(0o600)
+    assert fileio.read_secret(bom) == b"pw"
+
+
+def test_the_secret_checked_is_the_secret_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a private password file that an attacker swaps for a symlink just before rmxdiag opens it."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    secret = tmp_path / "rmx.pass"
+    secret.write_bytes(b"good\n")
+    secret.chmod(0o600)
+    elsewhere = tmp_path / "planted.pass"
+    elsewhere.write_bytes(b"planted\n")
+    elsewhere.chmod(0o644)
+    real_open = os.open
+
+    def swap_then_open(path: object, *args: object, **kwargs: object) -> int:
+        if Path(str(path)) == secret and not secret.is_symlink():
+            secret.unlink()  # the swap lands right before the open (after any check on the path)
+            secret.symlink_to(elsewhere)
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fileio.os, "open", swap_then_open)
+    # When the secret is read, Then the planted file is never what comes back: the open itself refuses it
+    with pytest.raises(fileio.FileReadError, match="refusing a symlink for secret material"):
+        fileio.read_secret(secret)
+
+
+def test_a_secret_file_of_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a private (0600) password file owned by another, unprivileged user."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file away needs root")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    secret = tmp_path / "theirs.pass"
+    secret.write_bytes(b"pw\n")
+    secret.chmod(0o600)
+    os.chown(secret, 65534, 65534)
+    # When read, Then one line says whose it is (that user could change the secret rmxdiag uses)
+    with pytest.raises(fileio.FileReadError, match=r"theirs\.pass: owned by uid 65534, not by this user") as caught:
+        fileio.read_secret(secret)
+    assert caught.value.kind is ErrorKind.INSECURE_FILE
+
+
+def test_a_secret_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Given a FIFO named as password file (nobody ever writes to it)."""
+    fifo = tmp_path / "pass.fifo"
+    os.mkfifo(fifo, 0o600)
+    result: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            fileio.read_secret(fifo)
+        except fileio.FileReadError as exc:
+            result.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    # When read, Then the refusal comes at once instead of waiting for a writer
+    reader.start()
+    reader.join(30)
+    assert not reader.is_alive() and len(result) == 1 and "not a regular file" in str(result[0])
+
+
+def test_an_atomic_replace_never_replaces_a_device_or_fifo(tmp_path: Path) -> None:
+    """Given a FIFO and a socket where a file is to be replaced."""
+    import socket
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "out.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        for path, kind in ((fifo, "a FIFO"), (sock_path, "a socket"), (tmp_path, "a directory")):
+            # When written over, Then refused with what it is, and it stays what it was
+            before = os.lstat(path)
+            with pytest.raises(fileio.FileReadError, match=f"is {kind}, not a regular file"):
+                fileio.write_atomic(path, b"data")
+            after = os.lstat(path)
+            assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo", "out.sock"]
+    # And a symlink is replaced itself, never the file it points to
+    pointed = tmp_path / "pointed"
+    pointed.write_bytes(b"kept")
+    (tmp_path / "link").symlink_to(pointed)
+    fileio.write_atomic(tmp_path / "link", b"new")
+    assert pointed.read_bytes() == b"kept" and (tmp_path / "link").read_bytes() == b"new"
+    assert not (tmp_path / "link").is_symlink()
