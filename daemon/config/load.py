@@ -276,6 +276,7 @@ def _server(node: Node) -> ServerConfig:
         max_connections=m.opt("max_connections", lambda n: n.integer(1, 100_000), default.max_connections),
         header_timeout=m.opt("header_timeout", lambda n: n.number(0, 300), default.header_timeout),
         body_timeout=m.opt("body_timeout", lambda n: n.number(0, 300), default.body_timeout),
+        write_timeout=m.opt("write_timeout", lambda n: n.number(0, 300), default.write_timeout),
         max_body_bytes=m.opt("max_body_bytes", lambda n: n.integer(1024, 64 * 1024**2), default.max_body_bytes),
         enable_lifecycle=m.opt("enable_lifecycle", lambda n: n.boolean(), default.enable_lifecycle),
         external_url=m.opt("external_url", _external_url, None),

@@ -32,6 +32,7 @@ class ServerConfig:
     max_connections: int = 256
     header_timeout: float = 5.0  # seconds for the request line + headers
     body_timeout: float = 10.0  # seconds for the whole body
+    write_timeout: float = 10.0  # seconds an answer may wait for a client that does not read it
     max_body_bytes: int = 1024 * 1024
     # POST /-/reload, off unless asked for (like Prometheus' --web.enable-lifecycle); SIGHUP always works.
     enable_lifecycle: bool = False
