@@ -66,7 +66,9 @@ def bearer_ok(expected: bytes, header: str | None) -> bool:
     token = credentials(header, "Bearer")
     if not expected or token is None:
         return False
-    return hmac.compare_digest(token.encode(), expected)
+    # aiohttp hands over header bytes that are not UTF-8 as surrogate escapes: compare the raw bytes
+    # (a plain encode() raised, and the request became a 500 and an ERROR line).
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected)
 
 
 def cross_site(request: web.Request) -> bool:

@@ -43,6 +43,7 @@ from daemon.serve import exporter, ondemand, webpages
 from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site
 from daemon.serve.listener import Listener
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
+from daemon.serve.throttle import Throttled
 from daemon.serve.webhook import Troubleshooter
 from probes.redact import redact_doc
 from probes.target import Target
@@ -80,6 +81,7 @@ RUN_SUMMARIES: web.AppKey[webpages.RunSummaries] = web.AppKey("run_summaries")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
+TOKEN_LOG: web.AppKey[Throttled] = web.AppKey("token_log")  # the unreadable-token-file line
 BACKLOG = 512  # pending connections the kernel queues (capped by net.core.somaxconn)
 
 
@@ -142,8 +144,9 @@ async def _probe(request: web.Request) -> web.Response:
 
 def _json(doc: Any, status: int = 200) -> web.Response:
     # Reports quote remote answers: no secret value the daemon read leaves in a response.
+    # They hold the same evidence as the pages: never kept by a cache.
     return web.Response(status=status, text=json.dumps(redact_doc(doc), indent=2) + "\n",
-                        content_type="application/json")
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 async def _report(request: web.Request) -> web.Response:
@@ -249,7 +252,8 @@ async def _alerts(request: web.Request) -> web.Response:
     try:
         expected = config.webhook.token.read()
     except OSError:
-        log.error("the webhook token file %s cannot be read", config.webhook.token.path)
+        # Anyone who reaches the port can POST: one line per interval, with a count.
+        request.app[TOKEN_LOG].log("the webhook token file %s cannot be read", config.webhook.token.path)
         expected = b""
     if not bearer_ok(expected, request.headers.get("Authorization")):
         return web.Response(status=401, text="unauthorized\n", headers={"Connection": "close"})
@@ -272,6 +276,7 @@ def build_app(daemon: Backend, *outer: Middleware) -> web.Application:
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
     app[DAEMON] = daemon
     app[RUN_SUMMARIES] = webpages.RunSummaries()
+    app[TOKEN_LOG] = Throttled(log, logging.ERROR)
     app.router.add_get("/", _overview_page)
     app.router.add_get("/targets/{name}", _target_page)
     app.router.add_get("/runs/{run_id}", _run_page)

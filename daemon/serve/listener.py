@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from daemon.config.model import ServerConfig
 from daemon.serve.throttle import Throttled
@@ -40,6 +41,20 @@ ACCEPT_RETRY = 0.5  # seconds the accept loop waits when the process is out of d
 SWEEP_EVERY = 0.25  # seconds between write-deadline checks (the deadline is met within this)
 _STARVED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection protocol, whose own error answers (a parser's 400, a handler bug's 500)
+    also carry ``X-Content-Type-Options: nosniff`` (they echo request bytes)."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """aiohttp's error answer, with nosniff."""
+        response = super().handle_error(request, status, exc, message)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 @dataclass
@@ -135,8 +150,12 @@ class Listener:
 
     async def _connect(self, entry: _Conn, factory: Callable[[], RequestHandler], ctx: ssl.SSLContext | None) -> None:
         def protocol() -> RequestHandler:
-            entry.protocol = factory()
-            return entry.protocol
+            handler = factory()
+            # Same object layout (no new slots): only handle_error differs. aiohttp's Server builds
+            # the handler itself and offers no way to choose its class.
+            handler.__class__ = _Handler
+            entry.protocol = handler
+            return handler
 
         timeout = self.limits().header_timeout if ctx is not None else None
         try:
