@@ -37,8 +37,9 @@ __all__ = ["DEFAULT_PATH", "ConfigError", "load_config"]
 
 DEFAULT_PATH = Path("/etc/rmxdiag/rmxdiag.yaml")
 
-_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
-_INTERFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+# Applied with fullmatch() and ending in \Z: `$` also matches before a trailing newline.
+_URL = re.compile(r"https?://[^\s/?#]+[^\s]*\Z")
+_INTERFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")
 _MAX_WARNING_DAYS = 3650
 _HOUR = 3600.0
 _DAY_SECONDS = 86400.0
@@ -297,7 +298,7 @@ def _webhook(node: Node) -> WebhookConfig:
     default = WebhookConfig()
     webhook = WebhookConfig(
         token=m.opt("token_file", lambda n: SecretFile(n.secret_file()), None),
-        target_label=m.opt("target_label", lambda n: n.text(re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        target_label=m.opt("target_label", lambda n: n.text(re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"),
                                                               "a Prometheus label name"), default.target_label),
         cooldown=m.opt("cooldown", lambda n: n.number(0, _DAY_SECONDS, allow_zero=True), default.cooldown),
         live_capture=m.opt("live_capture", lambda n: n.boolean(), default.live_capture),
