@@ -290,6 +290,9 @@ def _external_url(node: Node) -> str:
     url = node.text(_URL, "an http:// or https:// URL")
     if "?" in url or "#" in url:
         raise node.fail(f"{url!r} must not carry a query or fragment (it is the base of the page URLs)")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # It is shown in notifications and pages: never a password.
+        raise node.fail("must not carry user:password@ (it is shown in notifications and on the pages)")
     return url.rstrip("/")
 
 

@@ -246,3 +246,14 @@ def test_a_trailing_newline_is_never_accepted_by_a_pattern(tmp_path: Path, yaml_
     config.write_text(yaml_text)
     with pytest.raises(ConfigError, match=key):
         load_config(config)
+
+
+def test_external_url_with_inline_credentials_is_refused(tmp_path: Path) -> None:
+    """Given server.external_url carrying user:password@, When loaded,
+    Then it is refused naming the key (the password not shown)."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets:\n  - name: rmx\n    registrars: [{host: fe.example}]\n"
+                      "server:\n  external_url: https://user:CANARYpw@rmxdiag.example\n")
+    with pytest.raises(ConfigError, match="external_url") as caught:
+        load_config(config)
+    assert "CANARYpw" not in str(caught.value)

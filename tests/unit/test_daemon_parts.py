@@ -261,3 +261,15 @@ def test_daemon_serve_modules_import_no_circle() -> None:
                    for d in graph.get(start, set()))
 
     assert [m for m in graph if reaches(m, m, set())] == []
+
+
+def test_a_dry_run_http_action_records_its_url_without_inline_credentials() -> None:
+    """Given an HTTP action whose URL carries user:password@ and an ?apikey= value,
+    When it runs dry (its result is stored in the run and shown on the run's page),
+    Then the recorded detail names method, host and path, and no credential."""
+    action = ActionConfig("SIP_NOT_TRUSTED",
+                          http_url="https://svc-user:CANARYinlinepw@tickets.example:8443/api?apikey=CANARYkey")
+    result = actions.execute(action, "rmx", HINT)
+    assert result.outcome is actions.Outcome.DRY_RUN
+    assert "tickets.example:8443/api" in result.detail
+    assert "CANARY" not in json.dumps(result.to_json()) and "svc-user" not in result.detail
