@@ -278,9 +278,11 @@ def _server(node: Node) -> ServerConfig:
         header_timeout=m.opt("header_timeout", lambda n: n.number(0, 300), default.header_timeout),
         body_timeout=m.opt("body_timeout", lambda n: n.number(0, 300), default.body_timeout),
         write_timeout=m.opt("write_timeout", lambda n: n.number(0, 300), default.write_timeout),
+        probe_reuse=m.opt("probe_reuse", lambda n: n.number(0, 300, allow_zero=True), default.probe_reuse),
         max_body_bytes=m.opt("max_body_bytes", lambda n: n.integer(1024, 64 * 1024**2), default.max_body_bytes),
         enable_lifecycle=m.opt("enable_lifecycle", lambda n: n.boolean(), default.enable_lifecycle),
         external_url=m.opt("external_url", _external_url, None),
+        allowed_hosts=m.opt("allowed_hosts", lambda n: tuple(i.hostname().lower().rstrip(".") for i in n.items()), ()),
     )
     m.finish()
     return server

@@ -40,7 +40,7 @@ from daemon.engine import DEADLINE_GRACE
 from daemon.html.style import SECURITY_HEADERS
 from daemon.report import Report, now_utc
 from daemon.serve import exporter, ondemand, webpages
-from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site
+from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site, host_allowed
 from daemon.serve.listener import Listener
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
 from daemon.serve.throttle import Throttled
@@ -93,8 +93,14 @@ def _unauthorized() -> web.Response:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = request.app[DAEMON].config
-    if request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
-        response: web.StreamResponse = _unauthorized()
+    response: web.StreamResponse
+    if not host_allowed(config, request.headers.get("Host")):
+        # A name that is not this daemon's: a page whose name re-resolves to this address (DNS
+        # rebinding) must not read it. 421: the request reached a server that is not the one named.
+        response = web.Response(status=421, text="unknown Host: list the name the daemon is reached by in "
+                                                 "server.allowed_hosts\n", headers={"Connection": "close"})
+    elif request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
+        response = _unauthorized()
     else:
         try:
             response = await handler(request)
@@ -129,6 +135,10 @@ def _scrape_timeout(request: web.Request) -> float:
 async def _probe(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     name = request.query.get("target", "")
+    if cross_site(request, daemon.config.server):
+        # A web page (<img src=".../probe?target=...">) must not make a visitor's browser start runs:
+        # each one logs in to the RMX. Prometheus and curl send neither header.
+        return web.Response(status=403, text="cross-site request refused\n")
     target = daemon.config.target(name)
     if target is None:
         return web.Response(status=404, text="unknown target (not in the configuration)\n")
@@ -215,7 +225,7 @@ async def _reload(request: web.Request) -> web.Response:
     if not daemon.config.server.enable_lifecycle:
         return web.Response(status=403, text="the lifecycle endpoint is off: set server.enable_lifecycle: true "
                                              "(SIGHUP, i.e. systemctl reload, reloads either way)\n")
-    if cross_site(request):
+    if cross_site(request, daemon.config.server):
         return web.Response(status=403, text="cross-site request refused\n")
     ok = await daemon.reload_async()
     if ok:

@@ -197,7 +197,8 @@ class Daemon:
     # -- on-demand probing -----------------------------------------------------------------------
     async def probe_now(self, target: Target, budget: float) -> TargetState:
         """Run ``target`` now within ``budget`` seconds, queueing included (the /probe endpoint)."""
-        return await self.ondemand.probe(target, self.config.settings, self.scheduler.cache, budget)
+        return await self.ondemand.probe(target, self.config.settings, self.scheduler.cache, budget,
+                                         self.config.server.probe_reuse)
 
     def ready(self) -> bool:
         """Ready once running with a valid config and a scheduler that makes progress (and still runs)."""

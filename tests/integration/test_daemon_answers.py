@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import socket
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from daemon.config.model import Config, WebhookConfig
+from daemon.config.model import Config, ServerConfig, WebhookConfig
 from probes.target import Registrar, SecretFile, Settings, Target
 from tests.support.daemon import engine_runner, mtls_probe, running
 
@@ -104,3 +106,62 @@ def test_an_unreadable_token_file_and_unknown_targets_log_one_line_not_one_per_r
         assert answer.status_code == 202 and len(answer.json()["targets"]) == 1000
         warnings = _errors(caplog, logging.WARNING)
         assert len(warnings) == 1 and "1000 target(s)" in warnings[0], warnings[:3]
+
+
+def test_a_host_the_daemon_does_not_know_is_refused_dns_rebinding(tmp_path: Path) -> None:
+    """Given a loopback daemon without basic auth, with enable_lifecycle and allowed_hosts [rmxdiag.example],
+    When requests name a foreign Host (a page whose name re-resolved to 127.0.0.1),
+    Then reading and reloading are refused with 421, while loopback names, IP addresses, this
+    machine's name and the allowed name are served; and an Origin whose scheme differs is cross-site."""
+    server = ServerConfig(enable_lifecycle=True, allowed_hosts=("rmxdiag.example",))
+    with running(_config(tmp_path, server=server), runner=engine_runner({"mtls": mtls_probe()})) as d:
+        rebound = f"rebind.attacker.example:{d.port}"
+        assert requests.get(d.url + "/api/v1/report", headers={"Host": rebound}, timeout=5).status_code == 421
+        reload = requests.post(d.url + "/-/reload", timeout=5, headers={
+            "Host": rebound, "Origin": f"http://{rebound}", "Sec-Fetch-Site": "same-origin"})
+        assert reload.status_code == 421 and reload.headers.get("X-Content-Type-Options") == "nosniff"
+        for host in (f"127.0.0.1:{d.port}", f"localhost:{d.port}", f"[::1]:{d.port}", "rmxdiag.example",
+                     f"RMXDIAG.example.:{d.port}", f"{socket.gethostname()}:{d.port}"):
+            assert requests.get(d.url + "/-/healthy", headers={"Host": host}, timeout=5).status_code == 200, host
+        other_scheme = requests.post(d.url + "/-/reload", headers={"Origin": f"https://127.0.0.1:{d.port}"}, timeout=5)
+        assert other_scheme.status_code == 403
+        # (the in-process config has no file to re-read: passing the checks means a failed reload, 500)
+        same = requests.post(d.url + "/-/reload", headers={"Origin": f"http://127.0.0.1:{d.port}"}, timeout=10)
+        assert same.status_code == 500 and "reload failed" in same.text
+
+
+def test_probe_is_throttled_per_target_and_refuses_cross_site_browsers(tmp_path: Path) -> None:
+    """Given a daemon whose runs are counted,
+    When 8 clients loop GET /probe?target=rmx-ok for 2 s,
+    Then every answer is 200 with the target's metrics but at most 2 runs started (not hundreds);
+    And a browser's cross-site request (<img src=...>: Sec-Fetch-Site cross-site, or a foreign Origin)
+    is refused with 403 and starts nothing, while Prometheus' plain request is served."""
+    runs: list[str] = []
+    probe = mtls_probe()
+
+    def counting(target: Target, settings: Settings, cache: dict[object, object]) -> object:
+        runs.append(target.name)
+        return engine_runner({"mtls": probe})(target, settings, cache)  # type: ignore[arg-type]
+
+    config = _config(tmp_path)
+    with running(config, runner=counting) as d:  # type: ignore[arg-type]
+        d.call(lambda: d.daemon.scheduler.apply(config.targets, config.settings, schedule=False))
+        runs.clear()
+        stop = time.monotonic() + 2.0
+
+        def loop() -> set[int]:
+            seen = set()
+            while time.monotonic() < stop:
+                answer = requests.get(d.url + "/probe", params={"target": "rmx-ok"}, timeout=10)
+                assert 'rmxdiag_probe_success{probe="mtls",target="rmx-ok"} 1.0' in answer.text
+                seen.add(answer.status_code)
+            return seen
+
+        with cf.ThreadPoolExecutor(8) as pool:
+            statuses = set().union(*pool.map(lambda _: loop(), range(8)))
+        assert statuses == {200}
+        assert 1 <= len(runs) <= 2, len(runs)
+        for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+            refused = requests.get(d.url + "/probe", params={"target": "rmx-ok"}, headers=headers, timeout=5)
+            assert refused.status_code == 403, headers
+        assert len(runs) <= 2

@@ -163,7 +163,7 @@ def test_slowloris_body_deadline_and_size_cap(tmp_path: Path) -> None:
                      webhook=WebhookConfig(token=SecretFile(token)))
     with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
         # When 300 clients open a request and never finish the headers
-        slow = [_raw(d.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ") for _ in range(300)]
+        slow = [_raw(d.port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ") for _ in range(300)]
         try:
             # Then a legitimate scrape still answers in under a second
             start = time.monotonic()
@@ -178,13 +178,14 @@ def test_slowloris_body_deadline_and_size_cap(tmp_path: Path) -> None:
         # When a body is announced but never sent
         auth = b"Authorization: Bearer tok-canary\r\n"
         start = time.monotonic()
-        stalled = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 100\r\n\r\n{")
+        stalled = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+                       + b"Content-Length: 100\r\n\r\n{")
         with stalled:
             closed, answer = _closed_within(stalled, 5.0)
         # Then the connection ends at the body deadline
         assert closed and b" 408 " in answer.split(b"\r\n")[0] and time.monotonic() - start < 3.0
         # When a 1 MiB + 1 body is announced
-        big = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + auth
+        big = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
                    + f"Content-Length: {1024 * 1024 + 1}\r\n\r\n".encode())
         with big:
             closed, answer = _closed_within(big, 3.0)

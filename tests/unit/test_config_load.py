@@ -126,7 +126,7 @@ SCHEMA_KEYS = {
                                        "max_bytes", "keylog")),
     *(f"server.{k}" for k in ("tls_cert_file", "tls_key_file", "basic_auth", "basic_auth.username",
                               "basic_auth.password_file", "max_connections", "header_timeout", "body_timeout",
-                              "write_timeout", "max_body_bytes")),
+                              "write_timeout", "probe_reuse", "max_body_bytes", "allowed_hosts")),
     *(f"webhook.{k}" for k in ("token_file", "target_label", "cooldown", "live_capture")),
     *(f"notify.{k}" for k in ("url", "token_file", "timeout")),
     *(f"actions.{k}" for k in ("code", "targets", "command", "http", "http.url", "http.method", "timeout",
