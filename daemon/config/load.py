@@ -37,8 +37,9 @@ __all__ = ["DEFAULT_PATH", "ConfigError", "load_config"]
 
 DEFAULT_PATH = Path("/etc/rmxdiag/rmxdiag.yaml")
 
-_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
-_INTERFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+# Applied with fullmatch() and ending in \Z: `$` also matches before a trailing newline.
+_URL = re.compile(r"https?://[^\s/?#]+[^\s]*\Z")
+_INTERFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")
 _MAX_WARNING_DAYS = 3650
 _HOUR = 3600.0
 _DAY_SECONDS = 86400.0
@@ -276,9 +277,12 @@ def _server(node: Node) -> ServerConfig:
         max_connections=m.opt("max_connections", lambda n: n.integer(1, 100_000), default.max_connections),
         header_timeout=m.opt("header_timeout", lambda n: n.number(0, 300), default.header_timeout),
         body_timeout=m.opt("body_timeout", lambda n: n.number(0, 300), default.body_timeout),
+        write_timeout=m.opt("write_timeout", lambda n: n.number(0, 300), default.write_timeout),
+        probe_reuse=m.opt("probe_reuse", lambda n: n.number(0, 300, allow_zero=True), default.probe_reuse),
         max_body_bytes=m.opt("max_body_bytes", lambda n: n.integer(1024, 64 * 1024**2), default.max_body_bytes),
         enable_lifecycle=m.opt("enable_lifecycle", lambda n: n.boolean(), default.enable_lifecycle),
         external_url=m.opt("external_url", _external_url, None),
+        allowed_hosts=m.opt("allowed_hosts", lambda n: tuple(i.hostname().lower().rstrip(".") for i in n.items()), ()),
     )
     m.finish()
     return server
@@ -288,6 +292,9 @@ def _external_url(node: Node) -> str:
     url = node.text(_URL, "an http:// or https:// URL")
     if "?" in url or "#" in url:
         raise node.fail(f"{url!r} must not carry a query or fragment (it is the base of the page URLs)")
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # It is shown in notifications and pages: never a password.
+        raise node.fail("must not carry user:password@ (it is shown in notifications and on the pages)")
     return url.rstrip("/")
 
 
@@ -296,7 +303,7 @@ def _webhook(node: Node) -> WebhookConfig:
     default = WebhookConfig()
     webhook = WebhookConfig(
         token=m.opt("token_file", lambda n: SecretFile(n.secret_file()), None),
-        target_label=m.opt("target_label", lambda n: n.text(re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        target_label=m.opt("target_label", lambda n: n.text(re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"),
                                                               "a Prometheus label name"), default.target_label),
         cooldown=m.opt("cooldown", lambda n: n.number(0, _DAY_SECONDS, allow_zero=True), default.cooldown),
         live_capture=m.opt("live_capture", lambda n: n.boolean(), default.live_capture),

@@ -32,12 +32,17 @@ class ServerConfig:
     max_connections: int = 256
     header_timeout: float = 5.0  # seconds for the request line + headers
     body_timeout: float = 10.0  # seconds for the whole body
+    write_timeout: float = 10.0  # seconds an answer may wait for a client that does not read it
+    probe_reuse: float = 5.0  # seconds a finished /probe run answers further scrapes of its target (0: never)
     max_body_bytes: int = 1024 * 1024
     # POST /-/reload, off unless asked for (like Prometheus' --web.enable-lifecycle); SIGHUP always works.
     enable_lifecycle: bool = False
     # Where users reach the web pages (like Prometheus' --web.external-url), without a trailing
     # slash; None: derived from settings.listen (see Config.external_url).
     external_url: str | None = None
+    # Host names (besides loopback, IP addresses, the listen host, external_url's host and this
+    # machine's name) a request's Host header may carry; any other is refused (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

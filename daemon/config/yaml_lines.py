@@ -22,10 +22,11 @@ from probes.fileio import FileReadError, open_regular
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
-LABEL_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Every pattern is applied with fullmatch() and ends in \Z: `$` also matches before a trailing newline.
+LABEL_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\.?\Z")
+_CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,255}\Z")
 
 T = TypeVar("T")
 
@@ -60,14 +61,14 @@ class Node:
         value = self._scalar()
         if not isinstance(value, str) or not value.strip():
             raise self.fail(f"expected a non-empty string, got {_show(value)}")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise self.fail(f"{_show(value)} is not {what}")
         return value
 
     def hostname(self) -> str:
         """A DNS name or an IP address."""
         value = self.text()
-        if _is_ip(value) or _HOSTNAME.match(value):
+        if _is_ip(value) or _HOSTNAME.fullmatch(value):
             return value
         raise self.fail(f"{_show(value)} is not a host name or IP address")
 
@@ -87,7 +88,7 @@ class Node:
                 raise self.fail(f"{_show(value)} is not host:port")
             host, port_text = value, str(default_port)
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if not bare or not (_is_ip(bare) or _HOSTNAME.match(bare)) or not port_text.isdigit() \
+        if not bare or not (_is_ip(bare) or _HOSTNAME.fullmatch(bare)) or not port_text.isdigit() \
                 or not 1 <= int(port_text) <= 65535:
             raise self.fail(f"{_show(value)} is not host:port (port 1-65535)")
         return f"{host}:{int(port_text)}"

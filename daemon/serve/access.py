@@ -3,8 +3,10 @@
 - Credentials: the ``Basic`` and ``Bearer`` schemes are matched case-insensitively (RFC 7235),
   secrets are compared in constant time and read from their files at use; an empty password
   file refuses everyone.
+- Host check (DNS rebinding): a request whose ``Host`` names a host the daemon does not know as
+  its own is refused, so a page whose name re-resolves to the daemon's address cannot read it.
 - Cross-site requests (a browser driving the endpoint for another site) are recognised for the
-  lifecycle endpoint.
+  lifecycle endpoint and ``/probe``.
 - Exposure: listening beyond loopback without authentication is warned about.
 - Malformed requests are debug lines, rate-limited (:class:`ServerLog`).
 """
@@ -16,6 +18,7 @@ import binascii
 import hmac
 import ipaddress
 import logging
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,20 +69,58 @@ def bearer_ok(expected: bytes, header: str | None) -> bool:
     token = credentials(header, "Bearer")
     if not expected or token is None:
         return False
-    return hmac.compare_digest(token.encode(), expected)
+    # aiohttp hands over header bytes that are not UTF-8 as surrogate escapes: compare the raw bytes
+    # (a plain encode() raised, and the request became a 500 and an ERROR line).
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected)
 
 
-def cross_site(request: web.Request) -> bool:
+def cross_site(request: web.Request, server: ServerConfig) -> bool:
     """True for a request a browser sent on behalf of another site (Sec-Fetch-Site, or an Origin that is
-    not this endpoint's own): a page must not make a visitor's browser drive the endpoint."""
+    not this endpoint's own, scheme included, nor ``server.external_url``'s): a page must not make a
+    visitor's browser drive the endpoint."""
     fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
     if fetch_site and fetch_site not in ("same-origin", "none"):
         return True
     origin = request.headers.get("Origin")
     if origin is None:
         return False  # not sent by a browser's cross-origin machinery (curl, Prometheus, systemctl)
-    parts = urlsplit(origin)
-    return parts.scheme not in ("http", "https") or parts.netloc.lower() != request.host.lower()
+    own = {f"{request.scheme}://{request.host}".lower()}
+    if server.external_url:  # behind a reverse proxy the browser's origin is the proxy's
+        parts = urlsplit(server.external_url)
+        own.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return origin.strip().lower().rstrip("/") not in own
+
+
+def _hostname(authority: str) -> str | None:
+    """The host of a ``Host`` header or URL authority (lower case, no port, brackets or final dot)."""
+    try:
+        host = urlsplit("//" + authority.strip()).hostname
+    except ValueError:
+        return None
+    return host.rstrip(".") if host else None
+
+
+def host_allowed(config: Config, header: str | None) -> bool:
+    """True when the ``Host`` header names this daemon: an IP address (a browser's origin is then that
+    address, never a rebound name), loopback names, the listen host, ``server.external_url``'s host,
+    this machine's name, or one of ``server.allowed_hosts``. No header (HTTP/1.0) is no browser."""
+    if not header:
+        return True
+    host = _hostname(header)
+    if host is None:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    own = {_hostname(config.settings.listen.rpartition(":")[0]), socket.gethostname().lower().rstrip("."),
+           *config.server.allowed_hosts}
+    if config.server.external_url:
+        own.add(urlsplit(config.server.external_url).hostname)
+    return host in own
 
 
 class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]

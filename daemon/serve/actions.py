@@ -111,7 +111,9 @@ def execute(action: ActionConfig, target: str, hint: Hint) -> ActionResult:
     kind = "command" if action.command else "http"
     start = time.monotonic()
     if action.dry_run:
-        what = " ".join(action.command) if action.command else f"{action.http_method} {action.http_url}"
+        # Stored in the run and shown on its page: never the URL's inline credentials.
+        what = (" ".join(action.command) if action.command
+                else f"{action.http_method} {outbound.shown_url(action.http_url or '')}")
         return ActionResult(hint.code, kind, Outcome.DRY_RUN, f"would run: {what}", 0.0)
     dropped = 0
     try:

@@ -8,10 +8,12 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
   its own ``asyncio.timeout``; lingering is off so an abandoned body is not drained;
 - body cap: a declared ``Content-Length`` over the cap is answered 413 before reading anything,
   and ``client_max_size`` stops a chunked body at the cap;
-- connection cap: the protocol factory hands out a closing protocol beyond ``max_connections``;
+- connection cap, write deadline, descriptor exhaustion: :mod:`daemon.serve.listener` (counted
+  from the accept, a TLS handshake included; a client that does not read its answers is closed
+  after ``write_timeout``; at the cap a stalled or idle connection makes room for a new one);
 - TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop);
 - malformed requests: a 400 each, logged at debug level and rate-limited;
-- listen backlog: :data:`BACKLOG`, applied (asyncio would re-apply its default of 100).
+- listen backlog: :data:`BACKLOG`, applied by :func:`bind`.
 Credentials, cross-site requests and exposure are :mod:`daemon.serve.access`'s. ``POST /-/reload``
 is off unless ``server.enable_lifecycle`` is set, and then refuses cross-site requests.
 The web pages (``/``, ``/targets/NAME``, ``/runs/ID``) are :mod:`daemon.serve.webpages`'; they are
@@ -22,6 +24,7 @@ carries ``X-Content-Type-Options: nosniff``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -30,14 +33,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from daemon.config.model import Config, ServerConfig
 from daemon.engine import DEADLINE_GRACE
 from daemon.html.style import SECURITY_HEADERS
 from daemon.report import Report, now_utc
 from daemon.serve import exporter, ondemand, webpages
-from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site
+from daemon.serve.access import ServerLog, basic_auth_ok, bearer_ok, cross_site, host_allowed
+from daemon.serve.listener import Listener
 from daemon.serve.snapshot import Snapshot, SnapshotHolder, TargetState
+from daemon.serve.throttle import Throttled
 from daemon.serve.webhook import Troubleshooter
 from probes.redact import redact_doc
 from probes.target import Target
@@ -75,6 +81,7 @@ RUN_SUMMARIES: web.AppKey[webpages.RunSummaries] = web.AppKey("run_summaries")
 _NO_AUTH_PATHS = {"/api/v1/alerts"}  # has its own bearer token (Alertmanager sends one scheme only)
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 SCRAPE_MARGIN = 0.5  # seconds of the scrape timeout kept for rendering and transfer
+TOKEN_LOG: web.AppKey[Throttled] = web.AppKey("token_log")  # the unreadable-token-file line
 BACKLOG = 512  # pending connections the kernel queues (capped by net.core.somaxconn)
 
 
@@ -86,8 +93,14 @@ def _unauthorized() -> web.Response:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = request.app[DAEMON].config
-    if request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
-        response: web.StreamResponse = _unauthorized()
+    response: web.StreamResponse
+    if not host_allowed(config, request.headers.get("Host")):
+        # A name that is not this daemon's: a page whose name re-resolves to this address (DNS
+        # rebinding) must not read it. 421: the request reached a server that is not the one named.
+        response = web.Response(status=421, text="unknown Host: list the name the daemon is reached by in "
+                                                 "server.allowed_hosts\n", headers={"Connection": "close"})
+    elif request.path not in _NO_AUTH_PATHS and not basic_auth_ok(config.server, request.headers.get("Authorization")):
+        response = _unauthorized()
     else:
         try:
             response = await handler(request)
@@ -122,6 +135,10 @@ def _scrape_timeout(request: web.Request) -> float:
 async def _probe(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     name = request.query.get("target", "")
+    if cross_site(request, daemon.config.server):
+        # A web page (<img src=".../probe?target=...">) must not make a visitor's browser start runs:
+        # each one logs in to the RMX. Prometheus and curl send neither header.
+        return web.Response(status=403, text="cross-site request refused\n")
     target = daemon.config.target(name)
     if target is None:
         return web.Response(status=404, text="unknown target (not in the configuration)\n")
@@ -137,8 +154,9 @@ async def _probe(request: web.Request) -> web.Response:
 
 def _json(doc: Any, status: int = 200) -> web.Response:
     # Reports quote remote answers: no secret value the daemon read leaves in a response.
+    # They hold the same evidence as the pages: never kept by a cache.
     return web.Response(status=status, text=json.dumps(redact_doc(doc), indent=2) + "\n",
-                        content_type="application/json")
+                        content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 async def _report(request: web.Request) -> web.Response:
@@ -207,7 +225,7 @@ async def _reload(request: web.Request) -> web.Response:
     if not daemon.config.server.enable_lifecycle:
         return web.Response(status=403, text="the lifecycle endpoint is off: set server.enable_lifecycle: true "
                                              "(SIGHUP, i.e. systemctl reload, reloads either way)\n")
-    if cross_site(request):
+    if cross_site(request, daemon.config.server):
         return web.Response(status=403, text="cross-site request refused\n")
     ok = await daemon.reload_async()
     if ok:
@@ -244,7 +262,8 @@ async def _alerts(request: web.Request) -> web.Response:
     try:
         expected = config.webhook.token.read()
     except OSError:
-        log.error("the webhook token file %s cannot be read", config.webhook.token.path)
+        # Anyone who reaches the port can POST: one line per interval, with a count.
+        request.app[TOKEN_LOG].log("the webhook token file %s cannot be read", config.webhook.token.path)
         expected = b""
     if not bearer_ok(expected, request.headers.get("Authorization")):
         return web.Response(status=401, text="unauthorized\n", headers={"Connection": "close"})
@@ -261,12 +280,13 @@ async def _alerts(request: web.Request) -> web.Response:
     return _json({"status": "accepted", "targets": decisions}, 202)
 
 
-def build_app(daemon: Backend) -> web.Application:
-    """The aiohttp application with every endpoint the README lists."""
-    app = web.Application(middlewares=[_auth], client_max_size=daemon.config.server.max_body_bytes,
+def build_app(daemon: Backend, *outer: Middleware) -> web.Application:
+    """The aiohttp application with every endpoint the README lists (``outer`` middlewares run first)."""
+    app = web.Application(middlewares=[*outer, _auth], client_max_size=daemon.config.server.max_body_bytes,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
     app[DAEMON] = daemon
     app[RUN_SUMMARIES] = webpages.RunSummaries()
+    app[TOKEN_LOG] = Throttled(log, logging.ERROR)
     app.router.add_get("/", _overview_page)
     app.router.add_get("/targets/{name}", _target_page)
     app.router.add_get("/runs/{run_id}", _run_page)
@@ -282,13 +302,6 @@ def build_app(daemon: Backend) -> web.Application:
     return app
 
 
-class _Refuse(asyncio.Protocol):
-    """Given to connections beyond the cap: closed at once, nothing read."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
-
-
 def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
     """The server TLS context, or None for plain HTTP (ssl errors propagate to the caller)."""
     if server.tls_cert is None:
@@ -300,65 +313,44 @@ def tls_context(server: ServerConfig) -> ssl.SSLContext | None:
 
 
 class HttpServer:
-    """Owns the listening socket, the aiohttp runner and the connection cap."""
+    """Owns the listening socket, the aiohttp runner and the accept loop (:class:`Listener`)."""
 
     def __init__(self, daemon: Backend) -> None:
         self.daemon = daemon
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
-        self.refused = 0
+        self._accepting: asyncio.Task[None] | None = None
+        self.listener = Listener(lambda: self.daemon.config.server)
         self.port = 0
+
+    @property
+    def refused(self) -> int:
+        """Connections closed at once because every slot was serving a request."""
+        return self.listener.refused
 
     async def start(self, config: Config, sock: socket.socket) -> None:
         """Serve on ``sock`` (already bound and listening)."""
         server = config.server
-        self._runner = web.AppRunner(build_app(self.daemon), handle_signals=False, access_log=None,
-                                     keepalive_timeout=server.header_timeout, lingering_time=0,
+        self._runner = web.AppRunner(build_app(self.daemon, self.listener.middleware()), handle_signals=False,
+                                     access_log=None, keepalive_timeout=server.header_timeout, lingering_time=0,
                                      shutdown_timeout=1.0, logger=ServerLog())
         await self._runner.setup()
         aio_server = self._runner.server
         assert aio_server is not None  # noqa: S101 (set by setup())
-
-        def factory() -> asyncio.BaseProtocol:
-            # Read the cap at each accept: a reload may change it (listen/TLS need a restart).
-            if len(aio_server.connections) >= self.daemon.config.server.max_connections:
-                self.refused += 1
-                return _Refuse()
-            return aio_server()
-
-        loop = asyncio.get_running_loop()
         ctx = tls_context(server)
-        # A TLS peer that leaves without close_notify would keep its socket for the default 30 s
-        # shutdown timeout: bound it like the handshake.
-        # create_server() calls listen() again, with asyncio's default backlog of 100 unless told.
-        self._server = await loop.create_server(
-            factory, sock=sock, backlog=BACKLOG, ssl=ctx,
-            ssl_handshake_timeout=server.header_timeout if ctx else None,
-            ssl_shutdown_timeout=server.header_timeout if ctx else None)
         self.port = int(sock.getsockname()[1])
+        self._accepting = asyncio.get_running_loop().create_task(self.listener.serve(sock, aio_server, ctx))
 
     async def stop(self) -> None:
         """Stop accepting, then close connections."""
-        if self._server is not None:
-            self._server.close()
-        handlers = self._runner.server.connections if self._runner and self._runner.server else []
-        transports = [h.transport for h in handlers if h.transport is not None]
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
         if self._runner is not None:
             await self._runner.cleanup()
-        # cleanup() closes gracefully; a TLS close may still wait for the peer: end it now.
-        for transport in transports:
-            transport.abort()
-        # Connections aiohttp never saw (TLS handshakes in progress, refused ones mid-close) are
-        # only known to the event loop's transport registry (a selector-loop detail, read defensively).
-        registry: Any = getattr(asyncio.get_running_loop(), "_transports", {})
-        for transport in list(registry.values()):
-            sock = transport.get_extra_info("socket") if transport is not None else None
-            try:
-                mine = sock is not None and sock.getsockname()[1] == self.port
-            except OSError:
-                continue
-            if mine:
-                transport.abort()
+        # cleanup() closes gracefully; a TLS close may still wait for the peer, a handshake may be in
+        # progress: end them now.
+        self.listener.close_all()
 
 
 def bind(listen: str) -> socket.socket:

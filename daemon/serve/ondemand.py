@@ -8,6 +8,10 @@
   and a slow target cannot take the slots another target's scrape needs.
 - A slot is held until the run's thread has really finished (not only until a scrape gave up),
   so the number of probe threads never exceeds the number of slots and nothing queues unseen.
+- A scrape within ``reuse`` seconds (``server.probe_reuse``) of a finished run of the same target gets that run's
+  result: back-to-back requests (a looping client, a web page firing image loads) cannot turn
+  into a stream of handshakes and XML API logins on the RMX, while Prometheus (one scrape per
+  interval, HA pairs a moment apart) still sees every run.
 """
 
 from __future__ import annotations
@@ -43,11 +47,16 @@ class OnDemand:
         self._slots = asyncio.Semaphore(size)
         self._pool = cf.ThreadPoolExecutor(max_workers=size, thread_name_prefix="probe")
         self._runs: dict[str, asyncio.Task[TargetReport]] = {}
+        self._recent: dict[str, tuple[float, Target, TargetReport]] = {}  # name -> (loop time, target, report)
 
     async def probe(self, target: Target, settings: Settings, cache: dict[object, object],
-                    budget: float) -> TargetState:
-        """The result of a run of ``target`` (shared with concurrent scrapes), within ``budget`` seconds."""
+                    budget: float, reuse: float = 0.0) -> TargetState:
+        """The result of a run of ``target`` (shared with concurrent scrapes, and with later ones for
+        ``reuse`` seconds after it finished), within ``budget`` seconds."""
         loop = asyncio.get_running_loop()
+        recent = self._recent.get(target.name)
+        if recent is not None and loop.time() - recent[0] < reuse and recent[1] == target:
+            return TargetState(recent[2], time.time())
         deadline = loop.time() + budget
         task = self._runs.get(target.name)
         if task is None:
@@ -92,6 +101,7 @@ class OnDemand:
             return TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
                                                      f"internal error ({type(exc).__name__})"),))
         self.record(target.name, TargetState(report, time.time()))
+        self._recent[target.name] = (loop.time(), target, report)
         return report
 
     def close(self) -> None:

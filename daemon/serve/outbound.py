@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -29,6 +30,17 @@ class Answer:
     body: bytes
     truncated: bool
     seconds: float
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be stored, logged or shown: no ``user:password@`` and no query values.
+
+    A URL in the configuration may carry credentials inline (userinfo, an ``?apikey=`` value); what a
+    run records must not. (A capability path, as chat hooks use, cannot be told from a plain path.)
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "\u2026" if parts.query else "", ""))
 
 
 class RequestFailed(Exception):

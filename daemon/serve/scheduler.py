@@ -59,6 +59,8 @@ class Scheduler:
     def apply(self, targets: tuple[Target, ...], settings: Settings, *, schedule: bool = True) -> None:
         """Adopt a (re)loaded target list; new targets run soon, kept ones keep their schedule.
 
+        Called on the event loop only (the daemon reads a reloaded file in a thread, then adopts it
+        on the loop), so :meth:`run` never sees the targets and the due times of two configs.
         ``schedule=False`` keeps the targets (for /probe and alerts) but runs none on its own.
         """
         now = time.monotonic()
@@ -138,7 +140,10 @@ class Scheduler:
                     break
                 if name in self._inflight or self._pool is None:
                     continue
-                target = self.targets[name]
+                target = self.targets.get(name)
+                if target is None:  # dropped by a reload (apply() replaces both at once; never fatal)
+                    self._due.pop(name, None)
+                    continue
                 self._inflight[name] = now
                 self._due[name] = float("inf")  # set again when the run finishes
                 future = self._pool.submit(self._run_one, target, self.settings)

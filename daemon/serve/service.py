@@ -129,6 +129,10 @@ class Daemon:
         self.rendered: tuple[Snapshot, bytes] | None = None  # /metrics text of the last snapshot
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+        self._reload_asked = 0  # reload requests so far
+        self._reload_done = 0  # requests answered by a finished reload
+        self._reload_ok = True
         # /probe runs get their own pool, shut down without waiting at stop (asyncio.run would wait
         # for the default executor's threads, i.e. for a probe's whole deadline).
         self.ondemand = OnDemand(max(4, config.settings.concurrency), runner, self.holder.put)
@@ -139,35 +143,52 @@ class Daemon:
         self.scheduler.apply(config.targets, config.settings, schedule=config.schedule)
         self.troubleshooter.configure(config)
 
-    def reload(self) -> bool:
-        """Load the config file again; adopt it only when it is entirely valid (blocking)."""
+    def _read(self) -> Config | str:
+        """The config file read again and checked (blocking); the failure message when it is not valid."""
         path = self.config.source
         try:
             config = self.loader(path)
             preflight(config)
         except StartupError as exc:
-            return self._reload_failed(str(exc))
+            return str(exc)
         except Exception as exc:  # any other failure must also keep the running config
             log.debug("reload traceback", exc_info=True)
-            return self._reload_failed(f"{path}: {type(exc).__name__}")
+            return f"{path}: {type(exc).__name__}"
+        return config
+
+    def _adopt(self, config: Config | str) -> bool:
+        """Adopt what :meth:`_read` returned, or count its failure (on the event loop)."""
+        if isinstance(config, str):
+            self.reloads_failed += 1
+            self.holder.set_config_ok(False)
+            log.error("reload failed, keeping the previous configuration: %s", config)
+            return False
         old = self.config
         if (config.settings.listen, config.server.tls_cert, config.server.tls_key) != (
                 old.settings.listen, old.server.tls_cert, old.server.tls_key):
             log.warning("settings.listen and the HTTPS files take effect at the next restart only")
         self._apply(config)
         self.holder.set_config_ok(True)
-        log.info("configuration reloaded from %s: %d targets", path, len(config.targets))
+        log.info("configuration reloaded from %s: %d targets", config.source, len(config.targets))
         return True
 
-    def _reload_failed(self, message: str) -> bool:
-        self.reloads_failed += 1
-        self.holder.set_config_ok(False)
-        log.error("reload failed, keeping the previous configuration: %s", message)
-        return False
-
     async def reload_async(self) -> bool:
-        """:meth:`reload` off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.reload)
+        """Read the config file off the event loop and adopt it on the loop, all-or-nothing.
+
+        Reloads run one at a time and the latest wins: requests that arrive while one runs are all
+        answered by the single reload that starts after it (it reads the file as it is then), so a
+        burst of SIGHUPs and POSTs costs two reads, and the scheduler never sees two at once.
+        """
+        self._reload_asked += 1
+        asked = self._reload_asked
+        async with self._reload_lock:
+            if self._reload_done >= asked:  # a reload that started after this request answered it
+                return self._reload_ok
+            covers = self._reload_asked
+            config = await asyncio.get_running_loop().run_in_executor(None, self._read)
+            self._reload_ok = self._adopt(config)
+            self._reload_done = covers
+            return self._reload_ok
 
     def troubleshooter_names(self, payload: Any) -> list[str]:
         """Target names in the firing alerts of an Alertmanager payload (ValueError if malformed)."""
@@ -176,11 +197,21 @@ class Daemon:
     # -- on-demand probing -----------------------------------------------------------------------
     async def probe_now(self, target: Target, budget: float) -> TargetState:
         """Run ``target`` now within ``budget`` seconds, queueing included (the /probe endpoint)."""
-        return await self.ondemand.probe(target, self.config.settings, self.scheduler.cache, budget)
+        return await self.ondemand.probe(target, self.config.settings, self.scheduler.cache, budget,
+                                         self.config.server.probe_reuse)
 
     def ready(self) -> bool:
-        """Ready once running with a valid config and a scheduler that makes progress."""
-        return bool(self._tasks) and self.scheduler.healthy()
+        """Ready once running with a valid config and a scheduler that makes progress (and still runs)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks) and self.scheduler.healthy()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        # The scheduler and the watchdog run until stop(): ending earlier is a bug. Say so once, and
+        # let readiness fail and the watchdog pings stop (systemd restarts the service).
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            exc = task.exception()
+            log.error("the %s task stopped with a bug (%s): no more scheduled runs; /-/ready fails",
+                      task.get_name(), type(exc).__name__)
+            log.debug("task traceback", exc_info=exc)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -199,8 +230,10 @@ class Daemon:
             log.warning("%s", exposed)
         await self.http.start(self.config, sock)
         self.troubleshooter.port = self.http.port
-        self._tasks = [asyncio.create_task(self.scheduler.run(self._stop)),
-                       asyncio.create_task(self._watchdog())]
+        self._tasks = [asyncio.create_task(self.scheduler.run(self._stop), name="scheduler"),
+                       asyncio.create_task(self._watchdog(), name="watchdog")]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
         sdnotify.notify("READY=1", f"STATUS=serving on port {self.http.port}, {len(self.config.targets)} targets")
         log.info("rmxdiag serving on port %d with %d targets", self.http.port, len(self.config.targets))
 
@@ -214,7 +247,7 @@ class Daemon:
                 await asyncio.get_running_loop().run_in_executor(None, children.sweep)
             # Ping only while the loop runs and the scheduler makes progress: a stalled loop or a
             # wedged pool stops the pings and systemd restarts the service.
-            if interval is not None and self.scheduler.healthy():
+            if interval is not None and self.ready():
                 sdnotify.notify("WATCHDOG=1")
             snap = self.holder.current
             sdnotify.notify(f"STATUS={len(snap.targets)}/{len(snap.order)} targets probed, "
@@ -233,7 +266,8 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A task that died of a bug was logged when it ended: the rest of stop() must still run.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
         await self.http.stop()

@@ -8,7 +8,11 @@ written to a uniquely named ``.NAME.<random>.tmp`` (mode 0600, ``O_EXCL``), fsyn
 into place; leftovers of a crash are removed by :func:`clean_temporary` at start.
 
 :class:`DaemonState` keeps what must survive a restart in ``daemon.json``: the run sequence (run
-ids never repeat) and when each target's cooldown started (wall-clock time).
+ids never repeat) and when each target's cooldown started (wall-clock time, the only clock that
+survives a restart). In the running process cooldowns are measured on the monotonic clock, so a
+wall clock stepped back or forward changes nothing; a saved start that lies in the future (the
+clock went back while the daemon was stopped) counts as "started at the restart", so a cooldown
+never lasts longer than its length after a restart.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +93,15 @@ def clean_temporary(dir_fd: int) -> int:
 class DaemonState:
     """The run sequence and the cooldown starts, kept in ``STATE_DIR/daemon.json`` across restarts."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, monotonic: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self.root = root
+        self.monotonic = monotonic
+        self.wall = wall
         self._lock = threading.Lock()
         self.sequence = 0
-        self.cooldowns: dict[str, float] = {}  # target -> wall-clock time its cooldown started
+        self.cooldowns: dict[str, float] = {}  # target -> wall-clock time its cooldown started (saved)
+        self._started: dict[str, float] = {}  # target -> monotonic time its cooldown started (measured)
         self._load()
 
     def _load(self) -> None:
@@ -121,6 +130,9 @@ class DaemonState:
             if isinstance(cooldowns, dict):
                 self.cooldowns = {k: float(v) for k, v in cooldowns.items()
                                   if isinstance(k, str) and isinstance(v, int | float)}
+                mono, wall = self.monotonic(), self.wall()
+                # Elapsed by the wall clock since the saved start; a start in the future counts as now.
+                self._started = {k: mono - max(0.0, wall - v) for k, v in self.cooldowns.items()}
 
     def _save(self) -> None:
         data = json.dumps({"sequence": self.sequence, "cooldowns": self.cooldowns}, indent=1).encode()
@@ -141,27 +153,33 @@ class DaemonState:
             self._save()
             return self.sequence
 
-    def cooling(self, name: str, cooldown: float, now: float | None = None) -> bool:
-        """True when ``name``'s cooldown, started at its last run, has not ended (a clock set back counts 0)."""
-        started = self.cooldowns.get(name)
-        if started is None:
-            return False
-        elapsed = max(0.0, (time.time() if now is None else now) - started)
-        return elapsed < cooldown
+    def cooling(self, name: str, cooldown: float) -> bool:
+        """True when ``name``'s cooldown, started at its last run, has not ended (monotonic clock)."""
+        started = self._started.get(name)
+        return started is not None and self.monotonic() - started < cooldown
 
-    def start_cooldown(self, names: list[str], now: float | None = None) -> None:
+    def start_cooldown(self, names: list[str]) -> None:
         """Record that runs of ``names`` started now (one save for all of them)."""
         if not names:
             return
         with self._lock:
-            stamp = time.time() if now is None else now
+            mono, wall = self.monotonic(), self.wall()
             for name in names:
-                self.cooldowns[name] = stamp
+                self._started[name] = mono
+                self.cooldowns[name] = wall
             self._save()
+
+    def at_least(self, sequence: int) -> None:
+        """Never hand out ``sequence`` or a lower number again (a lost or older ``daemon.json``)."""
+        with self._lock:
+            if sequence > self.sequence:
+                self.sequence = sequence
+                self._save()
 
     def forget(self, keep: set[str]) -> None:
         """Drop the cooldowns of targets no longer configured."""
         with self._lock:
             if set(self.cooldowns) - keep:
                 self.cooldowns = {k: v for k, v in self.cooldowns.items() if k in keep}
+                self._started = {k: v for k, v in self._started.items() if k in keep}
                 self._save()

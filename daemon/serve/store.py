@@ -3,10 +3,12 @@
 - Writes are atomic (:func:`probes.fileio.write_atomic`: a private temporary file, fsync,
   then a link into place) and never replace an existing report: a taken id moves on to the next
   sequence number.
-- Run ids are ``STAMP-SEQ-TARGET``; SEQ comes from the sequence kept in the state directory,
-  so ids do not repeat after a reload or a restart.
-- ``keep`` reports are kept per target (oldest removed first), so one noisy target cannot evict
-  the evidence of the others; pruning removes only regular files named like run ids and owned by
+- Run ids are ``STAMP-SEQ-TARGET``; SEQ (4 digits or more) comes from the sequence kept in the
+  state directory, so ids do not repeat after a reload or a restart (nor after a lost
+  ``daemon.json``: the sequence resumes after the highest one stored).
+- Runs are ordered by SEQ, never by STAMP (a wall clock set back would make a new run the
+  oldest). ``keep`` reports are kept per target (oldest removed first), so one noisy target
+  cannot evict the evidence of the others; pruning removes only regular files named like run ids and owned by
   the daemon's user, in the daemon's own directory.
 - ``reports`` is never followed through a symlink, nor is a report file; temporary files left
   by a crash are removed when the store opens.
@@ -33,7 +35,7 @@ from probes.redact import redact_doc
 log = logging.getLogger("rmxdiag.store")
 
 REPORTS = "reports"
-_ID = re.compile(r"^([0-9]{8}T[0-9]{6}Z)-([0-9]{4})-([A-Za-z0-9_.-]{1,128})$")
+_ID = re.compile(r"([0-9]{8}T[0-9]{6}Z)-([0-9]{4,12})-([A-Za-z0-9_.-]{1,128})")
 _MAX_REPORT = 64 * 1024 * 1024
 _ATTEMPTS = 100  # ids tried before giving up (each taken one was a report already there)
 
@@ -52,6 +54,9 @@ class ReportStore:
             removed = clean_temporary(fd)
             if removed:
                 log.info("removed %d temporary report file(s) left by an interrupted write", removed)
+            stored = self._ids(fd)
+            if stored:
+                state.at_least(_sequence(stored[-1]))
 
     @contextlib.contextmanager
     def _open(self) -> Any:
@@ -80,7 +85,7 @@ class ReportStore:
 
     def _write(self, fd: int, stamp: str, target: str, data: bytes) -> str:
         for _ in range(_ATTEMPTS):
-            run_id = f"{stamp}-{self.state.next_sequence() % 10_000:04d}-{target}"
+            run_id = f"{stamp}-{self.state.next_sequence():04d}-{target}"
             try:
                 write_atomic(f"{run_id}.json", data, replace=False, dir_fd=fd)
             except FileExistsError:
@@ -101,10 +106,10 @@ class ReportStore:
     def _ids(fd: int) -> list[str]:
         with os.scandir(fd) as entries:
             names = [e.name[:-5] for e in entries if e.name.endswith(".json") and e.is_file(follow_symlinks=False)]
-        return sorted(n for n in names if _ID.match(n))
+        return sorted((n for n in names if _ID.fullmatch(n)), key=_sequence)
 
     def ids(self) -> list[str]:
-        """Stored run ids, oldest first."""
+        """Stored run ids, oldest (lowest sequence) first."""
         try:
             with self._open() as fd:
                 return self._ids(fd)
@@ -113,7 +118,7 @@ class ReportStore:
 
     def load(self, run_id: str) -> dict[str, Any] | None:
         """The stored document called ``run_id`` (validated name, no path tricks, no symlink), or None."""
-        if not _ID.match(run_id):
+        if not _ID.fullmatch(run_id):
             return None
         try:
             with self._open() as fd:
@@ -125,5 +130,11 @@ class ReportStore:
 
 def target_of(run_id: str) -> str | None:
     """The target name inside a run id (None for a name that is not a run id)."""
-    match = _ID.match(run_id)
+    match = _ID.fullmatch(run_id)
     return match.group(3) if match else None
+
+
+def _sequence(run_id: str) -> int:
+    """The sequence number inside a (valid) run id: the order runs were stored in."""
+    match = _ID.fullmatch(run_id)
+    return int(match.group(2)) if match else -1

@@ -89,11 +89,12 @@ class Troubleshooter:
         if config is None or state is None:
             return decisions
         started: list[str] = []
+        unknown: list[str] = []
         for name in names:
             target = config.target(name)
             if target is None:
                 decisions[name] = "unknown_target"
-                log.warning("alert names target %r, which is not configured: ignored", name[:64])
+                unknown.append(name)
                 continue
             with self._lock:
                 if name in started or state.cooling(name, config.webhook.cooldown):
@@ -112,6 +113,9 @@ class Troubleshooter:
             self._pool.submit(self._troubleshoot, config, target)
             decisions[name] = "started"
         state.start_cooldown(started)  # saved in the state directory: a restart keeps the cooldown
+        if unknown:  # one line per alert payload, however many names it carries
+            log.warning("alert names %d target(s) that are not configured, ignored: %s%s", len(unknown),
+                        ", ".join(repr(n[:64]) for n in unknown[:3]), ", ..." if len(unknown) > 3 else "")
         return decisions
 
     def _troubleshoot(self, config: Config, target: Target) -> None:

@@ -113,8 +113,9 @@ def main() -> int:
         kam = stack.enter_context(registrars(d, files, 2))
         listen = free_port()
         config = d / "rmxdiag.yaml"
+        # probe_reuse 0: each scrape is a run (the bench measures runs, not reused results).
         write_config(config, files, kam, deadline=DEADLINE, concurrency=max(CONCURRENCIES), only=TARGETS,
-                     listen=f"127.0.0.1:{listen}", schedule=False)
+                     listen=f"127.0.0.1:{listen}", schedule=False, extra="server:\n  probe_reuse: 0\n")
         with (d / "serve.log").open("wb") as log:
             serve = subprocess.Popen([sys.executable, "-m", "daemon.cli", "serve", "-c", str(config)], stdout=log,
                                      stderr=subprocess.STDOUT, env={**child_env(), "MALLOC_ARENA_MAX": "2"},

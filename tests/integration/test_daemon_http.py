@@ -163,7 +163,7 @@ def test_slowloris_body_deadline_and_size_cap(tmp_path: Path) -> None:
                      webhook=WebhookConfig(token=SecretFile(token)))
     with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
         # When 300 clients open a request and never finish the headers
-        slow = [_raw(d.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ") for _ in range(300)]
+        slow = [_raw(d.port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ") for _ in range(300)]
         try:
             # Then a legitimate scrape still answers in under a second
             start = time.monotonic()
@@ -178,13 +178,14 @@ def test_slowloris_body_deadline_and_size_cap(tmp_path: Path) -> None:
         # When a body is announced but never sent
         auth = b"Authorization: Bearer tok-canary\r\n"
         start = time.monotonic()
-        stalled = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 100\r\n\r\n{")
+        stalled = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+                       + b"Content-Length: 100\r\n\r\n{")
         with stalled:
             closed, answer = _closed_within(stalled, 5.0)
         # Then the connection ends at the body deadline
         assert closed and b" 408 " in answer.split(b"\r\n")[0] and time.monotonic() - start < 3.0
         # When a 1 MiB + 1 body is announced
-        big = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + auth
+        big = _raw(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
                    + f"Content-Length: {1024 * 1024 + 1}\r\n\r\n".encode())
         with big:
             closed, answer = _closed_within(big, 3.0)
@@ -211,22 +212,44 @@ def test_https_is_not_stalled_by_a_silent_client(tmp_path: Path, lab_pki: LabPKI
             assert closed
 
 
-def test_connections_beyond_the_cap_are_closed_at_once(tmp_path: Path) -> None:
-    # Given a cap of 5 connections
+def test_connections_beyond_the_cap_are_closed_at_once_when_every_one_is_serving(tmp_path: Path) -> None:
+    """Given a cap of 5 connections, each serving a /probe of a target whose probe hangs,
+    When a sixth connects, Then it is closed without being served;
+    And when the 5 connections are idle instead, a sixth replaces the oldest and is served."""
+    release = threading.Event()
+
+    def hangs(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
+        release.wait(min(ctx.remaining() + 1, 10))
+        return ProbeOutcome("mtls", ProbeStatus.OK, 0.0)
+
     config = _config(tmp_path, server=ServerConfig(max_connections=5, header_timeout=5.0))
-    with running(config, runner=engine_runner({"mtls": mtls_probe()})) as d:
-        idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(5)]
-        try:
-            # (the server counts a connection once its protocol runs, a loop turn after the accept)
-            server = d.daemon.http._runner.server  # type: ignore[union-attr]
-            eventually("the five idle connections counted", lambda: d.call(lambda: len(server.connections)) == 5)
-            # When a sixth connects
-            with socket.create_connection(("127.0.0.1", d.port)) as extra:
-                closed, _ = _closed_within(extra, 2.0)
-            # Then it is closed without being served
-            assert closed
-        finally:
-            for s in idle:
-                s.close()
-        # And once the others are gone (the server notices their close), requests are served again
-        eventually("a request served after the idle clients left", lambda: _healthy(d.url))
+    probe_request = (b"GET /probe?target=rmx-bad HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"X-Prometheus-Scrape-Timeout-Seconds: 6\r\n\r\n")
+    try:
+        with running(config, runner=engine_runner({"mtls": hangs})) as d:
+            listener = d.daemon.http.listener
+            busy = [_raw(d.port, probe_request) for _ in range(5)]
+            try:
+                eventually("five requests in progress", lambda: d.call(listener.busy_count) == 5)
+                # When a sixth connects
+                with socket.create_connection(("127.0.0.1", d.port)) as extra:
+                    closed, _ = _closed_within(extra, 2.0)
+                # Then it is closed without being served
+                assert closed and d.call(lambda: listener.refused) == 1
+            finally:
+                for s in busy:
+                    s.close()
+            eventually("the probes' connections gone", lambda: d.call(listener.busy_count) == 0, timeout=15)
+            # When five connections are open but idle
+            idle = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(5)]
+            try:
+                eventually("the five idle connections counted", lambda: d.call(listener.open_count) == 5)
+                # Then a sixth is served, and the oldest idle one was closed to make room
+                assert requests.get(d.url + "/-/healthy", timeout=5).status_code == 200
+                closed, _ = _closed_within(idle[0], 2.0)
+                assert closed
+            finally:
+                for s in idle:
+                    s.close()
+    finally:
+        release.set()

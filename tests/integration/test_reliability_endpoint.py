@@ -111,9 +111,9 @@ def test_malformed_requests_are_logged_at_debug_level_and_rate_limited(tmp_path:
     (bad request line, bad header, bad chunking, over-long line, bad URL), Then each gets a 400, and the log
     gains no ERROR line, no traceback, and at most 3 lines in all."""
     config, port = daemon_dir(tmp_path, {"rmx-a": 9})
-    bad = [b"GET / HTTP/9.9\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    bad = [b"GET / HTTP/9.9\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
            b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"GET http://[ HTTP/1.1\r\n\r\n",
-           b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+           b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
     with serve(config, port) as d:
         before = len(d.log().splitlines())
         statuses = []

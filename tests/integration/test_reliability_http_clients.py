@@ -69,8 +69,8 @@ def test_slowloris_on_metrics_and_webhook_together(tmp_path: Path) -> None:
     an alert POST still answer in under 1 s, and all 300 slow connections are closed by the 1 s header
     deadline (within 3 s)."""
     with running(_config(tmp_path), runner=engine_runner({"mtls": mtls_probe()})) as d:
-        slow = [_open(d.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ") for _ in range(150)]
-        slow += [_open(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + AUTH + b"X-Slow: ")
+        slow = [_open(d.port, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ") for _ in range(150)]
+        slow += [_open(d.port, b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"X-Slow: ")
                  for _ in range(150)]
         try:
             timings = {}
@@ -100,7 +100,7 @@ def test_body_that_stops_halfway_is_closed_at_the_body_deadline(tmp_path: Path) 
         start = time.monotonic()
         sock = socket.create_connection(("127.0.0.1", d.port), timeout=5)
         with sock:
-            sock.sendall(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 2000\r\n\r\n"
+            sock.sendall(b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + b"Content-Length: 2000\r\n\r\n"
                          + b'{"version": "4", "alerts": [' + b" " * 970)
             answer = b""
             while chunk := sock.recv(4096):
@@ -116,7 +116,7 @@ def test_oversized_body_already_streaming_is_refused_early(tmp_path: Path) -> No
     with running(_config(tmp_path), runner=engine_runner({"mtls": mtls_probe()})) as d:
         sock = socket.create_connection(("127.0.0.1", d.port), timeout=5)
         with sock:
-            sock.sendall(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n" + AUTH
+            sock.sendall(b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH
                          + f"Content-Length: {1024 * 1024 + 1}\r\n\r\n".encode() + b"x" * 65536)
             start = time.monotonic()
             sock.settimeout(1.0)

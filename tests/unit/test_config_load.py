@@ -126,7 +126,7 @@ SCHEMA_KEYS = {
                                        "max_bytes", "keylog")),
     *(f"server.{k}" for k in ("tls_cert_file", "tls_key_file", "basic_auth", "basic_auth.username",
                               "basic_auth.password_file", "max_connections", "header_timeout", "body_timeout",
-                              "max_body_bytes")),
+                              "write_timeout", "probe_reuse", "max_body_bytes", "allowed_hosts")),
     *(f"webhook.{k}" for k in ("token_file", "target_label", "cooldown", "live_capture")),
     *(f"notify.{k}" for k in ("url", "token_file", "timeout")),
     *(f"actions.{k}" for k in ("code", "targets", "command", "http", "http.url", "http.method", "timeout",
@@ -227,3 +227,33 @@ def test_a_fifo_is_not_accepted_as_a_report_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"c\.yaml:3: targets\[0\]\.alarms\.report_files\[0\]: .*alerts\.txt: "
                                           r"not a regular file$"):
         load_config(config)
+
+
+@pytest.mark.parametrize(("yaml_text", "key"), [
+    ('targets:\n  - name: "rmx-nl\\n"\n    registrars: [{host: fe.example}]\n', "name"),
+    ('targets:\n  - name: rmx\n    registrars: [{host: "fe.example\\n"}]\n', "host"),
+    ('targets:\n  - name: rmx\n    registrars: [{host: fe.example}]\nwebhook:\n  target_label: "target\\n"\n',
+     "target_label"),
+    ('targets:\n  - name: rmx\n    registrars: [{host: fe.example}]\nserver:\n  external_url: "http://x.example/\\n"\n',
+     "external_url"),
+    ('targets:\n  - name: rmx\n    registrars: [{host: fe.example}]\nnotify:\n  url: "https://chat.example/hook\\n"\n',
+     "url"),
+])
+def test_a_trailing_newline_is_never_accepted_by_a_pattern(tmp_path: Path, yaml_text: str, key: str) -> None:
+    """Given a value that is valid but for a trailing newline (`$` matches before one),
+    When the config is loaded, Then it is refused naming the key."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=key):
+        load_config(config)
+
+
+def test_external_url_with_inline_credentials_is_refused(tmp_path: Path) -> None:
+    """Given server.external_url carrying user:password@, When loaded,
+    Then it is refused naming the key (the password not shown)."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets:\n  - name: rmx\n    registrars: [{host: fe.example}]\n"
+                      "server:\n  external_url: https://user:CANARYpw@rmxdiag.example\n")
+    with pytest.raises(ConfigError, match="external_url") as caught:
+        load_config(config)
+    assert "CANARYpw" not in str(caught.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
@@ -148,18 +149,95 @@ def test_action_timeout_kills_the_process_group_and_env_is_minimal(tmp_path: Pat
     assert "RMXDIAG_TEST_CANARY" not in shown.detail
 
 
+class _Clocks:
+    """Injectable clocks: a monotonic one and a wall clock that can be stepped (like NTP or an operator)."""
+
+    def __init__(self, wall: float) -> None:
+        self.mono = 100.0
+        self.wall = wall
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += seconds
+
+
 def test_daemon_state_keeps_sequence_and_cooldowns_across_instances(tmp_path: Path) -> None:
-    # Given a state with two sequence numbers handed out and a cooldown started at t=1000
-    state = DaemonState(tmp_path)
+    """Given a state with two sequence numbers handed out and a cooldown started at wall time 1000,
+    When the daemon restarts 10 s later, Then the sequence continues and the cooldown holds until
+    its 300 s have passed, file mode 0600."""
+    clocks = _Clocks(1000.0)
+    state = DaemonState(tmp_path, monotonic=lambda: clocks.mono, wall=lambda: clocks.wall)
     assert [state.next_sequence(), state.next_sequence()] == [1, 2]
-    state.start_cooldown(["rmx"], now=1000.0)
-    # When the daemon "restarts" (a new instance on the same directory)
-    again = DaemonState(tmp_path)
-    # Then the sequence continues, the cooldown holds until it ends, and a clock set back does not end it
+    state.start_cooldown(["rmx"])
+    clocks.advance(10)
+    clocks.mono = 5.0  # a new process: its monotonic clock has another origin
+    again = DaemonState(tmp_path, monotonic=lambda: clocks.mono, wall=lambda: clocks.wall)
     assert again.next_sequence() == 3
-    assert again.cooling("rmx", 300, now=1299.0) and not again.cooling("rmx", 300, now=1300.0)
-    assert again.cooling("rmx", 300, now=900.0)
+    clocks.advance(289)
+    assert again.cooling("rmx", 300)
+    clocks.advance(1)
+    assert not again.cooling("rmx", 300)
     assert stat.S_IMODE((tmp_path / "daemon.json").stat().st_mode) == 0o600
+
+
+def test_a_wall_clock_step_neither_freezes_nor_ends_a_cooldown(tmp_path: Path) -> None:
+    """Given a cooldown of 300 s started in this process,
+    When the wall clock is stepped back a year (or forward a year),
+    Then the cooldown still ends exactly 300 s (monotonic) after it started."""
+    for step in (-365 * 86400.0, 365 * 86400.0):
+        clocks = _Clocks(2_000_000_000.0)
+        state = DaemonState(tmp_path / str(step), monotonic=lambda c=clocks: c.mono,  # type: ignore[misc]
+                            wall=lambda c=clocks: c.wall)  # type: ignore[misc]
+        state.start_cooldown(["rmx"])
+        clocks.wall += step
+        clocks.advance(299)
+        assert state.cooling("rmx", 300), step
+        clocks.advance(1)
+        assert not state.cooling("rmx", 300), step
+
+
+def test_a_cooldown_saved_in_the_future_lasts_one_cooldown_after_a_restart(tmp_path: Path) -> None:
+    """Given daemon.json holding a cooldown started a year ahead (the clock went back while stopped),
+    When the daemon starts, Then the cooldown holds for its length from the start, then ends."""
+    clocks = _Clocks(2_000_000_000.0)
+    (tmp_path / "daemon.json").write_text(json.dumps({"sequence": 10, "cooldowns": {"rmx": clocks.wall + 365 * 86400}}))
+    state = DaemonState(tmp_path, monotonic=lambda: clocks.mono, wall=lambda: clocks.wall)
+    assert state.cooling("rmx", 5)
+    clocks.advance(5)
+    assert not state.cooling("rmx", 5)
+
+
+def test_runs_are_kept_and_ordered_by_sequence_not_by_wall_clock_stamp(tmp_path: Path) -> None:
+    """Given 3 stored runs stamped a year ahead (sequence 1-3) and keep 3,
+    When a run is stored with today's (earlier) stamp,
+    Then the oldest by sequence is pruned, the new run is kept and listed last."""
+    store = ReportStore(tmp_path, keep=3, state=DaemonState(tmp_path))
+    future = [store.save("20271202T080000Z", "rmx", {"n": i}) for i in range(3)]
+    new = store.save("20261202T080000Z", "rmx", {"n": 3})
+    assert new is not None and store.ids() == [*future[1:], new]
+    assert store.load(new) == {"n": 3}
+
+
+def test_a_lost_state_file_does_not_restart_the_sequence_below_the_stored_runs(tmp_path: Path) -> None:
+    """Given stored runs up to sequence 3 and daemon.json deleted, When the store opens again and saves,
+    Then the new run takes sequence 4 (it is the newest, not pruned as the oldest)."""
+    store = ReportStore(tmp_path, keep=3, state=DaemonState(tmp_path))
+    for i in range(3):
+        store.save("20261202T080000Z", "rmx", {"n": i})
+    (tmp_path / "daemon.json").unlink()
+    again = ReportStore(tmp_path, keep=3, state=DaemonState(tmp_path))
+    new = again.save("20261202T080001Z", "rmx", {"n": 3})
+    assert new == "20261202T080001Z-0004-rmx" and again.ids()[-1] == new
+
+
+def test_run_ids_past_9999_keep_their_order(tmp_path: Path) -> None:
+    """Given a sequence at 9998, When 3 runs are stored, Then their ids grow to 5 digits and stay in order."""
+    state = DaemonState(tmp_path)
+    state.at_least(9998)
+    store = ReportStore(tmp_path, keep=5, state=state)
+    ids = [store.save("20261202T080000Z", "rmx", {"n": i}) for i in range(3)]
+    assert ids == ["20261202T080000Z-9999-rmx", "20261202T080000Z-10000-rmx", "20261202T080000Z-10001-rmx"]
+    assert store.ids() == ids
 
 
 def test_daemon_serve_modules_import_no_circle() -> None:
@@ -183,3 +261,15 @@ def test_daemon_serve_modules_import_no_circle() -> None:
                    for d in graph.get(start, set()))
 
     assert [m for m in graph if reaches(m, m, set())] == []
+
+
+def test_a_dry_run_http_action_records_its_url_without_inline_credentials() -> None:
+    """Given an HTTP action whose URL carries user:password@ and an ?apikey= value,
+    When it runs dry (its result is stored in the run and shown on the run's page),
+    Then the recorded detail names method, host and path, and no credential."""
+    action = ActionConfig("SIP_NOT_TRUSTED",
+                          http_url="https://svc-user:CANARYinlinepw@tickets.example:8443/api?apikey=CANARYkey")
+    result = actions.execute(action, "rmx", HINT)
+    assert result.outcome is actions.Outcome.DRY_RUN
+    assert "tickets.example:8443/api" in result.detail
+    assert "CANARY" not in json.dumps(result.to_json()) and "svc-user" not in result.detail
