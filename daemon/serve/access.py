@@ -100,11 +100,31 @@ def _hostname(authority: str) -> str | None:
     return host.rstrip(".") if host else None
 
 
+def _listens_on_loopback(config: Config) -> bool:
+    host = config.settings.listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "0.0.0.0").is_loopback  # noqa: S104 (an empty host means every address)
+    except ValueError:
+        return False  # a host name: assume it reaches beyond this machine
+
+
 def host_allowed(config: Config, header: str | None) -> bool:
-    """True when the ``Host`` header names this daemon: an IP address (a browser's origin is then that
-    address, never a rebound name), loopback names, the listen host, ``server.external_url``'s host,
-    this machine's name, or one of ``server.allowed_hosts``. No header (HTTP/1.0) is no browser."""
+    """True when the ``Host`` header may be served (DNS rebinding: a web page whose name re-resolves
+    to the daemon's address must not read it).
+
+    The check applies to a daemon on loopback (only a browser on this machine, steered by a rebound
+    name, can reach it from outside) and to any daemon with ``server.allowed_hosts``; a daemon that
+    listens beyond loopback with no such list serves every name it is reached by (the network
+    reaches it anyway: ``server.basic_auth`` protects it, and a missing one is warned about).
+    Known names: an IP address (a browser's origin is then that address, never a rebound name),
+    loopback names, the listen host, ``server.external_url``'s host, this machine's name, and
+    ``server.allowed_hosts``. No header (HTTP/1.0) is no browser.
+    """
     if not header:
+        return True
+    if not config.server.allowed_hosts and not _listens_on_loopback(config):
         return True
     host = _hostname(header)
     if host is None:
@@ -155,13 +175,7 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 def exposure_warning(config: Config) -> str | None:
     """A warning when the endpoint listens beyond loopback without authentication, else None."""
-    host = config.settings.listen.rpartition(":")[0].strip("[]")
-    if host == "localhost" or config.server.basic_auth:
+    if config.server.basic_auth or _listens_on_loopback(config):
         return None
-    try:
-        if ipaddress.ip_address(host or "0.0.0.0").is_loopback:  # noqa: S104 (an empty host means every address)
-            return None
-    except ValueError:
-        pass  # a host name: assume it reaches beyond this machine
     return (f"settings.listen {config.settings.listen} is beyond loopback and server.basic_auth is not set: "
             "anyone who reaches the port can read the metrics and reports and start probes")
