@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from support.peers import children_of
 
-
-def _read_urls(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
-    """The "name : URL" lines printed before serving (a reader thread: pipes buffer whole chunks)."""
-    assert proc.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
-    found: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while "report" not in found and time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        key, sep, value = line.strip().partition(": ")
-        if sep and value.startswith("http://"):
-            found[key.strip()] = value.strip()
-    return found
+from tests.support.browser import read_urls
+from tests.support.peers import children_of
 
 
 def _get(url: str) -> str:
@@ -48,7 +30,7 @@ def test_serve_exposes_metrics_and_report_until_ctrl_c(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                             start_new_session=True)
     try:
-        urls = _read_urls(proc, 60)
+        urls = read_urls(proc, 60, until="report")
         # Then it prints the URLs of the target's page, /metrics and /api/v1/report
         assert set(urls) >= {"page", "metrics", "report"}, urls
         # And /metrics carries the diagnosis as a hint metric once the first sweep is in

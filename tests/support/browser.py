@@ -97,14 +97,15 @@ class LabDaemon:
         return doc
 
 
-def _read_urls(proc: subprocess.Popen[str], timeout: float) -> dict[str, str]:
-    """The "name : URL" lines printed before serving (a reader thread: pipes buffer whole chunks)."""
+def read_urls(proc: subprocess.Popen[str], timeout: float, until: str = "probe") -> dict[str, str]:
+    """The "name : URL" lines `rmxdiag lab --serve` prints before serving, up to the ``until`` one
+    (a reader thread: pipes buffer whole chunks)."""
     assert proc.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
     found: dict[str, str] = {}
     deadline = time.monotonic() + timeout
-    while "probe" not in found and time.monotonic() < deadline:
+    while until not in found and time.monotonic() < deadline:
         try:
             line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
         except queue.Empty:
@@ -123,7 +124,7 @@ def lab_daemon(scenario: str, tmp: Path) -> Iterator[LabDaemon]:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                             start_new_session=True)
     try:
-        urls = _read_urls(proc, 60)
+        urls = read_urls(proc, 60)
         assert {"page", "overview", "report"} <= set(urls), urls
         served = LabDaemon(proc, urls)
         eventually(f"the first run of {scenario}",
