@@ -12,16 +12,17 @@ with its defaults.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import struct
 import time
 from pathlib import Path
 
+from daemon.lab.files import open_new
 from daemon.lab.registrar import LabRegistrar, Transcript
 from daemon.lab.scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
 from daemon.lab.wire import set_tls_window
-from probes.fileio import create_private
 
 log = logging.getLogger("rmxdiag.lab.capture")
 
@@ -42,7 +43,7 @@ class _PcapWriter:
     """Classic libpcap (magic a1b2c3d4, link type 1 = Ethernet)."""
 
     def __init__(self, path: Path, start: float) -> None:
-        self.out = path.open("wb")
+        self.out = os.fdopen(open_new(path), "wb")
         self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         self.clock = start
         self.ip_id = 1
@@ -108,8 +109,9 @@ def _rmx_context(material: Material, scenario: Scenario, keylog: Path) -> ssl.SS
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(material.ca_bundle)
     set_tls_window(ctx, *scenario.rmx_tls)
-    # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it.
-    create_private(keylog)
+    # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it;
+    # created fresh (OpenSSL appends, and would follow a symlink left at that name).
+    os.close(open_new(keylog, private=True))
     ctx.keylog_filename = str(keylog)
     try:
         ctx.load_cert_chain(material.rmx_cert, material.rmx_key)
