@@ -242,7 +242,7 @@ _SPECS: tuple[HintSpec, ...] = (
               "Check the revocation settings: {revocation}.")),
     HintSpec(HintCode.PFX_BAD_PASSWORD, Severity.CRITICAL, "The PFX cannot be opened with the given password",
              "The PKCS#12 file did not open with the password supplied (the RMX 8.x import says "
-             "'Invalid password.'). A corrupted file reads the same way.",
+             "'Invalid password.'). A truncated or corrupt file is not this hint: rmxdiag says so and exits 3.",
              ("Check the password file (no trailing spaces; one line).",
               "Export the PFX again from the certificate store with a known password.")),
     HintSpec(HintCode.REGISTRAR_DNS_FAILURE, Severity.CRITICAL, "The registrar name does not resolve",
