@@ -87,14 +87,16 @@ class ExtractResult(NoSamples):
 
 
 def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe: str) -> int:
-    """A refusal: the report of the blocking findings (stderr in text mode: stdout is for data)."""
+    """A refusal: the report of the blocking findings, verdict first. On stdout when the result was to
+    go to a file (-o); on stderr when stdout is the data channel (the PEM a script redirects)."""
     outcome = ProbeOutcome(probe, ProbeStatus.OK, 0.0, tuple(findings))
     if args.format == "json":
         return _report(name, outcome, args)
     from daemon.report import render_text
 
     report = single_report(name, [outcome], Firmware(args.firmware))
-    sys.stderr.write(render_text(report, sys.stderr, verbose=args.verbose > 0))
+    stream = sys.stdout if getattr(args, "output", None) is not None else sys.stderr
+    stream.write(render_text(report, stream, verbose=args.verbose > 0))
     return report.exit_code
 
 

@@ -170,9 +170,10 @@ def test_pfx_missing_intermediate_is_refused_and_named(d: Path, lab_pki: LabPKI)
     # Given a chain without the issuing CA
     out = d / "no-intermediate.pfx"
     proc = rmxdiag(*_pfx_args(d, lab_pki, out, chain=[lab_pki.root.cert]))
-    # Then refused (exit 2, nothing written) with the missing CA named
+    # Then refused (exit 2, nothing written) with the missing CA named, the verdict first on stdout
     assert proc.returncode == 2 and not out.exists()
-    assert "CERT_CHAIN_INCOMPLETE" in proc.stderr and "'rmxdiag Lab Issuing CA'" in proc.stderr
+    assert proc.stdout.startswith("CRITICAL: ") and "[CERT_CHAIN_INCOMPLETE]" in proc.stdout.splitlines()[0]
+    assert "'rmxdiag Lab Issuing CA'" in proc.stdout and proc.stderr == ""
 
 
 def test_pfx_mismatched_key_is_refused(d: Path, lab_pki: LabPKI) -> None:
@@ -181,7 +182,7 @@ def test_pfx_mismatched_key_is_refused(d: Path, lab_pki: LabPKI) -> None:
     other = pki.Issued(lab_pki.rmx.cert, pki.new_key(fresh=True)).key_pem
     proc = rmxdiag(*_pfx_args(d, lab_pki, out, key=other))
     # Then refused with CERT_KEY_MISMATCH, nothing written
-    assert proc.returncode == 2 and not out.exists() and "CERT_KEY_MISMATCH" in proc.stderr
+    assert proc.returncode == 2 and not out.exists() and "CERT_KEY_MISMATCH" in proc.stdout.splitlines()[0]
 
 
 def test_pfx_expired_is_refused(d: Path, lab_pki: LabPKI) -> None:
@@ -191,7 +192,7 @@ def test_pfx_expired_is_refused(d: Path, lab_pki: LabPKI) -> None:
     out = d / "expired.pfx"
     proc = rmxdiag(*_pfx_args(d, lab_pki, out, cert=expired.cert))
     # Then refused with CERT_EXPIRED, nothing written
-    assert proc.returncode == 2 and not out.exists() and "CERT_EXPIRED" in proc.stderr
+    assert proc.returncode == 2 and not out.exists() and "CERT_EXPIRED" in proc.stdout
 
 
 def test_pfx_needs_output_and_password(d: Path, lab_pki: LabPKI) -> None:
