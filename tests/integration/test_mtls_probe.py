@@ -219,6 +219,19 @@ def test_silent_after_handshake_is_sip_no_response(lab: Lab) -> None:
     assert r.tls_version is not None and elapsed < _within(1.5, lab)
 
 
+def test_without_sip_options_a_close_after_an_accepted_handshake_is_no_sip_failure(lab: Lab) -> None:
+    """Given a TLS 1.3 Front End that verifies the RMX certificate, accepts it and closes at once
+    When probed with SIP OPTIONS off, several times (the close may come with the tickets or after)
+    Then every probe is OK: no SIP stage, never SIP_NO_RESPONSE, the close named in the detail."""
+    with peers.accept_then_close(lab.pki.fe, lab.dir, lab.ca) as port:
+        probes = [_probe(port, lab.spec, sip_options=False) for _ in range(8)]
+    for out, r, _ in probes:
+        assert out.failure is None and str(r.stage) != "sip", (r.stage, r.reason, r.detail)
+        assert "SIP_NO_RESPONSE" not in _codes(out) and r.client_cert_sent and r.tls_version == "TLSv1.3"
+    closes = [r.detail for _, r, _ in probes if r.detail]
+    assert all("no SIP request was sent" in d for d in closes), closes
+
+
 def test_tls13_late_rejection_seen_after_handshake(lab: Lab) -> None:
     """Given -Verify with a CA that does not know the RMX, When probed over 1.3 without SIP, Then late alert 48."""
     other_ca = lab.dir / "other-ca.pem"
