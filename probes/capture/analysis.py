@@ -69,6 +69,8 @@ class _Conn:
     rst_from: set[str] = field(default_factory=set)
     fin_from: set[str] = field(default_factory=set)
     sip: list[dict[str, Any]] = field(default_factory=list)
+    tls_from: set[str] = field(default_factory=set)  # "C"/"S": the sides that sent a TLS record
+    cleartext: tuple[str, str] | None = None  # (from_rmx|from_fe, its first line): not TLS on the port
 
     @property
     def name(self) -> str:
@@ -167,6 +169,13 @@ class CaptureAnalyzer:
                 conn.note("S:SYN-ACK")
         for record in ev.records:
             self._record(conn, ev, record, from_client, who)
+        if ev.records:
+            conn.tls_from.add(who)
+        elif who not in conn.tls_from and conn.cleartext is None and (ev.cleartext or ev.sip_first_line):
+            # The first bytes of a side that never spoke TLS: clear text on the TLS port (SIP over
+            # TCP from an RMX whose transport is not TLS, or a service there that is not TLS).
+            conn.cleartext = (conn.side(from_client), ev.cleartext or ev.sip_first_line or "")
+            conn.note(f"{who}:NotTLS")
         if ev.certificates or ev.certificate_lengths:
             self._certificates(conn, ev, from_client)
         if ev.ca_names is not None and not from_client:
@@ -372,6 +381,14 @@ class CaptureAnalyzer:
                 "certificate flight, without an alert",
                 {**base, "reason": "reset" if reset else "closed", "direction": conn.side(False)},
                 Facts(after_client_cert=True, dropped_after_client_cert=True)))
+        if outcome == "not_tls" and conn.cleartext is not None:
+            # Only for a connection whose start is in the capture: the first payload of a side
+            # joined midway could be the middle of a TLS record.
+            direction, text = conn.cleartext
+            self._finding(("CAPTURE_NOT_TLS", direction), Finding(
+                "CAPTURE_NOT_TLS", Severity.CRITICAL,
+                f"clear text, not TLS, on the TLS port {self.port}: {_who(direction)} sent '{text}'",
+                {**base, "stage": "tls", "reason": "not_tls", "direction": direction, "first_line": text}))
         if outcome in ("no_syn_ack", "refused", "no_server_hello"):
             stage = "tls" if outcome == "no_server_hello" else "connect"
             message = {"no_syn_ack": "SYN never answered", "refused": "SYN answered by a reset (nothing listens)",
@@ -452,6 +469,10 @@ def _normal_ip(text: str | None) -> str | None:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
         return text
+
+
+def _who(direction: str) -> str:
+    return "the RMX (client)" if direction == "from_rmx" else "the Front End (server)"
 
 
 def _side(direction: str) -> str:
