@@ -36,7 +36,8 @@ def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = Non
     for path in files:
         check_capture(path)
     if keylog is not None and not keylog.is_file():
-        raise InputError(f"{keylog}: key log file not found", ErrorKind.FILE_UNREADABLE)
+        why = "the key log is not a regular file" if keylog.exists() else "key log file not found"
+        raise InputError(f"{keylog}: {why}", ErrorKind.FILE_UNREADABLE)
     tshark = find_tshark(timeout=max(1.0, min(10.0, deadline - time.monotonic())))
     analyzer = CaptureAnalyzer(port, rmx_ip, rmx_issuers)
     warnings: list[str] = []
