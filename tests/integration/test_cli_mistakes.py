@@ -225,3 +225,17 @@ def test_ctrl_c_while_the_command_is_imported_is_exit_130_without_traceback(tmp_
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert (done.returncode, done.stderr) == (130, "rmxdiag: interrupted\n"), done
+
+
+def test_probe_refuses_a_malformed_registrar_or_sni(tmp_path: Path) -> None:
+    """Given a HOST:PORT with a third part, a host with a space, and an SNI that is markup
+    When rmxdiag probe reads its arguments
+    Then each is one line naming the value, exit 3, before any lookup or connection."""
+    for argv, said in (
+            (["127.0.0.1:5061:extra"], "'127.0.0.1:5061:extra' is not HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT"),
+            (["a b"], "'a b' is not a host name or address"),
+            (["127.0.0.1", "--sni", "<script>x</script>"], "--sni: '<script>x</script>' is not a DNS name")):
+        done = rmxdiag("probe", *argv, "--timeout", "1", cwd=tmp_path)
+        assert done.returncode == 3, done
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("rmxdiag: error: ") and said in line

@@ -232,6 +232,17 @@ def test_without_sip_options_a_close_after_an_accepted_handshake_is_no_sip_failu
     assert all("no SIP request was sent" in d for d in closes), closes
 
 
+def test_an_oversized_front_end_chain_is_the_probes_own_limit(lab: Lab) -> None:
+    """Given a real TLS server sending a Certificate message over OpenSSL's 100 KB limit
+    When probed
+    Then TLS_LOCAL_POLICY (the probe's own limit, a warning), not TLS_HANDSHAKE_FAILURE."""
+    with peers.oversized_chain(lab.pki.fe, lab.dir) as port:
+        out, r, _ = _probe(port, lab.spec, sip_options=False)
+    assert r.ssl_reason == "EXCESSIVE_MESSAGE_SIZE", (r.reason, r.ssl_reason, r.detail)
+    assert out.failure == ("tls", "local_policy_refused")
+    assert [f.code for f in out.findings][:1] == ["TLS_LOCAL_POLICY"]
+
+
 def test_tls13_late_rejection_seen_after_handshake(lab: Lab) -> None:
     """Given -Verify with a CA that does not know the RMX, When probed over 1.3 without SIP, Then late alert 48."""
     other_ca = lab.dir / "other-ca.pem"
