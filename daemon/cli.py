@@ -153,6 +153,11 @@ def _execute(module: object, args: argparse.Namespace) -> int:
             _json_error(kind, detail)
         elif code == EXIT_UNKNOWN and getattr(args, "format", "text") == "text":
             _unknown_line(detail)  # a check plugin's status text: never "(No output returned from plugin)"
+        elif code == EXIT_UNKNOWN and getattr(args, "format", None) == "html":
+            from daemon.html.pages import error_file
+
+            sys.stdout.write(error_file(detail))
+            sys.stdout.flush()
         return code
 
     # From here on, Ctrl-C is a KeyboardInterrupt again: a command cleans up (stops tshark, say).

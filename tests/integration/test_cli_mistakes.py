@@ -239,3 +239,15 @@ def test_probe_refuses_a_malformed_registrar_or_sni(tmp_path: Path) -> None:
         assert done.returncode == 3, done
         (line,) = done.stderr.splitlines()
         assert line.startswith("rmxdiag: error: ") and said in line
+
+
+def test_html_output_of_an_input_error_is_a_page_saying_why(tmp_path: Path) -> None:
+    """Given a missing certificate whose name holds markup, and --format html (as '> report.html' does)
+    When rmxdiag cert runs
+    Then stdout is one self-contained page with the escaped UNKNOWN line (not an empty file), exit 3."""
+    missing = tmp_path / "<script>x</script>.pem"
+    done = rmxdiag("cert", missing, "--format", "html")
+    assert done.returncode == 3 and done.stderr.count("\n") == 1
+    assert done.stdout.startswith("<!DOCTYPE html>") and "<script" not in done.stdout
+    assert "UNKNOWN: " in done.stdout and "&lt;script&gt;x&lt;/script&gt;.pem: certificate file does not exist" \
+        in done.stdout
