@@ -55,6 +55,12 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
             if not head:
                 raise InputError(f"{path}: the file is empty")
             found = fmt or detect(head)
+            if fmt is not None and b"\0" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) \
+                    and detect(head) is None:
+                # --as forces the parser, not the content: NUL bytes are a binary file (or UTF-16
+                # without its BOM), which would otherwise read as "no alarm", i.e. OK.
+                raise InputError(f"{path}: binary content (NUL bytes), not a {fmt} file; a UTF-16 export "
+                                 "needs its byte order mark, or save it as UTF-8")
             if found is None:
                 raise InputError(f"{path}: not an RMX alarm file (no Active Alarms report header, no "
                                  "snmptrapd RMX trap, no syslog line found in its first 64 KiB)")
