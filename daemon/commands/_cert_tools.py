@@ -20,7 +20,7 @@ from daemon.commands._cert_options import options_from, source_from
 from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
-from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
+from probes.certificate.load import Material, is_ca, load_certificate, load_chain, load_key, quiet_parser_warnings
 from probes.certificate.pkcs12 import protection
 from probes.fileio import read_capped, read_secret
 from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
@@ -111,11 +111,13 @@ def extract(args: argparse.Namespace, path: Path) -> int:
     from probes.certificate.checks import analyse
 
     material = _material(args, path)
-    if material.bad_password or material.request is not None:
+    # A CA certificate is never "the RMX's" to paste into Send Certificate (rmxdiag cert says CERT_IS_CA).
+    if material.bad_password or material.request is not None or (material.leaf is not None and is_ca(material.leaf)):
         return _refuse(str(path), analyse(material, Policy(), datetime.now(UTC)), args, "extract")
     assert material.leaf is not None  # noqa: S101 -- load_certificate returns a leaf otherwise
     if material.extra_leaves and material.key is None:
-        names = "; ".join(c.subject.rfc4514_string() for c in (material.leaf, *material.extra_leaves))
+        leaves = [c.subject.rfc4514_string() for c in (material.leaf, *material.extra_leaves)]
+        names = "; ".join(leaves[:3]) + (f"; and {len(leaves) - 3} more" if len(leaves) > 3 else "")
         raise InputError(f"{path}: holds several end-entity certificates ({names}): give --key to pick yours")
     pem = material.leaf.public_bytes(serialization.Encoding.PEM).decode()
     roles = [("leaf", material.leaf.subject.rfc4514_string())]

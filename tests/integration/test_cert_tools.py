@@ -129,6 +129,32 @@ def test_extract_refuses_the_request(d: Path) -> None:
     assert "CERT_IS_REQUEST" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_extract_refuses_a_ca_certificate(d: Path, lab_pki: LabPKI) -> None:
+    """Given the issuing CA's certificate alone (what a wrong export gives)
+    When rmxdiag cert extract reads it
+    Then no PEM on stdout to paste: CERT_IS_CA, exit 2, as 'rmxdiag cert' says."""
+    path = write(d / "issuing-ca.pem", pki.pem(lab_pki.issuing.cert))
+    proc = rmxdiag("cert", "extract", path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "[CERT_IS_CA]" in proc.stderr.splitlines()[0] and "BEGIN CERTIFICATE" not in proc.stderr
+
+
+def test_extract_of_many_leaves_names_a_few(d: Path) -> None:
+    """Given a PEM of 40 unrelated end-entity certificates
+    When rmxdiag cert extract has no --key to pick one
+    Then the one error line names the first three and how many more, not all forty."""
+    leaves = b"".join(pki.pem(pki.factory_self_signed(f"c{i}.lab.example").cert) for i in range(40))
+    path = write(d / "many-leaves.pem", leaves)
+    proc = rmxdiag("cert", "extract", path)
+    assert_one_line_error(proc, "c0.lab.example", "c2.lab.example", "; and 37 more): give --key")
+    assert "c3.lab.example" not in proc.stderr
+
+
+def test_an_empty_file_name_is_not_the_current_directory(d: Path) -> None:
+    """Given '' as the file (an unset shell variable), Then one line saying so, exit 3."""
+    assert_one_line_error(rmxdiag("cert", ""), "FILE: an empty file name")
+
+
 # --- pfx ---------------------------------------------------------------------------------------
 
 def _pfx_args(d: Path, lab: LabPKI, out: Path, *, chain: list[x509.Certificate] | None = None,
