@@ -62,7 +62,7 @@ class HintCode(enum.StrEnum):
     TLS_LOCAL_POLICY = "TLS_LOCAL_POLICY"
     CAPTURE_INCOMPLETE = "CAPTURE_INCOMPLETE"
     PFX_ENCRYPTION_UNSUPPORTED = "PFX_ENCRYPTION_UNSUPPORTED"
-    CAPTURE_NOT_TLS = "CAPTURE_NOT_TLS"
+    TLS_PORT_NOT_TLS = "TLS_PORT_NOT_TLS"
 
 
 class FixPlace(enum.StrEnum):
@@ -368,10 +368,11 @@ _SPECS: tuple[HintSpec, ...] = (
              "or a firewall dropping packets.",
              ("Check the SIP server address/port on the RMX and that the Front End services run.",
               "Open TCP 5061 between the RMX signaling IP and the pool.")),
-    HintSpec(HintCode.CAPTURE_NOT_TLS, Severity.CRITICAL, "Clear text, not TLS, on the SIP TLS port",
-             "A connection to the TLS port carried data that is not TLS (the evidence quotes its first line): "
-             "an RMX sending SIP over TCP to 5061 (its SIP server transport is not TLS), or a service on the "
-             "port that is not the Front End's TLS listener. The Front End never sees a handshake.",
+    HintSpec(HintCode.TLS_PORT_NOT_TLS, Severity.CRITICAL, "Not TLS on the SIP TLS port",
+             "The TLS port carried something that is not TLS: the probe's handshake was answered with other "
+             "bytes (a SIP-over-TCP, HTTP or other service listens there), or a capture shows clear text "
+             "(the evidence quotes its first line), such as an RMX sending SIP over TCP to 5061 because its "
+             "SIP server transport is not TLS. No TLS handshake takes place.",
              ("Set the RMX's SIP transport to TLS with port 5061: IP Network Service → SIP Servers → "
               "Transport Type TLS.",
               "Check that the address and port are the Front End's MTLS listener, not a proxy or another "
@@ -460,7 +461,7 @@ FIX_ON: dict[HintCode, tuple[FixPlace, ...]] = {
     _C.CAPTURE_NO_SERVER_RESPONSE: (_F.NETWORK, _F.FRONT_END),
     _C.CAPTURE_TRUNCATED_CA_LIST: (_F.FRONT_END,), _C.TLS_LOCAL_POLICY: (_F.FRONT_END,),
     _C.CAPTURE_INCOMPLETE: (_F.CAPTURE,), _C.PFX_ENCRYPTION_UNSUPPORTED: (_F.RMX,),
-    _C.CAPTURE_NOT_TLS: (_F.RMX, _F.FRONT_END),
+    _C.TLS_PORT_NOT_TLS: (_F.RMX, _F.FRONT_END),
 }
 if set(FIX_ON) != set(HintCode):
     raise RuntimeError("every HintCode needs a FIX_ON entry")

@@ -385,8 +385,8 @@ class CaptureAnalyzer:
             # Only for a connection whose start is in the capture: the first payload of a side
             # joined midway could be the middle of a TLS record.
             direction, text = conn.cleartext
-            self._finding(("CAPTURE_NOT_TLS", direction), Finding(
-                "CAPTURE_NOT_TLS", Severity.CRITICAL,
+            self._finding(("TLS_PORT_NOT_TLS", direction), Finding(
+                "TLS_PORT_NOT_TLS", Severity.CRITICAL,
                 f"clear text, not TLS, on the TLS port {self.port}: {_who(direction)} sent '{text}'",
                 {**base, "stage": "tls", "reason": "not_tls", "direction": direction, "first_line": text}))
         if outcome in ("no_syn_ack", "refused", "no_server_hello"):

@@ -225,7 +225,7 @@ _HINTS: dict[Reason, HintRef] = {
     Reason.CONNECT_ERROR: HintRef("REGISTRAR_UNREACHABLE", _C),
     Reason.NO_TLS_ANSWER: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
     Reason.STALLED: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
-    Reason.NOT_TLS: HintRef("REGISTRAR_TLS_TIMEOUT", _C),  # its remediation: "not the FE's MTLS port"
+    Reason.NOT_TLS: HintRef("TLS_PORT_NOT_TLS", _C),  # answered at once, with bytes that are not TLS
     Reason.CLOSED_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.RESET_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.SERVER_CERT_UNTRUSTED: HintRef("REGISTRAR_CERT_UNTRUSTED", _C),

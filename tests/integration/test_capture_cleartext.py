@@ -56,7 +56,7 @@ def test_clear_text_sip_on_5061_is_critical_not_ok(tmp_path: Path) -> None:
     """Given a real capture of an RMX-like client sending SIP OPTIONS in clear to port 5061 and the
     server answering 200 OK in clear
     When rmxdiag pcap reads it
-    Then CAPTURE_NOT_TLS (critical, exit 2) quoting the request line, never OK."""
+    Then TLS_PORT_NOT_TLS (critical, exit 2) quoting the request line, never OK."""
     out = tmp_path / "clear-5061.pcapng"
     with clear_sip_server(5061), recording(5061, out):
         with socket.create_connection((FE, 5061), 5) as client:
@@ -67,10 +67,10 @@ def test_clear_text_sip_on_5061_is_critical_not_ok(tmp_path: Path) -> None:
     doc = json.loads(done.stdout)
     hints = {h["code"]: h["severity"] for h in doc["targets"][0]["hints"]}
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert hints == {"CAPTURE_NOT_TLS": "critical"}
-    finding = next(f for p in doc["targets"][0]["probes"] for f in p["findings"] if f["code"] == "CAPTURE_NOT_TLS")
+    assert hints == {"TLS_PORT_NOT_TLS": "critical"}
+    finding = next(f for p in doc["targets"][0]["probes"] for f in p["findings"] if f["code"] == "TLS_PORT_NOT_TLS")
     assert finding["evidence"]["first_line"] == "OPTIONS sip:pool.lab.example SIP/2.0"
     assert finding["evidence"]["direction"] == "from_rmx"
     text = subprocess.run([*RMXDIAG, "pcap", str(out)], capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "NO_COLOR": "1"})
-    assert text.stdout.startswith(f"CRITICAL: {out}: Clear text, not TLS, on the SIP TLS port [CAPTURE_NOT_TLS]")
+    assert text.stdout.startswith(f"CRITICAL: {out}: Not TLS on the SIP TLS port [TLS_PORT_NOT_TLS]")

@@ -262,22 +262,22 @@ def test_clear_text_needs_the_start_of_the_connection() -> None:
     """Given the same non-TLS bytes, once after a SYN/SYN-ACK and once on a connection joined midway
     (where they may be the middle of a TLS record)
     When analysed
-    Then only the connection seen from its start has CAPTURE_NOT_TLS."""
+    Then only the connection seen from its start has TLS_PORT_NOT_TLS."""
     start = [_e(0.0, True, syn=True), _e(0.01, False, syn=True, ack=True)]
     data = [_e(0.02, True, ack=True, cleartext="OPTIONS sip:fe SIP/2.0")]
     _, seen = analyse([*start, *data])
     _, midway = analyse(data)
-    assert [f.evidence["first_line"] for f in seen if f.code == "CAPTURE_NOT_TLS"] == ["OPTIONS sip:fe SIP/2.0"]
-    assert not any(f.code == "CAPTURE_NOT_TLS" for f in midway)
+    assert [f.evidence["first_line"] for f in seen if f.code == "TLS_PORT_NOT_TLS"] == ["OPTIONS sip:fe SIP/2.0"]
+    assert not any(f.code == "TLS_PORT_NOT_TLS" for f in midway)
 
 
 def test_a_tls_continuation_segment_is_not_clear_text() -> None:
     """Given a TLS handshake whose later segment carries no record start (arbitrary bytes)
     When analysed
-    Then no CAPTURE_NOT_TLS: only a side's first bytes can show it is not TLS."""
+    Then no TLS_PORT_NOT_TLS: only a side's first bytes can show it is not TLS."""
     events = [_e(0.0, True, syn=True), _e(0.01, False, syn=True, ack=True),
               _e(0.02, True, ack=True, records=(TlsRecord(22, (1,)),), legacy_version=0x0303),
               _e(0.03, True, ack=True, cleartext="..garbage.."),
               _e(0.04, False, ack=True, records=(TlsRecord(22, (2, 11, 14)),), legacy_version=0x0303)]
     _, findings = analyse(events)
-    assert not any(f.code == "CAPTURE_NOT_TLS" for f in findings)
+    assert not any(f.code == "TLS_PORT_NOT_TLS" for f in findings)
