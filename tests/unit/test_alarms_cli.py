@@ -129,7 +129,7 @@ def test_a_report_whose_only_alarm_was_skipped_is_nothing_to_judge(tmp_path: Pat
     report.write_text(HEADER + OVERLONG)
     result = _rmxdiag(str(report))
     assert result.returncode == 3, result.stdout
-    assert result.stdout.startswith("UNKNOWN: r.txt: nothing to judge (alarms: ") and "no readable report line" \
+    assert result.stdout.startswith(f"UNKNOWN: {report}: nothing to judge (alarms: ") and "no readable report line" \
         in result.stdout.splitlines()[0]
 
 
@@ -143,3 +143,17 @@ def test_a_forced_format_on_binary_content_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.stderr == f"rmxdiag: error: {blob}: binary content (NUL bytes), not a syslog file; a UTF-16 " \
                             "export needs its byte order mark, or save it as UTF-8\n"
+
+
+def test_the_verdict_names_the_files_as_given(tmp_path: Path) -> None:
+    """Given two reports with the same base name in two directories
+    When rmxdiag alarms reads both
+    Then the verdict names each by its path (as cert and pcap do), not 'r.txt, r.txt'."""
+    paths = []
+    for site in ("hq", "branch"):
+        (tmp_path / site).mkdir()
+        path = tmp_path / site / "r.txt"
+        path.write_text(HEADER + REGISTRATION)
+        paths.append(path)
+    result = _rmxdiag(*map(str, paths))
+    assert result.stdout.startswith(f"CRITICAL: {paths[0]}, {paths[1]}: "), result.stdout
