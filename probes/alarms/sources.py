@@ -54,6 +54,10 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
             head = stream.read(_HEAD)
             if not head:
                 raise InputError(f"{path}: the file is empty")
+            # Classic Mac OS line ends (CR only), as some report exports still have: read as lines.
+            cr_only = b"\n" not in head and b"\r" in head
+            if cr_only:
+                head = head.replace(b"\r", b"\n")
             found = fmt or detect(head)
             if fmt is not None and b"\0" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) \
                     and detect(head) is None:
@@ -68,7 +72,7 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
             name = str(path)
             if found is FileFormat.REPORT:
                 data = stream.read(MAX_REPORT_FILE + 1)
-                return found, parse_report(data, name)
+                return found, parse_report(data.replace(b"\r", b"\n") if cr_only else data, name)
             if found is FileFormat.SYSLOG:
                 return found, parse_syslog_file(path)
             return found, _parse_trap_stream(stream, name)

@@ -157,3 +157,14 @@ def test_the_verdict_names_the_files_as_given(tmp_path: Path) -> None:
         paths.append(path)
     result = _rmxdiag(*map(str, paths))
     assert result.stdout.startswith(f"CRITICAL: {paths[0]}, {paths[1]}: "), result.stdout
+
+
+def test_a_report_with_cr_only_line_ends_is_read(tmp_path: Path) -> None:
+    """Given an Active Alarms report saved with classic Mac line ends (CR only)
+    When rmxdiag alarms reads it
+    Then its registration alarm is found (exit 2), not 'not an RMX alarm file'."""
+    report = tmp_path / "mac.txt"
+    report.write_bytes((HEADER + REGISTRATION).replace("\n", "\r").encode())
+    result = _rmxdiag(str(report))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "[RMX_ALARM_REGISTRATION]" in result.stdout.splitlines()[0]
