@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Lint, type and test tools are pinned here, so `make test` means the same thing next month.
 CONSTRAINTS := .ci/constraints.txt
-PIP_INSTALL := $(BIN)/pip install --quiet --constraint $(CONSTRAINTS)
+# -qq: pip's warnings (a local index configuration, setuptools' editable-install banner) are not
+# the first screen a newcomer sees; its errors still print.
+PIP_INSTALL := $(BIN)/pip install -qq --constraint $(CONSTRAINTS)
 # The demo needs only the product; the tests add their tools (ruff, mypy, pytest, hypothesis, atheris).
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
@@ -18,16 +20,19 @@ peers:
 	@$(PY) tests/support/debian.py ensure
 
 $(BIN)/python:
+	@echo "rmxdiag: creating $(VENV) (Python virtual environment; once, about a minute)"
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install -qq --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	@echo "rmxdiag: installing rmxdiag into $(VENV)"
+	$(BIN)/pip install -qq -e .
 	touch $(RUN_STAMP)
 
 # atheris (the fuzz extra) has wheels for few platforms (x86_64 Linux CPython among them): where
 # none exists it is left out and the fuzz tests skip (in CI they fail).
 $(TEST_STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	@echo "rmxdiag: installing rmxdiag and its test tools (ruff, mypy, pytest, ...) into $(VENV)"
 	$(PIP_INSTALL) --only-binary atheris -e '.[test,fuzz]' \
 		|| { echo "rmxdiag: no atheris wheel here: installing without the fuzz extra (the fuzz tests skip)"; \
 		     $(PIP_INSTALL) -e '.[test]'; }
@@ -47,6 +52,7 @@ test: peers lint
 # is the demo working; only 3 (the lab could not run) fails `make demo`.
 demo: $(RUN_STAMP)
 	$(BIN)/rmxdiag lab $(DEMO_ARGS) || [ $$? -le 2 ]
+	@echo "The command is $(BIN)/rmxdiag: run '. $(VENV)/bin/activate' to call it as rmxdiag (as above and in the README)."
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

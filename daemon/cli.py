@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +43,20 @@ def _wants_json(argv: Sequence[str]) -> bool:
                for i, a in enumerate(args))
 
 
+def _unknown_line(detail: str) -> None:
+    """The status line a monitoring system shows for a run that could not happen (text output)."""
+    from daemon.firstline import status_text
+
+    sys.stdout.write(f"UNKNOWN: {status_text(detail)}\n")
+    sys.stdout.flush()
+
+
+def _interrupted_early(_signum: int, _frame: object) -> None:
+    """Ctrl-C while the command is still being imported: nothing to clean up yet, so no traceback."""
+    os.write(2, b"rmxdiag: interrupted\n")
+    os._exit(130)
+
+
 def _json_error(kind: str, detail: str) -> None:
     """The error as the one JSON document on stdout that --format json promises (stderr has the line)."""
     from daemon.report import error_document
@@ -50,15 +66,30 @@ def _json_error(kind: str, detail: str) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors; a check plugin must exit 3 (UNKNOWN) instead."""
+    """argparse exits 2 on usage errors; a check plugin must exit 3 (UNKNOWN) instead, with one line
+    on stderr (not the whole usage block) and the UNKNOWN status line on stdout."""
 
     json_errors = False  # set from the raw command line: usage errors are JSON documents too
+    _given: Sequence[str] = ()
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, namespace)
+
+    def _unknown_options(self) -> list[str]:
+        known = set(self._option_string_actions)
+        return [a for a in self._given if a.startswith("-") and a != "-" and a.split("=", 1)[0] not in known]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        if message.startswith("the following arguments are required") and (unknown := self._unknown_options()):
+            # argparse checks required positionals before extra options: name the real mistake
+            message = f"unrecognized arguments: {' '.join(unknown)}"
+        sys.stderr.write(f"{self.prog}: error: {message} (try '{self.prog} --help')\n")
         if _Parser.json_errors:
             _json_error("usage", message)
+        else:
+            _unknown_line(f"{self.prog}: {message}")
         sys.exit(EXIT_UNKNOWN)
 
 
@@ -78,6 +109,14 @@ def _top_parser() -> _Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    previous = signal.signal(signal.SIGINT, _interrupted_early)  # first: imports follow
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     _Parser.json_errors = _wants_json(args_in)
     top = _top_parser()
@@ -112,8 +151,17 @@ def _execute(module: object, args: argparse.Namespace) -> int:
         sys.stderr.write(f"rmxdiag: {'error: ' if kind != 'interrupted' else ''}{detail}\n")
         if as_json:
             _json_error(kind, detail)
+        elif code == EXIT_UNKNOWN and getattr(args, "format", "text") == "text":
+            _unknown_line(detail)  # a check plugin's status text: never "(No output returned from plugin)"
+        elif code == EXIT_UNKNOWN and getattr(args, "format", None) == "html":
+            from daemon.html.pages import error_file
+
+            sys.stdout.write(error_file(detail))
+            sys.stdout.flush()
         return code
 
+    # From here on, Ctrl-C is a KeyboardInterrupt again: a command cleans up (stops tshark, say).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code: int = module.execute(args)  # type: ignore[attr-defined]
     except InputError as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from daemon.firstline import MAX_LINE, PERF_TARGETS, named, perf_label, status_text
 from probes.model import Finding, Metric, ProbeOutcome, ProbeStatus, Severity
 
 SCHEMA_VERSION = 1
@@ -258,12 +259,11 @@ def _summary(report: Report, config: bool) -> str:
         if not members:
             continue
         label = {TargetStatus.UNKNOWN: "could not be checked"}.get(status, str(status))
-        if status is TargetStatus.OK:
-            why = ""
-        elif status is TargetStatus.UNKNOWN:
-            why = " (" + "; ".join(f"{t.name}: {_could_not_run(t)}" for t in members) + ")"
-        else:
-            why = " (" + "; ".join(f"{t.name}: {_codes(t, Severity(str(status)))}" for t in members) + ")"
+        why = ""
+        if status is not TargetStatus.OK:  # at most a few named per state (daemon.firstline)
+            items = [f"{t.name}: {_could_not_run(t)}" if status is TargetStatus.UNKNOWN
+                     else f"{t.name}: {_codes(t, Severity(str(status)))}" for t in members]
+            why = f" ({named(items)})"
         lead = f"{len(members)} of {total} RMX" if status is worst else f"{len(members)}"
         parts.append(f"{lead} {label}{why}")
     missing = sorted({item for t in report.targets for item in t.unchecked(config)})
@@ -284,7 +284,10 @@ def verdict_line(report: Report, *, config: bool = False, perf: bool = True) -> 
         line = "UNKNOWN: no target"
     else:
         line = _summary(report, config)
+    line = status_text(line)
     data = perfdata(report) if perf else ""
+    if len(line) + 3 + len(data) > MAX_LINE:
+        data = aggregate_perfdata(report)
     return f"{line} | {data}" if data else line
 
 
@@ -297,8 +300,11 @@ def perfdata(report: Report) -> str:
     """Nagios performance data: ``'label'=value[UOM];[warn];[crit];[min];[max]``, space separated.
 
     Probe durations and MTLS phases in seconds, days until the RMX and the Front End certificates
-    expire, active RMX alarms per category. Labels carry the target name when there are several.
+    expire, active RMX alarms per category. Labels carry the target name when there are several;
+    beyond :data:`daemon.firstline.PERF_TARGETS` targets: :func:`aggregate_perfdata`.
     """
+    if len(report.targets) > PERF_TARGETS:
+        return aggregate_perfdata(report)
     items: dict[str, str] = {}
     prefix_needed = len(report.targets) > 1
     now = report.generated_at.timestamp()
@@ -306,7 +312,7 @@ def perfdata(report: Report) -> str:
         prefix = f"{target.name}:" if prefix_needed else ""
 
         def add(label: str, text: str, prefix: str = prefix) -> None:
-            items.setdefault(f"'{prefix}{label}'", text.rstrip(";"))  # trailing empty fields may be left out
+            items.setdefault(perf_label(f"{prefix}{label}"), text.rstrip(";"))  # trailing empty fields may be left out
 
         for outcome in target.probes:
             if outcome.status is ProbeStatus.SKIPPED:
@@ -323,6 +329,20 @@ def perfdata(report: Report) -> str:
                 elif sample.metric is Metric.ACTIVE_ALARMS:
                     add(f"alarms_{sample.labels[0]}", f"{_number(sample.value, 0)};;;0")
     return " ".join(f"{label}={value}" for label, value in items.items())
+
+
+def aggregate_perfdata(report: Report) -> str:
+    """Perfdata of many targets: how many are in each state, and the nearest certificate expiry."""
+    counts = {status: 0 for status in TargetStatus}
+    for target in report.targets:
+        counts[target.status] += 1
+    items = [f"'targets'={len(report.targets)};;;0"] + [f"'targets_{s}'={n};;;0" for s, n in counts.items()]
+    now = report.generated_at.timestamp()
+    expiry = [s.value for t in report.targets for o in t.probes if o.result is not None
+              for s in o.result.samples() if s.metric is Metric.CERT_NOT_AFTER and s.labels == ("client", "0")]
+    if expiry:
+        items.append(f"'rmx_cert_days_min'={_number((min(expiry) - now) / 86400, 1)}")
+    return " ".join(items)
 
 
 def probe_summary(outcome: ProbeOutcome, config: bool = False) -> str:

@@ -20,7 +20,7 @@ from daemon.commands._cert_options import options_from, source_from
 from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
-from probes.certificate.load import Material, load_certificate, load_chain, load_key, quiet_parser_warnings
+from probes.certificate.load import Material, is_ca, load_certificate, load_chain, load_key, quiet_parser_warnings
 from probes.certificate.pkcs12 import protection
 from probes.fileio import read_capped, read_secret
 from probes.fileout import check_output, write_output
@@ -88,14 +88,16 @@ class ExtractResult(NoSamples):
 
 
 def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe: str) -> int:
-    """A refusal: the report of the blocking findings (stderr in text mode: stdout is for data)."""
+    """A refusal: the report of the blocking findings, verdict first. On stdout when the result was to
+    go to a file (-o); on stderr when stdout is the data channel (the PEM a script redirects)."""
     outcome = ProbeOutcome(probe, ProbeStatus.OK, 0.0, tuple(findings))
     if args.format == "json":
         return _report(name, outcome, args)
     from daemon.report import render_text
 
     report = single_report(name, [outcome], Firmware(args.firmware))
-    sys.stderr.write(render_text(report, sys.stderr, verbose=args.verbose > 0))
+    stream = sys.stdout if getattr(args, "output", None) is not None else sys.stderr
+    stream.write(render_text(report, stream, verbose=args.verbose > 0))
     return report.exit_code
 
 
@@ -118,11 +120,13 @@ def extract(args: argparse.Namespace, path: Path) -> int:
     if args.output is not None:
         check_output(args.output, args.force, _inputs(args, path))  # before any work: nothing touched
     material = _material(args, path)
-    if material.bad_password or material.request is not None:
+    # A CA certificate is never "the RMX's" to paste into Send Certificate (rmxdiag cert says CERT_IS_CA).
+    if material.bad_password or material.request is not None or (material.leaf is not None and is_ca(material.leaf)):
         return _refuse(str(path), analyse(material, Policy(), datetime.now(UTC)), args, "extract")
     assert material.leaf is not None  # noqa: S101 -- load_certificate returns a leaf otherwise
     if material.extra_leaves and material.key is None:
-        names = "; ".join(c.subject.rfc4514_string() for c in (material.leaf, *material.extra_leaves))
+        leaves = [c.subject.rfc4514_string() for c in (material.leaf, *material.extra_leaves)]
+        names = "; ".join(leaves[:3]) + (f"; and {len(leaves) - 3} more" if len(leaves) > 3 else "")
         raise InputError(f"{path}: holds several end-entity certificates ({names}): give --key to pick yours")
     pem = material.leaf.public_bytes(serialization.Encoding.PEM).decode()
     roles = [("leaf", material.leaf.subject.rfc4514_string())]

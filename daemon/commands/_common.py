@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from daemon.diagnosis.catalogue import Firmware
-from daemon.report import Report, TargetReport, now_utc, render_json, render_text
+from daemon.report import Report, TargetReport, TargetStatus, now_utc, render_json, render_text, verdict_line
 from probes.model import ProbeOutcome
 
 
@@ -52,4 +52,7 @@ def emit(report: Report, fmt: str, pages: Mapping[str, str] | None = None, *, ve
         if pages:
             sys.stdout.write("\n" + "".join(f"Web page of {name}: {url}\n" for name, url in pages.items()))
     sys.stdout.flush()
+    if report.status is TargetStatus.UNKNOWN:
+        # Could not run: the same status on stderr as for a bad input, whatever the format.
+        sys.stderr.write(f"rmxdiag: {verdict_line(report, config=config, perf=False)}\n")
     return report.exit_code

@@ -63,5 +63,5 @@ def execute(args: argparse.Namespace) -> int:
     fmt = None if args.input_format == "auto" else FileFormat(args.input_format)
     deadline = time.monotonic() + 3 * args.timeout
     outcome = alarms.check(args.files, api, fmt, deadline)
-    name = "rmx" if not args.files else ", ".join(p.name for p in args.files)
+    name = "rmx" if not args.files else ", ".join(str(p) for p in args.files)  # as given, like cert and pcap
     return emit(single_report(name, [outcome], Firmware(args.firmware)), args.format, verbose=args.verbose)

@@ -67,6 +67,8 @@ def execute(args: argparse.Namespace) -> int:
     from probes.model import InputError
 
     items: list[str] = args.items
+    if any(not item.strip() for item in items):  # Path("") is "." (the current directory)
+        raise InputError("FILE: an empty file name")
     if len(items) == 2 and items[0] in ACTIONS:
         from daemon.commands._cert_tools import run_action
 

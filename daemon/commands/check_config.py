@@ -28,7 +28,10 @@ def execute(args: argparse.Namespace) -> int:
         # HTTPS files): "valid" here means the daemon will start with it.
         preflight(config)
     except (ConfigError, StartupError) as exc:
+        from daemon.firstline import status_text
+
         sys.stderr.write(f"rmxdiag: error: {exc}\n")
+        sys.stdout.write(f"UNKNOWN: {status_text(str(exc))}\n")  # the status line a check plugin shows
         return EXIT_UNKNOWN
     sys.stdout.write("\n".join(describe(config)) + "\n")
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 import time
 from pathlib import Path
 
@@ -54,11 +56,24 @@ def _split(value: str, srv: bool) -> tuple[str, int]:
     elif value.count(":") == 1:
         host, raw = value.split(":")
         port = _port(raw, value)
-    if not host or any(c.isspace() for c in host):
+    elif ":" in value and not _is_ip(value):  # a bare IPv6 address has colons; anything else is a typo
+        raise InputError(f"HOST[:PORT]: {value!r} is not HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT")
+    if not host or not (_is_ip(host) or _HOST_NAME.fullmatch(host)):
         raise InputError(f"HOST[:PORT]: {value!r} is not a host name or address")
     if srv and ":" in host:
         raise InputError(f"HOST[:PORT]: {value!r} with --srv must be a SIP domain")
     return host, port
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252}[A-Za-z0-9_.])?")  # DNS labels (and a final dot)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _port(raw: str, value: str) -> int:
@@ -99,6 +114,8 @@ def execute(args: argparse.Namespace) -> int:
     if TLS_VERSIONS.index(tls_min) > TLS_VERSIONS.index(tls_max):
         raise InputError(f"--tls-min {tls_min} is above --tls-max {tls_max}")
     host, port = _split(args.registrar, args.srv)
+    if args.sni is not None and not _HOST_NAME.fullmatch(args.sni):
+        raise InputError(f"--sni: {args.sni!r} is not a DNS name (the pool FQDN the Front End certificate carries)")
     registrar = (Registrar(srv_domain=host, port=port, sni=args.sni, tls_min=tls_min, tls_max=tls_max,
                            sip_options=args.sip_options) if args.srv else
                  Registrar(host=host, port=port, sni=args.sni, tls_min=tls_min, tls_max=tls_max,

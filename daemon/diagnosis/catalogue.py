@@ -62,6 +62,7 @@ class HintCode(enum.StrEnum):
     TLS_LOCAL_POLICY = "TLS_LOCAL_POLICY"
     CAPTURE_INCOMPLETE = "CAPTURE_INCOMPLETE"
     PFX_ENCRYPTION_UNSUPPORTED = "PFX_ENCRYPTION_UNSUPPORTED"
+    TLS_PORT_NOT_TLS = "TLS_PORT_NOT_TLS"
 
 
 class FixPlace(enum.StrEnum):
@@ -242,7 +243,7 @@ _SPECS: tuple[HintSpec, ...] = (
               "Check the revocation settings: {revocation}.")),
     HintSpec(HintCode.PFX_BAD_PASSWORD, Severity.CRITICAL, "The PFX cannot be opened with the given password",
              "The PKCS#12 file did not open with the password supplied (the RMX 8.x import says "
-             "'Invalid password.'). A corrupted file reads the same way.",
+             "'Invalid password.'). A truncated or corrupt file is not this hint: rmxdiag says so and exits 3.",
              ("Check the password file (no trailing spaces; one line).",
               "Export the PFX again from the certificate store with a known password.")),
     HintSpec(HintCode.REGISTRAR_DNS_FAILURE, Severity.CRITICAL, "The registrar name does not resolve",
@@ -367,6 +368,15 @@ _SPECS: tuple[HintSpec, ...] = (
              "or a firewall dropping packets.",
              ("Check the SIP server address/port on the RMX and that the Front End services run.",
               "Open TCP 5061 between the RMX signaling IP and the pool.")),
+    HintSpec(HintCode.TLS_PORT_NOT_TLS, Severity.CRITICAL, "Not TLS on the SIP TLS port",
+             "The TLS port carried something that is not TLS: the probe's handshake was answered with other "
+             "bytes (a SIP-over-TCP, HTTP or other service listens there), or a capture shows clear text "
+             "(the evidence quotes its first line), such as an RMX sending SIP over TCP to 5061 because its "
+             "SIP server transport is not TLS. No TLS handshake takes place.",
+             ("Set the RMX's SIP transport to TLS with port 5061: IP Network Service → SIP Servers → "
+              "Transport Type TLS.",
+              "Check that the address and port are the Front End's MTLS listener, not a proxy or another "
+              "service.")),
     HintSpec(HintCode.CAPTURE_TRUNCATED_CA_LIST, Severity.WARNING, "The Front End's CA list lacks the RMX issuer",
              "The CertificateRequest's list of acceptable CAs does not name the RMX certificate's issuer; "
              "Windows truncates it when too many roots are trusted (KB2464556), and the RMX may then send "
@@ -451,6 +461,7 @@ FIX_ON: dict[HintCode, tuple[FixPlace, ...]] = {
     _C.CAPTURE_NO_SERVER_RESPONSE: (_F.NETWORK, _F.FRONT_END),
     _C.CAPTURE_TRUNCATED_CA_LIST: (_F.FRONT_END,), _C.TLS_LOCAL_POLICY: (_F.FRONT_END,),
     _C.CAPTURE_INCOMPLETE: (_F.CAPTURE,), _C.PFX_ENCRYPTION_UNSUPPORTED: (_F.RMX,),
+    _C.TLS_PORT_NOT_TLS: (_F.RMX, _F.FRONT_END),
 }
 if set(FIX_ON) != set(HintCode):
     raise RuntimeError("every HintCode needs a FIX_ON entry")

@@ -196,6 +196,7 @@ RULES: tuple[Rule, ...] = (
     *(Rule(code, (capture_alerts(code),)) for code in _TABLE_ROOTS),
     own(_C.REGISTRAR_UNREACHABLE, take(_C.CAPTURE_NO_SERVER_RESPONSE)),
     own(_C.REGISTRAR_TLS_TIMEOUT, take(_C.CAPTURE_NO_SERVER_RESPONSE)),
+    own(_C.TLS_PORT_NOT_TLS),
 )
 
 # Alarm codes are folded into probe root causes after the rules ran (see daemon.diagnosis.diagnose).

@@ -232,6 +232,14 @@ def run_page(run_id: str, doc: Mapping[str, Any], now: datetime, warn_days: int 
     return document(f"rmxdiag: run {run_id}", render("$h$b", h=head, b=body))
 
 
+def error_file(detail: str) -> str:
+    """The CLI's ``--format html`` when the run could not happen: the UNKNOWN line, so the page a
+    redirect wrote (``> report.html``) says why instead of being empty."""
+    head = _head("rmxdiag: could not run", "UNKNOWN", _EMPTY)
+    return document("rmxdiag: could not run",
+                    render('$h<p class="wrap">UNKNOWN: $d</p>', h=head, d=detail), meta_csp=True)
+
+
 def report_file(doc: Mapping[str, Any], now: datetime | None = None, warn_days: int = 30) -> str:
     """The CLI's ``--format html``: the whole report as one self-contained, script-free file."""
     now = now or datetime.now(UTC)

@@ -19,10 +19,10 @@ import struct
 import time
 from pathlib import Path
 
+from daemon.lab.files import open_new
 from daemon.lab.registrar import LabRegistrar, Transcript
 from daemon.lab.scenarios import POOL_FQDN, RMX_FQDN, Material, Scenario
 from daemon.lab.wire import set_tls_window
-from probes.fileout import open_keylog
 
 log = logging.getLogger("rmxdiag.lab.capture")
 
@@ -43,7 +43,7 @@ class _PcapWriter:
     """Classic libpcap (magic a1b2c3d4, link type 1 = Ethernet)."""
 
     def __init__(self, path: Path, start: float) -> None:
-        self.out = path.open("wb")
+        self.out = os.fdopen(open_new(path), "wb")
         self.out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         self.clock = start
         self.ip_id = 1
@@ -109,10 +109,12 @@ def _rmx_context(material: Material, scenario: Scenario, keylog: Path) -> ssl.SS
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(material.ca_bundle)
     set_tls_window(ctx, *scenario.rmx_tls)
-    # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it.
-    fd = open_keylog(keylog)
+    # The key log decrypts the lab's SIP: readable by the owner only, like the keys beside it;
+    # created fresh (OpenSSL appends, and would follow a symlink left at that name), and OpenSSL
+    # opens the file created here, not the name again.
+    fd = open_new(keylog, private=True)
     try:
-        ctx.keylog_filename = f"/proc/self/fd/{fd}"  # the file opened by the rule, not the name again
+        ctx.keylog_filename = f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
     try:

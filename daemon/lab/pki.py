@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from daemon.lab.files import write_new
+
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -103,10 +105,9 @@ class Issued:
         directory.mkdir(parents=True, exist_ok=True)
         paths = {"cert": directory / f"{stem}.crt", "key": directory / f"{stem}.key",
                  "chain": directory / f"{stem}-chain.pem"}
-        paths["cert"].write_bytes(self.cert_pem)
-        paths["key"].touch(mode=0o600)
-        paths["key"].write_bytes(self.key_pem)
-        paths["chain"].write_bytes(self.chain_pem)
+        write_new(paths["cert"], self.cert_pem)
+        write_new(paths["key"], self.key_pem, private=True)
+        write_new(paths["chain"], self.chain_pem)
         return paths
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TextIO
 
 from daemon.engine import run_target
+from daemon.lab.files import fresh, prepare
 from daemon.lab.registrar import LabRegistrar
 from daemon.lab.scenarios import DEFAULT_SCENARIO, POOL_FQDN, RMX_FQDN, SCENARIOS, Material, Scenario, write_material
 from daemon.report import Report, TargetReport, now_utc
-from probes.model import ErrorKind, InputError
 from probes.target import AlarmSources, CaptureSources, CertificateSource, Registrar, Settings, Target
 
 log = logging.getLogger("rmxdiag.lab")
@@ -107,6 +107,8 @@ def scenario_setup(name: str, workdir: Path) -> Iterator[LabSetup]:
     with frontend(scenario, material) as fe:
         port = fe.address[1] if fe else _closed_port()
         capture, keylog = None, None
+        for stale in ("rmx-frontend.pcap", "rmx-tls-keys.log"):
+            fresh(workdir / stale)  # an earlier run's capture is not this scenario's
         if shutil.which("tshark"):
             from daemon.lab import capture as lab_capture
 
@@ -132,15 +134,9 @@ def run_scenario(name: str, workdir: Path) -> LabRun:
 
 @contextlib.contextmanager
 def lab_workdir(requested: Path | None) -> Iterator[Path]:
-    """``requested`` (created if needed, kept), or a temporary directory removed afterwards."""
+    """``requested`` (new, empty or an earlier lab's; kept), or a temporary directory removed afterwards."""
     if requested is not None:
-        try:
-            requested.mkdir(parents=True, exist_ok=True)
-            (requested / ".rmxdiag-lab-probe").touch()
-            (requested / ".rmxdiag-lab-probe").unlink()
-        except OSError as exc:
-            raise InputError(f"{requested}: cannot be used as the lab directory "
-                             f"({exc.strerror or type(exc).__name__})", ErrorKind.FILE_UNREADABLE) from None
+        prepare(requested)
         yield requested
         return
     with tempfile.TemporaryDirectory(prefix="rmxdiag-lab-") as tmp:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.lab import pki
+from daemon.lab.files import fresh, write_new
 
 RMX_FQDN = "rmx.lab.example"
 POOL_FQDN = "pool.lab.example"
@@ -95,10 +96,7 @@ class Material:
 
 
 def _pem_write(path: Path, data: bytes, private: bool = False) -> Path:
-    if private:
-        path.touch(mode=0o600)
-    path.write_bytes(data)
-    return path
+    return write_new(path, data, private)
 
 
 def _rmx_identity(kind: str, issuing: pki.Issued, foreign: pki.Issued) -> tuple[bytes, bytes, bytes | None]:
@@ -165,6 +163,8 @@ def write_material(scenario: Scenario, workdir: Path, lab_pki: LabPKI | None = N
     rmx_cert = _pem_write(workdir / "rmx-cert.pem", installed)
     rmx_key = _pem_write(workdir / "rmx-key.pem", key_pem, private=True)
     chain = _pem_write(workdir / "rmx-chain.pem", chain_pem) if chain_pem else None
+    if chain is None:
+        fresh(workdir / "rmx-chain.pem")  # an earlier run's chain would be offered as this one's
     report = write_alarm_report(workdir / "rmx-active-alarms.txt", scenario.alarms)
     return Material(fe_paths["cert"], fe_paths["key"], fe_trust, ca_bundle, rmx_cert, rmx_key, chain, report)
 
@@ -177,5 +177,4 @@ def write_alarm_report(path: Path, texts: tuple[str, ...], now: dt.datetime | No
         when = now - dt.timedelta(minutes=5 * (len(texts) - number + 1))
         stamp = when.strftime("%d/%m/%Y %H:%M:%S")
         lines.append(f"{number}\t{stamp}\t{stamp}\tGeneral\tMajor\t{text}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_new(path, ("\n".join(lines) + "\n").encode("utf-8"))

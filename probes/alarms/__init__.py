@@ -11,7 +11,7 @@ from probes.target import Target
 
 # Every finding code of this probe: the two alarm hints and the informational categories.
 FINDINGS = frozenset({"RMX_ALARM_REGISTRATION", "RMX_ALARM_CERTIFICATE", "ALARMS_ICE", "ALARMS_REVOCATION",
-                      "ALARMS_XML_API"})
+                      "ALARMS_XML_API", "ALARMS_SKIPPED", "ALARMS_NOTHING_TO_JUDGE"})
 
 
 def applies_to(target: Target) -> bool:

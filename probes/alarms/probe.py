@@ -169,13 +169,36 @@ def findings_for(active: Sequence[Alarm], mcu: McuState | None = None) -> tuple[
     return tuple(out)
 
 
+def reading_findings(sources: Sequence[SourceSummary]) -> tuple[Finding, ...]:
+    """What the sources could not give: skipped lines are 'not checked' (an alarm may hide in one),
+    and a file with nothing readable at all is nothing to judge (never 'no problem found')."""
+    out: list[Finding] = []
+    for s in sources:
+        # Lines that could not be read at all; an unrecognised line was read (and is no alarm).
+        unread = {k: n for k, n in s.skips.items() if n and k != "unrecognised"}
+        skipped = sum(unread.values())
+        if not skipped or s.missing:
+            continue
+        what = ", ".join(f"{n} {k}" for k, n in unread.items())
+        if not s.events and not s.ignored:
+            out.append(Finding("ALARMS_NOTHING_TO_JUDGE", Severity.INFO,
+                               f"{s.name}: no readable {s.kind} line ({skipped} skipped: {what})",
+                               {"nothing_to_judge": True, "file": s.name, "skipped": unread}))
+            continue
+        where = f" from line {s.skipped_at[0]}" if s.skipped_at else ""
+        out.append(Finding("ALARMS_SKIPPED", Severity.INFO, f"{s.name}: {skipped} line(s) skipped ({what})",
+                           {"unchecked": f"{skipped} skipped line(s) of {s.name} ({what}{where})",
+                            "file": s.name, "skipped": unread}))
+    return tuple(out)
+
+
 def outcome(active: Sequence[Alarm], sources: Sequence[SourceSummary], mcu: McuState | None,
             started: float) -> ProbeOutcome:
     """The probe envelope for a set of active alarms."""
     counts = {str(c): sum(1 for a in active if a.category is c) for c in AlarmCategory}
     result = AlarmsResult(tuple(active), counts, tuple(sources), mcu)
-    return ProbeOutcome(PROBE, ProbeStatus.OK, time.monotonic() - started, findings_for(active, mcu),
-                        result=result)
+    return ProbeOutcome(PROBE, ProbeStatus.OK, time.monotonic() - started,
+                        findings_for(active, mcu) + reading_findings(sources), result=result)
 
 
 def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat | None = None,

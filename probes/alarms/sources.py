@@ -54,7 +54,17 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
             head = stream.read(_HEAD)
             if not head:
                 raise InputError(f"{path}: the file is empty")
+            # Classic Mac OS line ends (CR only), as some report exports still have: read as lines.
+            cr_only = b"\n" not in head and b"\r" in head
+            if cr_only:
+                head = head.replace(b"\r", b"\n")
             found = fmt or detect(head)
+            if fmt is not None and b"\0" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) \
+                    and detect(head) is None:
+                # --as forces the parser, not the content: NUL bytes are a binary file (or UTF-16
+                # without its BOM), which would otherwise read as "no alarm", i.e. OK.
+                raise InputError(f"{path}: binary content (NUL bytes), not a {fmt} file; a UTF-16 export "
+                                 "needs its byte order mark, or save it as UTF-8")
             if found is None:
                 raise InputError(f"{path}: not an RMX alarm file (no Active Alarms report header, no "
                                  "snmptrapd RMX trap, no syslog line found in its first 64 KiB)")
@@ -62,7 +72,7 @@ def read_file(path: Path, fmt: FileFormat | None = None) -> tuple[FileFormat, Pa
             name = str(path)
             if found is FileFormat.REPORT:
                 data = stream.read(MAX_REPORT_FILE + 1)
-                return found, parse_report(data, name)
+                return found, parse_report(data.replace(b"\r", b"\n") if cr_only else data, name)
             if found is FileFormat.SYSLOG:
                 return found, parse_syslog_file(path)
             return found, _parse_trap_stream(stream, name)

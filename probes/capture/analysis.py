@@ -2,12 +2,15 @@
 
 No tshark, no I/O. Memory stays flat: one small state object per live TCP connection, never a
 packet; finished connections are folded into counters and a bounded list of summaries.
-Direction: the RMX is the client of the SIP TLS connection unless ``rmx_ip`` says otherwise.
+Direction: the RMX is the client of the SIP TLS connection unless ``rmx_ip`` says otherwise; with
+``rmx_ip``, only connections to or from that address are the RMX's: the others (a Front End
+capture also holds its Edge, Director and pool peers on 5061) are counted per host, never judged.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -66,6 +69,8 @@ class _Conn:
     rst_from: set[str] = field(default_factory=set)
     fin_from: set[str] = field(default_factory=set)
     sip: list[dict[str, Any]] = field(default_factory=list)
+    tls_from: set[str] = field(default_factory=set)  # "C"/"S": the sides that sent a TLS record
+    cleartext: tuple[str, str] | None = None  # (from_rmx|from_fe, its first line): not TLS on the port
 
     @property
     def name(self) -> str:
@@ -95,7 +100,7 @@ class CaptureAnalyzer:
     def __init__(self, port: int = 5061, rmx_ip: str | None = None,
                  rmx_issuers: Iterable[bytes] = ()) -> None:
         self.port = port
-        self.rmx_ip = rmx_ip
+        self.rmx_ip = _normal_ip(rmx_ip)
         self.rmx_issuers = tuple(rmx_issuers)  # DER issuer names known from the RMX certificate
         self.events = 0
         self._live: dict[tuple[str, int, str, int], _Conn] = {}
@@ -108,6 +113,8 @@ class CaptureAnalyzer:
         self._findings: dict[tuple[str, ...], tuple[Finding, int]] = {}
         self._connections = 0
         self._last_ts = 0.0
+        self.others: Counter[str] = Counter()  # with rmx_ip: connections of other hosts, per client address
+        self._other_keys: dict[tuple[str, int, str, int], None] = {}  # insertion-ordered, bounded
 
     def feed(self, ev: PacketEvent) -> None:
         """Account one packet event."""
@@ -119,6 +126,9 @@ class CaptureAnalyzer:
             key, from_client = (ev.dst, ev.dport, ev.src, ev.sport), False
         else:
             return
+        if self.rmx_ip is not None and self.rmx_ip not in (key[0], key[2]):
+            self._other(key)
+            return
         conn = self._live.get(key)
         new_syn = ev.syn and not ev.ack and from_client and not ev.retransmission
         if conn is None and not new_syn and key in self._closed:
@@ -127,7 +137,7 @@ class CaptureAnalyzer:
             if conn is not None:  # port reuse: a new SYN after a finished connection
                 self._close(key, conn)
             client, server = f"{key[0]}:{key[1]}", f"{key[2]}:{key[3]}"
-            rmx_is_client = self.rmx_ip is None or self.rmx_ip == key[0] or self.rmx_ip != key[2]
+            rmx_is_client = self.rmx_ip is None or self.rmx_ip == key[0]
             conn = _Conn(client, server, rmx_is_client, ev.ts)
             self._live[key] = conn
             self._connections += 1
@@ -135,6 +145,15 @@ class CaptureAnalyzer:
         self._apply(conn, ev, from_client)
         if (conn.rst_from or len(conn.fin_from) == 2) and not ev.retransmission:
             self._close(key, conn)
+
+    def _other(self, key: tuple[str, int, str, int]) -> None:
+        """Count a connection that does not involve ``rmx_ip`` once (its client is what the user sees)."""
+        if key in self._other_keys:
+            return
+        self._other_keys[key] = None
+        if len(self._other_keys) > RECENTLY_CLOSED:
+            del self._other_keys[next(iter(self._other_keys))]
+        self.others[key[0]] += 1
 
     def _apply(self, conn: _Conn, ev: PacketEvent, from_client: bool) -> None:
         who = "C" if from_client else "S"
@@ -150,6 +169,13 @@ class CaptureAnalyzer:
                 conn.note("S:SYN-ACK")
         for record in ev.records:
             self._record(conn, ev, record, from_client, who)
+        if ev.records:
+            conn.tls_from.add(who)
+        elif who not in conn.tls_from and conn.cleartext is None and (ev.cleartext or ev.sip_first_line):
+            # The first bytes of a side that never spoke TLS: clear text on the TLS port (SIP over
+            # TCP from an RMX whose transport is not TLS, or a service there that is not TLS).
+            conn.cleartext = (conn.side(from_client), ev.cleartext or ev.sip_first_line or "")
+            conn.note(f"{who}:NotTLS")
         if ev.certificates or ev.certificate_lengths:
             self._certificates(conn, ev, from_client)
         if ev.ca_names is not None and not from_client:
@@ -355,6 +381,14 @@ class CaptureAnalyzer:
                 "certificate flight, without an alert",
                 {**base, "reason": "reset" if reset else "closed", "direction": conn.side(False)},
                 Facts(after_client_cert=True, dropped_after_client_cert=True)))
+        if outcome == "not_tls" and conn.cleartext is not None:
+            # Only for a connection whose start is in the capture: the first payload of a side
+            # joined midway could be the middle of a TLS record.
+            direction, text = conn.cleartext
+            self._finding(("TLS_PORT_NOT_TLS", direction), Finding(
+                "TLS_PORT_NOT_TLS", Severity.CRITICAL,
+                f"clear text, not TLS, on the TLS port {self.port}: {_who(direction)} sent '{text}'",
+                {**base, "stage": "tls", "reason": "not_tls", "direction": direction, "first_line": text}))
         if outcome in ("no_syn_ack", "refused", "no_server_hello"):
             stage = "tls" if outcome == "no_server_hello" else "connect"
             message = {"no_syn_ack": "SYN never answered", "refused": "SYN answered by a reset (nothing listens)",
@@ -408,7 +442,8 @@ class CaptureAnalyzer:
                             {**f.evidence, "count": n}, f.facts)
                     for f, n in self._findings.values()]
         result = CaptureResult(tuple(files), self.port, self.events, self._connections, dict(self._outcomes),
-                               dict(self._alerts), tuple(self._done), self._omitted, tuple(warnings))
+                               dict(self._alerts), tuple(self._done), self._omitted, tuple(warnings),
+                               sum(self.others.values()))
         findings.append(Finding("CAPTURE_SUMMARY", Severity.INFO, result.counts_line(),
                                 {"count": self._connections}))
         return result, findings
@@ -424,6 +459,20 @@ class CaptureAnalyzer:
     def _alert_counts(self) -> list[tuple[str, int]]:
         return [(f"{f.evidence['alert_name']} {f.evidence['direction']}", n)
                 for f, n in self._findings.values() if f.code == "CAPTURE_TLS_ALERT"]
+
+
+def _normal_ip(text: str | None) -> str | None:
+    """``text`` as tshark prints addresses (IPv6 compressed), so "10.0.0.05"-style spellings still match."""
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return text
+
+
+def _who(direction: str) -> str:
+    return "the RMX (client)" if direction == "from_rmx" else "the Front End (server)"
 
 
 def _side(direction: str) -> str:

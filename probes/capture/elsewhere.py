@@ -54,3 +54,14 @@ def nothing_on_port(port: int, seen: Counter[int] | None, where: str, live: bool
         message = f"no connection on port {port} in {where}, and no TLS ClientHello on any other port"
     return Finding("CAPTURE_NOTHING_TO_JUDGE", Severity.INFO, message,
                    {"nothing_to_judge": True, "port": port, "tls_ports": {str(p): n for p, n in (seen or {}).items()}})
+
+
+def nothing_of_rmx(port: int, rmx_ip: str, others: Counter[str], where: str) -> Finding:
+    """The finding of a capture whose connections on ``port`` all belong to hosts other than ``rmx_ip``."""
+    hosts = ", ".join(f"{h} ({n} connection{'s' if n > 1 else ''})" for h, n in others.most_common(3))
+    more = len(others) - 3
+    message = (f"no connection of {rmx_ip} on port {port} in {where}: nothing to judge; clients seen: {hosts}"
+               + (f" and {more} more" if more > 0 else "") + " (is --rmx-ip the RMX's signaling address?)")
+    return Finding("CAPTURE_NOTHING_TO_JUDGE", Severity.INFO, message,
+                   {"nothing_to_judge": True, "port": port, "rmx_ip": rmx_ip,
+                    "other_clients": dict(others.most_common(10))})

@@ -49,6 +49,7 @@ class PacketEvent:
     ca_names: tuple[bytes, ...] | None = None  # DER names of a CertificateRequest, when read
     sip_first_line: str | None = None  # decrypted SIP start line (request or status line)
     sip_headers: str | None = None  # decrypted raw header block (for ms-diagnostics)
+    cleartext: str | None = None  # the start of a payload that is not a TLS record (see cleartext_head)
 
     def to_json(self) -> dict[str, Any]:
         """A compact JSON object (the worker -> parent wire format and the fixture format)."""
@@ -60,7 +61,7 @@ class PacketEvent:
         if self.records:
             doc["rec"] = [[r.content_type, list(r.handshakes), r.alert_level, r.alert_desc] for r in self.records]
         for key, value in (("lv", self.legacy_version), ("cs", self.cipher), ("sni", self.sni),
-                           ("sip", self.sip_first_line), ("hdr", self.sip_headers)):
+                           ("sip", self.sip_first_line), ("hdr", self.sip_headers), ("pt", self.cleartext)):
             if value is not None:
                 doc[key] = value
         if self.versions:
@@ -90,8 +91,23 @@ class PacketEvent:
             certificates=tuple(bytes.fromhex(c) for c in doc.get("crt", ())),
             certificate_lengths=tuple(int(n) for n in doc.get("cl", ())),
             ca_names=None if ca is None else tuple(bytes.fromhex(n) for n in ca),
-            sip_first_line=doc.get("sip"), sip_headers=doc.get("hdr"),
+            sip_first_line=doc.get("sip"), sip_headers=doc.get("hdr"), cleartext=doc.get("pt"),
         )
+
+
+_TLS_CONTENT_TYPES = frozenset({20, 21, 22, 23, 24})  # CCS, alert, handshake, application data, heartbeat
+_SSLV2 = 0x80
+CLEARTEXT_CHARS = 60
+
+
+def cleartext_head(payload: bytes) -> str | None:
+    """The first line of ``payload`` (printable, at most 60 characters) when it cannot start a TLS
+    record; None when it can (or is empty). Only meaningful for the first payload of a side: a TLS
+    record split over segments continues with arbitrary bytes."""
+    if not payload or payload[0] in _TLS_CONTENT_TYPES or payload[0] == _SSLV2:
+        return None
+    line = payload[:CLEARTEXT_CHARS].split(b"\r", 1)[0].split(b"\n", 1)[0]
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in line) or "."
 
 
 def _opt_int(value: Any) -> int | None:

@@ -9,7 +9,7 @@ this path runs tshark itself; the TLS records come from the raw TCP bytes tshark
 
 from __future__ import annotations
 
-from probes.capture.events import PacketEvent, TlsRecord
+from probes.capture.events import PacketEvent, TlsRecord, cleartext_head
 from probes.capture.layers import Directions, message_facts, payload_records, records_from_payload
 
 FIELDS = ("frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport", "tcp.flags",
@@ -73,6 +73,8 @@ def event_from_line(line: str, directions: Directions) -> PacketEvent | None:
         blobs = [_hex(b) for b in value("tcp.reassembled.data").split(",") if b] + [payload]
         records, messages = records_from_payload(state, payload_records(blobs))
         facts = message_facts(messages)
+        if not records:
+            facts["cleartext"] = cleartext_head(payload)
     return PacketEvent(
         ts=float(stamp), src=src, sport=sport, dst=dst, dport=dport,
         syn=bool(bits & 0x02), ack=bool(bits & 0x10), rst=bool(bits & 0x04), fin=bool(bits & 0x01),

@@ -81,13 +81,19 @@ def check_capture(path: Path) -> None:
                          "snoop, gzip-compressed ...)")
 
 
+# File types Wireshark opens that hold no network packets (it shows a PEM certificate, a JSON or a
+# MIME file as one pseudo-frame): to rmxdiag they are not captures.
+NOT_PACKETS = frozenset({"rfc7468", "mime", "json"})
+
+
 def _tshark_reads(path: Path) -> bool:
     """Whether Wireshark's file reader knows the format (``captype``, shipped with tshark, says)."""
     captype = shutil.which("captype")
     if captype is None:
         return False
     code, out = run_bounded([captype, str(path)], 20.0)
-    return code == 0 and not out.strip().endswith(": unknown")
+    kind = out.strip().rsplit(": ", 1)[-1]
+    return code == 0 and kind != "unknown" and kind not in NOT_PACKETS
 
 
 def expand(paths: Sequence[Path]) -> list[Path]:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from probes.capture.events import PacketEvent, TlsRecord
+from probes.capture.events import PacketEvent, TlsRecord, cleartext_head
 from probes.capture.records import segment_records_prefix, split_messages
 from probes.tlswire import certificate_list, certificate_request_cas, hello_body_facts
 
@@ -284,6 +284,8 @@ def event_from_packet(pkt: Any, directions: Directions) -> PacketEvent | None:
     facts = message_facts(messages)
     if sslv2 is not None:
         facts["legacy_version"] = sslv2
+    if not records and not retransmission:
+        facts["cleartext"] = cleartext_head(_bytes(get(tcp, "tcp.payload")))
     sip = pkt.get_multiple_layers("sip")
     first_line = headers = None
     if sip:

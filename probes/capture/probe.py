@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography import x509
 
 from probes.capture.analysis import CaptureAnalyzer
-from probes.capture.elsewhere import nothing_on_port, tls_ports
+from probes.capture.elsewhere import nothing_of_rmx, nothing_on_port, tls_ports
 from probes.capture.files import check_capture, expand, find_tshark, live_capture, stream_events
 from probes.fileio import open_regular, read_capped
 from probes.model import Finding, InputError, ProbeOutcome, ProbeStatus, Severity, skipped
@@ -54,10 +54,12 @@ def inspect(paths: Sequence[Path], port: int = 5061, *, rmx_ip: str | None = Non
     result, findings = analyzer.finish([str(p) for p in files], warnings)
     # Nothing on the port, in captures read whole: say what they held instead. (A read that stopped
     # early is CAPTURE_INCOMPLETE below, and a second tshark would only wait on the same trouble.)
-    if result.connections == 0 and not warnings:
-        where = str(files[0]) if len(files) == 1 else f"{len(files)} capture files"
+    where = live or (str(files[0]) if len(files) == 1 else f"{len(files)} capture files")
+    if result.connections == 0 and analyzer.others and rmx_ip is not None:
+        findings.append(nothing_of_rmx(port, rmx_ip, analyzer.others, where))
+    elif result.connections == 0 and not warnings:
         seen = None if live else tls_ports(files, tshark, deadline)
-        findings.append(nothing_on_port(port, seen, live or where, live=bool(live)))
+        findings.append(nothing_on_port(port, seen, where, live=bool(live)))
     if warnings:
         findings.append(Finding("CAPTURE_INCOMPLETE", Severity.WARNING,
                                 "the capture was read only in part: " + "; ".join(warnings[:3]),

@@ -66,20 +66,24 @@ class CaptureResult(NoSamples):  # its counts are per file and free-form: report
     summaries: tuple[ConnectionSummary, ...]
     omitted: int  # connections analysed but not listed (over MAX_LISTED)
     warnings: tuple[str, ...] = ()
+    other_connections: int = 0  # with --rmx-ip: connections on the port between other hosts, not judged
 
     def to_json(self) -> dict[str, Any]:
         """Details for the JSON report."""
         return {"files": list(self.files), "port": self.port, "events": self.events,
                 "connections": self.connections, "outcomes": dict(self.outcomes), "alerts": dict(self.alerts),
                 "connection_summaries": [s.to_json() for s in self.summaries],
-                "omitted_connections": self.omitted, "warnings": list(self.warnings)}
+                "omitted_connections": self.omitted, "warnings": list(self.warnings),
+                "other_connections": self.other_connections}
 
     def counts_line(self) -> str:
         """The aggregate counts as one line."""
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "none"
         alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items()))
         return (f"{self.connections} connection(s) on port {self.port} ({self.events} events): {outcomes}"
-                + (f"; alerts: {alerts}" if alerts else ""))
+                + (f"; alerts: {alerts}" if alerts else "")
+                + (f"; {self.other_connections} connection(s) of other hosts not judged (--rmx-ip)"
+                   if self.other_connections else ""))
 
     def text_lines(self) -> list[str]:
         """Details for the text report: one line per connection, then the counts and warnings."""

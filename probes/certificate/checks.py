@@ -329,7 +329,7 @@ def prepare(material: Material, policy: Policy, now: datetime) -> Prepared:
     sealed = tuple(pfx_findings(material, base))
     if material.bad_password:
         return Prepared((Finding("PFX_BAD_PASSWORD", Severity.CRITICAL,
-                                 "the PFX does not open with the password in the password file (or is corrupt)",
+                                 "the PFX does not open with the password in the password file",
                                  base), *sealed))
     if material.request is not None:
         req = material.request

@@ -40,9 +40,9 @@ from probes.model import ErrorKind, InputError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-__all__ = ["CERT_PARSE_ERRORS", "LAYOUT_7X", "Material", "UnusableAlgorithm", "is_ca", "is_pfx", "load_certificate",
-           "load_chain", "load_dir7x", "load_key", "load_pem_blocks", "open_pfx", "quiet_parser_warnings",
-           "read_capped", "split_leaf", "text_bytes", "well_formed"]
+__all__ = ["CERT_PARSE_ERRORS", "LAYOUT_7X", "Material", "UnusableAlgorithm", "corrupt_pfx", "is_ca", "is_pfx",
+           "load_certificate", "load_chain", "load_dir7x", "load_key", "load_pem_blocks", "open_pfx",
+           "quiet_parser_warnings", "read_capped", "split_leaf", "text_bytes", "well_formed"]
 
 LAYOUT_7X = ("cert.pem", "pkey.pem", "rootCA.pem", "certPassword.txt")
 
@@ -223,8 +223,18 @@ def _private_key(data: bytes, password: bytes | None, pem: bool) -> PrivateKeyTy
     return serialization.load_der_private_key(data, password, unsafe_skip_rsa_key_validation=True)
 
 
+class PfxCorrupt(ValueError):
+    """The bytes do not parse as PKCS#12 at all (truncated, corrupt, not a PFX): no password can help."""
+
+
+# cryptography says which step failed only in its message: the DER parse ("Could not deserialize
+# PKCS12 data") comes before, and apart from, the MAC/decryption ("Invalid password or PKCS12 data").
+_PFX_UNPARSABLE = "could not deserialize"
+
+
 def open_pfx(data: bytes, password: bytes | None) -> tuple[Any, Any, list[Any]]:
-    """(key, certificate, other certificates) of a PKCS#12; ValueError (and the like) when it does not open.
+    """(key, certificate, other certificates) of a PKCS#12; ValueError (and the like) when it does not open,
+    :class:`PfxCorrupt` when its structure does not even parse (so no password is to blame).
 
     cryptography validates the RSA key of a PKCS#12 with no way to skip it (~35 ms of CPU,
     holding the interpreter lock): the result is kept per content and password
@@ -235,9 +245,20 @@ def open_pfx(data: bytes, password: bytes | None) -> tuple[Any, Any, list[Any]]:
 
     digest = hashlib.sha256(data)
     digest.update(b"\0" + hashlib.sha256(password).digest() if password is not None else b"\1")
-    key, cert, extra = once(PARSED, ("pkcs12", digest.digest()), None,
-                            lambda: pkcs12.load_key_and_certificates(data, password))
+    try:
+        key, cert, extra = once(PARSED, ("pkcs12", digest.digest()), None,
+                                lambda: pkcs12.load_key_and_certificates(data, password))
+    except ValueError as exc:
+        if str(exc).lower().startswith(_PFX_UNPARSABLE):
+            raise PfxCorrupt(str(exc)) from exc
+        raise
     return key, cert, list(extra)
+
+
+def corrupt_pfx(path: Path | str) -> InputError:
+    """The input error of a PFX whose DER does not parse (exit 3, not a wrong password)."""
+    return InputError(f"{path}: truncated or corrupt PKCS#12/PFX (its structure does not parse, before any "
+                      "password is tried): export it again")
 
 
 def well_formed(certs: list[x509.Certificate], file: str) -> list[x509.Certificate]:
@@ -268,12 +289,14 @@ def _der_cert_or_request(data: bytes, path: Path) -> Material | None:
 
 
 def _from_pfx(data: bytes, path: Path, password: bytes | None) -> Material:
-    # A wrong password and a corrupt file both raise ValueError: report both
-    # as "does not open", which is what the RMX import says too.
+    # A file that does not parse is corrupt (exit 3); one that parses but does not open (the MAC
+    # or the decryption fails) has the wrong password, as the RMX import would say.
     attempts = [password] if password is not None else [None, b""]
     for attempt in attempts:
         try:
             key, cert, extra = open_pfx(data, attempt)
+        except PfxCorrupt:
+            raise corrupt_pfx(path) from None
         except _LOAD_ERRORS:
             continue
         certs = ([cert] if cert is not None else []) + list(extra)

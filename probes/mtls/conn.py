@@ -264,6 +264,12 @@ def _classify_error(attempt: Attempt, exc: BaseException | None) -> None:
     if in_tls and after_cert:
         attempt.stage = Stage.TLS
         attempt.reason = Reason.RESET_AFTER_CLIENT_CERT if reset else Reason.CLOSED_AFTER_CLIENT_CERT
+    elif trace.handshake_done and attempt.stage is not Stage.SIP:
+        # No SIP was sent (--no-sip-options), and the Front End had accepted our certificate (its
+        # post-handshake message came first): what it does next is no SIP failure and no rejection.
+        attempt.stage, attempt.reason = Stage.TLS, Reason.OK
+        attempt.detail = (f"the Front End {'reset' if reset else 'closed'} the connection after accepting the "
+                          "handshake; no SIP request was sent, so nothing more was expected")
     else:
         attempt.stage = Stage.TLS if not trace.handshake_done else Stage.SIP
         attempt.reason = Reason.RESET if reset else Reason.CLOSED

@@ -108,7 +108,9 @@ _LOCAL_VERSION = frozenset({"UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "W
 _LOCAL_POLICY = frozenset({"NO_CIPHERS_AVAILABLE", "WRONG_CIPHER_RETURNED", "EE_KEY_TOO_SMALL",
                            "CA_KEY_TOO_SMALL", "CA_MD_TOO_WEAK", "DH_KEY_TOO_SMALL",
                            "LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED", "WRONG_SIGNATURE_TYPE",
-                           "NO_SUITABLE_SIGNATURE_ALGORITHM", "WRONG_CURVE", "BAD_DH_VALUE"})
+                           "NO_SUITABLE_SIGNATURE_ALGORITHM", "WRONG_CURVE", "BAD_DH_VALUE",
+                           # OpenSSL's own cap on a peer's certificate list (100 KB): our limit too
+                           "EXCESSIVE_MESSAGE_SIZE"})
 # The server's bytes are not a TLS record: an HTTP server, a SIP-over-TCP port, ...
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
                       "PACKET_LENGTH_TOO_LONG", "RECORD_LENGTH_MISMATCH", "UNKNOWN_PROTOCOL"})
@@ -223,7 +225,7 @@ _HINTS: dict[Reason, HintRef] = {
     Reason.CONNECT_ERROR: HintRef("REGISTRAR_UNREACHABLE", _C),
     Reason.NO_TLS_ANSWER: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
     Reason.STALLED: HintRef("REGISTRAR_TLS_TIMEOUT", _C),
-    Reason.NOT_TLS: HintRef("REGISTRAR_TLS_TIMEOUT", _C),  # its remediation: "not the FE's MTLS port"
+    Reason.NOT_TLS: HintRef("TLS_PORT_NOT_TLS", _C),  # answered at once, with bytes that are not TLS
     Reason.CLOSED_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.RESET_AFTER_CLIENT_CERT: HintRef("CLIENT_CERT_REJECTED", _C),
     Reason.SERVER_CERT_UNTRUSTED: HintRef("REGISTRAR_CERT_UNTRUSTED", _C),

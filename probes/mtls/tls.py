@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from probes.certificate.chain import thumbprint
-from probes.certificate.load import CERT_PARSE_ERRORS, open_pfx, quiet_parser_warnings
+from probes.certificate.load import CERT_PARSE_ERRORS, PfxCorrupt, corrupt_pfx, open_pfx, quiet_parser_warnings
 from probes.fileio import read_capped
 from probes.fileout import open_keylog
 from probes.memo import file_signature, once
@@ -90,12 +90,14 @@ def _load_identity(spec: ClientSpec) -> tuple[Any, list[x509.Certificate]] | Non
         password = spec.password.read("password file") if spec.password else None
         try:
             key, cert, extra = open_pfx(data, password or None)
+        except PfxCorrupt:
+            raise corrupt_pfx(spec.pfx) from None
         except ValueError as exc:
             if spec.password is None:
-                raise InputError(f"{spec.pfx}: the PFX is protected by a password: give --password-file "
-                                 "(or it is corrupt)", ErrorKind.BAD_PASSWORD) from exc
+                raise InputError(f"{spec.pfx}: the PFX is protected by a password: give --password-file",
+                                 ErrorKind.BAD_PASSWORD) from exc
             raise InputError(f"{spec.pfx}: cannot open the PFX with the password in {spec.password.path} "
-                             "(wrong password or corrupt file)", ErrorKind.BAD_PASSWORD) from exc
+                             "(wrong password)", ErrorKind.BAD_PASSWORD) from exc
         if key is None or cert is None:
             raise InputError(f"{spec.pfx}: the PFX holds no private key and certificate pair")
         return key, [cert, *extra]

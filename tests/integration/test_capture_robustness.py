@@ -94,6 +94,9 @@ def test_truncated_capture_gives_results_and_a_warning(healthy: tuple[Path, int]
     (b"", "empty file"),
     (b"this is not a capture at all\n" * 10, "not a capture file tshark can read"),
     (bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"), "holds no packets"),
+    # Wireshark opens a PEM file (RFC 7468) as one pseudo-frame: still no capture
+    (b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUJ4eXQ0Yk\n-----END CERTIFICATE-----\n",
+     "not a capture file tshark can read"),
 ])
 def test_bad_files_exit_3_with_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
     # Given an empty file, a text file, a header-only pcap
@@ -105,6 +108,18 @@ def test_bad_files_exit_3_with_one_line(tmp_path: Path, content: bytes, expected
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1 and str(bad) in result.stderr and expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_key_log_that_is_not_a_regular_file_is_named_so(healthy: tuple[Path, int], tmp_path: Path) -> None:
+    """Given --keylog naming a device, a directory and a missing file
+    When the capture is read
+    Then each is one line: the existing ones 'not a regular file', only the missing one 'not found'."""
+    path, port = healthy
+    for keylog, said in (("/dev/zero", "the key log is not a regular file"),
+                         (str(tmp_path), "the key log is not a regular file"),
+                         (str(tmp_path / "none.log"), "key log file not found")):
+        result = _rmxdiag(str(path), "--port", str(port), "--keylog", keylog)
+        assert result.returncode == 3 and result.stderr == f"rmxdiag: error: {keylog}: {said}\n"
 
 
 def test_missing_file_and_empty_directory_exit_3(tmp_path: Path) -> None:

@@ -208,8 +208,8 @@ def test_bad_input_one_line_exit_3(d: Path, lab_pki: LabPKI, case: str) -> None:
         proc = rmxdiag("cert", *args, "--format", fmt)
         # Then exit 3, one line naming the problem, no traceback, no password
         assert_one_line_error(proc, expected)
-        if fmt == "text":
-            assert proc.stdout == ""
+        if fmt == "text":  # the status line a monitoring system shows, the same words as stderr's
+            assert proc.stdout.startswith("UNKNOWN: ") and proc.stdout.count("\n") == 1
         else:  # the same error as the one JSON document a script parses
             error = json.loads(proc.stdout)["error"]
             assert error["detail"] == proc.stderr.strip().removeprefix("rmxdiag: error: ") and error["kind"]
@@ -222,11 +222,27 @@ def test_bad_input_line_names_the_file(d: Path, lab_pki: LabPKI) -> None:
     assert_one_line_error(proc, f"rmxdiag: error: {path}: ")
 
 
-def test_truncated_pfx_reads_as_bad_password_without_secret(d: Path, lab_pki: LabPKI) -> None:
-    # Given a PFX cut in half (cryptography cannot tell it from a wrong password)
+def test_truncated_pfx_is_corrupt_not_a_wrong_password(d: Path, lab_pki: LabPKI) -> None:
+    """Given a real PFX cut in half (its DER no longer parses)
+    When rmxdiag cert opens it with the right password file
+    Then it is one line saying the PFX is truncated or corrupt, exit 3, never PFX_BAD_PASSWORD."""
     pfx = d / "half.pfx"
     pfx.write_bytes(lab_pki.rmx.pfx(CANARY.encode())[:1500])
     proc = rmxdiag("cert", pfx, "--password-file", password_file(d), "--format", "json")
-    # Then it is reported as not opening (exit 2), never with the password
-    assert proc.returncode == 2 and problems(proc) == {"PFX_BAD_PASSWORD": "critical"}
+    assert_one_line_error(proc, f"{pfx}: truncated or corrupt PKCS#12/PFX")
+    assert json.loads(proc.stdout)["error"]["kind"] == "bad_input"
     assert CANARY not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_wrong_password_of_a_whole_pfx_is_bad_password(d: Path, lab_pki: LabPKI) -> None:
+    """Given a whole PFX and a password file with another password
+    When rmxdiag cert opens it
+    Then PFX_BAD_PASSWORD (exit 2), never with either password."""
+    pfx = d / "whole.pfx"
+    pfx.write_bytes(lab_pki.rmx.pfx(CANARY.encode()))
+    wrong = d / "wrong.pass"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    proc = rmxdiag("cert", pfx, "--password-file", wrong, "--format", "json")
+    assert proc.returncode == 2 and problems(proc) == {"PFX_BAD_PASSWORD": "critical"}
+    assert CANARY not in proc.stdout + proc.stderr and "not-the-password" not in proc.stdout + proc.stderr

@@ -129,6 +129,32 @@ def test_extract_refuses_the_request(d: Path) -> None:
     assert "CERT_IS_REQUEST" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_extract_refuses_a_ca_certificate(d: Path, lab_pki: LabPKI) -> None:
+    """Given the issuing CA's certificate alone (what a wrong export gives)
+    When rmxdiag cert extract reads it
+    Then no PEM on stdout to paste: CERT_IS_CA, exit 2, as 'rmxdiag cert' says."""
+    path = write(d / "issuing-ca.pem", pki.pem(lab_pki.issuing.cert))
+    proc = rmxdiag("cert", "extract", path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "[CERT_IS_CA]" in proc.stderr.splitlines()[0] and "BEGIN CERTIFICATE" not in proc.stderr
+
+
+def test_extract_of_many_leaves_names_a_few(d: Path) -> None:
+    """Given a PEM of 40 unrelated end-entity certificates
+    When rmxdiag cert extract has no --key to pick one
+    Then the one error line names the first three and how many more, not all forty."""
+    leaves = b"".join(pki.pem(pki.factory_self_signed(f"c{i}.lab.example").cert) for i in range(40))
+    path = write(d / "many-leaves.pem", leaves)
+    proc = rmxdiag("cert", "extract", path)
+    assert_one_line_error(proc, "c0.lab.example", "c2.lab.example", "; and 37 more): give --key")
+    assert "c3.lab.example" not in proc.stderr
+
+
+def test_an_empty_file_name_is_not_the_current_directory(d: Path) -> None:
+    """Given '' as the file (an unset shell variable), Then one line saying so, exit 3."""
+    assert_one_line_error(rmxdiag("cert", ""), "FILE: an empty file name")
+
+
 # --- pfx ---------------------------------------------------------------------------------------
 
 def _pfx_args(d: Path, lab: LabPKI, out: Path, *, chain: list[x509.Certificate] | None = None,
@@ -170,9 +196,10 @@ def test_pfx_missing_intermediate_is_refused_and_named(d: Path, lab_pki: LabPKI)
     # Given a chain without the issuing CA
     out = d / "no-intermediate.pfx"
     proc = rmxdiag(*_pfx_args(d, lab_pki, out, chain=[lab_pki.root.cert]))
-    # Then refused (exit 2, nothing written) with the missing CA named
+    # Then refused (exit 2, nothing written) with the missing CA named, the verdict first on stdout
     assert proc.returncode == 2 and not out.exists()
-    assert "CERT_CHAIN_INCOMPLETE" in proc.stderr and "'rmxdiag Lab Issuing CA'" in proc.stderr
+    assert proc.stdout.startswith("CRITICAL: ") and "[CERT_CHAIN_INCOMPLETE]" in proc.stdout.splitlines()[0]
+    assert "'rmxdiag Lab Issuing CA'" in proc.stdout and proc.stderr == ""
 
 
 def test_pfx_mismatched_key_is_refused(d: Path, lab_pki: LabPKI) -> None:
@@ -181,7 +208,7 @@ def test_pfx_mismatched_key_is_refused(d: Path, lab_pki: LabPKI) -> None:
     other = pki.Issued(lab_pki.rmx.cert, pki.new_key(fresh=True)).key_pem
     proc = rmxdiag(*_pfx_args(d, lab_pki, out, key=other))
     # Then refused with CERT_KEY_MISMATCH, nothing written
-    assert proc.returncode == 2 and not out.exists() and "CERT_KEY_MISMATCH" in proc.stderr
+    assert proc.returncode == 2 and not out.exists() and "CERT_KEY_MISMATCH" in proc.stdout.splitlines()[0]
 
 
 def test_pfx_expired_is_refused(d: Path, lab_pki: LabPKI) -> None:
@@ -191,7 +218,7 @@ def test_pfx_expired_is_refused(d: Path, lab_pki: LabPKI) -> None:
     out = d / "expired.pfx"
     proc = rmxdiag(*_pfx_args(d, lab_pki, out, cert=expired.cert))
     # Then refused with CERT_EXPIRED, nothing written
-    assert proc.returncode == 2 and not out.exists() and "CERT_EXPIRED" in proc.stderr
+    assert proc.returncode == 2 and not out.exists() and "CERT_EXPIRED" in proc.stdout
 
 
 def test_pfx_needs_output_and_password(d: Path, lab_pki: LabPKI) -> None:

@@ -112,8 +112,10 @@ def test_every_error_is_one_json_document_with_format_json(tmp_path: Path) -> No
         doc = json.loads(done.stdout)
         assert doc == {"schema": 1, "error": {"kind": kind, "detail": doc["error"]["detail"]}}, doc
         assert doc["error"]["detail"] and doc["error"]["detail"] in done.stderr
-    # And text mode keeps stdout empty on an error
-    assert rmxdiag("cert", tmp_path / "missing.pem").stdout == ""
+    # And text mode prints the one UNKNOWN status line (a check plugin's output), stderr the error line
+    text = rmxdiag("cert", tmp_path / "missing.pem")
+    assert text.stdout == f"UNKNOWN: {tmp_path / 'missing.pem'}: certificate file does not exist\n"
+    assert text.stderr == f"rmxdiag: error: {tmp_path / 'missing.pem'}: certificate file does not exist\n"
 
 
 def _read_until_exit(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> bytes:
@@ -153,6 +155,99 @@ def test_live_capture_that_saw_nothing_is_exit_3_with_progress_only_on_a_termina
     first = out.decode().splitlines()[0]
     assert first.startswith(f"UNKNOWN: lo: nothing to judge (capture: no connection on port {port} during the live "
                             "capture on lo (3 s)"), first
-    # And on a pipe the same run prints no progress at all
+    # And on a pipe the same run prints no progress at all: stderr holds only the status (could not judge)
     piped = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    assert piped.returncode == 3 and piped.stderr == ""
+    assert piped.returncode == 3 and "\r" not in piped.stderr and "\033" not in piped.stderr
+    assert piped.stderr == "rmxdiag: " + piped.stdout.splitlines()[0].split(" | ")[0] + "\n"
+
+
+def test_usage_error_is_one_line_and_an_unknown_status(tmp_path: Path) -> None:
+    """Given a usage mistake (a port 0, an unknown option after a missing file argument)
+    When rmxdiag runs as a check plugin
+    Then stderr is one line ending with the --help pointer, stdout one UNKNOWN line, exit 3."""
+    for argv, said in ((["pcap", "x.pcap", "--port", "0"], "argument --port: 0 is not a TCP port"),
+                       (["cert", "--bogus"], "unrecognized arguments: --bogus")):
+        done = rmxdiag(*argv, cwd=tmp_path)
+        prog = f"rmxdiag {argv[0]}"
+        assert done.returncode == 3
+        assert done.stderr == f"{prog}: error: {said} (try '{prog} --help')\n"
+        assert done.stdout == f"UNKNOWN: {prog}: {said}\n"
+
+
+def test_could_not_judge_says_so_on_stderr_too(tmp_path: Path) -> None:
+    """Given an alarms XML API address where nothing listens (the run cannot happen)
+    When rmxdiag alarms runs, in text and in JSON
+    Then stdout has the report (UNKNOWN first), and stderr the same status in one line."""
+    user, password = tmp_path / "api.user", tmp_path / "api.pass"
+    for path, value in ((user, "admin\n"), (password, "not-a-real-password\n")):
+        path.write_text(value)
+        path.chmod(0o600)
+    port = free_port()
+    for fmt in ("text", "json"):
+        done = rmxdiag("alarms", "--xml-api", f"http://127.0.0.1:{port}/", "--user-file", user,
+                       "--password-file", password, "--timeout", "3", "--format", fmt)
+        assert done.returncode == 3, done
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("rmxdiag: UNKNOWN: rmx: could not run alarms: ") and "|" not in line
+        if fmt == "text":
+            assert done.stdout.splitlines()[0].startswith(line.removeprefix("rmxdiag: ") + " | ")
+        else:
+            assert json.loads(done.stdout)["targets"][0]["status"] == "unknown"
+
+
+def test_a_pipe_or_newline_in_a_file_name_stays_in_the_status_text(tmp_path: Path, lab_pki: LabPKI) -> None:
+    """Given certificate files named with '|' and with a newline followed by a fake verdict
+    When rmxdiag cert judges them
+    Then the first line holds exactly one '|' (before the perfdata) and no second status line appears."""
+    for name in ("a|b.pem", "nl\nOK: fake.pem"):
+        path = tmp_path / name
+        path.write_bytes(lab_pki.rmx.cert_pem)
+        done = rmxdiag("cert", path)
+        first, *rest = done.stdout.splitlines()
+        assert done.returncode == 0, done
+        assert first.count("|") == 1 and first.startswith("OK: ")
+        assert "¦" in first or "\\n" in first
+        assert not any(line.startswith("OK: fake.pem") for line in rest)
+
+
+def test_ctrl_c_while_the_command_is_imported_is_exit_130_without_traceback(tmp_path: Path) -> None:
+    """Given a real SIGINT delivered while the chosen subcommand's module is being imported
+    When the CLI handles it
+    Then one 'rmxdiag: interrupted' line, exit 130, no traceback."""
+    script = ("import os, signal, sys\n"
+              "from daemon import cli\n"
+              "real = cli.importlib.import_module\n"
+              "def interrupted(name):\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    return real(name)\n"
+              "cli.importlib.import_module = interrupted\n"
+              "sys.exit(cli.main(['cert', 'missing.pem']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert (done.returncode, done.stderr) == (130, "rmxdiag: interrupted\n"), done
+
+
+def test_probe_refuses_a_malformed_registrar_or_sni(tmp_path: Path) -> None:
+    """Given a HOST:PORT with a third part, a host with a space, and an SNI that is markup
+    When rmxdiag probe reads its arguments
+    Then each is one line naming the value, exit 3, before any lookup or connection."""
+    for argv, said in (
+            (["127.0.0.1:5061:extra"], "'127.0.0.1:5061:extra' is not HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT"),
+            (["a b"], "'a b' is not a host name or address"),
+            (["127.0.0.1", "--sni", "<script>x</script>"], "--sni: '<script>x</script>' is not a DNS name")):
+        done = rmxdiag("probe", *argv, "--timeout", "1", cwd=tmp_path)
+        assert done.returncode == 3, done
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("rmxdiag: error: ") and said in line
+
+
+def test_html_output_of_an_input_error_is_a_page_saying_why(tmp_path: Path) -> None:
+    """Given a missing certificate whose name holds markup, and --format html (as '> report.html' does)
+    When rmxdiag cert runs
+    Then stdout is one self-contained page with the escaped UNKNOWN line (not an empty file), exit 3."""
+    missing = tmp_path / "<script>x</script>.pem"
+    done = rmxdiag("cert", missing, "--format", "html")
+    assert done.returncode == 3 and done.stderr.count("\n") == 1
+    assert done.stdout.startswith("<!DOCTYPE html>") and "<script" not in done.stdout
+    assert "UNKNOWN: " in done.stdout and "&lt;script&gt;x&lt;/script&gt;.pem: certificate file does not exist" \
+        in done.stdout

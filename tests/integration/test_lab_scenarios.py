@@ -113,6 +113,49 @@ def test_a_file_as_workdir_is_one_clear_line(tmp_path: Path) -> None:
         f"rmxdiag: error: {blocker}: cannot be used as the lab directory (File exists)"]
 
 
+def test_a_directory_with_the_users_files_is_refused_untouched(tmp_path: Path) -> None:
+    """Given --workdir naming a directory holding the user's own rmx-cert.pem / rmx-key.pem
+    When the lab runs
+    Then it exits 3 with one line naming the directory, and both files keep their content."""
+    mine = tmp_path / "collected"
+    mine.mkdir()
+    (mine / "rmx-cert.pem").write_text("precious cert\n")
+    (mine / "rmx-key.pem").write_text("precious key\n")
+    done = _lab("--scenario", "healthy", "--workdir", str(mine), cwd=tmp_path)
+    assert done.returncode == 3
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"rmxdiag: error: {mine}: cannot be used as the lab directory (it is not empty")
+    assert (mine / "rmx-cert.pem").read_text() == "precious cert\n"
+    assert (mine / "rmx-key.pem").read_text() == "precious key\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["rmx-cert.pem", "rmx-key.pem"]
+
+
+@pytest.mark.slow
+def test_a_lab_directory_is_reused_without_writing_through_symlinks(tmp_path: Path) -> None:
+    """Given a directory an earlier lab run wrote, where rmx-key.pem and the key log were then
+    replaced by symlinks to someone's 0644 files
+    When the lab runs there again
+    Then the symlinks are replaced by new files (the key 0600), the linked files stay as they were."""
+    work = tmp_path / "lab"
+    first = _lab("--scenario", "healthy", "--workdir", str(work), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    victims = {}
+    for name in ("rmx-key.pem", "rmx-tls-keys.log", "rmx-cert.pem"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("not yours\n")
+        victim.chmod(0o644)
+        (work / name).unlink(missing_ok=True)
+        (work / name).symlink_to(victim)
+        victims[name] = victim
+    again = _lab("--scenario", "untrusted-ca", "--workdir", str(work), cwd=tmp_path)
+    assert again.returncode == 2, again.stderr
+    for name, victim in victims.items():
+        assert victim.read_text() == "not yours\n"
+        assert not (work / name).is_symlink()
+    assert b"PRIVATE KEY" in (work / "rmx-key.pem").read_bytes()
+    assert (work / "rmx-key.pem").stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.slow
 def test_lab_needs_no_system_program(tmp_path: Path) -> None:
     # Given a PATH with nothing but the venv (no tshark, no openssl)

@@ -219,6 +219,30 @@ def test_silent_after_handshake_is_sip_no_response(lab: Lab) -> None:
     assert r.tls_version is not None and elapsed < _within(1.5, lab)
 
 
+def test_without_sip_options_a_close_after_an_accepted_handshake_is_no_sip_failure(lab: Lab) -> None:
+    """Given a TLS 1.3 Front End that verifies the RMX certificate, accepts it and closes at once
+    When probed with SIP OPTIONS off, several times (the close may come with the tickets or after)
+    Then every probe is OK: no SIP stage, never SIP_NO_RESPONSE, the close named in the detail."""
+    with peers.accept_then_close(lab.pki.fe, lab.dir, lab.ca) as port:
+        probes = [_probe(port, lab.spec, sip_options=False) for _ in range(8)]
+    for out, r, _ in probes:
+        assert out.failure is None and str(r.stage) != "sip", (r.stage, r.reason, r.detail)
+        assert "SIP_NO_RESPONSE" not in _codes(out) and r.client_cert_sent and r.tls_version == "TLSv1.3"
+    closes = [r.detail for _, r, _ in probes if r.detail]
+    assert all("no SIP request was sent" in d for d in closes), closes
+
+
+def test_an_oversized_front_end_chain_is_the_probes_own_limit(lab: Lab) -> None:
+    """Given a real TLS server sending a Certificate message over OpenSSL's 100 KB limit
+    When probed
+    Then TLS_LOCAL_POLICY (the probe's own limit, a warning), not TLS_HANDSHAKE_FAILURE."""
+    with peers.oversized_chain(lab.pki.fe, lab.dir) as port:
+        out, r, _ = _probe(port, lab.spec, sip_options=False)
+    assert r.ssl_reason == "EXCESSIVE_MESSAGE_SIZE", (r.reason, r.ssl_reason, r.detail)
+    assert out.failure == ("tls", "local_policy_refused")
+    assert [f.code for f in out.findings][:1] == ["TLS_LOCAL_POLICY"]
+
+
 def test_tls13_late_rejection_seen_after_handshake(lab: Lab) -> None:
     """Given -Verify with a CA that does not know the RMX, When probed over 1.3 without SIP, Then late alert 48."""
     other_ca = lab.dir / "other-ca.pem"
@@ -286,7 +310,8 @@ def test_plain_sip_port_is_not_tls(lab: Lab) -> None:
     with peers.scripted_tcp(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as port:
         out, r, elapsed = _probe(port, lab.spec, timeout=2.0)
     assert out.failure == ("tls", "not_tls") and r.ssl_reason == "WRONG_VERSION_NUMBER"
-    assert out.findings[0].code == "REGISTRAR_TLS_TIMEOUT" and elapsed < min(1.9, _quick(lab))  # not the 2 s deadline
+    # Named as what it is (not "TCP connects but TLS never answers"), and at once, not at the 2 s deadline
+    assert out.findings[0].code == "TLS_PORT_NOT_TLS" and elapsed < min(1.9, _quick(lab))
 
 
 def test_closed_port_is_unreachable(lab: Lab) -> None:

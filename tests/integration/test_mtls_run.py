@@ -292,7 +292,7 @@ def test_cli_malformed_bracketed_host_is_refused(host: str, capsys: pytest.Captu
     (it used to probe ::1 on 5061, silently dropping what followed the bracket)."""
     code = main(["probe", host, "--timeout", "1"])
     captured = capsys.readouterr()
-    assert code == 3 and captured.out == ""
+    assert code == 3 and captured.out == "UNKNOWN: " + captured.err.removeprefix("rmxdiag: error: ")
     assert captured.err.startswith("rmxdiag: error: HOST[:PORT]:") and captured.err.count("\n") == 1
 
 

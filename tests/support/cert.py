@@ -65,3 +65,11 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *expected: str
     assert CANARY not in proc.stderr + proc.stdout
     for text in expected:
         assert text in lines[0], lines[0]
+    if not proc.stdout.lstrip().startswith("{"):  # JSON mode: the error document instead
+        assert_unknown_stdout(proc)
+
+
+def assert_unknown_stdout(proc: subprocess.CompletedProcess[str]) -> None:
+    """Text mode of an exit 3: stdout is one status line, ``UNKNOWN:`` and the stderr line's detail."""
+    detail = proc.stderr.strip().splitlines()[0].removeprefix("rmxdiag: error: ")
+    assert proc.stdout == f"UNKNOWN: {detail}\n", (proc.stdout, proc.stderr)

@@ -165,6 +165,44 @@ def tls_then_close(server: pki.Issued, files_dir: Path) -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def accept_then_close(server: pki.Issued, files_dir: Path, client_ca: Path) -> Iterator[int]:
+    """A real TLS 1.3 server that requires and verifies a client certificate, completes the handshake
+    (its session tickets are its acceptance) and closes at once, as a Front End ending an idle connection."""
+    paths = server.write(files_dir, "accept-close")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(paths["cert"], paths["key"])
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(client_ca)
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True):
+            pass  # handshake done (tickets sent): close without a request, without close_notify
+
+    with _accepting(handle) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def oversized_chain(server: pki.Issued, files_dir: Path, copies: int = 200) -> Iterator[int]:
+    """A real TLS server whose Certificate message carries its chain ``copies`` times (over 100 KB,
+    OpenSSL's default limit for a peer's certificate list)."""
+    paths = server.write(files_dir, "oversized")
+    paths["cert"].write_bytes(server.cert_pem + server.chain_pem * copies)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(paths["cert"], paths["key"])
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+
+    with _accepting(handle) as port:
+        yield port
+
+
+@contextlib.contextmanager
 def drip_sip_server(server: pki.Issued, files_dir: Path, interval: float = 0.2,
                     answer: bytes = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
                     send_chain: bool = False) -> Iterator[int]:

@@ -75,8 +75,8 @@ def test_bad_input_exits_3_with_one_line(tmp_path: Path, make: object, expected:
     path = make(tmp_path)  # type: ignore[operator]
     result = _rmxdiag(str(path))
     assert result.returncode == 3
-    assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
+    assert result.stdout == "UNKNOWN: " + lines[0].removeprefix("rmxdiag: error: ") + "\n"
     assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0]
     assert "Traceback" not in result.stderr
 
@@ -102,3 +102,69 @@ def test_usage_errors_exit_3_with_one_line(args: tuple[str, ...]) -> None:
     result = _rmxdiag(*args)
     assert result.returncode == 3
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+HEADER = "ID\tTime\tGMT Time\tCategory\tLevel\tDescription\n"
+REGISTRATION = "1\t2026-11-26 10:00\t2026-11-26 09:00\tGeneral\tMajor\tSIP TLS: Registration transport error\n"
+OVERLONG = "2\t2026-11-26 10:05\t2026-11-26 09:05\tGeneral\tMajor\tSIP TLS: Registration failed " + "x" * 8000 + "\n"
+
+
+def test_skipped_lines_are_named_as_not_checked(tmp_path: Path) -> None:
+    """Given a report with one readable alarm and one line too long to read
+    When rmxdiag alarms judges it
+    Then the verdict is the readable alarm's, and the first line says the skipped line was not checked."""
+    report = tmp_path / "r.txt"
+    report.write_text(HEADER + REGISTRATION + OVERLONG)
+    result = _rmxdiag(str(report))
+    first = result.stdout.splitlines()[0]
+    assert result.returncode == 2, result.stdout
+    assert f"not checked: 1 skipped line(s) of {report} (1 overlong from line 3)" in first
+
+
+def test_a_report_whose_only_alarm_was_skipped_is_nothing_to_judge(tmp_path: Path) -> None:
+    """Given a report whose only alarm line is too long to read
+    When rmxdiag alarms judges it
+    Then UNKNOWN (exit 3), never 'no problem found'."""
+    report = tmp_path / "r.txt"
+    report.write_text(HEADER + OVERLONG)
+    result = _rmxdiag(str(report))
+    assert result.returncode == 3, result.stdout
+    assert result.stdout.startswith(f"UNKNOWN: {report}: nothing to judge (alarms: ") and "no readable report line" \
+        in result.stdout.splitlines()[0]
+
+
+def test_a_forced_format_on_binary_content_is_refused(tmp_path: Path) -> None:
+    """Given 200 KB of random-looking bytes read with --as syslog
+    When rmxdiag alarms reads it
+    Then one line saying it is binary, exit 3 (not 'OK: no problem found')."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 800)
+    result = _rmxdiag(str(blob), "--as", "syslog")
+    assert result.returncode == 3
+    assert result.stderr == f"rmxdiag: error: {blob}: binary content (NUL bytes), not a syslog file; a UTF-16 " \
+                            "export needs its byte order mark, or save it as UTF-8\n"
+
+
+def test_the_verdict_names_the_files_as_given(tmp_path: Path) -> None:
+    """Given two reports with the same base name in two directories
+    When rmxdiag alarms reads both
+    Then the verdict names each by its path (as cert and pcap do), not 'r.txt, r.txt'."""
+    paths = []
+    for site in ("hq", "branch"):
+        (tmp_path / site).mkdir()
+        path = tmp_path / site / "r.txt"
+        path.write_text(HEADER + REGISTRATION)
+        paths.append(path)
+    result = _rmxdiag(*map(str, paths))
+    assert result.stdout.startswith(f"CRITICAL: {paths[0]}, {paths[1]}: "), result.stdout
+
+
+def test_a_report_with_cr_only_line_ends_is_read(tmp_path: Path) -> None:
+    """Given an Active Alarms report saved with classic Mac line ends (CR only)
+    When rmxdiag alarms reads it
+    Then its registration alarm is found (exit 2), not 'not an RMX alarm file'."""
+    report = tmp_path / "mac.txt"
+    report.write_bytes((HEADER + REGISTRATION).replace("\n", "\r").encode())
+    result = _rmxdiag(str(report))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "[RMX_ALARM_REGISTRATION]" in result.stdout.splitlines()[0]

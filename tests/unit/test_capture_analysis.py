@@ -250,3 +250,34 @@ def test_event_json_round_trip() -> None:
     for name in MANIFEST:
         for event in _events(name):
             assert PacketEvent.from_json(json.loads(json.dumps(event.to_json()))) == event
+
+
+def _e(ts: float, client: bool, **kw: object) -> PacketEvent:
+    ends = ("10.0.0.5", 40000, "10.0.0.9", 5061)
+    src, sport, dst, dport = ends if client else (ends[2], ends[3], ends[0], ends[1])
+    return PacketEvent(ts, src, sport, dst, dport, **kw)  # type: ignore[arg-type]
+
+
+def test_clear_text_needs_the_start_of_the_connection() -> None:
+    """Given the same non-TLS bytes, once after a SYN/SYN-ACK and once on a connection joined midway
+    (where they may be the middle of a TLS record)
+    When analysed
+    Then only the connection seen from its start has TLS_PORT_NOT_TLS."""
+    start = [_e(0.0, True, syn=True), _e(0.01, False, syn=True, ack=True)]
+    data = [_e(0.02, True, ack=True, cleartext="OPTIONS sip:fe SIP/2.0")]
+    _, seen = analyse([*start, *data])
+    _, midway = analyse(data)
+    assert [f.evidence["first_line"] for f in seen if f.code == "TLS_PORT_NOT_TLS"] == ["OPTIONS sip:fe SIP/2.0"]
+    assert not any(f.code == "TLS_PORT_NOT_TLS" for f in midway)
+
+
+def test_a_tls_continuation_segment_is_not_clear_text() -> None:
+    """Given a TLS handshake whose later segment carries no record start (arbitrary bytes)
+    When analysed
+    Then no TLS_PORT_NOT_TLS: only a side's first bytes can show it is not TLS."""
+    events = [_e(0.0, True, syn=True), _e(0.01, False, syn=True, ack=True),
+              _e(0.02, True, ack=True, records=(TlsRecord(22, (1,)),), legacy_version=0x0303),
+              _e(0.03, True, ack=True, cleartext="..garbage.."),
+              _e(0.04, False, ack=True, records=(TlsRecord(22, (2, 11, 14)),), legacy_version=0x0303)]
+    _, findings = analyse(events)
+    assert not any(f.code == "TLS_PORT_NOT_TLS" for f in findings)

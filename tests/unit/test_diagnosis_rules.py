@@ -233,6 +233,8 @@ CASES = [
     case("capture_reset_alone", [out("capture", CAP_RESET)], ("CAPTURE_RESET_AFTER_CLIENT_CERT", C, "capture")),
     case("capture_no_server_response", [out("capture", f("CAPTURE_NO_SERVER_RESPONSE"))],
          ("CAPTURE_NO_SERVER_RESPONSE", C, "capture")),
+    case("capture_clear_text_on_the_tls_port", [out("capture", f("TLS_PORT_NOT_TLS", direction="from_rmx"))],
+         ("TLS_PORT_NOT_TLS", C, "capture")),
     case("truncated_list_alone", [out("capture", f("CAPTURE_TRUNCATED_CA_LIST", W))],
          ("CAPTURE_TRUNCATED_CA_LIST", W, "capture")),
     case("two_independent_causes_stay_two",

@@ -81,7 +81,7 @@ def test_check_config_refuses_what_serve_would_refuse(tmp_path: Path) -> None:
     # When checked
     done = rmxdiag("check-config", "-c", str(config))
     # Then exit 3 with one line naming the PFX, as `rmxdiag serve` would refuse to start
-    assert done.returncode == 3 and done.stdout == ""
+    assert done.returncode == 3 and done.stdout == "UNKNOWN: " + done.stderr.removeprefix("rmxdiag: error: ")
     assert done.stderr.startswith(f"rmxdiag: error: {tmp_path / 'certs/rmx-hq.pfx'}: PFX of target rmx-hq cannot be "
                                   "decrypted")
     assert done.stderr.count("\n") == 1 and "wrong-pass" not in done.stderr
@@ -95,7 +95,7 @@ def test_check_config_invalid_is_one_line_and_exit_3(tmp_path: Path) -> None:
     # When checked
     done = rmxdiag("check-config", "-c", str(config))
     # Then one line naming file:line and the key, exit 3, and the value never shown
-    assert done.returncode == 3 and done.stdout == ""
+    assert done.returncode == 3 and done.stdout == "UNKNOWN: " + done.stderr.removeprefix("rmxdiag: error: ")
     assert done.stderr == (f"rmxdiag: error: {config}:7: targets[0].certificate.password: inline secrets are "
                            "refused: put the value in a file readable only by rmxdiag and give its path as "
                            "password_file (or credential: NAME)\n")
@@ -109,12 +109,13 @@ def test_config_path_comes_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_run_with_a_bad_config_is_one_line_and_exit_3(tmp_path: Path) -> None:
-    # Given a config with an unknown key, When run, Then file:line: key: what, exit 3, nothing on stdout
+    # Given a config with an unknown key, When run, Then file:line: key: what, exit 3, stdout the UNKNOWN line
     config = tmp_path / "c.yaml"
     config.write_text("targets:\n  - name: rmx\n    registrar: [{host: fe}]\n")
     done = rmxdiag("run", "-c", str(config))
     expected = f"rmxdiag: error: {config}:3: targets[0].registrar: unknown key; did you mean registrars?\n"
-    assert (done.returncode, done.stdout, done.stderr) == (3, "", expected)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "UNKNOWN: " + expected.removeprefix("rmxdiag: error: "),
+                                                           expected)
 
 
 def test_run_unknown_target_is_exit_3(factory_target: Path) -> None:
