@@ -113,11 +113,11 @@ def test_bad_files_exit_3_with_one_line(tmp_path: Path, content: bytes, expected
 def test_a_key_log_that_is_not_a_regular_file_is_named_so(healthy: tuple[Path, int], tmp_path: Path) -> None:
     """Given --keylog naming a device, a directory and a missing file
     When the capture is read
-    Then each is one line: the existing ones 'not a regular file', only the missing one 'not found'."""
+    Then each is one line saying what it is: not a regular file, a directory, or missing."""
     path, port = healthy
-    for keylog, said in (("/dev/zero", "the key log is not a regular file"),
-                         (str(tmp_path), "the key log is not a regular file"),
-                         (str(tmp_path / "none.log"), "key log file not found")):
+    for keylog, said in (("/dev/zero", "not a regular file (expected a key log)"),
+                         (str(tmp_path), "is a directory, expected a key log"),
+                         (str(tmp_path / "none.log"), "key log does not exist")):
         result = _rmxdiag(str(path), "--port", str(port), "--keylog", keylog)
         assert result.returncode == 3 and result.stderr == f"rmxdiag: error: {keylog}: {said}\n"
 

@@ -94,7 +94,7 @@ def _own_fds() -> int:
 
 
 def test_tls_handshakes_in_progress_count_against_the_cap(tmp_path: Path, lab_pki: LabPKI) -> None:
-    """Given an HTTPS daemon with a cap of 8 connections and a 3 s handshake deadline,
+    """Given an HTTPS daemon with a cap of 8 connections and a 30 s handshake deadline,
     When 60 clients connect and never start their TLS handshake,
     Then the daemon holds at most 8 of their sockets (this process's descriptors grow by the 60
     client ends and at most 8 server ends, not 60), and a verified HTTPS scrape is answered."""
@@ -102,7 +102,7 @@ def test_tls_handshakes_in_progress_count_against_the_cap(tmp_path: Path, lab_pk
     full = tmp_path / "web" / "full.pem"
     full.write_bytes(lab_pki.fe.cert_pem + lab_pki.fe.chain_pem)
     ca = lab_pki.ca_bundle(tmp_path)
-    server = ServerConfig(tls_cert=full, tls_key=files["key"], header_timeout=3.0, max_connections=8)
+    server = ServerConfig(tls_cert=full, tls_key=files["key"], header_timeout=30.0, max_connections=8)
     with running(_config(tmp_path, server), runner=engine_runner({"mtls": mtls_probe()})) as d:
         before = _own_fds()
         silent = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(60)]
@@ -110,7 +110,10 @@ def test_tls_handshakes_in_progress_count_against_the_cap(tmp_path: Path, lab_pk
             # (accepts are asynchronous: wait until the daemon has seen every one)
             eventually("the daemon accepted the 60 connections",
                        lambda: d.call(lambda: d.daemon.http.listener.evicted + d.daemon.http.listener.refused) >= 52)
-            assert _own_fds() - before <= 60 + 8 + 2, _own_fds() - before
+            # (an evicted handshake's socket is shut down at once and closed when its task sees the
+            # end of the stream, a moment later; the 30 s handshake deadline plays no part here)
+            eventually("the daemon holds at most 8 server ends", lambda: _own_fds() - before <= 60 + 8 + 2,
+                       timeout=5)
             answer = requests.get(f"https://127.0.0.1:{d.port}/-/healthy", verify=str(ca), timeout=5)
             assert answer.status_code == 200
         finally:
