@@ -14,6 +14,8 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 
 from probes.model import ErrorKind, InputError
@@ -28,6 +30,36 @@ class FileReadError(InputError, OSError):
     def __init__(self, path: Path, why: str, kind: ErrorKind = ErrorKind.FILE_UNREADABLE) -> None:
         super().__init__(f"{path}: {why}", kind)
         self.strerror = why  # what OSError handlers print
+
+
+# (device, inode) -> the path it was opened by, for every file read inside :func:`tracking_reads`.
+_READ: ContextVar[dict[tuple[int, int], Path] | None] = ContextVar("rmxdiag_files_read", default=None)
+
+
+@contextlib.contextmanager
+def tracking_reads() -> Iterator[Mapping[tuple[int, int], Path]]:
+    """Collect the (device, inode) of every file this module opens for reading inside the block.
+
+    A command that writes an output checks it against this (see :func:`probes.fileout.check_output`):
+    a file read from inside an input directory is an input too, and only the open knows it was read.
+    """
+    read: dict[tuple[int, int], Path] = {}
+    token = _READ.set(read)
+    try:
+        yield read
+    finally:
+        _READ.reset(token)
+
+
+def files_read() -> Mapping[tuple[int, int], Path]:
+    """The files opened so far inside the current :func:`tracking_reads` block (empty outside one)."""
+    return dict(_READ.get() or {})
+
+
+def _note_read(path: Path, info: os.stat_result) -> None:
+    read = _READ.get()
+    if read is not None:
+        read.setdefault((info.st_dev, info.st_ino), path)
 
 
 def _size(limit: int) -> str:
@@ -46,7 +78,8 @@ def open_regular(path: Path, what: str = "file") -> int:
         raise FileReadError(path, f"{what} does not exist") from None
     except OSError as exc:
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
-    mode = os.fstat(fd).st_mode
+    info = os.fstat(fd)
+    mode = info.st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         expected = f"expected {_article(what)} {what}"
@@ -54,6 +87,7 @@ def open_regular(path: Path, what: str = "file") -> int:
             raise FileReadError(path, f"is a directory, {expected}")
         # A FIFO or device would hang or feed endless data: never what a file option means.
         raise FileReadError(path, f"not a regular file ({expected})", ErrorKind.BAD_INPUT)
+    _note_read(path, info)
     os.set_blocking(fd, True)  # a regular file never blocks; reads through a buffer expect blocking mode
     return fd
 
@@ -123,6 +157,7 @@ def _open_private(path: Path, what: str, limit: int | None) -> int:
     except BaseException:
         os.close(fd)
         raise
+    _note_read(path, info)
     os.set_blocking(fd, True)
     return fd
 

@@ -15,12 +15,16 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from probes.fileio import FileReadError, file_type, write_atomic
+from probes.fileio import FileReadError, file_type, files_read, write_atomic
 from probes.model import ErrorKind
 
 
 def check_output(path: Path, force: bool, inputs: Iterable[Path | None] = ()) -> None:
-    """Refuse ``path`` as an output unless it is new, or a regular file with ``force`` that is none of ``inputs``."""
+    """Refuse ``path`` as an output unless it is new, or a regular file with ``force`` that is no input.
+
+    An input is any of ``inputs`` and any file read so far under :func:`probes.fileio.tracking_reads`
+    (the files found inside an input directory among them), compared by device and inode.
+    """
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -33,6 +37,7 @@ def check_output(path: Path, force: bool, inputs: Iterable[Path | None] = ()) ->
                             "only (nothing was changed)", ErrorKind.BAD_INPUT)
     if not force:
         raise FileReadError(path, "exists; not overwritten (use --force)", ErrorKind.BAD_INPUT)
+    sources = dict(files_read())
     for given in inputs:
         if given is None:
             continue
@@ -40,9 +45,11 @@ def check_output(path: Path, force: bool, inputs: Iterable[Path | None] = ()) ->
             source = os.stat(given)
         except OSError:
             continue  # an input that cannot be read is refused by its reader
-        if (source.st_dev, source.st_ino) == (info.st_dev, info.st_ino):
-            raise FileReadError(path, f"is the same file as the input {given}; not overwritten (choose another -o)",
-                                ErrorKind.BAD_INPUT)
+        sources.setdefault((source.st_dev, source.st_ino), given)
+    given = sources.get((info.st_dev, info.st_ino))
+    if given is not None:
+        raise FileReadError(path, f"is the same file as the input {given}; not overwritten (choose another -o)",
+                            ErrorKind.BAD_INPUT)
 
 
 def write_output(path: Path, data: bytes, force: bool, inputs: Iterable[Path | None] = ()) -> None:

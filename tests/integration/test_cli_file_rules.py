@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LabPKI
-from support.cert import FQDN, assert_one_line_error, password_file, rmxdiag, write
+from support.cert import CANARY, FQDN, assert_one_line_error, password_file, rmxdiag, write
 
 
 @pytest.fixture
@@ -86,6 +86,40 @@ def test_force_never_replaces_an_input(tmp_path: Path, issued: dict[str, Path]) 
     out.write_text("earlier\n")
     assert rmxdiag("cert", "extract", issued["cert"], "-o", out, "--force").returncode == 0
     assert out.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def _dir7x(directory: Path, lab_pki: LabPKI) -> Path:
+    """The RMX 7.x layout: cert.pem, pkey.pem encrypted with certPassword.txt, rootCA.pem (all 0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    directory.mkdir()
+    write(directory / "cert.pem", lab_pki.rmx.cert)
+    (directory / "pkey.pem").write_bytes(lab_pki.rmx.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(CANARY.encode())))
+    write(directory / "rootCA.pem", lab_pki.issuing.cert, lab_pki.root.cert)
+    (directory / "certPassword.txt").write_text(CANARY + "\n")
+    for child in directory.iterdir():
+        child.chmod(0o600)
+    return directory
+
+
+def test_force_never_replaces_a_file_read_from_an_input_directory(tmp_path: Path, lab_pki: LabPKI) -> None:
+    """Given an RMX 7.x certificate directory (its pkey.pem the only copy of the key) and a hard link to its key."""
+    d7 = _dir7x(tmp_path / "sip-tls", lab_pki)
+    (tmp_path / "key-copy.pem").hardlink_to(d7 / "pkey.pem")
+    contents = {p: p.read_bytes() for p in d7.iterdir()}
+    pw = password_file(tmp_path)
+    for argv in (["cert", "extract", d7], ["cert", "pfx", d7, "--password-file", pw, "--fqdn", FQDN]):
+        for out in (*sorted(d7.iterdir()), tmp_path / "key-copy.pem"):
+            # When a leaf or PFX is written with --force onto a file the command reads from inside the directory
+            proc = rmxdiag(*argv, "-o", out, "--force")
+            # Then refused in one line naming it, exit 3, and every file of the set is byte-identical
+            assert_one_line_error(proc, str(out), "is the same file as the input")
+            assert {p: p.read_bytes() for p in d7.iterdir()} == contents
+    # And a new file in that directory is still an output like any other
+    assert rmxdiag("cert", "extract", d7, "-o", d7 / "leaf.pem").returncode == 0
+    assert (d7 / "leaf.pem").read_bytes() == lab_pki.rmx.cert_pem
 
 
 @pytest.mark.parametrize("command", ["cert", "pfx", "check-config"])

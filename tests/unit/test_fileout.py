@@ -98,3 +98,30 @@ def test_a_key_log_never_lands_in_a_file_it_does_not_own(tmp_path: Path) -> None
         assert str(caught.value).startswith(f"{path}: "), caught.value
         assert os.lstat("/dev/null").st_rdev == os.makedev(1, 3)
         assert [(p.name, p.lstat().st_size, p.lstat().st_mode) for p in sorted(tmp_path.iterdir())] == before
+
+
+def test_an_output_is_never_a_file_the_command_read(tmp_path: Path) -> None:
+    """Given a certificate and a password file read inside a tracked command (as from inside a 7.x directory)."""
+    from probes import fileio
+
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    password = tmp_path / "certPassword.txt"
+    password.write_bytes(b"pw\n")
+    password.chmod(0o600)
+    (tmp_path / "hard.pem").hardlink_to(cert)
+    with fileio.tracking_reads():
+        fileio.read_capped(cert, "certificate file")
+        fileio.read_secret(password)
+        for out, read in ((cert, cert), (tmp_path / "hard.pem", cert), (password, password)):
+            # When -o names one of them (or a hard link to it) with --force, though no input list names it
+            with pytest.raises(FileReadError) as caught:
+                fileout.write_output(out, b"leaf", True, [])
+            # Then refused in one line naming the file read, and it is unchanged
+            assert str(caught.value) == (f"{out}: is the same file as the input {read}; not overwritten "
+                                         "(choose another -o)") and caught.value.kind is ErrorKind.BAD_INPUT
+    assert cert.read_bytes() == b"-----BEGIN CERTIFICATE-----\n" and password.read_bytes() == b"pw\n"
+    # And outside the command nothing is remembered: --force replaces the file
+    fileout.write_output(cert, b"leaf", True, [])
+    assert cert.read_bytes() == b"leaf"
+
