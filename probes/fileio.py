@@ -121,10 +121,10 @@ def _read_fd(fd: int, path: Path, what: str, limit: int) -> bytes:
 def check_private(path: Path, limit: int | None = None) -> None:
     """The one rule for secret files (passwords, tokens, keys), for the CLI and the configuration alike.
 
-    Outside ``$CREDENTIALS_DIRECTORY`` (which systemd makes readable by the service only) a secret
-    file must not be a symlink (it could be re-pointed after the check), must be a regular file
-    owned by this user or root, not readable by group or others, and at most ``limit`` bytes.
-    A missing file passes: its reader says so.
+    A secret file is never a symlink (it could be re-pointed after the check) and must be a regular
+    file; unless it lies directly in ``$CREDENTIALS_DIRECTORY`` (which systemd fills with copies
+    readable by the service only) it must also be owned by this user or root, not readable by group
+    or others, and at most ``limit`` bytes. A missing file passes: its reader says so.
     """
     try:
         fd = _open_private(path, "secret file", limit)
@@ -140,15 +140,15 @@ def _open_private(path: Path, what: str, limit: int | None) -> int:
     the file read: nothing can swap it in between. FileNotFoundError when it does not exist.
     """
     trusted = _in_credentials(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if trusted else os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        if path.is_symlink() and not trusted:  # a dangling symlink is still a symlink
+        if path.is_symlink():  # a dangling symlink is still a symlink
             raise _symlink(path) from None
         raise
     except OSError as exc:
-        if exc.errno == errno.ELOOP and not trusted:
+        if exc.errno == errno.ELOOP:
             raise _symlink(path) from None
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
     try:
@@ -189,14 +189,18 @@ def _article(word: str) -> str:
 
 
 def _in_credentials(path: Path) -> bool:
+    """Whether ``path`` names an entry directly in ``$CREDENTIALS_DIRECTORY``, judged on real paths.
+
+    The directory part is resolved (``..``, symlinked directories), the last name is not: a
+    ``$CREDENTIALS_DIRECTORY/../x`` is outside, and a symlink is refused wherever it lies.
+    """
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if not creds:
         return False
-    try:
-        path.absolute().relative_to(Path(creds).absolute())
-    except ValueError:
+    absolute = path.absolute()
+    if absolute.name in ("", ".", ".."):
         return False
-    return True
+    return os.path.realpath(absolute.parent) == os.path.realpath(creds)
 
 
 def read_secret(path: Path, what: str = "password file") -> bytes:
