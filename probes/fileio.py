@@ -185,7 +185,8 @@ def _check_private_info(path: Path, what: str, info: os.stat_result, trusted: bo
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+    # "a user file", "a unit", but "an alarm file", "an unreadable file"
+    return "an" if word[:1] in "aeiou" and not word.startswith(("us", "uni", "uti")) else "a"
 
 
 def _in_credentials(path: Path) -> bool:

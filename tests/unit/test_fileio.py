@@ -223,3 +223,10 @@ def test_only_a_file_directly_in_the_credentials_directory_is_exempt(tmp_path: P
             fileio.read_secret(path)
         assert str(caught.value).startswith(f"{path}: {why}"), caught.value
         assert caught.value.kind is ErrorKind.INSECURE_FILE
+
+
+def test_a_user_file_is_a_user_file(tmp_path: Path) -> None:
+    """Given a FIFO named as the XML API's user file, When read, Then the refusal reads "a user file"."""
+    os.mkfifo(tmp_path / "user.fifo", 0o600)
+    with pytest.raises(fileio.FileReadError, match=r"not a regular file \(expected a user file\)$"):
+        fileio.read_secret(tmp_path / "user.fifo", "user file")
