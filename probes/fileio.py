@@ -14,6 +14,8 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 
 from probes.model import ErrorKind, InputError
@@ -28,6 +30,36 @@ class FileReadError(InputError, OSError):
     def __init__(self, path: Path, why: str, kind: ErrorKind = ErrorKind.FILE_UNREADABLE) -> None:
         super().__init__(f"{path}: {why}", kind)
         self.strerror = why  # what OSError handlers print
+
+
+# (device, inode) -> the path it was opened by, for every file read inside :func:`tracking_reads`.
+_READ: ContextVar[dict[tuple[int, int], Path] | None] = ContextVar("rmxdiag_files_read", default=None)
+
+
+@contextlib.contextmanager
+def tracking_reads() -> Iterator[Mapping[tuple[int, int], Path]]:
+    """Collect the (device, inode) of every file this module opens for reading inside the block.
+
+    A command that writes an output checks it against this (see :func:`probes.fileout.check_output`):
+    a file read from inside an input directory is an input too, and only the open knows it was read.
+    """
+    read: dict[tuple[int, int], Path] = {}
+    token = _READ.set(read)
+    try:
+        yield read
+    finally:
+        _READ.reset(token)
+
+
+def files_read() -> Mapping[tuple[int, int], Path]:
+    """The files opened so far inside the current :func:`tracking_reads` block (empty outside one)."""
+    return dict(_READ.get() or {})
+
+
+def _note_read(path: Path, info: os.stat_result) -> None:
+    read = _READ.get()
+    if read is not None:
+        read.setdefault((info.st_dev, info.st_ino), path)
 
 
 def _size(limit: int) -> str:
@@ -46,7 +78,8 @@ def open_regular(path: Path, what: str = "file") -> int:
         raise FileReadError(path, f"{what} does not exist") from None
     except OSError as exc:
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
-    mode = os.fstat(fd).st_mode
+    info = os.fstat(fd)
+    mode = info.st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         expected = f"expected {_article(what)} {what}"
@@ -54,6 +87,7 @@ def open_regular(path: Path, what: str = "file") -> int:
             raise FileReadError(path, f"is a directory, {expected}")
         # A FIFO or device would hang or feed endless data: never what a file option means.
         raise FileReadError(path, f"not a regular file ({expected})", ErrorKind.BAD_INPUT)
+    _note_read(path, info)
     os.set_blocking(fd, True)  # a regular file never blocks; reads through a buffer expect blocking mode
     return fd
 
@@ -87,10 +121,10 @@ def _read_fd(fd: int, path: Path, what: str, limit: int) -> bytes:
 def check_private(path: Path, limit: int | None = None) -> None:
     """The one rule for secret files (passwords, tokens, keys), for the CLI and the configuration alike.
 
-    Outside ``$CREDENTIALS_DIRECTORY`` (which systemd makes readable by the service only) a secret
-    file must not be a symlink (it could be re-pointed after the check), must be a regular file
-    owned by this user or root, not readable by group or others, and at most ``limit`` bytes.
-    A missing file passes: its reader says so.
+    A secret file is never a symlink (it could be re-pointed after the check) and must be a regular
+    file; unless it lies directly in ``$CREDENTIALS_DIRECTORY`` (which systemd fills with copies
+    readable by the service only) it must also be owned by this user or root, not readable by group
+    or others, and at most ``limit`` bytes. A missing file passes: its reader says so.
     """
     try:
         fd = _open_private(path, "secret file", limit)
@@ -106,15 +140,15 @@ def _open_private(path: Path, what: str, limit: int | None) -> int:
     the file read: nothing can swap it in between. FileNotFoundError when it does not exist.
     """
     trusted = _in_credentials(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if trusted else os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        if path.is_symlink() and not trusted:  # a dangling symlink is still a symlink
+        if path.is_symlink():  # a dangling symlink is still a symlink
             raise _symlink(path) from None
         raise
     except OSError as exc:
-        if exc.errno == errno.ELOOP and not trusted:
+        if exc.errno == errno.ELOOP:
             raise _symlink(path) from None
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
     try:
@@ -123,6 +157,7 @@ def _open_private(path: Path, what: str, limit: int | None) -> int:
     except BaseException:
         os.close(fd)
         raise
+    _note_read(path, info)
     os.set_blocking(fd, True)
     return fd
 
@@ -150,18 +185,23 @@ def _check_private_info(path: Path, what: str, info: os.stat_result, trusted: bo
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+    # "a user file", "a unit", but "an alarm file", "an unreadable file"
+    return "an" if word[:1] in "aeiou" and not word.startswith(("us", "uni", "uti")) else "a"
 
 
 def _in_credentials(path: Path) -> bool:
+    """Whether ``path`` names an entry directly in ``$CREDENTIALS_DIRECTORY``, judged on real paths.
+
+    The directory part is resolved (``..``, symlinked directories), the last name is not: a
+    ``$CREDENTIALS_DIRECTORY/../x`` is outside, and a symlink is refused wherever it lies.
+    """
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if not creds:
         return False
-    try:
-        path.absolute().relative_to(Path(creds).absolute())
-    except ValueError:
+    absolute = path.absolute()
+    if absolute.name in ("", ".", ".."):
         return False
-    return True
+    return os.path.realpath(absolute.parent) == os.path.realpath(creds)
 
 
 def read_secret(path: Path, what: str = "password file") -> bytes:

@@ -20,9 +20,17 @@ from daemon.commands._cert_options import options_from, source_from
 from daemon.commands._common import emit, single_report
 from daemon.diagnosis.catalogue import Firmware
 from probes.certificate.checks import Policy
-from probes.certificate.load import Material, is_ca, load_certificate, load_chain, load_key, quiet_parser_warnings
+from probes.certificate.load import (
+    LAYOUT_7X,
+    Material,
+    is_ca,
+    load_certificate,
+    load_chain,
+    load_key,
+    quiet_parser_warnings,
+)
 from probes.certificate.pkcs12 import protection
-from probes.fileio import read_capped, read_secret
+from probes.fileio import read_capped, read_secret, tracking_reads
 from probes.fileout import check_output, write_output
 from probes.model import Finding, InputError, NoSamples, ProbeOutcome, ProbeStatus, Severity
 
@@ -44,7 +52,8 @@ def run_action(action: str, args: argparse.Namespace, path: Path) -> int:
     if args.output is not None and action not in ("extract", "pfx"):
         raise InputError(f"-o/--output does not apply to '{action}'")
     handler = {"csr": lint_csr, "extract": extract, "pfx": assemble, "preflight": preflight}[action]
-    with quiet_parser_warnings():
+    # Every file the action opens is an input -o must never replace, those inside a 7.x directory too.
+    with quiet_parser_warnings(), tracking_reads():
         return handler(args, path)
 
 
@@ -102,9 +111,13 @@ def _refuse(name: str, findings: list[Finding], args: argparse.Namespace, probe:
 
 
 def _inputs(args: argparse.Namespace, path: Path) -> tuple[Path | None, ...]:
-    """Every file an action reads: ``-o`` must be none of them (--force would destroy the input)."""
+    """Every file an action will read: ``-o`` must be none of them (--force would destroy the input).
+
+    Known before any work is done; the files actually opened are checked again when writing.
+    """
     names = ("password_file", "key_password_file", "key", "chain", "ca_bundle", "fe_trust")
-    return (path, *(getattr(args, name, None) for name in names))
+    inside = tuple(path / name for name in LAYOUT_7X) if path.is_dir() else ()
+    return (path, *inside, *(getattr(args, name, None) for name in names))
 
 
 def _material(args: argparse.Namespace, path: Path) -> Material:

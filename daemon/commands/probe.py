@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 import time
 from pathlib import Path
 
 from daemon.commands._common import add_firmware, add_format, emit, single_report
+from probes.fileio import open_regular
 from probes.model import InputError
 from probes.target import TLS_VERSIONS, Registrar, SecretFile, tls_version
 
@@ -90,8 +92,9 @@ def _version(value: str, option: str) -> str:
 
 
 def _check_file(path: Path | None, option: str) -> None:
-    if path is not None and not path.is_file():
-        raise InputError(f"{path}: {option} file does not exist or is not a regular file")
+    """Missing, a directory, a FIFO or a device: refused before connecting, in the one rule's words."""
+    if path is not None:
+        os.close(open_regular(path, f"{option} file"))
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -10,13 +10,14 @@ The documented example is ``config/rmxdiag.example.yaml``.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import yaml
 
 import probes
-from daemon.config.files import ConfigError
+from daemon.config.files import ConfigError, readable_file
 from daemon.config.model import ActionConfig, BasicAuth, Config, NotifyConfig, ServerConfig, WebhookConfig
 from daemon.config.yaml_lines import LABEL_SAFE, Mapping, Node, Reader
 from daemon.diagnosis.catalogue import CATALOGUE, Firmware
@@ -173,17 +174,21 @@ def _dir7x(node: Node) -> CertificateSource:
     """A 7.x certificate directory: cert.pem, pkey.pem, rootCA.pem, certPassword.txt (optional)."""
     directory = node.directory()
     for name in ("cert.pem", "pkey.pem"):
-        if not (directory / name).is_file():
+        # Only what is not there is "missing": a FIFO, directory or symlink there is refused below, by name.
+        if not os.path.lexists(directory / name):
             raise node.fail(f"{directory}: {name} is missing (a 7.x directory holds cert.pem, pkey.pem, "
                             "rootCA.pem and certPassword.txt)")
-    for secret in ("pkey.pem", "certPassword.txt"):
-        if (directory / secret).exists():
-            node.check_secret(directory / secret)
     password = directory / "certPassword.txt"
     chain = directory / "rootCA.pem"
+    for given in (directory / "cert.pem", chain):
+        if os.path.lexists(given):
+            readable_file(given, node.fail)
+    for secret in (directory / "pkey.pem", password):
+        if os.path.lexists(secret):
+            node.check_secret(secret)
     return CertificateSource("dir7x", path=directory, key=directory / "pkey.pem",
-                             chain=chain if chain.is_file() else None,
-                             password=SecretFile(password) if password.is_file() else None)
+                             chain=chain if os.path.lexists(chain) else None,
+                             password=SecretFile(password) if os.path.lexists(password) else None)
 
 
 def _registrar(node: Node) -> Registrar:

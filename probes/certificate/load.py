@@ -18,6 +18,7 @@ import binascii
 import contextlib
 import dataclasses
 import hashlib
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -446,12 +447,14 @@ def load_chain(path: Path) -> list[x509.Certificate]:
 
 def load_dir7x(path: Path) -> Material:
     """The firmware 7.x layout: cert.pem, pkey.pem (encrypted with certPassword.txt), rootCA.pem."""
-    missing = [n for n in LAYOUT_7X[:3] if not (path / n).is_file()]
+    # Only what is not there is "missing": a FIFO or directory named cert.pem is refused by its reader.
+    missing = [n for n in LAYOUT_7X[:3] if not os.path.lexists(path / n)]
     if missing:
         raise InputError(f"{path}: is a directory but not the RMX 7.x layout ({', '.join(LAYOUT_7X)}): "
                          f"missing {', '.join(missing)}")
     password_file = path / "certPassword.txt"
-    password = read_secret(password_file) if password_file.exists() else None
+    # A dangling symlink is not "no password": the secret reader refuses it by name.
+    password = read_secret(password_file) if os.path.lexists(password_file) else None
     cert_data = read_capped(path / "cert.pem", "certificate file")
     certs, requests, _keys, p7 = load_pem_blocks(cert_data, path / "cert.pem")
     if requests and not certs:

@@ -9,6 +9,7 @@ result types :mod:`probes.mtls.result`.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,7 @@ def spec_for_target(target: Target, registrar: Registrar, keylog: Any = None) ->
         return ClientSpec(pfx=src.path, password=src.password, **common)
     if src.kind == "dir7x" and src.path is not None:
         password_file = src.path / "certPassword.txt"
-        password = src.password or (SecretFile(password_file) if password_file.exists() else None)
+        password = src.password or (SecretFile(password_file) if os.path.lexists(password_file) else None)
         return ClientSpec(cert=src.path / "cert.pem", key=src.path / "pkey.pem", chain=src.path / "rootCA.pem",
                           password=password, **common)
     return ClientSpec(cert=src.path, key=src.key, chain=src.chain, password=src.password, **common)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LabPKI
-from support.cert import FQDN, assert_one_line_error, password_file, rmxdiag, write
+from support.cert import CANARY, FQDN, assert_one_line_error, password_file, rmxdiag, write
 
 
 @pytest.fixture
@@ -86,6 +86,85 @@ def test_force_never_replaces_an_input(tmp_path: Path, issued: dict[str, Path]) 
     out.write_text("earlier\n")
     assert rmxdiag("cert", "extract", issued["cert"], "-o", out, "--force").returncode == 0
     assert out.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def _dir7x(directory: Path, lab_pki: LabPKI) -> Path:
+    """The RMX 7.x layout: cert.pem, pkey.pem encrypted with certPassword.txt, rootCA.pem (all 0600)."""
+    from cryptography.hazmat.primitives import serialization
+
+    directory.mkdir()
+    write(directory / "cert.pem", lab_pki.rmx.cert)
+    (directory / "pkey.pem").write_bytes(lab_pki.rmx.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(CANARY.encode())))
+    write(directory / "rootCA.pem", lab_pki.issuing.cert, lab_pki.root.cert)
+    (directory / "certPassword.txt").write_text(CANARY + "\n")
+    for child in directory.iterdir():
+        child.chmod(0o600)
+    return directory
+
+
+def _dir7x_config(directory: Path, d7: Path) -> Path:
+    """A configuration with one target whose certificate is the 7.x directory ``d7``."""
+    return write(directory / "rmxdiag.yaml", f"targets:\n  - name: rmx\n    certificate:\n      dir7x: {d7}\n".encode())
+
+
+def test_force_never_replaces_a_file_read_from_an_input_directory(tmp_path: Path, lab_pki: LabPKI) -> None:
+    """Given an RMX 7.x certificate directory (its pkey.pem the only copy of the key) and a hard link to its key."""
+    d7 = _dir7x(tmp_path / "sip-tls", lab_pki)
+    (tmp_path / "key-copy.pem").hardlink_to(d7 / "pkey.pem")
+    contents = {p: p.read_bytes() for p in d7.iterdir()}
+    pw = password_file(tmp_path)
+    for argv in (["cert", "extract", d7], ["cert", "pfx", d7, "--password-file", pw, "--fqdn", FQDN]):
+        for out in (*sorted(d7.iterdir()), tmp_path / "key-copy.pem"):
+            # When a leaf or PFX is written with --force onto a file the command reads from inside the directory
+            proc = rmxdiag(*argv, "-o", out, "--force")
+            # Then refused in one line naming it, exit 3, and every file of the set is byte-identical
+            assert_one_line_error(proc, str(out), "is the same file as the input")
+            assert {p: p.read_bytes() for p in d7.iterdir()} == contents
+    # And a new file in that directory is still an output like any other
+    assert rmxdiag("cert", "extract", d7, "-o", d7 / "leaf.pem").returncode == 0
+    assert (d7 / "leaf.pem").read_bytes() == lab_pki.rmx.cert_pem
+
+
+def test_a_fifo_or_device_is_not_a_regular_file_for_every_input_option(tmp_path: Path, lab_pki: LabPKI) -> None:
+    """Given a FIFO nobody writes to and /dev/zero, named as --api-ca, --cert, --pfx, or inside a 7.x directory."""
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    user = password_file(tmp_path, "admin")
+    api = ["alarms", "--xml-api", "https://127.0.0.1:9/", "--user-file", user, "--password-file", user]
+    d7 = _dir7x(tmp_path / "sip-tls", lab_pki)
+    (d7 / "rootCA.pem").unlink()
+    os.mkfifo(d7 / "rootCA.pem")
+    config = _dir7x_config(tmp_path, d7)
+    cases: list[tuple[list[str | Path], str, str]] = [
+        ([*api, "--api-ca", fifo], str(fifo), "not a regular file (expected a --api-ca file)"),
+        ([*api, "--api-ca", "/dev/zero"], "/dev/zero", "not a regular file (expected a --api-ca file)"),
+        ([*api, "--api-ca", tmp_path / "gone.pem"], str(tmp_path / "gone.pem"), "--api-ca file does not exist"),
+        (["probe", "127.0.0.1:9", "--cert", fifo, "--key", user], str(fifo), "not a regular file (expected a --cert"),
+        (["probe", "127.0.0.1:9", "--pfx", "/dev/zero", "--password-file", user], "/dev/zero", "not a regular file"),
+        (["cert", d7], str(d7 / "rootCA.pem"), "not a regular file"),
+        (["check-config", "-c", config], str(d7 / "rootCA.pem"), "not a regular file"),
+    ]
+    for argv, name, why in cases:
+        # When a command is pointed at it
+        proc = rmxdiag(*argv)
+        # Then one line names it as not a regular file (it was "file not found", or "missing rootCA.pem"), exit 3
+        assert_one_line_error(proc, name, why)
+    # And a FIFO as the XML API's user file reads "a user file"
+    proc = rmxdiag("alarms", "--xml-api", "https://127.0.0.1:9/", "--user-file", fifo, "--password-file", user)
+    assert proc.returncode == 3 and f"{fifo}: not a regular file (expected a user file)" in proc.stdout, proc.stdout
+
+
+def test_a_symlink_as_the_7x_password_file_is_refused_not_ignored(tmp_path: Path, lab_pki: LabPKI) -> None:
+    """Given a 7.x directory whose certPassword.txt is a dangling symlink (pkey.pem is encrypted)."""
+    d7 = _dir7x(tmp_path / "sip-tls", lab_pki)
+    (d7 / "certPassword.txt").unlink()
+    (d7 / "certPassword.txt").symlink_to(tmp_path / "nowhere.txt")
+    config = _dir7x_config(tmp_path, d7)
+    for argv in (["cert", d7], ["check-config", "-c", config]):
+        # When it is judged, Then the symlink is named in one line, exit 3 (it was read as "no password")
+        assert_one_line_error(rmxdiag(*argv), str(d7 / "certPassword.txt"))
 
 
 @pytest.mark.parametrize("command", ["cert", "pfx", "check-config"])

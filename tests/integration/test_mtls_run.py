@@ -171,7 +171,8 @@ def test_keylog_written_for_tshark(fe: Fe, files: dict[str, Path], tmp_path: Pat
 
 def test_keylog_goes_only_into_a_new_file_or_the_users_own_key_log(fe: Fe, files: dict[str, Path], tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """Given a certificate (0644) named by a typo, a symlink to another file, and an earlier private key log."""
+    """Given a certificate (0644) named by a typo, a symlink to another file, the user's own ssh config (0600,
+    first byte '#'), and an earlier private key log."""
     argv = ["probe", f"127.0.0.1:{fe.port}", "--sni", POOL, "--cert", str(files["cert"]), "--key", str(files["key"]),
             "--chain", str(files["chain"]), "--ca-bundle", str(files["ca"]), "--keylog"]
     typo = tmp_path / "rmx.pem"
@@ -180,14 +181,18 @@ def test_keylog_goes_only_into_a_new_file_or_the_users_own_key_log(fe: Fe, files
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"not a key log\n")
     (tmp_path / "link.log").symlink_to(victim)
-    for path, why in ((typo, "mode 0644"), (tmp_path / "link.log", "refusing a symlink")):
-        before = (typo.read_bytes(), typo.stat().st_mode, victim.read_bytes())
+    ssh_config = tmp_path / "config"  # the user's own 0600 file that starts with '#', like a key log's header
+    ssh_config.write_bytes(b"# ssh client config\nHost bastion\n  User ops\n")
+    ssh_config.chmod(0o600)
+    for path, why in ((typo, "mode 0644"), (tmp_path / "link.log", "refusing a symlink"),
+                      (ssh_config, "is not a TLS key log (line 1 is not an NSS key log line)")):
+        before = (typo.read_bytes(), typo.stat().st_mode, victim.read_bytes(), ssh_config.read_bytes())
         # When the probe is told to write its key log there
         code = main([*argv, str(path)])
         # Then one line refuses it, exit 3, before any connection, and no byte of a secret landed anywhere
         err = capsys.readouterr().err
         assert code == 3 and err.count("\n") == 1 and str(path) in err and why in err, err
-        assert (typo.read_bytes(), typo.stat().st_mode, victim.read_bytes()) == before
+        assert (typo.read_bytes(), typo.stat().st_mode, victim.read_bytes(), ssh_config.read_bytes()) == before
     # And a key log written earlier (0600, the user's) gets the new session appended (one file for Wireshark)
     keylog = tmp_path / "keys.log"
     assert main([*argv, str(keylog)]) == 0

@@ -194,3 +194,39 @@ def test_an_atomic_replace_never_replaces_a_device_or_fifo(tmp_path: Path) -> No
     fileio.write_atomic(tmp_path / "link", b"new")
     assert pointed.read_bytes() == b"kept" and (tmp_path / "link").read_bytes() == b"new"
     assert not (tmp_path / "link").is_symlink()
+
+
+def test_only_a_file_directly_in_the_credentials_directory_is_exempt(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given $CREDENTIALS_DIRECTORY (reached through a symlinked path), a 0644 credential in it, and a 0644
+    password file next to it reached as $CREDENTIALS_DIRECTORY/../x, through a subdirectory and a symlink."""
+    creds = tmp_path / "credentials"
+    (creds / "sub").mkdir(parents=True)
+    (tmp_path / "creds-link").symlink_to(creds)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds-link"))
+    for path in (creds / "rmx-password", tmp_path / "outside.pass", creds / "sub" / "nested.pass"):
+        path.write_bytes(b"pw\n")
+        path.chmod(0o644)
+    (creds / "link.pass").symlink_to(tmp_path / "outside.pass")
+    # When read, Then systemd's own file is read whatever its mode, by the real or the given directory path
+    assert fileio.read_secret(creds / "rmx-password") == b"pw"
+    assert fileio.read_secret(tmp_path / "creds-link" / "rmx-password") == b"pw"
+    # And a path that leaves the directory (.., a subdirectory) gets the full rule; a symlink is refused anywhere
+    refusals = {creds / ".." / "outside.pass": "readable by group or others (mode 0644)",
+                tmp_path / "creds-link" / ".." / "outside.pass": "readable by group or others (mode 0644)",
+                creds / "sub" / "nested.pass": "readable by group or others (mode 0644)",
+                creds / "sub" / ".." / ".." / "outside.pass": "readable by group or others (mode 0644)",
+                creds / "link.pass": "refusing a symlink for secret material",
+                creds / ".." / "credentials" / "link.pass": "refusing a symlink for secret material"}
+    for path, why in refusals.items():
+        with pytest.raises(fileio.FileReadError) as caught:
+            fileio.read_secret(path)
+        assert str(caught.value).startswith(f"{path}: {why}"), caught.value
+        assert caught.value.kind is ErrorKind.INSECURE_FILE
+
+
+def test_a_user_file_is_a_user_file(tmp_path: Path) -> None:
+    """Given a FIFO named as the XML API's user file, When read, Then the refusal reads "a user file"."""
+    os.mkfifo(tmp_path / "user.fifo", 0o600)
+    with pytest.raises(fileio.FileReadError, match=r"not a regular file \(expected a user file\)$"):
+        fileio.read_secret(tmp_path / "user.fifo", "user file")
