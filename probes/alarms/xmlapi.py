@@ -32,7 +32,6 @@ from urllib.parse import urlsplit, urlunsplit
 from xml.etree.ElementTree import ParseError
 from xml.sax.saxutils import escape
 
-from probes import fileio
 from probes.fileio import FileReadError
 from probes.model import ErrorKind, InputError
 from probes.redact import MARK, redact
@@ -75,15 +74,14 @@ def secret_path(path: Path) -> Path:
     return path
 
 
-def read_secret(secret: SecretFile, what: str, *, register: bool = True) -> str:
+def read_secret(secret: SecretFile, what: str) -> str:
     """The file's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT/INSECURE_FILE) naming only the file.
 
-    ``register``: register the value for redaction (a password); the user name is not a secret.
     A control character (a NUL from a UTF-16 file, an escape) is refused: XML cannot carry it.
     """
     path = secret_path(secret.path)
     try:
-        raw = SecretFile(path).read(f"{what} file") if register else fileio.read_secret(path, f"{what} file")
+        raw = SecretFile(path, secret.secret).read(f"{what} file")
     except FileReadError as exc:
         raise XmlApiError(exc.kind, str(exc)) from None
     if not raw:
@@ -277,9 +275,7 @@ def fetch_state(api: XmlApi, deadline: float | None = None) -> McuState:
     to judge is not OK).
     """
     deadline = deadline if deadline is not None else time.monotonic() + 3 * api.timeout
-    # The user name identifies an account, it is no secret: it is read like one (private file)
-    # but not redacted from reports, where it would rewrite every word that contains it.
-    user = read_secret(api.user, "user", register=False)
+    user = read_secret(api.user, "user")  # not redacted: a user name is no secret (XmlApi)
     password = read_secret(api.password, "password")
     parts = urlsplit(api.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
