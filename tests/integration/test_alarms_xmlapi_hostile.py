@@ -266,3 +266,34 @@ def test_a_password_file_with_a_control_character_is_a_bad_input(tmp_path: Path,
     assert why in outcome.error.detail or "NUL" in outcome.error.detail, outcome.error.detail
     assert sent == []  # nothing was sent
     assert code == 3 and str(bad) in out + err and "Traceback" not in err, out + err
+
+
+def test_an_rmx_description_cannot_forge_log_lines(creds: tuple[Path, Path]) -> None:
+    """Given an RMX that refuses LOGOUT with a description holding newlines, a carriage return and a
+    journald priority prefix (a forged CRITICAL entry)
+    When the CLI runs at -vv
+    Then every stderr line is a record of its own (timestamp, level, logger) and the forged text stays
+    inside the genuine INFO line, escaped (was: a separate CRITICAL line)."""
+    user, password = creds
+    forged = "x&#10;2026-12-02 08:00:00,000 CRITICAL rmxdiag.daemon: FORGED&#13;&#10;&lt;0&gt;emergency"
+
+    def handler(body: bytes) -> tuple[int, bytes, float]:
+        if b"<LOGIN>" in body:
+            return 200, LOGIN_OK, 0.0
+        if b"<GET_STATE/>" in body:
+            return 200, ok_answer("GET_STATE", "<NUMBER_OF_ACTIVE_ALARMS>0</NUMBER_OF_ACTIVE_ALARMS>"), 0.0
+        return 200, ok_answer("LOGOUT", status=7, desc=forged), 0.0
+
+    with xml_api_server(handler) as rmx:
+        code, out, err = _finish(_cli("-vv", "alarms", "--xml-api", rmx.url, "--user-file", str(user),
+                                      "--password-file", str(password)), 120)
+    assert code == 0, out + err
+    import re
+
+    record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+    lines = err.splitlines()
+    assert lines and all(record.match(line) for line in lines), err
+    logout = [line for line in lines if "logout failed" in line]
+    assert len(logout) == 1 and "INFO" in logout[0], err
+    assert "FORGED\\r\\n<0>emergency" in logout[0] and "\\n2026-12-02 08:00:00,000 CRITICAL" in logout[0]
+    assert not any("CRITICAL" in line.split(":")[0] for line in lines)

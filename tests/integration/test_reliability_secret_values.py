@@ -180,3 +180,27 @@ def test_secrets_echoed_by_the_xml_api_never_reach_findings_reports_or_logs(tmp_
     assert "active alarm" in report and "major" in report and "[redacted]" in report
     assert f"session of {API_USER} with password [redacted]" in report  # the user name is kept
     assert '"name": "rmx-a"' in report  # and so is every word that holds it
+
+
+def test_a_malformed_authorization_header_is_logged_with_its_scheme_only(tmp_path: Path) -> None:
+    """Given a daemon at debug log level, When a client sends a Basic Authorization header with a control
+    byte after the credentials (a malformed request aiohttp quotes in its error), Then the debug line
+    names the scheme only: no 6 characters of the base64 user:password (was 30 of 32)."""
+    import socket
+    import time
+
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9})
+    credentials = base64.b64encode(b"prom:CANARYwebpass-7f3a9").decode()
+    with serve(config, port) as d:
+        before = len(d.log())
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + credentials.encode()
+                         + b"\x01\r\n\r\n")
+            status = conn.recv(64).split(b" ")[1]
+        eventually("the malformed request logged", lambda: "malformed request" in d.log()[before:], 10)
+        time.sleep(0.2)  # let the line finish (no assertion rests on it)
+        new = d.log()[before:]
+    print(f"malformed Authorization: status {status!r}, logged: {new.strip()[:200]}")
+    assert status == b"400"
+    assert "Authorization: Basic [redacted]" in new, new
+    assert not [credentials[i:i + 6] for i in range(len(credentials) - 5) if credentials[i:i + 6] in new], new
