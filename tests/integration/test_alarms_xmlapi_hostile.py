@@ -297,3 +297,31 @@ def test_an_rmx_description_cannot_forge_log_lines(creds: tuple[Path, Path]) -> 
     assert len(logout) == 1 and "INFO" in logout[0], err
     assert "FORGED\\r\\n<0>emergency" in logout[0] and "\\n2026-12-02 08:00:00,000 CRITICAL" in logout[0]
     assert not any("CRITICAL" in line.split(":")[0] for line in lines)
+
+
+def test_run_reports_a_password_file_with_a_nul_as_bad_input(tmp_path: Path, creds: tuple[Path, Path]) -> None:
+    """Given a configured target whose XML API password file holds a NUL byte
+    When `rmxdiag run` runs it, Then the alarms probe could not run (bad input naming the file), exit 3,
+    no traceback: the probe thread ends with an outcome, the process exits."""
+    bad = tmp_path / "nul.pass"
+    bad.write_bytes(b"sec\x00ret\n")
+    bad.chmod(0o600)
+    with xml_api_server(rmx_default) as rmx:
+        config = tmp_path / "rmxdiag.yaml"
+        config.write_text(f"""settings:
+  state_dir: {tmp_path / 'state'}
+  deadline: 10
+targets:
+  - name: rmx1
+    fqdn: rmx.example.com
+    alarms:
+      xml_api:
+        url: {rmx.url}
+        user_file: {creds[0]}
+        password_file: {bad}
+""")
+        code, out, err = _finish(_cli("run", "-c", str(config)), 120)
+        sent = list(rmx.requests)
+    assert code == 3 and "Traceback" not in err, out + err
+    assert str(bad) in out.splitlines()[0] and "NUL" in out.splitlines()[0], out
+    assert sent == []
