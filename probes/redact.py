@@ -142,11 +142,12 @@ def _compile(values: Iterable[str]) -> _Patterns:
         if len(value) < MIN_INSIDE:
             words.append(rf"(?<!\w){re.escape(value)}(?!\w)")
             continue
-        low = value.casefold()
-        shortest = min(len(low), max(MIN_PREFIX, len(low) // 3))
-        texts += [(low, shortest), (low.replace(" ", "+"), len(low))]  # a space as a form encodes it
-        if len(low) >= MIN_PREFIX:
-            texts.append((value[::-1].casefold(), len(low)))
+        # Case-folding is not closed under upper/lower (dotless i, micro sign...): fold each.
+        for low in dict.fromkeys((value.casefold(), value.upper().casefold(), value.lower().casefold())):
+            shortest = min(len(low), max(MIN_PREFIX, len(low) // 3))
+            texts += [(low, shortest), (low.replace(" ", "+"), len(low))]  # a space as a form encodes it
+        if len(value) >= MIN_PREFIX:
+            texts.append((value[::-1].casefold(), len(value)))
         more_pieces, hexes = _encoded(value)
         pieces |= more_pieces
         texts += [(h, len(h)) for h in hexes]
