@@ -325,3 +325,49 @@ targets:
     assert code == 3 and "Traceback" not in err, out + err
     assert str(bad) in out.splitlines()[0] and "NUL" in out.splitlines()[0], out
     assert sent == []
+
+
+def test_the_password_echoed_in_every_form_reaches_no_text_or_json_report_nor_log(tmp_path: Path,
+                                                                                 tls_peer: tuple[ssl.SSLContext,
+                                                                                                 Path]) -> None:
+    """Given an HTTPS RMX that accepts the LOGIN and quotes the password back in every form (any case,
+    base64 alone / of user:password / of the LOGIN body, hex, JSON, XML, URL, prefix, reversed) in
+    GET_STATE and in a refused LOGOUT
+    When the CLI writes the text and the JSON report at -vv
+    Then no encoding of the password and no 8 characters of it in any case appear in stdout or stderr,
+    while the report keeps the state, the alarm count and the user name."""
+    from xml.sax.saxutils import escape
+
+    from tests.support.secrets import echoes, encodings
+
+    ctx, bundle = tls_peer
+    secret = 'Echo&Canary<"9f2e">pw+/='  # noqa: S105 (a canary)
+    user, password = tmp_path / "api.user", tmp_path / "api.pass"
+    user.write_text("rmx\n")
+    password.write_text(secret + "\n")
+    user.chmod(0o600)
+    password.chmod(0o600)
+
+    def handler(body: bytes) -> tuple[int, bytes, float]:
+        if b"<LOGIN>" in body:
+            return 200, LOGIN_OK, 0.0
+        quote = escape("session of rmx with " + " | ".join(echoes(secret, "rmx").values()))
+        if b"<GET_STATE/>" in body:
+            return 200, ok_answer("GET_STATE", f"<MCU_STATE><ID>3</ID><DESCRIPTION>major {quote}</DESCRIPTION>"
+                                  "</MCU_STATE><NUMBER_OF_ACTIVE_ALARMS>2</NUMBER_OF_ACTIVE_ALARMS>"), 0.0
+        return 200, ok_answer("LOGOUT", status=7, desc=quote), 0.0
+
+    outputs = []
+    with xml_api_server(handler, ctx) as rmx:
+        for fmt in ("text", "json"):
+            code, out, err = _finish(_cli("-vv", "alarms", "--xml-api", rmx.url, "--user-file", str(user),
+                                          "--password-file", str(password), "--api-ca", str(bundle),
+                                          "--format", fmt), 120)
+            assert code == 0, out + err
+            outputs += [out, err]
+    blob = "\n".join(outputs)
+    found = [form for form, raw in encodings(secret).items() if raw.decode() in blob]
+    found += [secret[i:i + 8] for i in range(len(secret) - 7) if secret[i:i + 8].lower() in blob.lower()]
+    assert found == [], found
+    assert "logout failed" in outputs[1] and "session of rmx with [redacted]" in blob
+    assert '"active_alarms": 2' in outputs[2]
