@@ -134,11 +134,9 @@ def _main(argv: Sequence[str] | None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     args.verbose += top.parse_args(pre).verbose if pre else 0
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from daemon import logline  # every record one line, no credentials (daemon.logline)
+
+    logline.configure(logging.WARNING - 10 * min(args.verbose, 2))
     return _execute(module, args)
 
 

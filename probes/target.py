@@ -20,18 +20,24 @@ from probes.fileio import read_secret
 
 @dataclass(frozen=True)
 class SecretFile:
-    """A secret (password, token) kept in a file; only the path is ever shown."""
+    """A secret (password, token) kept in a file; only the path is ever shown.
+
+    ``secret`` False: a private file whose value is no secret (a user name): it is read under the
+    same rules but not redacted from reports, where it would rewrite every word holding it.
+    """
 
     path: Path
+    secret: bool = True
 
     def read(self, what: str = "secret file") -> bytes:
         """The secret: the file's first line, without the line ending (the RMX convention).
 
         At most 4 KiB of a regular file is read; anything else is a FileReadError naming the file.
-        The value is registered for redaction (:mod:`probes.redact`) before it is returned.
+        A secret's value is registered for redaction (:mod:`probes.redact`) before it is returned.
         """
         value = read_secret(self.path, what)
-        redact.remember(value)
+        if self.secret:
+            redact.remember(value)
         return value
 
     def __repr__(self) -> str:
@@ -89,13 +95,20 @@ class Registrar:
 
 @dataclass(frozen=True)
 class XmlApi:
-    """The RMX XML API (HTTP(S) POST of TRANS_MCU transactions)."""
+    """The RMX XML API (HTTP(S) POST of TRANS_MCU transactions).
+
+    The user file is private like the password file, but the user name is not a secret.
+    """
 
     url: str
     user: SecretFile
     password: SecretFile
     ca_bundle: Path | None = None  # None: the system trust store; verification is always on
     timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.user.secret:  # whoever built it: the user name is never redacted (see SecretFile)
+            object.__setattr__(self, "user", SecretFile(self.user.path, secret=False))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ tokens; ``RETURN_STATUS/ID`` 0 is success. A transaction listing alarm *texts* i
 documented, so this source contributes the MCU state and the active alarm count only.
 
 Safety: certificate verification is always on (system store or a CA bundle); no redirects are
-followed (the LOGIN body holds the password); answers are read in bounded pieces up to
-:data:`MAX_ANSWER` bytes and an overall deadline, then parsed with defusedxml with DTDs forbidden
+followed (the LOGIN body holds the password); each transaction has one total timeout (resolving,
+connecting, TLS, request, status line, headers and body: a peer dripping one byte at a time does
+not stretch it) inside the run's deadline; answers are read in bounded pieces up to
+:data:`MAX_ANSWER` bytes (never decompressed), then parsed with defusedxml with DTDs forbidden
 (no entity expansion, no external entities) and an iterative, depth-capped walk. Credentials are
 read from files (relative names resolve in systemd's ``$CREDENTIALS_DIRECTORY``); their values
 never reach a log line, an exception message or a child process, and every text taken from an
@@ -17,9 +19,11 @@ secret the process read) in a GET_STATE or LOGOUT answer does not put it into a 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,18 +75,25 @@ def secret_path(path: Path) -> Path:
 
 
 def read_secret(secret: SecretFile, what: str) -> str:
-    """The secret's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT/INSECURE_FILE) naming only the file."""
+    """The file's text; XmlApiError(FILE_UNREADABLE/BAD_INPUT/INSECURE_FILE) naming only the file.
+
+    A control character (a NUL from a UTF-16 file, an escape) is refused: XML cannot carry it.
+    """
     path = secret_path(secret.path)
     try:
-        raw = SecretFile(path).read(f"{what} file")
+        raw = SecretFile(path, secret.secret).read(f"{what} file")
     except FileReadError as exc:
         raise XmlApiError(exc.kind, str(exc)) from None
     if not raw:
         raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file is empty")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file is not UTF-8 text") from None
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text):
+        why = "a NUL byte (a UTF-16 file?)" if "\0" in text else "a control character"
+        raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file holds {why}; the XML API cannot carry it")
+    return text
 
 
 def _public_url(url: str) -> str:
@@ -165,43 +176,25 @@ def _int(text: str | None) -> int | None:
 
 
 class _Client:
-    def __init__(self, api: XmlApi, deadline: float) -> None:
-        import requests
+    """POSTs transactions to one XML API; every exchange ends by the run's one deadline."""
 
+    def __init__(self, api: XmlApi, deadline: float) -> None:
         self.api = api
         self.deadline = deadline
         self.url = _public_url(api.url)
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy/netrc surprises: the password goes only to the RMX
         self.message_id = 0
+        self.ssl = ssl.create_default_context(cafile=str(api.ca_bundle) if api.ca_bundle else None)
 
     def post(self, body: bytes, what: str, secret: str | None = None) -> dict[str, str]:
-        import requests
-
+        """One transaction's answer (leaf texts, redacted); XmlApiError with a one-line message."""
         self.message_id += 1
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: deadline reached before {what}")
-        timeout = min(self.api.timeout, remaining)
-        try:
-            with self.session.post(self.api.url, data=body, timeout=(timeout, timeout), stream=True,
-                                   allow_redirects=False,
-                                   verify=str(self.api.ca_bundle) if self.api.ca_bundle else True,
-                                   headers={"Content-Type": "text/xml"}) as resp:
-                if resp.status_code != 200:
-                    raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answered HTTP {resp.status_code}")
-                data = self._read(resp, what)
-        except XmlApiError:
-            raise
-        except requests.exceptions.SSLError:
-            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: TLS verification of the RMX failed during "
-                              f"{what} (give --ca-bundle with the issuing CA)") from None
-        except requests.exceptions.Timeout:
-            raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: no answer to {what} within {timeout:.1f}s") from None
-        except requests.exceptions.ConnectionError:
-            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: cannot connect for {what}") from None
-        except requests.exceptions.RequestException as exc:
-            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} failed ({type(exc).__name__})") from None
+        budget = min(self.api.timeout, remaining)
+        status, data = self._exchange(body, what, budget)
+        if status != 200:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answered HTTP {status}")
         try:
             found = parse_answer(data)
             _status(found, what)
@@ -212,23 +205,77 @@ class _Client:
             raise XmlApiError(exc.kind, f"{self.url}: {detail}") from None
         return found
 
-    def _read(self, resp: Any, what: str) -> bytes:
-        buf = bytearray()
-        while True:
-            if time.monotonic() > self.deadline:
-                raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: {what} answer still arriving at the deadline")
-            piece = resp.raw.read1(_READ, decode_content=True)
-            if not piece:
-                return bytes(buf)
-            buf += piece
-            if len(buf) > MAX_ANSWER:
-                raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answer larger than {MAX_ANSWER} bytes")
+    def _exchange(self, body: bytes, what: str, budget: float) -> tuple[int, bytes]:
+        """(HTTP status, body) within ``budget`` seconds in total, however slowly the peer sends."""
+        import aiohttp
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self._post(body, what, budget))
+        except TimeoutError:
+            raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: {what} timed out: no complete answer within "
+                              f"{budget:.1f}s") from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: TLS verification of the RMX failed during "
+                              f"{what} (give --ca-bundle with the issuing CA)") from None
+        except (aiohttp.ClientConnectorError, aiohttp.InvalidURL):
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: cannot connect for {what}") from None
+        except aiohttp.ClientResponseError as exc:  # the status line or headers are not HTTP
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answer is not a valid HTTP answer "
+                              f"({type(exc).__name__})") from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                ConnectionError) as exc:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answer cut short (connection "
+                              f"{'reset' if _was_reset(exc) else 'closed'} by the RMX)") from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} failed ({type(exc).__name__})") from None
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()  # never waits for a resolver thread still blocked in getaddrinfo
+
+    async def _post(self, body: bytes, what: str, budget: float) -> tuple[int, bytes]:
+        # One asyncio.timeout covers resolving, connecting, TLS, sending, the status line, the
+        # headers and the body: a per-read socket timeout never fires against a peer that drips
+        # one byte at a time.
+        import aiohttp
+
+        async with asyncio.timeout(budget):
+            connector = aiohttp.TCPConnector(ssl=self.ssl, force_close=True)
+            # No proxy or netrc from the environment (the password goes only to the RMX), no
+            # decompression (the answer's size is what the RMX sent), no redirects.
+            async with aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
+                                             timeout=aiohttp.ClientTimeout(total=None)) as session, \
+                    session.post(self.api.url, data=body, allow_redirects=False,
+                                 headers={"Content-Type": "text/xml", "Accept-Encoding": "identity"}) as resp:
+                if resp.status != 200:
+                    return resp.status, b""
+                data = bytearray()
+                while piece := await resp.content.read(_READ):
+                    data += piece
+                    if len(data) > MAX_ANSWER:
+                        raise XmlApiError(ErrorKind.UPSTREAM,
+                                          f"{self.url}: {what} answer larger than {MAX_ANSWER} bytes")
+                return 200, bytes(data)
+
+
+def _was_reset(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a TCP reset rather than an orderly close."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionResetError) or "reset" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def fetch_state(api: XmlApi, deadline: float | None = None) -> McuState:
-    """LOGIN, GET_STATE, LOGOUT; raises XmlApiError with a one-line, secret-free message."""
+    """LOGIN, GET_STATE, LOGOUT; raises XmlApiError with a one-line, secret-free message.
+
+    A GET_STATE answer with neither an MCU state nor an active alarm count is an error (nothing
+    to judge is not OK).
+    """
     deadline = deadline if deadline is not None else time.monotonic() + 3 * api.timeout
-    user = read_secret(api.user, "user")
+    user = read_secret(api.user, "user")  # not redacted: a user name is no secret (XmlApi)
     password = read_secret(api.password, "password")
     parts = urlsplit(api.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -238,20 +285,21 @@ def fetch_state(api: XmlApi, deadline: float | None = None) -> McuState:
     login = (f"<LOGIN><MCU_IP><IP>{escape(parts.hostname)}</IP><LISTEN_PORT>{port}</LISTEN_PORT></MCU_IP>"
              f"<USER_NAME>{escape(user)}</USER_NAME><PASSWORD>{escape(password)}</PASSWORD>"
              "<STATION_NAME>rmxdiag</STATION_NAME></LOGIN>")
+    found = client.post(_transaction(login, ("0", "0"), 1), "LOGIN", secret=password)
+    del login, password
+    tokens = (found.get("MCU_TOKEN", ""), found.get("MCU_USER_TOKEN", ""))
+    if not all(tokens):
+        raise XmlApiError(ErrorKind.UPSTREAM, f"{client.url}: LOGIN answer has no MCU_TOKEN/MCU_USER_TOKEN")
     try:
-        found = client.post(_transaction(login, ("0", "0"), 1), "LOGIN", secret=password)
-        del login, password
-        tokens = (found.get("MCU_TOKEN", ""), found.get("MCU_USER_TOKEN", ""))
-        if not all(tokens):
-            raise XmlApiError(ErrorKind.UPSTREAM, f"{client.url}: LOGIN answer has no MCU_TOKEN/MCU_USER_TOKEN")
-        try:
-            state = client.post(_transaction("<GET_STATE/>", tokens, 2), "GET_STATE")
-        finally:
-            _logout(client, tokens)
+        state = client.post(_transaction("<GET_STATE/>", tokens, 2), "GET_STATE")
     finally:
-        client.session.close()
-    return McuState(state.get("MCU_STATE/DESCRIPTION"), _int(state.get("MCU_STATE/ID")),
-                    _int(state.get("NUMBER_OF_ACTIVE_ALARMS")))
+        _logout(client, tokens)
+    mcu = McuState(state.get("MCU_STATE/DESCRIPTION") or None, _int(state.get("MCU_STATE/ID")),
+                   _int(state.get("NUMBER_OF_ACTIVE_ALARMS")))
+    if mcu.description is None and mcu.active_alarms is None:
+        raise XmlApiError(ErrorKind.UPSTREAM, f"{client.url}: GET_STATE answer has no MCU_STATE/DESCRIPTION and "
+                          "no numeric NUMBER_OF_ACTIVE_ALARMS: nothing to judge")
+    return mcu
 
 
 def _logout(client: _Client, tokens: tuple[str, str]) -> None:

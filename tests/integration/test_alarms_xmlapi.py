@@ -109,7 +109,7 @@ def test_login_refused_with_status_and_echoed_password_is_scrubbed(creds: tuple[
     ((200, b"not xml at all", 0.0), ErrorKind.UPSTREAM, "not well-formed"),
     ((200, ok_answer("LOGIN", "<MCU_TOKEN>1</MCU_TOKEN>"), 0.0), ErrorKind.UPSTREAM, "no MCU_TOKEN/MCU_USER_TOKEN"),
     ((200, b"<RESPONSE_TRANS_MCU/>", 0.0), ErrorKind.UPSTREAM, "no RETURN_STATUS/ID"),
-    ((200, LOGIN_OK, 10.0), ErrorKind.DEADLINE, "no answer to LOGIN"),
+    ((200, LOGIN_OK, 10.0), ErrorKind.DEADLINE, "LOGIN timed out"),
 ])
 def test_error_answers_become_one_line_outcomes(answer: tuple[int, bytes, float], kind: ErrorKind, expected: str,
                                                 creds: tuple[SecretFile, SecretFile],

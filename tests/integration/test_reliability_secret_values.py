@@ -8,6 +8,7 @@ endpoint instead of opening it.
 from __future__ import annotations
 
 import base64
+import html
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import requests
 from tests.conftest import LabPKI
 from tests.support.alarms import LOGIN_OK, ok_answer, xml_api_server
 from tests.support.peers import eventually
-from tests.support.secrets import API_PASSWORD, WEBHOOK_TOKEN, encodings
+from tests.support.secrets import API_PASSWORD, WEBHOOK_TOKEN, echoes, encodings
 from tests.support.served import SERVE, daemon_dir, secret, serve, write
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -97,25 +98,28 @@ def test_a_password_file_emptied_while_running_locks_the_endpoint(tmp_path: Path
     assert (empty, old) == (401, 401)
 
 
-API_USER = "rmx-api-user-canary-3c1f"
+API_USER = "rmx"  # a user name is no secret: it must survive in target names, FQDNs and subjects
 BASIC_PASSWORD = "Basic+Canary/6d0e=44"  # noqa: S105 (a canary)
-_CANARIES = {"api password": API_PASSWORD, "api user": API_USER, "webhook token": WEBHOOK_TOKEN,
-             "basic-auth password": BASIC_PASSWORD}
+_CANARIES = {"api password": API_PASSWORD, "webhook token": WEBHOOK_TOKEN, "basic-auth password": BASIC_PASSWORD}
 
 
 def _echoing_rmx() -> Callable[[bytes], tuple[int, bytes, float]]:
     """An RMX XML API that accepts the LOGIN, then quotes the credentials it got (and two other secrets the
-    daemon holds, as a hostile peer could) in its GET_STATE and LOGOUT answers."""
+    daemon holds, as a hostile peer could) in its GET_STATE and LOGOUT answers, in every form: any case,
+    base64 (alone, as user:password, the whole LOGIN body), hex, JSON, XML, URL, cut short, reversed."""
+    from xml.sax.saxutils import escape
+
     said: dict[str, str] = {}
 
     def handle(body: bytes) -> tuple[int, bytes, float]:
         if b"<LOGIN>" in body:
             text = body.decode()
             said["user"] = text.split("<USER_NAME>")[1].split("</USER_NAME>")[0]
-            said["password"] = text.split("<PASSWORD>")[1].split("</PASSWORD>")[0]  # XML-escaped as sent
+            said["password"] = html.unescape(text.split("<PASSWORD>")[1].split("</PASSWORD>")[0])
             return 200, LOGIN_OK, 0.0
-        quote = (f"session of {said.get('user')} with password {said.get('password')} "
-                 f"(also {WEBHOOK_TOKEN} and {BASIC_PASSWORD.replace('&', '&amp;')})")
+        forms = [*echoes(said.get("password", ""), said.get("user", "")).values(), WEBHOOK_TOKEN.swapcase(),
+                 base64.b64encode(BASIC_PASSWORD.encode()).decode(), BASIC_PASSWORD.encode().hex()]
+        quote = escape(f"session of {said.get('user')} with password " + " | ".join(forms))
         if b"<GET_STATE/>" in body:
             return 200, ok_answer("GET_STATE", f"<MCU_STATE><ID>3</ID><DESCRIPTION>major, {quote}</DESCRIPTION>"
                                   "</MCU_STATE><NUMBER_OF_ACTIVE_ALARMS>2</NUMBER_OF_ACTIVE_ALARMS>"), 0.0
@@ -124,16 +128,20 @@ def _echoing_rmx() -> Callable[[bytes], tuple[int, bytes, float]]:
 
 
 def _found(blob: bytes) -> list[str]:
+    """Each canary in any encoding, and any 8 characters of it in any case."""
+    low = blob.lower()
     return [f"{name} as {form}" for name, value in _CANARIES.items() for form, raw in encodings(value).items()
-            if form in ("raw", "xml", "url") and raw in blob]
+            if raw in blob] + [f"{name} piece {value[i:i + 8]!r}" for name, value in _CANARIES.items()
+                               for i in range(len(value) - 7) if value[i:i + 8].lower().encode() in low]
 
 
 def test_secrets_echoed_by_the_xml_api_never_reach_findings_reports_or_logs(tmp_path: Path) -> None:
-    """Given a daemon with basic auth and a webhook token whose target's XML API echoes the API user and
-    password (and the other two secrets) in its GET_STATE and LOGOUT answers, When scheduled runs, an
-    alert-driven run and the report endpoints are used at debug log level, Then none of the four values
-    appears in /api/v1/report, the stored run (file and endpoint), /metrics, /probe or the log, while the
-    finding still says the state and the alarm count."""
+    """Given a daemon with basic auth and a webhook token whose target's XML API echoes the API password
+    (and the other two secrets) in every form in its GET_STATE and LOGOUT answers, When scheduled runs, an
+    alert-driven run and the report endpoints are used at debug log level, Then none of the three values,
+    in no encoding and no 8 characters of them in any case, appears in /api/v1/report, the stored run
+    (file and endpoint), /metrics, /probe or the log, while the finding still says the state, the alarm
+    count and the (non-secret) user name."""
     secret(tmp_path / "api.user", API_USER.encode() + b"\n")
     secret(tmp_path / "api.pass", API_PASSWORD.encode() + b"\n")
     secret(tmp_path / "web.pass", BASIC_PASSWORD.encode() + b"\n")
@@ -170,3 +178,29 @@ def test_secrets_echoed_by_the_xml_api_never_reach_findings_reports_or_logs(tmp_
     assert got_password
     assert leaks == []
     assert "active alarm" in report and "major" in report and "[redacted]" in report
+    assert f"session of {API_USER} with password [redacted]" in report  # the user name is kept
+    assert '"name": "rmx-a"' in report  # and so is every word that holds it
+
+
+def test_a_malformed_authorization_header_is_logged_with_its_scheme_only(tmp_path: Path) -> None:
+    """Given a daemon at debug log level, When a client sends a Basic Authorization header with a control
+    byte after the credentials (a malformed request aiohttp quotes in its error), Then the debug line
+    names the scheme only: no 6 characters of the base64 user:password (was 30 of 32)."""
+    import socket
+    import time
+
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9})
+    credentials = base64.b64encode(b"prom:CANARYwebpass-7f3a9").decode()
+    with serve(config, port) as d:
+        before = len(d.log())
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + credentials.encode()
+                         + b"\x01\r\n\r\n")
+            status = conn.recv(64).split(b" ")[1]
+        eventually("the malformed request logged", lambda: "malformed request" in d.log()[before:], 10)
+        time.sleep(0.2)  # let the line finish (no assertion rests on it)
+        new = d.log()[before:]
+    print(f"malformed Authorization: status {status!r}, logged: {new.strip()[:200]}")
+    assert status == b"400"
+    assert "Authorization: Basic [redacted]" in new, new
+    assert not [credentials[i:i + 6] for i in range(len(credentials) - 5) if credentials[i:i + 6] in new], new

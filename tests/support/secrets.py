@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import html
+import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from tests.support.peers import children_of
 
@@ -33,6 +36,28 @@ def encodings(secret: str) -> dict[str, bytes]:
         "url": urllib.parse.quote(secret, safe="").encode(),
         "url_plus": urllib.parse.quote_plus(secret).encode(),
         "xml": secret.replace("&", "&amp;").encode(),
+    }
+
+
+def echoes(secret: str, user: str = "admin") -> dict[str, str]:
+    """The forms an XML API (or any peer) may quote a secret back in."""
+    login = f"<LOGIN><USER_NAME>{escape(user)}</USER_NAME><PASSWORD>{escape(secret)}</PASSWORD></LOGIN>"
+    return {
+        "raw": secret, "upper": secret.upper(), "lower": secret.lower(), "swapped": secret.swapcase(),
+        "base64": base64.b64encode(secret.encode()).decode(),
+        "base64url": base64.urlsafe_b64encode(secret.encode()).decode(),
+        "basic": base64.b64encode(f"{user}:{secret}".encode()).decode(),
+        "basic_header": "Basic " + base64.b64encode(f"x{user}:{secret}".encode()).decode(),
+        "login_base64": base64.b64encode(login.encode()).decode(),
+        "hex": secret.encode().hex(), "HEX": secret.encode().hex().upper(),
+        "json": json.dumps(secret)[1:-1], "json_ascii": "".join(f"\\u{ord(c):04x}" for c in secret),
+        "json_mixed": "".join(f"\\u{ord(c):04x}" if i % 2 else json.dumps(c)[1:-1] for i, c in enumerate(secret)),
+        "xml": escape(secret), "xml_quotes": escape(secret, {'"': "&quot;", "'": "&apos;"}),
+        "xml_double": html.escape(html.escape(secret)), "xml_numeric": "".join(f"&#{ord(c)};" for c in secret),
+        "xml_hex": "".join(f"&#x{ord(c):X};" for c in secret),
+        "url": urllib.parse.quote(secret, safe=""), "url_plus": urllib.parse.quote_plus(secret),
+        "url_lower": "".join(f"%{b:02x}" for b in secret.encode()),
+        "prefix": secret[: max(6, len(secret) * 2 // 3)], "reversed": secret[::-1], "login_body": login,
     }
 
 
