@@ -19,7 +19,6 @@ secret the process read) in a GET_STATE or LOGOUT answer does not put it into a 
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from xml.etree.ElementTree import ParseError
 from xml.sax.saxutils import escape
 
+from probes import httpclient
 from probes.fileio import FileReadError
 from probes.model import ErrorKind, InputError
 from probes.redact import MARK, redact
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 MAX_ANSWER = 1 << 20  # bytes; an RMX answer to these transactions is a few KiB
 MAX_DEPTH = 64
 MAX_ELEMENTS = 20_000
-_READ = 16384
 
 
 class XmlApiError(InputError):
@@ -209,9 +208,9 @@ class _Client:
         """(HTTP status, body) within ``budget`` seconds in total, however slowly the peer sends."""
         import aiohttp
 
-        loop = asyncio.new_event_loop()
         try:
-            return loop.run_until_complete(self._post(body, what, budget))
+            answer = httpclient.request("POST", self.api.url, timeout=budget, max_bytes=MAX_ANSWER, data=body,
+                                        headers={"Content-Type": "text/xml"}, ssl=self.ssl)
         except TimeoutError:
             raise XmlApiError(ErrorKind.DEADLINE, f"{self.url}: {what} timed out: no complete answer within "
                               f"{budget:.1f}s") from None
@@ -229,33 +228,9 @@ class _Client:
                               f"{'reset' if _was_reset(exc) else 'closed'} by the RMX)") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} failed ({type(exc).__name__})") from None
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()  # never waits for a resolver thread still blocked in getaddrinfo
-
-    async def _post(self, body: bytes, what: str, budget: float) -> tuple[int, bytes]:
-        # One asyncio.timeout covers resolving, connecting, TLS, sending, the status line, the
-        # headers and the body: a per-read socket timeout never fires against a peer that drips
-        # one byte at a time.
-        import aiohttp
-
-        async with asyncio.timeout(budget):
-            connector = aiohttp.TCPConnector(ssl=self.ssl, force_close=True)
-            # No proxy or netrc from the environment (the password goes only to the RMX), no
-            # decompression (the answer's size is what the RMX sent), no redirects.
-            async with aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
-                                             timeout=aiohttp.ClientTimeout(total=None)) as session, \
-                    session.post(self.api.url, data=body, allow_redirects=False,
-                                 headers={"Content-Type": "text/xml", "Accept-Encoding": "identity"}) as resp:
-                if resp.status != 200:
-                    return resp.status, b""
-                data = bytearray()
-                while piece := await resp.content.read(_READ):
-                    data += piece
-                    if len(data) > MAX_ANSWER:
-                        raise XmlApiError(ErrorKind.UPSTREAM,
-                                          f"{self.url}: {what} answer larger than {MAX_ANSWER} bytes")
-                return 200, bytes(data)
+        if answer.status == 200 and answer.truncated:
+            raise XmlApiError(ErrorKind.UPSTREAM, f"{self.url}: {what} answer larger than {MAX_ANSWER} bytes")
+        return answer.status, answer.body
 
 
 def _was_reset(exc: BaseException) -> bool:
