@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.alarms import snmptrapd
 
 from daemon.engine import run_probe
 from probes.alarms import probe as alarms
 from probes.alarms.model import AlarmCategory, AlarmState
 from probes.alarms.snmp import parse_snmptrapd
 from probes.target import AlarmSources, ProbeContext, Settings, Target
+from tests.support.alarms import snmptrapd
 
 pytestmark = pytest.mark.peer
 

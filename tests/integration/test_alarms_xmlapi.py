@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from support.alarms import LOGIN_OK, ok_answer, rmx_default, xml_api_server
 
 from probes.alarms import probe as alarms
 from probes.alarms.xmlapi import MAX_ANSWER, XmlApiError, fetch_state
 from probes.model import ErrorKind, ProbeOutcome
 from probes.target import SecretFile, XmlApi
+from tests.support.alarms import LOGIN_OK, ok_answer, rmx_default, xml_api_server
 
 CANARY = "CANARY-pw-7f3a9c<&>\"'"  # XML-special characters on purpose: the body must escape them
 

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.alarms import LOGIN_OK, ok_answer, rmx_default, xml_api_server
 
 from probes.alarms import probe as alarms
 from probes.alarms.xmlapi import XmlApiError, fetch_state
 from probes.model import ErrorKind
 from probes.target import SecretFile, XmlApi
+from tests.support.alarms import LOGIN_OK, ok_answer, rmx_default, xml_api_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIP_EVERY = 0.2  # seconds between two bytes of a dripping peer

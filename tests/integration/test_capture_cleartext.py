@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.capture import no_orphans_after, recording  # noqa: F401 (fixture)
+
+from tests.support.capture import no_orphans_after, recording  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.peer("tshark"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 

@@ -18,8 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support.capture import no_orphans, openssl_client, openssl_server, recording, tcp_server, wait_for_port
-from support.peers import free_port, need
 
 from daemon.diagnosis.diagnose import diagnose
 from daemon.lab import pki
@@ -30,7 +28,9 @@ from probes.mtls import probe as mtls
 from probes.target import Registrar
 from tests.conftest import LabPKI
 from tests.support import mtls as peers
+from tests.support.capture import no_orphans, openssl_client, openssl_server, recording, tcp_server, wait_for_port
 from tests.support.mtls import Edit, edit_message, handshake_types
+from tests.support.peers import free_port, need
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

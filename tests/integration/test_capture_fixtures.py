@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.peers import need
+
+from tests.support.peers import need
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "capture"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())

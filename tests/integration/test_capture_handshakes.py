@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.capture import (
+
+from daemon.diagnosis.diagnose import diagnose
+from daemon.lab import pki
+from probes.capture import probe as capture
+from probes.capture.analysis import CaptureResult
+from probes.model import Finding, ProbeOutcome
+from tests.support.capture import (
     no_orphans_after,  # noqa: F401 (fixture)
     openssl_client,
     openssl_server,
@@ -23,13 +29,7 @@ from support.capture import (
     tcp_server,
     wait_for_port,
 )
-from support.peers import free_port
-
-from daemon.diagnosis.diagnose import diagnose
-from daemon.lab import pki
-from probes.capture import probe as capture
-from probes.capture.analysis import CaptureResult
-from probes.model import Finding, ProbeOutcome
+from tests.support.peers import free_port
 
 pytestmark = [pytest.mark.peer("tshark"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 
@@ -310,7 +310,7 @@ def test_small_segments_are_reassembled(lab: Lab, tmp_path: Path) -> None:
 
 def test_syn_never_answered(tmp_path: Path) -> None:
     # Given a port whose SYNs the kernel drops (listener with a full accept backlog)
-    from support.mtls import syn_blackhole
+    from tests.support.mtls import syn_blackhole
 
     out = tmp_path / "blackhole.pcapng"
     with syn_blackhole() as port, recording(port, out):

@@ -8,15 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
-from support.capture import (
-    no_orphans_after,  # noqa: F401 (fixture)
-    recording,
-)
-from support.kamailio import MS_DIAG_REASON, kamailio_registrar
 
 from daemon.lab import pki
 from probes.capture import probe as capture
 from probes.capture.analysis import CaptureResult
+from tests.support.capture import (
+    no_orphans_after,  # noqa: F401 (fixture)
+    recording,
+)
+from tests.support.kamailio import MS_DIAG_REASON, kamailio_registrar
 
 pytestmark = [pytest.mark.peer("tshark", "kamailio"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 

@@ -19,14 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.capture import (
-    no_orphans_after,  # noqa: F401 (fixture)
-    openssl_client,
-    openssl_server,
-    recording,
-    wait_for_port,
-)
-from support.peers import free_port, need
 
 from daemon.diagnosis.diagnose import diagnose
 from daemon.lab import pki
@@ -34,6 +26,14 @@ from probes.capture import probe as capture
 from probes.capture.formats import pcapng_layout, plan
 from probes.capture.result import CaptureResult, ConnectionSummary
 from probes.model import ProbeOutcome
+from tests.support.capture import (
+    no_orphans_after,  # noqa: F401 (fixture)
+    openssl_client,
+    openssl_server,
+    recording,
+    wait_for_port,
+)
+from tests.support.peers import free_port, need
 
 pytestmark = [pytest.mark.peer("tshark", "tcpdump", "mergecap", "editcap"), pytest.mark.slow,
               pytest.mark.usefixtures("no_orphans_after")]

@@ -12,19 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
-from support.capture import (
+
+from daemon.engine import run_probe
+from probes.capture import probe as capture
+from probes.capture.analysis import CaptureResult
+from probes.model import ErrorKind, InputError
+from tests.support.capture import (
     no_orphans,
     no_orphans_after,  # noqa: F401 (fixture)
     python_client,
     recording,
     tcp_server,
 )
-from support.peers import need_capture, without_privilege
-
-from daemon.engine import run_probe
-from probes.capture import probe as capture
-from probes.capture.analysis import CaptureResult
-from probes.model import ErrorKind, InputError
+from tests.support.peers import need_capture, without_privilege
 
 pytestmark = [pytest.mark.peer("tshark"), pytest.mark.slow, pytest.mark.usefixtures("no_orphans_after")]
 ROOT = Path(__file__).resolve().parents[2]

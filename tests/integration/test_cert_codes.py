@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LabPKI
-from support.cert import CANARY, FQDN, findings, password_file, problems, report, rmxdiag, write
-from support.peers import free_port
 
 from daemon.lab import pki
+from tests.conftest import LabPKI
+from tests.support.cert import CANARY, FQDN, findings, password_file, problems, report, rmxdiag, write
+from tests.support.peers import free_port
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 CDP = ["http://127.0.0.1:9/lab.crl"]

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LabPKI
 from cryptography.hazmat.primitives import serialization
-from support.cert import CANARY, FQDN, assert_one_line_error, password_file, problems, rmxdiag, write
 
 from daemon.lab import pki
+from tests.conftest import LabPKI
+from tests.support.cert import CANARY, FQDN, assert_one_line_error, password_file, problems, rmxdiag, write
 
 
 @pytest.fixture(scope="module")

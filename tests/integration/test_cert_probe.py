@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LabPKI
-from support.cert import CANARY, FQDN, password_file
-from support.peers import free_port, need, started, wait_for_port
 
 from daemon.engine import run_probe
 from daemon.lab import pki
 from probes.certificate import probe as certificate
 from probes.model import ErrorKind, ProbeStatus
 from probes.target import CertificateSource, ProbeContext, SecretFile, Settings, Target
+from tests.conftest import LabPKI
+from tests.support.cert import CANARY, FQDN, password_file
+from tests.support.peers import free_port, need, started, wait_for_port
 
 
 def _ctx(seconds: float = 10.0, cache: dict[Any, Any] | None = None) -> ProbeContext:

@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import LabPKI
-from support.cert import FQDN, findings, password_file, problems, report, rmxdiag, write
-from support.peers import need
 
 from daemon.lab import pki
+from tests.conftest import LabPKI
+from tests.support.cert import FQDN, findings, password_file, problems, report, rmxdiag, write
+from tests.support.peers import need
 
 
 @pytest.fixture(scope="module")

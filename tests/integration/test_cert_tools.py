@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LabPKI
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
-from support.cert import CANARY, FQDN, assert_one_line_error, password_file, problems, report, rmxdiag, write
-from support.peers import need
 
 from daemon.lab import pki
+from tests.conftest import LabPKI
+from tests.support.cert import CANARY, FQDN, assert_one_line_error, password_file, problems, report, rmxdiag, write
+from tests.support.peers import need
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 

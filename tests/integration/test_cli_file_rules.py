@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LabPKI
-from support.cert import CANARY, FQDN, assert_one_line_error, password_file, rmxdiag, write
+
+from tests.conftest import LabPKI
+from tests.support.cert import CANARY, FQDN, assert_one_line_error, password_file, rmxdiag, write
 
 
 @pytest.fixture

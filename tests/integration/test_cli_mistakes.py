@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support.peers import free_port, need_capture
 
 from tests.conftest import LabPKI
+from tests.support.peers import free_port, need_capture
 
 
 def rmxdiag(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,

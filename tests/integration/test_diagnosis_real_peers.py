@@ -42,7 +42,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
-from support.routing import MTLS_CASES
 
 from daemon.diagnosis.diagnose import diagnose, evidence_line
 from daemon.engine import run_probe
@@ -60,6 +59,7 @@ from tests.support.kamailio import Registrar as Fe
 from tests.support.kamailio import kamailio_registrar
 from tests.support.mtls import Edit, alert_record, edit_message, handshake_types, on_client_certificate
 from tests.support.reliability import dns_server
+from tests.support.routing import MTLS_CASES
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 POOL = "pool.lab.example"

@@ -6,12 +6,11 @@ import subprocess
 import threading
 from pathlib import Path
 
-from support.lab import open_fds
-from support.peers import need
-
 from daemon.lab.capture import record_registration
 from daemon.lab.run import frontend, run_scenario
 from daemon.lab.scenarios import SCENARIOS, write_material
+from tests.support.lab import open_fds
+from tests.support.peers import need
 
 
 def _tshark(pcap: Path, port: int, *args: str) -> list[list[str]]:

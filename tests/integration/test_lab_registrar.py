@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.lab import LabFiles, client_context, headers, lab_threads, make_files, open_fds, options_exchange
-from support.peers import need
 
 from daemon.lab.registrar import LabRegistrar, Transcript, running
+from tests.support.lab import LabFiles, client_context, headers, lab_threads, make_files, open_fds, options_exchange
+from tests.support.peers import need
 
 TLS12, TLS13 = "1.2", "1.3"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.peers import free_port, need, started
+from tests.support.peers import free_port, need, started
 
 RMX_PARAMS = "1.3.6.1.4.1.13885.9.1.1.2.1"
 RMX_TRAPS = "1.3.6.1.4.1.13885.9.1.1.2.2.0"

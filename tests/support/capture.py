@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.peers import eventually, free_port, kill_group, need, need_capture, started, wait_for_port
+
+from tests.support.peers import eventually, free_port, kill_group, need, need_capture, started, wait_for_port
 
 
 @contextlib.contextmanager
@@ -113,7 +114,7 @@ def python_client(port: int, ctx: ssl.SSLContext, payload: bytes | None = None,
 
 def no_orphans(pid: int | None = None) -> list[int]:
     """Descendants of this test process that are tshark/tcpdump/dumpcap or the worker."""
-    from support.peers import children_of
+    from tests.support.peers import children_of
 
     left = []
     for child in children_of(pid or os.getpid()):

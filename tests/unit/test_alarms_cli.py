@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.peers import without_file_privilege
+
+from tests.support.peers import without_file_privilege
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "alarms"
 

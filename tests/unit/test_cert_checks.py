@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import LabPKI
 
 from daemon.lab import pki
 from probes.certificate.chain import is_self_signed, key_matches, thumbprint, walk
@@ -14,6 +13,7 @@ from probes.certificate.checks import Policy, analyse
 from probes.certificate.load import Material, is_pfx, split_leaf
 from probes.certificate.request import lint_request
 from probes.model import InputError, Severity
+from tests.conftest import LabPKI
 
 
 def _codes(material: Material, policy: Policy, now: dt.datetime) -> set[str]:

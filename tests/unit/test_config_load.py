@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.config import EXAMPLE, FIXTURES, materialise_example, materialise_fixture_files, touch
 
 from daemon.config.load import ConfigError, load_config
+from tests.support.config import EXAMPLE, FIXTURES, materialise_example, materialise_fixture_files, touch
 
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
 

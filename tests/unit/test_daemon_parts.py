@@ -15,7 +15,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from support.daemon import mtls_result
 
 from daemon.config.model import ActionConfig
 from daemon.report import Hint, TargetReport
@@ -27,6 +26,7 @@ from daemon.serve.webhook import firing_targets
 from probes.certificate.probe import CertificateResult
 from probes.model import Metric, ProbeOutcome, ProbeStatus, Severity
 from probes.mtls.result import MtlsResult
+from tests.support.daemon import mtls_result
 
 HINT = Hint("SIP_NOT_TRUSTED", Severity.CRITICAL, "title", ("e",), ("fix",))
 

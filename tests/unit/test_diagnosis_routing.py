@@ -14,16 +14,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.routing import (
-    MTLS_CASES,
-    MtlsCase,
-    Variant,
-    alert_table_codes,
-    alone,
-    mtls_result,
-    reported_as,
-    variants,
-)
 
 from daemon.diagnosis.catalogue import CATALOGUE, FOLDS_INTO, GENERIC_SYMPTOMS, HintCode, hint_code, may_fold
 from daemon.diagnosis.diagnose import diagnose, evidence_line
@@ -33,6 +23,16 @@ from probes.model import ProbeOutcome, ProbeStatus, Severity
 from probes.mtls import outcome as oc
 from probes.mtls.outcome import Reason, Stage
 from probes.tlswire import ALERTS, Alert, Sender, alert_hint
+from tests.support.routing import (
+    MTLS_CASES,
+    MtlsCase,
+    Variant,
+    alert_table_codes,
+    alone,
+    mtls_result,
+    reported_as,
+    variants,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = variants()

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.peers import need
+
+from tests.support.peers import need
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # ```sh runnable [needs=a,b] (also ~~~ fences), up to the matching closing fence.

@@ -8,7 +8,8 @@ import sys
 from functools import cache
 
 import pytest
-from support.config import ROOT
+
+from tests.support.config import ROOT
 
 README = ROOT / "README.md"
 RMXDIAG = [sys.executable, "-m", "daemon.cli"]

@@ -6,10 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from support.readme import README, ROUTING, regenerate, section
-from support.routing import routing_markdown
-
 from daemon.diagnosis.catalogue import CATALOGUE
+from tests.support.readme import README, ROUTING, regenerate, section
+from tests.support.routing import routing_markdown
 
 
 def test_readme_reference_matches_the_hints_command() -> None:

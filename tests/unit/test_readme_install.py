@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from support.config import ROOT
 
 from daemon.lab import pki
+from tests.support.config import ROOT
 
 README = ROOT / "README.md"
 PASSWORD = b"install-test-pfx-password"

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.peers import need
+
+from tests.support.peers import need
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 _BLOCK = re.compile(r"^```console[ \t]+transcript(?:[ \t]+needs=(?P<needs>[\w,-]+))?[ \t]*\n(?P<body>.*?)^```[ \t]*$",

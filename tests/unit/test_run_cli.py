@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.config import FIXTURES, materialise_example, materialise_fixture_files, touch
 
 from daemon.lab import pki
+from tests.support.config import FIXTURES, materialise_example, materialise_fixture_files, touch
 
 ALARM = ("Active Alarms\n\nID\tTime\tGMT Time\tCategory\tLevel\tDescription\n"
          "1\t26/11/2026 10:00:00\t26/11/2026 09:00:00\tGeneral\tMajor\tSIP TLS: Registration handshake failure\n")

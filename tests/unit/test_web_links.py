@@ -8,12 +8,11 @@ import socket
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from support.config import ROOT
-
 from daemon.commands._common import emit
 from daemon.config.model import Config, ServerConfig
 from daemon.report import Report, TargetReport, now_utc
 from probes.target import Settings
+from tests.support.config import ROOT
 
 DASHBOARD = ROOT / "config" / "grafana" / "dashboards" / "rmxdiag.json"
 
