@@ -16,7 +16,7 @@
   has sent no request within :data:`FIRST_REQUEST_CROWDED` seconds (or the header deadline, if
   shorter) is closed.
 - ``/probe`` requests in progress (they may wait for a slow target's whole deadline) hold at most
-  the cap less a quarter of it (at least one connection): the rest stays for ``/metrics`` and the
+  the cap less an eighth of it (at least one connection): the rest stays for ``/metrics`` and the
   other endpoints, and a ``/probe`` beyond that is answered 503 at once.
 - Out of file descriptors (EMFILE, ENFILE) or buffers, the loop backs off and logs one line per
   interval with a count, instead of a traceback per failed accept.
@@ -48,7 +48,7 @@ ACCEPT_RETRY = 0.5  # seconds the accept loop waits when the process is out of d
 SWEEP_EVERY = 0.25  # seconds between write-deadline checks (the deadline is met within this)
 FIRST_REQUEST_CROWDED = 1.0  # seconds a connection may take to send its first request once the cap is half used
 IDLE_GRACE = 1.0  # seconds after a request during which its keep-alive connection is not replaced
-PROBE_RESERVE_SHARE = 4  # 1/4 of the cap (at least one connection) is kept for requests other than /probe
+PROBE_RESERVE_SHARE = 8  # 1/8 of the cap (at least one connection) is kept for requests other than /probe
 _STARVED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -180,7 +180,7 @@ def test_probe_scrapes_waiting_on_a_slow_target_leave_room_for_metrics(tmp_path:
         failures: list[str] = []
         scrapes = 0
         try:
-            eventually("/probe scrapes to hold the allowed share", lambda: d.daemon.http.listener.busy_count() >= 6)
+            eventually("/probe scrapes to hold the allowed share", lambda: d.daemon.http.listener.busy_count() >= 7)
             end = time.monotonic() + 6.0
             while time.monotonic() < end:
                 scrapes += 1
