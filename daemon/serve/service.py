@@ -142,6 +142,7 @@ class Daemon:
         self.config = config
         self.scheduler.apply(config.targets, config.settings, schedule=config.schedule)
         self.troubleshooter.configure(config)
+        self.ondemand.reset()  # a /probe after a reload never gets a run of what it replaced
 
     def _read(self) -> Config | str:
         """The config file read again and checked (blocking); the failure message when it is not valid."""
