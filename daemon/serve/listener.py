@@ -27,9 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import socket
 import ssl
+import sys
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +69,32 @@ class _Handler(RequestHandler):
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
+    def _process_keepalive(self) -> None:
+        """aiohttp's idle keep-alive close, deferred while an answer is still being delivered.
+
+        aiohttp counts a connection idle once its handler has handed the answer over, and closes it
+        at the keep-alive deadline: a TLS close then gives the rest of the answer only the shutdown
+        deadline and drops what is still buffered. Delivery is not over while the kernel still holds
+        unacknowledged bytes (what waits in a buffer of the transport waits behind them). The write
+        deadline bounds a client that stops reading.
+        """
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if (transport is not None and not transport.is_closing()
+                and (transport.get_write_buffer_size() or (sock is not None and _unacknowledged(sock.fileno())))):
+            self._keepalive_handle = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._process_keepalive)
+            return
+        super()._process_keepalive()
+
+
+def _unacknowledged(fd: int) -> int:
+    """Bytes in socket ``fd``'s kernel send queue not yet acknowledged by the peer (0 where not measurable)."""
+    try:
+        raw = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")  # SIOCOUTQ on a TCP socket
+    except OSError:
+        return 0
+    return int.from_bytes(raw, sys.byteorder, signed=True)
+
 
 @dataclass
 class _Conn:
@@ -82,9 +111,13 @@ class _Conn:
         return self.sock.fileno() != -1
 
     def pending(self) -> int:
-        """Bytes of answers written by the daemon and not yet taken by the socket."""
+        """Bytes of answers written by the daemon that the client has not received yet: the
+        transport's buffer plus the kernel's send queue (which drains as the client reads, while the
+        transport's buffer may wait seconds for the kernel to take its next large piece)."""
         transport = self.protocol.transport if self.protocol is not None else None
-        return transport.get_write_buffer_size() if transport is not None else 0
+        if transport is None:
+            return 0
+        return transport.get_write_buffer_size() + _unacknowledged(self.sock.fileno())
 
     def close(self) -> None:
         transport = self.protocol.transport if self.protocol is not None else None
