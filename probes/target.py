@@ -162,6 +162,9 @@ class Target:
     deadline: float = 10.0  # per probe, seconds
     expiry_warning_days: int = 30
     check_revocation: bool = False
+    # Set on a run whose deadline a caller cut (a short /probe scrape timeout): the configured
+    # deadline, against which a registrar's silence is judged, so the caller's budget is never blamed on it.
+    judged_deadline: float | None = None
 
 
 @dataclass(frozen=True)

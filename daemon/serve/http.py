@@ -8,9 +8,10 @@ Abuse limits, each measured against aiohttp 3.x on Debian 12:
   its own ``asyncio.timeout``; lingering is off so an abandoned body is not drained;
 - body cap: a declared ``Content-Length`` over the cap is answered 413 before reading anything,
   and ``client_max_size`` stops a chunked body at the cap;
-- connection cap, write deadline, descriptor exhaustion: :mod:`daemon.serve.listener` (counted
-  from the accept, a TLS handshake included; a client that does not read its answers is closed
-  after ``write_timeout``; at the cap a stalled or idle connection makes room for a new one);
+- connection cap, write deadline, descriptor exhaustion, the /probe share: :mod:`daemon.serve.listener` (counted
+  from the accept, a TLS handshake included; a client that stops reading its answers is closed
+  after ``write_timeout``; at the cap a connection with no request yet, a stalled or a long-idle one
+  makes room for a new one);
 - TLS handshakes run per connection with ``ssl_handshake_timeout`` (never in the accept loop);
 - malformed requests: a 400 each, logged at debug level and rate-limited;
 - listen backlog: :data:`BACKLOG`, applied by :func:`bind`.

@@ -12,6 +12,13 @@
   result: back-to-back requests (a looping client, a web page firing image loads) cannot turn
   into a stream of handshakes and XML API logins on the RMX, while Prometheus (one scrape per
   interval, HA pairs a moment apart) still sees every run.
+- A scrape whose budget is shorter than the target's own deadline gets a run cut to its budget
+  that answers only it (and other such short scrapes): it is never reused by a later scrape, never
+  joined by a scrape with the full budget, never recorded as the target's state, and a registrar is
+  judged against its configured deadline there (a timeout that is the caller's budget is
+  ``overloaded``: no verdict), so one short scrape cannot put a false timeout in front of Prometheus.
+- Runs and results are keyed by the target's configuration, and a reload forgets them all: a scrape
+  after a reload never gets or joins a run of the configuration (or the files) it replaced.
 """
 
 from __future__ import annotations
@@ -46,36 +53,48 @@ class OnDemand:
         self.record = record  # stores a finished run's result (the snapshot)
         self._slots = asyncio.Semaphore(size)
         self._pool = cf.ThreadPoolExecutor(max_workers=size, thread_name_prefix="probe")
-        self._runs: dict[str, asyncio.Task[TargetReport]] = {}
-        self._recent: dict[str, tuple[float, Target, TargetReport]] = {}  # name -> (loop time, target, report)
+        # (target, cut) -> its run in flight; cut: the run was cut to a caller's shorter budget
+        self._runs: dict[tuple[Target, bool], asyncio.Task[TargetReport]] = {}
+        self._recent: dict[Target, tuple[float, TargetReport]] = {}  # target -> (loop time, report)
+        self._generation = 0  # bumped by a reload: runs of an older one record nothing
+
+    def reset(self) -> None:
+        """Forget reusable results and in-flight runs (a reload: targets or their files may have changed)."""
+        self._generation += 1
+        self._recent.clear()
+        self._runs.clear()  # runs in flight still answer their own scrapes, and no later one
 
     async def probe(self, target: Target, settings: Settings, cache: dict[object, object],
                     budget: float, reuse: float = 0.0) -> TargetState:
         """The result of a run of ``target`` (shared with concurrent scrapes, and with later ones for
         ``reuse`` seconds after it finished), within ``budget`` seconds."""
         loop = asyncio.get_running_loop()
-        recent = self._recent.get(target.name)
-        if recent is not None and loop.time() - recent[0] < reuse and recent[1] == target:
-            return TargetState(recent[2], time.time())
+        recent = self._recent.get(target)
+        if recent is not None and loop.time() - recent[0] < reuse:
+            return TargetState(recent[1], time.time())
         deadline = loop.time() + budget
-        task = self._runs.get(target.name)
+        cut = budget < target.deadline + DEADLINE_GRACE + RUN_MARGIN - 1e-6
+        # A short scrape may join a full run (it gives up at its own budget); a full one never joins a cut run.
+        task = self._runs.get((target, False)) or (self._runs.get((target, True)) if cut else None)
         if task is None:
-            task = loop.create_task(self._run(target, settings, cache, budget, deadline))
-            self._runs[target.name] = task
-            task.add_done_callback(functools.partial(self._forget, target.name))
+            task = loop.create_task(self._run(target, settings, cache, budget, deadline, cut=cut))
+            key = (target, cut)
+            self._runs[key] = task
+            task.add_done_callback(functools.partial(self._forget, key))
         try:
             report = await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
         except TimeoutError:
             report = _failed(target.name, f"no result within {budget:g}s")
         return TargetState(report, time.time())
 
-    def _forget(self, name: str, task: asyncio.Task[TargetReport]) -> None:
-        if self._runs.get(name) is task:
-            del self._runs[name]
+    def _forget(self, key: tuple[Target, bool], task: asyncio.Task[TargetReport]) -> None:
+        if self._runs.get(key) is task:
+            del self._runs[key]
 
     async def _run(self, target: Target, settings: Settings, cache: dict[object, object], budget: float,
-                   deadline: float) -> TargetReport:
+                   deadline: float, *, cut: bool) -> TargetReport:
         loop = asyncio.get_running_loop()
+        generation = self._generation
         try:
             async with asyncio.timeout_at(deadline - SLOT_MARGIN):
                 await self._slots.acquire()
@@ -87,6 +106,8 @@ class OnDemand:
         # probes' own deadline outcomes (not the waiters' fallback) reach Prometheus.
         limited = dataclasses.replace(target, deadline=max(0.1, min(target.deadline,
                                                                     budget - DEADLINE_GRACE - RUN_MARGIN)))
+        if cut:
+            limited = dataclasses.replace(limited, judged_deadline=target.deadline)
         try:
             future = loop.run_in_executor(self._pool, self.runner, limited, settings, cache)
         except RuntimeError:  # the pool is shut down: the daemon is stopping
@@ -100,8 +121,9 @@ class OnDemand:
             log.debug("on-demand run traceback", exc_info=True)
             return TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
                                                      f"internal error ({type(exc).__name__})"),))
-        self.record(target.name, TargetState(report, time.time()))
-        self._recent[target.name] = (loop.time(), target, report)
+        if not cut and generation == self._generation:
+            self.record(target.name, TargetState(report, time.time()))
+            self._recent[target] = (loop.time(), report)
         return report
 
     def close(self) -> None:

@@ -142,6 +142,7 @@ class Daemon:
         self.config = config
         self.scheduler.apply(config.targets, config.settings, schedule=config.schedule)
         self.troubleshooter.configure(config)
+        self.ondemand.reset()  # a /probe after a reload never gets a run of what it replaced
 
     def _read(self) -> Config | str:
         """The config file read again and checked (blocking); the failure message when it is not valid."""
@@ -184,8 +185,15 @@ class Daemon:
         async with self._reload_lock:
             if self._reload_done >= asked:  # a reload that started after this request answered it
                 return self._reload_ok
+            if self._stop.is_set():  # stopping: no configuration is adopted any more
+                return False
             covers = self._reload_asked
-            config = await asyncio.get_running_loop().run_in_executor(None, self._read)
+            try:
+                config = await asyncio.get_running_loop().run_in_executor(None, self._read)
+            except RuntimeError:  # the executor is shut down: the daemon is stopping
+                return False
+            if self._stop.is_set():
+                return False
             self._reload_ok = self._adopt(config)
             self._reload_done = covers
             return self._reload_ok
@@ -258,6 +266,11 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask :meth:`serve_until_stopped` to return (signal-safe on the loop)."""
         self._stop.set()
+        # Once stopping, SIGHUP is ignored for good: no reload is adopted, and a SIGHUP that arrives
+        # after the loop dropped its handlers cannot end the process (exit 129 instead of 0).
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread / no running loop
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def stop(self) -> None:
         """Stop serving and scheduling; probe threads end at their own deadlines."""
@@ -291,6 +304,8 @@ class Daemon:
         await self.stop()
 
     async def _sighup(self) -> None:
+        if self._stop.is_set():
+            return
         sdnotify.notify("RELOADING=1")
         await self.reload_async()
         sdnotify.notify("READY=1")

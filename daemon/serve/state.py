@@ -176,10 +176,14 @@ class DaemonState:
                 self.sequence = sequence
                 self._save()
 
-    def forget(self, keep: set[str]) -> None:
-        """Drop the cooldowns of targets no longer configured."""
+    def forget(self, keep: set[str], cooldown: float) -> None:
+        """Drop the ended cooldowns of targets no longer configured (a target dropped by a reload and
+        added back keeps a cooldown still running: the names are kept until it has passed)."""
         with self._lock:
-            if set(self.cooldowns) - keep:
-                self.cooldowns = {k: v for k, v in self.cooldowns.items() if k in keep}
-                self._started = {k: v for k, v in self._started.items() if k in keep}
+            now = self.monotonic()
+            drop = {k for k in self.cooldowns
+                    if k not in keep and now - self._started.get(k, now - cooldown) >= cooldown}
+            if drop:
+                self.cooldowns = {k: v for k, v in self.cooldowns.items() if k not in drop}
+                self._started = {k: v for k, v in self._started.items() if k not in drop}
                 self._save()

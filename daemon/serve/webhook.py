@@ -78,7 +78,7 @@ class Troubleshooter:
             self.store = ReportStore(root, config.reports_keep, self.state)
         elif self.store is not None:
             self.store.keep = max(1, config.reports_keep)
-        self.state.forget({t.name for t in config.targets})
+        self.state.forget({t.name for t in config.targets}, config.webhook.cooldown)
         self.config = config
 
     def trigger(self, names: list[str]) -> dict[str, str]:

@@ -228,4 +228,5 @@ def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:
         raise InputError(f"target {target.name}: no registrar configured")
     specs = [spec_for_target(target, r) for r in target.registrars]
     return probe(target.registrars, specs[0], deadline=ctx.deadline, cache=ctx.cache,
-                 from_host=target.fqdn, client_specs=specs, budget=target.deadline)
+                 from_host=target.fqdn, client_specs=specs,
+                 budget=target.judged_deadline or target.deadline)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from daemon.config.model import BasicAuth, Config, ServerConfig
+from daemon.config.model import BasicAuth, Config, ServerConfig, WebhookConfig
 from probes.model import ProbeOutcome, ProbeStatus
 from probes.target import ProbeContext, Registrar, SecretFile, Settings, Target
 from tests.conftest import LabPKI
@@ -213,7 +213,8 @@ def test_https_is_not_stalled_by_a_silent_client(tmp_path: Path, lab_pki: LabPKI
 
 
 def test_connections_beyond_the_cap_are_closed_at_once_when_every_one_is_serving(tmp_path: Path) -> None:
-    """Given a cap of 5 connections, each serving a /probe of a target whose probe hangs,
+    """Given a cap of 5 connections, 4 serving a /probe of a target whose probe hangs (the most
+    /probe may hold) and one an alert whose body never arrives,
     When a sixth connects, Then it is closed without being served;
     And when the 5 connections are idle instead, a sixth replaces the oldest and is served."""
     release = threading.Event()
@@ -222,13 +223,19 @@ def test_connections_beyond_the_cap_are_closed_at_once_when_every_one_is_serving
         release.wait(min(ctx.remaining() + 1, 10))
         return ProbeOutcome("mtls", ProbeStatus.OK, 0.0)
 
-    config = _config(tmp_path, server=ServerConfig(max_connections=5, header_timeout=5.0))
+    token = tmp_path / "token"
+    token.write_text("tok-canary\n")
+    token.chmod(0o600)
+    config = _config(tmp_path, server=ServerConfig(max_connections=5, header_timeout=5.0, body_timeout=10.0),
+                     webhook=WebhookConfig(token=SecretFile(token)))
     probe_request = (b"GET /probe?target=rmx-bad HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"X-Prometheus-Scrape-Timeout-Seconds: 6\r\n\r\n")
+    alert_request = (b"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tok-canary\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
     try:
         with running(config, runner=engine_runner({"mtls": hangs})) as d:
             listener = d.daemon.http.listener
-            busy = [_raw(d.port, probe_request) for _ in range(5)]
+            busy = [_raw(d.port, probe_request) for _ in range(4)] + [_raw(d.port, alert_request)]
             try:
                 eventually("five requests in progress", lambda: d.call(listener.busy_count) == 5)
                 # When a sixth connects

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import signal
@@ -130,3 +131,31 @@ def test_a_scheduler_that_dies_fails_readiness_and_is_logged_once(tmp_path: Path
             eventually("readiness failing", lambda: requests.get(d.url + "/-/ready", timeout=5).status_code == 503)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "scheduler" in r.getMessage()]
     assert len(errors) == 1 and "stopped with a bug" in errors[0], errors
+
+
+def test_sighup_while_stopping_is_ignored_and_sigterm_exits_0(tmp_path: Path) -> None:
+    """Given `rmxdiag serve` with 300 targets under a SIGHUP every 10 ms,
+    When SIGTERM arrives, the file is changed to 7 targets, and SIGHUPs go on until the process exits,
+    Then it exits 0 (not killed by SIGHUP), adopts no configuration after the SIGTERM (no reload to 7
+    targets), and logs no 'Task exception was never retrieved'."""
+    closed = free_port()
+    config, port = daemon_dir(tmp_path, {f"t{i:03d}": closed for i in range(300)}, interval=60)
+    seven = daemon_yaml(port, {f"s{i}": closed for i in range(7)}, interval=60)
+    with serve(config, port) as d:
+        for _ in range(50):  # the storm before the SIGTERM: reloads of the 300-target file
+            d.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.01)
+        d.proc.send_signal(signal.SIGTERM)
+        _replace(config, seven)
+        deadline = time.monotonic() + 30
+        while d.proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                d.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.005)
+        code = d.proc.wait(10)
+        time.sleep(0.2)  # the log reader drains the pipe (it ends at EOF)
+        log = d.log()
+    assert code == 0, f"exit {code}"
+    assert "300 targets" in log, "no reload happened before the SIGTERM"
+    assert ": 7 targets" not in log, "a reload was adopted after SIGTERM"
+    assert "Task exception was never retrieved" not in log and "Traceback" not in log

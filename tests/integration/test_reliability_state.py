@@ -56,6 +56,28 @@ def test_cooldown_survives_a_restart(tmp_path: Path) -> None:
     assert (first, second, len(runs)) == ("started", "cooldown", 1)
 
 
+def test_a_reload_that_drops_a_target_keeps_its_cooldown(tmp_path: Path) -> None:
+    """Given a 300 s cooldown and one alert-driven run of rmx-a,
+    When a reload drops rmx-a, another adds it back, and the alert fires again,
+    Then the second alert is in cooldown and no second run is stored."""
+    config, port = daemon_dir(tmp_path, {"rmx-a": 9, "rmx-b": 9})
+    both = config.read_text().replace("cooldown: 0", "cooldown: 300")
+    config.write_text(both)
+    only_b = both.replace("  - name: rmx-a\n    registrars:\n      - host: 127.0.0.1\n        port: 9\n", "")
+    assert "rmx-a" not in only_b
+    with serve(config, port) as d:
+        first = _decision(d)
+        _runs(d, 1)
+        for text, count in ((only_b, 1), (both, 2)):
+            config.write_text(text)
+            d.proc.send_signal(signal.SIGHUP)
+            eventually(f"the reload to {count} target(s)", lambda c=count: f": {c} targets" in d.log())  # type: ignore[misc]
+        second = _decision(d)
+        time.sleep(1.0)  # a run started by mistake would be stored by now
+        runs = d.runs()
+    assert (first, second, len(runs)) == ("started", "cooldown", 1)
+
+
 def test_reports_keep_holds_per_target(tmp_path: Path) -> None:
     """Given reports.keep 2 and one run of rmx-b, When rmx-a runs four times, Then rmx-a keeps its two newest
     runs and rmx-b's run is still there."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -101,14 +102,19 @@ async def _call(fn: Callable[[], Any]) -> Any:
 @contextlib.contextmanager
 def running(config: Config, *, runner: TargetRunner, troubleshoot: Callable[[Target, Settings], TargetReport]
             | None = None, loader: Callable[[Path], Config] = load_config,
-            listen: str = "127.0.0.1:0") -> Iterator[Running]:
-    """Start a Daemon on its own event-loop thread; stop it and the thread on exit."""
+            listen: str = "127.0.0.1:0", sndbuf: int | None = None) -> Iterator[Running]:
+    """Start a Daemon on its own event-loop thread; stop it and the thread on exit.
+
+    ``sndbuf``: the listening socket's send buffer, inherited by accepted sockets (a small one keeps
+    most of a large answer in the daemon's own write buffer, as a slow network link does)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="daemon-loop", daemon=True)
     thread.start()
     daemon = Daemon(config, loader=loader, runner=runner,
                     troubleshoot=troubleshoot or (lambda t, s: runner(t, s, {})))
     sock = bind(listen)
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     try:
         asyncio.run_coroutine_threadsafe(daemon.start(sock), loop).result(15)
         yield Running(daemon, daemon.http.port, loop)

@@ -273,3 +273,20 @@ def test_a_dry_run_http_action_records_its_url_without_inline_credentials() -> N
     assert result.outcome is actions.Outcome.DRY_RUN
     assert "tickets.example:8443/api" in result.detail
     assert "CANARY" not in json.dumps(result.to_json()) and "svc-user" not in result.detail
+
+
+def test_a_dropped_target_keeps_its_cooldown_until_it_has_passed(tmp_path: Path) -> None:
+    """Given a 300 s cooldown started for rmx-a and rmx-b,
+    When a reload keeps only rmx-b (at once, then again after 300 s),
+    Then rmx-a's cooldown is kept while it runs (also in the saved file) and forgotten once it has passed."""
+    clocks = _Clocks(1000.0)
+    state = DaemonState(tmp_path, monotonic=lambda: clocks.mono, wall=lambda: clocks.wall)
+    state.start_cooldown(["rmx-a", "rmx-b"])
+    clocks.advance(10)
+    state.forget({"rmx-b"}, 300)
+    assert state.cooling("rmx-a", 300)
+    assert "rmx-a" in json.loads((tmp_path / "daemon.json").read_text())["cooldowns"]
+    clocks.advance(300)
+    state.forget({"rmx-b"}, 300)
+    assert set(state.cooldowns) == {"rmx-b"}
+    assert set(json.loads((tmp_path / "daemon.json").read_text())["cooldowns"]) == {"rmx-b"}
