@@ -12,11 +12,13 @@
   result: back-to-back requests (a looping client, a web page firing image loads) cannot turn
   into a stream of handshakes and XML API logins on the RMX, while Prometheus (one scrape per
   interval, HA pairs a moment apart) still sees every run.
-- A scrape whose budget is shorter than the target's own deadline gets a run cut to its budget
-  that answers only it (and other such short scrapes): it is never reused by a later scrape, never
-  joined by a scrape with the full budget, never recorded as the target's state, and a registrar is
-  judged against its configured deadline there (a timeout that is the caller's budget is
-  ``overloaded``: no verdict), so one short scrape cannot put a false timeout in front of Prometheus.
+- A scrape whose budget is shorter than the target's own deadline gets a run cut to its budget,
+  and a registrar is judged against its configured deadline there (a timeout that is the caller's
+  budget is ``overloaded``: no verdict). A cut run is never joined by a scrape with the full
+  budget; it becomes the target's state (and is reused) only when the cut made no difference: no
+  probe of it ran out of time. So one short scrape cannot put a false timeout in front of
+  Prometheus, while a Prometheus whose scrape timeout is below the target's deadline (10 s, its
+  default, against a 10 s deadline) still fills the metrics and pages with every conclusive run.
 - Runs and results are keyed by the target's configuration, and a reload forgets them all: a scrape
   after a reload never gets or joins a run of the configuration (or the files) it replaced.
 """
@@ -121,7 +123,7 @@ class OnDemand:
             log.debug("on-demand run traceback", exc_info=True)
             return TargetReport(target.name, (failed("engine", ErrorKind.PROBE_BUG,
                                                      f"internal error ({type(exc).__name__})"),))
-        if not cut and generation == self._generation:
+        if (not cut or _conclusive(report)) and generation == self._generation:
             self.record(target.name, TargetState(report, time.time()))
             self._recent[target] = (loop.time(), report)
         return report
@@ -131,6 +133,12 @@ class OnDemand:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for task in list(self._runs.values()):
             task.cancel()
+
+
+def _conclusive(report: TargetReport) -> bool:
+    """True when no probe of the run ran out of time (what a cut budget could have changed)."""
+    return not any(p.error is not None and p.error.kind in (ErrorKind.DEADLINE, ErrorKind.OVERLOADED)
+                   for p in report.probes)
 
 
 def _failed(name: str, why: str, kind: ErrorKind = ErrorKind.DEADLINE) -> TargetReport:

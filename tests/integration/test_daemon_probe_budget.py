@@ -121,3 +121,19 @@ def test_a_reload_ends_reuse_and_in_flight_sharing(tmp_path: Path) -> None:
             assert requests.post(d.url + "/-/reload", timeout=10).status_code == 200
             seconds, rerun = _scrape(d.url, "10")
             assert _mtls_reason(rerun) == "not_tls" and seconds >= DELAY, f"reused after a reload ({seconds:.2f}s)"
+
+
+def test_a_short_scrape_whose_run_concluded_becomes_the_targets_state(tmp_path: Path) -> None:
+    """Given a daemon whose target's registrar port is closed (the kernel refuses at once; deadline 3 s),
+    When Prometheus scrapes /probe with a scrape timeout below the deadline (0.9 s),
+    Then the cut run concluded (refused: the budget made no difference) and it is the state that
+    /metrics and the JSON report show, as a Prometheus with its default scrape timeout expects."""
+    from tests.support.peers import free_port
+
+    closed = free_port()
+    config, port = daemon_dir(tmp_path, {"rmx-a": closed}, "", deadline=3)
+    with serve(config, port) as d:
+        _, short = _scrape(d.url, "0.9")
+        assert _mtls_reason(short) == "refused", short
+        metrics = requests.get(d.url + "/metrics", timeout=10).text
+    assert _mtls_reason(metrics) == "refused", metrics
