@@ -268,9 +268,15 @@ class Daemon:
         self._stop.set()
         # Once stopping, SIGHUP is ignored for good: no reload is adopted, and a SIGHUP that arrives
         # after the loop dropped its handlers cannot end the process (exit 129 instead of 0).
+        # The order matters: asyncio's remove_signal_handler() puts the default action (terminate)
+        # back before anything could set SIG_IGN, and the loop's close() does the same for every
+        # handler it still lists; so SIG_IGN first, then the loop forgets SIGHUP without touching it.
         with contextlib.suppress(ValueError, RuntimeError):  # not the main thread / no running loop
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            loop = asyncio.get_running_loop()
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            handlers = getattr(loop, "_signal_handlers", None)  # asyncio's unix loop keeps them here
+            if isinstance(handlers, dict):
+                handlers.pop(signal.SIGHUP, None)
 
     async def stop(self) -> None:
         """Stop serving and scheduling; probe threads end at their own deadlines."""
