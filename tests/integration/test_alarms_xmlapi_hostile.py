@@ -8,7 +8,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from probes.alarms.xmlapi import XmlApiError, fetch_state
 from probes.model import ErrorKind
 from probes.target import SecretFile, XmlApi
 from tests.support.alarms import LOGIN_OK, ok_answer, rmx_default, xml_api_server
+from tests.support.peers import socket_peer
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIP_EVERY = 0.2  # seconds between two bytes of a dripping peer
@@ -46,40 +46,9 @@ def _reset_mid_body(conn: socket.socket) -> None:
 
 @contextlib.contextmanager
 def raw_peer(behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """A loopback server that runs ``behaviour`` on every connection (after the TLS handshake)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve_one(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            conn.settimeout(30)
-            if tls is not None:
-                conn = tls.wrap_socket(conn, server_side=True)
-            if not stop.is_set():
-                behaviour(conn)
-        conn.close()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}/"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    """:func:`tests.support.peers.socket_peer` as the XML API URL it serves."""
+    with socket_peer(behaviour, tls) as port:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
 
 
 @pytest.fixture

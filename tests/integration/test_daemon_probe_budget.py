@@ -10,50 +10,24 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
 from tests.support.mtls import tarpit
+from tests.support.peers import socket_peer
 from tests.support.served import daemon_dir, serve
 
 DELAY = 0.6  # seconds the slow registrar waits before it answers
 
 
-@contextlib.contextmanager
-def _slow_garbage() -> Iterator[int]:
+def _slow_garbage() -> contextlib.AbstractContextManager[int]:
     """A registrar that accepts, waits DELAY s, sends 4 KiB that is not TLS and closes; yields its port."""
-    stop = threading.Event()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.1)
-
     def answer(conn: socket.socket) -> None:
-        with conn:
-            if not stop.wait(DELAY):
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"X" * 4096)
+        time.sleep(DELAY)
+        conn.sendall(b"X" * 4096)
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    return socket_peer(answer)
 
 
 def _scrape(url: str, timeout: str) -> tuple[float, str]:

@@ -12,7 +12,9 @@ import functools
 import os
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -163,3 +165,42 @@ def children_of(pid: int) -> list[int]:
         found += kids
         frontier += kids
     return found
+
+
+@contextlib.contextmanager
+def socket_peer(behaviour: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A loopback server that runs ``behaviour`` on every connection (after the TLS handshake when
+    ``tls`` is given), each in its own thread; yields its port. Stopped (and its port closed) on exit."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve_one(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.settimeout(30)
+            if tls is not None:
+                conn = tls.wrap_socket(conn, server_side=True)
+            if not stop.is_set():
+                behaviour(conn)
+        conn.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
