@@ -19,7 +19,6 @@ import hmac
 import ipaddress
 import logging
 import socket
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.config.model import Config, ServerConfig
+from daemon.serve.throttle import Throttled
 
 
 def credentials(header: str | None, scheme: str) -> str | None:
@@ -151,22 +151,14 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def __init__(self, every: float = 10.0) -> None:
         super().__init__(logging.getLogger("rmxdiag.http.server"), {})
-        self.every = every
-        self.suppressed = 0
-        self._last = -every
+        self.malformed = Throttled(self.logger, logging.DEBUG, every)
 
     def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: Any) -> None:
         """Route aiohttp's per-request error reports (the only exception() calls it makes)."""
         exc = exc_info if isinstance(exc_info, BaseException) else None
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 500) < 500:
-            now = time.monotonic()
-            if now - self._last < self.every:
-                self.suppressed += 1
-                return
-            self._last, skipped, self.suppressed = now, self.suppressed, 0
             first = " ".join(ln.strip() for ln in str(exc.message).splitlines() if ln.strip())[:80]
-            self.logger.debug("malformed request (%s: %s)%s", type(exc).__name__, first,
-                              f"; {skipped} more not logged" if skipped else "")
+            self.malformed.log("malformed request (%s: %s)", type(exc).__name__, first)
             return
         self.logger.error("%s: %s", str(msg) % args if args else msg,
                           type(exc).__name__ if exc is not None else "error")
