@@ -71,6 +71,23 @@ def _read_answer(sock: socket.socket, chunk: int, pause: float, limit: float) ->
     return length, body
 
 
+def _scrape_metrics(session: requests.Session, url: str, seconds: float, failures: list[str]) -> int:
+    """Scrape /metrics every 0.2 s for ``seconds`` on one keep-alive session, as Prometheus would;
+    each failure (status or exception name) goes to ``failures``; how many scrapes were made."""
+    scrapes = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        scrapes += 1
+        try:
+            answer = session.get(url + "/metrics", timeout=5)
+            if answer.status_code != 200:
+                failures.append(str(answer.status_code))
+        except requests.RequestException as exc:
+            failures.append(type(exc).__name__)
+        time.sleep(0.2)
+    return scrapes
+
+
 @pytest.mark.parametrize(("sndbuf", "targets", "chunk", "pause"), [(8192, 400, 4096, 0.1), (32768, 200, 1536, 0.125)])
 def test_a_slow_steady_reader_gets_the_whole_answer_and_a_silent_one_is_closed(
         tmp_path: Path, sndbuf: int, targets: int, chunk: int, pause: float) -> None:
@@ -131,21 +148,11 @@ def test_a_flood_of_silent_connections_does_not_break_a_keep_alive_scraper(tmp_p
         reader = _request(d.port, "/")
         flooder.start()
         failures: list[str] = []
-        scrapes = 0
         try:
             result: list[tuple[int, int]] = []
             slow = threading.Thread(target=lambda: result.append(_read_answer(reader, 4096, 0.066, 30.0)))
             slow.start()
-            end = time.monotonic() + 5.0
-            while time.monotonic() < end:
-                scrapes += 1
-                try:
-                    answer = session.get(d.url + "/metrics", timeout=5)
-                    if answer.status_code != 200:
-                        failures.append(str(answer.status_code))
-                except requests.RequestException as exc:
-                    failures.append(type(exc).__name__)
-                time.sleep(0.2)
+            scrapes = _scrape_metrics(session, d.url, 5.0, failures)
             slow.join(40)
         finally:
             stop.set()
@@ -185,19 +192,9 @@ def test_probe_scrapes_waiting_on_a_slow_target_leave_room_for_metrics(tmp_path:
         for t in loopers:
             t.start()
         failures: list[str] = []
-        scrapes = 0
         try:
             eventually("/probe scrapes to hold the allowed share", lambda: d.daemon.http.listener.busy_count() >= 7)
-            end = time.monotonic() + 6.0
-            while time.monotonic() < end:
-                scrapes += 1
-                try:
-                    answer = session.get(d.url + "/metrics", timeout=5)
-                    if answer.status_code != 200:
-                        failures.append(str(answer.status_code))
-                except requests.RequestException as exc:
-                    failures.append(type(exc).__name__)
-                time.sleep(0.2)
+            scrapes = _scrape_metrics(session, d.url, 6.0, failures)
         finally:
             stop.set()
             for t in loopers:
