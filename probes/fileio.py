@@ -14,7 +14,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -78,18 +78,34 @@ def open_regular(path: Path, what: str = "file") -> int:
         raise FileReadError(path, f"{what} does not exist") from None
     except OSError as exc:
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
-    info = os.fstat(fd)
-    mode = info.st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        expected = f"expected {_article(what)} {what}"
-        if stat.S_ISDIR(mode):
-            raise FileReadError(path, f"is a directory, {expected}")
-        # A FIFO or device would hang or feed endless data: never what a file option means.
-        raise FileReadError(path, f"not a regular file ({expected})", ErrorKind.BAD_INPUT)
-    _note_read(path, info)
-    os.set_blocking(fd, True)  # a regular file never blocks; reads through a buffer expect blocking mode
+
+    def regular(info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            expected = f"expected {_article(what)} {what}"
+            if stat.S_ISDIR(info.st_mode):
+                raise FileReadError(path, f"is a directory, {expected}")
+            # A FIFO or device would hang or feed endless data: never what a file option means.
+            raise FileReadError(path, f"not a regular file ({expected})", ErrorKind.BAD_INPUT)
+
+    _note_read(path, checked(fd, regular))
     return fd
+
+
+def checked(fd: int, check: Callable[[os.stat_result], object]) -> os.stat_result:
+    """The status of the descriptor ``fd`` (opened non-blocking) once ``check`` accepted it, and the
+    descriptor back in blocking mode; on any refusal ``fd`` is closed and the error propagates.
+
+    Checking the opened descriptor, not the path, is what makes a file option safe: nothing can
+    swap the file between the check and the use, and a FIFO opened non-blocking never hangs.
+    """
+    try:
+        info = os.fstat(fd)
+        check(info)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)  # a regular file never blocks; reads through a buffer expect blocking mode
+    return info
 
 
 def read_capped(path: Path, what: str = "file", *, limit: int = MAX_FILE_BYTES, allow_empty: bool = False) -> bytes:
@@ -151,14 +167,7 @@ def _open_private(path: Path, what: str, limit: int | None) -> int:
         if exc.errno == errno.ELOOP:
             raise _symlink(path) from None
         raise FileReadError(path, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from None
-    try:
-        info = os.fstat(fd)
-        _check_private_info(path, what, info, trusted, limit)
-    except BaseException:
-        os.close(fd)
-        raise
-    _note_read(path, info)
-    os.set_blocking(fd, True)
+    _note_read(path, checked(fd, lambda info: _check_private_info(path, what, info, trusted, limit)))
     return fd
 
 

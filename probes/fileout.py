@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from probes.fileio import FileReadError, file_type, files_read, write_atomic
+from probes.fileio import FileReadError, checked, file_type, files_read, write_atomic
 from probes.model import ErrorKind
 
 
@@ -110,12 +110,7 @@ def open_keylog(path: Path) -> int:
             raise FileReadError(path, "refusing a symlink as key log (give a new file name)",
                                 ErrorKind.INSECURE_FILE) from None
         raise FileReadError(path, f"cannot write the key log: {exc.strerror or type(exc).__name__}") from None
-    try:
-        _check_keylog(path, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    os.set_blocking(fd, True)
+    checked(fd, lambda _: _check_keylog(path, fd))
     return fd
 
 
