@@ -20,6 +20,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 _READ = 64 * 1024
 
@@ -66,3 +67,17 @@ async def _request(method: str, url: str, timeout: float, max_bytes: int, *, dat
                     break
                 body += piece
             return Answer(response.status, bytes(body[:max_bytes]), len(body) > max_bytes, loop.time() - start)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be stored, logged or shown: no ``user:password@`` and no query values.
+
+    A URL in the configuration may carry credentials inline (userinfo, an ``?apikey=`` value); what a
+    message or a run records must not. (A capability path, as chat hooks use, cannot be told from a plain path.)
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: nothing of it is shown
+        return "(a URL that does not parse)"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "\u2026" if parts.query else "", ""))

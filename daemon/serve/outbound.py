@@ -7,27 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from probes import httpclient
-from probes.httpclient import Answer
+from probes.httpclient import Answer, shown_url
 
 __all__ = ["MAX_ANSWER", "Answer", "RequestFailed", "request", "shown_url"]
 
 MAX_ANSWER = 64 * 1024  # bytes of an answer read; the status is what matters
-
-
-def shown_url(url: str) -> str:
-    """``url`` as it may be stored, logged or shown: no ``user:password@`` and no query values.
-
-    A URL in the configuration may carry credentials inline (userinfo, an ``?apikey=`` value); what a
-    run records must not. (A capability path, as chat hooks use, cannot be told from a plain path.)
-    """
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "\u2026" if parts.query else "", ""))
 
 
 class RequestFailed(Exception):

@@ -221,9 +221,9 @@ def check(files: Sequence[Path], xml_api: XmlApi | None = None, fmt: FileFormat 
 
 
 def _url(api: XmlApi) -> str:
-    from probes.alarms.xmlapi import _public_url
+    from probes.httpclient import shown_url
 
-    return _public_url(api.url)
+    return shown_url(api.url)
 
 
 def run(target: Target, settings: Settings, ctx: ProbeContext) -> ProbeOutcome:

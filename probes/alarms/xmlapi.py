@@ -27,12 +27,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from xml.etree.ElementTree import ParseError
 from xml.sax.saxutils import escape
 
 from probes import httpclient
 from probes.fileio import FileReadError
+from probes.httpclient import shown_url
 from probes.model import ErrorKind, InputError
 from probes.redact import MARK, redact
 from probes.target import SecretFile, XmlApi
@@ -93,16 +94,6 @@ def read_secret(secret: SecretFile, what: str) -> str:
         why = "a NUL byte (a UTF-16 file?)" if "\0" in text else "a control character"
         raise XmlApiError(ErrorKind.BAD_INPUT, f"{path}: the {what} file holds {why}; the XML API cannot carry it")
     return text
-
-
-def _public_url(url: str) -> str:
-    """The URL without user info, query or fragment (safe for messages)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _transaction(action: str, tokens: tuple[str, str], message_id: int) -> bytes:
@@ -180,7 +171,7 @@ class _Client:
     def __init__(self, api: XmlApi, deadline: float) -> None:
         self.api = api
         self.deadline = deadline
-        self.url = _public_url(api.url)
+        self.url = shown_url(api.url)
         self.message_id = 0
         self.ssl = ssl.create_default_context(cafile=str(api.ca_bundle) if api.ca_bundle else None)
 
@@ -254,7 +245,7 @@ def fetch_state(api: XmlApi, deadline: float | None = None) -> McuState:
     password = read_secret(api.password, "password")
     parts = urlsplit(api.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise XmlApiError(ErrorKind.BAD_INPUT, f"{_public_url(api.url)}: the XML API URL must be http(s)://host[:port]/")
+        raise XmlApiError(ErrorKind.BAD_INPUT, f"{shown_url(api.url)}: the XML API URL must be http(s)://host[:port]/")
     client = _Client(api, deadline)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     login = (f"<LOGIN><MCU_IP><IP>{escape(parts.hostname)}</IP><LISTEN_PORT>{port}</LISTEN_PORT></MCU_IP>"
